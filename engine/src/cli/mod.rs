@@ -1,0 +1,60 @@
+//! The `sluice` command line: argument parsing and process setup only; every
+//! subcommand calls into the library.
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+pub mod datagen;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, ValueEnum, Default)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Sluice: scalable batch ML pipelines on DataFusion and Ballista.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about, long_about = None)]
+pub struct Cli {
+    /// Log format: `text` (default) or `json`.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Hide progress bars.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate a synthetic data lake (raw tables, training CSVs, truth labels).
+    Datagen(datagen::DatagenArgs),
+}
+
+/// Installs the tracing subscriber (text or JSON, `RUST_LOG` filter, default `info`).
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// Runs the parsed command line; returns the process exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    init_logging(cli.log_format);
+    crate::progress::set_enabled(!cli.quiet && matches!(cli.log_format, LogFormat::Text));
+    match cli.command {
+        Command::Datagen(args) => datagen::run(args).await,
+    }
+}
