@@ -1,0 +1,449 @@
+//! Pipeline configuration: the YAML schema (unknown keys rejected), `${VAR}`
+//! substitution from the environment, and validation with errors that name
+//! the file, line and column.
+//!
+//! Each key is declared once below, with its default and its doc; `docs/CONFIG.md`
+//! is the reference built from these declarations.
+
+mod env;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{EngineError, Result};
+use crate::session::{EngineMode, EngineSettings};
+
+pub use env::substitute_env;
+
+/// The kind of pipeline: which inputs it reads and which steps it may run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PipelineKind {
+    /// CSV union → features (fit) → train → evaluate → deploy.
+    Training,
+    /// Seven-table join → features (deployed state) → predict.
+    Inference,
+}
+
+/// A whole pipeline config file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Pipeline name; run outputs go to `<lake>/runs/<name>/<run_id>/`.
+    pub name: String,
+    /// `training` or `inference`.
+    pub kind: PipelineKind,
+    /// Lake location: a path, `file://`, `abfss://`, `az://`, `s3://` or `gs://`.
+    pub lake: String,
+    /// Where plans run (default: embedded).
+    #[serde(default)]
+    pub engine: EngineSettings,
+    /// The steps, in order.
+    pub steps: Vec<StepConfig>,
+}
+
+/// One step and its parameters, tagged by `step:`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum StepConfig {
+    /// Read and validate the input (CSV union or seven-table join).
+    Ingest(IngestStep),
+    /// Feature engineering (fit on training data, or apply the deployed state).
+    Features(FeaturesStep),
+    /// Train the configured models (with grid search and CV if configured).
+    Train(TrainStep),
+    /// Evaluate the trained models on the held-out split.
+    Evaluate(EvaluateStep),
+    /// Publish the best model into the registry.
+    Deploy(DeployStep),
+    /// Predict with a registered model and write predictions.
+    Predict(PredictStep),
+}
+
+/// The stable names of steps (CLI `--steps`, `--from`, lake directories).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepName {
+    /// See [`StepConfig::Ingest`].
+    Ingest,
+    /// See [`StepConfig::Features`].
+    Features,
+    /// See [`StepConfig::Train`].
+    Train,
+    /// See [`StepConfig::Evaluate`].
+    Evaluate,
+    /// See [`StepConfig::Deploy`].
+    Deploy,
+    /// See [`StepConfig::Predict`].
+    Predict,
+}
+
+impl StepName {
+    /// The name as written in configs and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepName::Ingest => "ingest",
+            StepName::Features => "features",
+            StepName::Train => "train",
+            StepName::Evaluate => "evaluate",
+            StepName::Deploy => "deploy",
+            StepName::Predict => "predict",
+        }
+    }
+
+    /// Parses a step name, listing the valid ones on error.
+    pub fn parse(s: &str) -> Result<Self> {
+        Ok(match s.trim() {
+            "ingest" => StepName::Ingest,
+            "features" => StepName::Features,
+            "train" => StepName::Train,
+            "evaluate" => StepName::Evaluate,
+            "deploy" => StepName::Deploy,
+            "predict" => StepName::Predict,
+            other => {
+                return Err(EngineError::config(
+                    "--steps",
+                    format!("unknown step `{other}`; expected one of ingest, features, train, evaluate, deploy, predict"),
+                ))
+            }
+        })
+    }
+}
+
+impl std::fmt::Display for StepName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl StepConfig {
+    /// This step's name.
+    pub fn name(&self) -> StepName {
+        match self {
+            StepConfig::Ingest(_) => StepName::Ingest,
+            StepConfig::Features(_) => StepName::Features,
+            StepConfig::Train(_) => StepName::Train,
+            StepConfig::Evaluate(_) => StepName::Evaluate,
+            StepConfig::Deploy(_) => StepName::Deploy,
+            StepConfig::Predict(_) => StepName::Predict,
+        }
+    }
+}
+
+fn default_csv_glob() -> String {
+    "training/*.csv".into()
+}
+
+/// `step: ingest`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestStep {
+    /// Training input: glob of the labelled CSV files, relative to the lake.
+    #[serde(default = "default_csv_glob")]
+    pub csv_glob: String,
+    /// Route unparsable CSV rows to `rejected/` (counted) instead of failing.
+    #[serde(default)]
+    pub reject_bad_rows: bool,
+}
+
+/// The feature chain: `default` (the reference chain) or an explicit list.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TransformsConfig {
+    /// The word `default`.
+    Named(String),
+    /// An explicit list of transforms (`- name: LagCalculator  params: {...}`).
+    List(Vec<sluice_transforms::TransformSpec>),
+}
+
+impl Default for TransformsConfig {
+    fn default() -> Self {
+        TransformsConfig::Named("default".into())
+    }
+}
+
+/// `step: features`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeaturesStep {
+    /// The transform chain (training only; inference applies the deployed
+    /// model's fitted chain).
+    #[serde(default)]
+    pub transforms: TransformsConfig,
+}
+
+fn default_test_fraction() -> f64 {
+    0.2
+}
+fn default_seed() -> u64 {
+    42
+}
+
+/// Cross-validation settings of one model.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CvConfig {
+    /// Number of folds (stratified, seeded).
+    pub folds: usize,
+    /// Metric to select the best grid point: `auc`, `accuracy` or `f1`.
+    #[serde(default = "default_metric")]
+    pub metric: sluice_ml::Metric,
+    /// Grid points trained at once (default: all cores).
+    #[serde(default)]
+    pub parallelism: Option<usize>,
+}
+
+fn default_metric() -> sluice_ml::Metric {
+    sluice_ml::Metric::Auc
+}
+
+/// One model to train.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// A name unique in the pipeline (`gbt`, `rf`, ...).
+    pub name: String,
+    /// `gbt` or `random_forest`, with Spark-named parameters under `params`.
+    #[serde(flatten)]
+    pub spec: ModelSpecConfig,
+    /// Parameter grid: Spark parameter name → list of values.
+    #[serde(default)]
+    pub grid: BTreeMap<String, Vec<serde_json::Value>>,
+    /// K-fold cross-validation for the grid search.
+    #[serde(default)]
+    pub cv: Option<CvConfig>,
+}
+
+/// The model type and its base parameters.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", content = "params", rename_all = "snake_case")]
+pub enum ModelSpecConfig {
+    /// Gradient-boosted trees.
+    Gbt(#[serde(default)] sluice_ml::GbtParams),
+    /// Random forest.
+    RandomForest(#[serde(default)] sluice_ml::RfParams),
+}
+
+impl ModelSpecConfig {
+    /// The ML crate's model spec.
+    pub fn to_spec(&self) -> sluice_ml::ModelSpec {
+        match self {
+            ModelSpecConfig::Gbt(p) => sluice_ml::ModelSpec::Gbt(p.clone()),
+            ModelSpecConfig::RandomForest(p) => sluice_ml::ModelSpec::RandomForest(p.clone()),
+        }
+    }
+}
+
+/// `step: train`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainStep {
+    /// Fraction of rows held out for evaluation (stratified).
+    #[serde(default = "default_test_fraction")]
+    pub test_fraction: f64,
+    /// Seed for the split, folds and models.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Train the models in parallel (default true).
+    #[serde(default = "default_true")]
+    pub parallel: bool,
+    /// The competing models.
+    pub models: Vec<ModelConfig>,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_threshold() -> f64 {
+    0.5
+}
+
+/// `step: evaluate`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvaluateStep {
+    /// Metric that picks the best model.
+    #[serde(default = "default_metric")]
+    pub metric: sluice_ml::Metric,
+    /// Decision threshold on the indoor probability.
+    #[serde(default = "default_threshold")]
+    pub threshold: f64,
+}
+
+/// `step: deploy`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployStep {
+    /// Registry name: the model goes to `<lake>/models/<model_name>/<version>/`.
+    pub model_name: String,
+    /// Only deploy when the best model's selection metric reaches this value.
+    #[serde(default)]
+    pub min_metric: Option<f64>,
+}
+
+/// `step: predict`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PredictStep {
+    /// Registry name of the model.
+    pub model_name: String,
+    /// `latest` (default) or a pinned version such as `v0003`.
+    #[serde(default = "default_latest")]
+    pub version: String,
+    /// Decision threshold (default: the one stored with the model).
+    #[serde(default)]
+    pub threshold: Option<f64>,
+}
+
+fn default_latest() -> String {
+    "latest".into()
+}
+
+/// A loaded config: the parsed value, its file and the raw text (with the
+/// `${VAR}` references, never the substituted secrets).
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    /// The parsed, validated config.
+    pub config: PipelineConfig,
+    /// Where it came from.
+    pub path: String,
+    /// The text as written (safe to record: secrets are `${VAR}` references).
+    pub raw: String,
+}
+
+/// Reads, substitutes and validates a config file.
+pub fn load(path: &Path) -> Result<LoadedConfig> {
+    let raw = std::fs::read_to_string(path).map_err(|e| EngineError::io(path, e))?;
+    parse(&raw, &path.display().to_string())
+}
+
+/// Parses config text (`origin` names it in errors).
+pub fn parse(raw: &str, origin: &str) -> Result<LoadedConfig> {
+    let text = substitute_env(raw, origin)?;
+    let config: PipelineConfig = serde_yaml::from_str(&text).map_err(|e| {
+        let loc = match e.location() {
+            Some(l) => format!("{origin}:{}:{}", l.line(), l.column()),
+            None => origin.to_string(),
+        };
+        EngineError::config(loc, e.to_string())
+    })?;
+    validate(&config, origin)?;
+    Ok(LoadedConfig {
+        config,
+        path: origin.to_string(),
+        raw: raw.to_string(),
+    })
+}
+
+/// Checks what serde cannot: step order and uniqueness, names, ranges.
+pub fn validate(cfg: &PipelineConfig, origin: &str) -> Result<()> {
+    let err = |key: &str, msg: String| EngineError::config(format!("{origin}: {key}"), msg);
+    if cfg.name.trim().is_empty() || cfg.name.contains('/') {
+        return Err(err("name", "must be a non-empty name without `/`".into()));
+    }
+    if cfg.engine.mode == EngineMode::Ballista && cfg.engine.scheduler.is_none() {
+        return Err(err(
+            "engine.scheduler",
+            "required when engine.mode is `ballista` (e.g. df://localhost:50050)".into(),
+        ));
+    }
+    let allowed: &[StepName] = match cfg.kind {
+        PipelineKind::Training => &[
+            StepName::Ingest,
+            StepName::Features,
+            StepName::Train,
+            StepName::Evaluate,
+            StepName::Deploy,
+        ],
+        PipelineKind::Inference => &[StepName::Ingest, StepName::Features, StepName::Predict],
+    };
+    let mut last: Option<usize> = None;
+    for (i, s) in cfg.steps.iter().enumerate() {
+        let pos = allowed.iter().position(|a| *a == s.name()).ok_or_else(|| {
+            err(
+                &format!("steps[{i}]"),
+                format!(
+                    "step `{}` does not belong in a {:?} pipeline; allowed: {}",
+                    s.name(),
+                    cfg.kind,
+                    allowed.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            )
+        })?;
+        if let Some(l) = last {
+            if pos <= l {
+                return Err(err(
+                    &format!("steps[{i}]"),
+                    format!("step `{}` is out of order or repeated; order is {}", s.name(), allowed.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(" → ")),
+                ));
+            }
+        }
+        last = Some(pos);
+        match s {
+            StepConfig::Train(t) => {
+                if !(0.0..0.9).contains(&t.test_fraction) {
+                    return Err(err(&format!("steps[{i}].test_fraction"), format!("{} is outside [0, 0.9)", t.test_fraction)));
+                }
+                if t.models.is_empty() {
+                    return Err(err(&format!("steps[{i}].models"), "at least one model is required".into()));
+                }
+                let mut names = std::collections::BTreeSet::new();
+                for (j, m) in t.models.iter().enumerate() {
+                    if !names.insert(m.name.clone()) {
+                        return Err(err(&format!("steps[{i}].models[{j}].name"), format!("duplicate model name `{}`", m.name)));
+                    }
+                    if let Some(cv) = &m.cv {
+                        if cv.folds == 1 || cv.folds > 100 {
+                            return Err(err(&format!("steps[{i}].models[{j}].cv.folds"), format!("{} folds: use 0 (no CV) or 2..=100", cv.folds)));
+                        }
+                    }
+                    validate_grid(&m.spec, &m.grid)
+                        .map_err(|msg| err(&format!("steps[{i}].models[{j}].grid"), msg))?;
+                }
+            }
+            StepConfig::Evaluate(e) => {
+                if !(0.0..=1.0).contains(&e.threshold) {
+                    return Err(err(&format!("steps[{i}].threshold"), format!("{} is outside [0, 1]", e.threshold)));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Checks every grid key names a parameter of the model type and every value
+/// has that parameter's type, by applying each value to the base parameters.
+pub fn validate_grid(
+    spec: &ModelSpecConfig,
+    grid: &BTreeMap<String, Vec<serde_json::Value>>,
+) -> std::result::Result<(), String> {
+    let base = serde_json::to_value(spec).map_err(|e| e.to_string())?;
+    let params = base
+        .get("params")
+        .and_then(|p| p.as_object())
+        .cloned()
+        .unwrap_or_default();
+    for (key, values) in grid {
+        if !params.contains_key(key) {
+            let mut known: Vec<&String> = params.keys().collect();
+            known.sort();
+            return Err(format!(
+                "unknown parameter `{key}`; known parameters: {}",
+                known.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+            ));
+        }
+        if values.is_empty() {
+            return Err(format!("`{key}` has an empty list of values"));
+        }
+        for v in values {
+            let mut candidate = base.clone();
+            candidate["params"][key] = v.clone();
+            serde_json::from_value::<ModelSpecConfig>(candidate)
+                .map_err(|e| format!("value {v} for `{key}` is invalid: {e}"))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,280 @@
+//! Pipelines: run the configured steps in order, each reading its inputs
+//! from the lake and committing its outputs atomically, so any step can be
+//! rerun alone (`--steps`, `--from`) and a killed run resumes (`--resume`).
+//!
+//! ```text
+//! <lake>/runs/<pipeline>/<run_id>/<step>/_manifest.json
+//! ```
+//! To add a step: a [`crate::config::StepConfig`] variant, a function in
+//! `steps.rs` that reads its inputs through [`RunContext::upstream`] and
+//! commits with [`crate::commit::Commit`], and an arm in [`run_step`].
+
+mod steps;
+
+use std::time::Instant;
+
+use datafusion::prelude::SessionContext;
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::commit::{self, Manifest};
+use crate::config::{LoadedConfig, PipelineKind, StepConfig, StepName};
+use crate::error::{EngineError, Result};
+use crate::lake::Lake;
+use crate::session::{self, EngineSettings};
+
+pub use steps::{predict_udf, PREDICT_UDF};
+
+/// What to run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Only these steps (others' outputs are taken from this run or the
+    /// latest run that committed them).
+    pub steps: Option<Vec<StepName>>,
+    /// Run from this step to the end.
+    pub from: Option<StepName>,
+    /// Resume this run: skip steps whose committed manifest matches.
+    pub resume: Option<String>,
+    /// Use this run id (e.g. Airflow's) instead of a fresh one; steps whose
+    /// manifest matches are skipped, as with `resume`.
+    pub run_id: Option<String>,
+    /// Train only these models (`--model`).
+    pub models: Option<Vec<String>>,
+    /// Override the engine settings (`--scheduler`).
+    pub engine: Option<EngineSettings>,
+    /// Override the lake location (`--lake`).
+    pub lake: Option<String>,
+}
+
+/// What happened to one step.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepOutcome {
+    /// The step.
+    pub step: StepName,
+    /// `ran`, `skipped` (manifest matched) or `not_selected`.
+    pub status: String,
+    /// Seconds spent in this invocation.
+    pub seconds: f64,
+    /// Lake-relative output directory.
+    pub output: String,
+    /// Committed manifests (one per output directory; train has one per model).
+    pub manifests: Vec<Manifest>,
+}
+
+/// The result of `sluice run`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunOutcome {
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Run id.
+    pub run_id: String,
+    /// Lake URL (redacted).
+    pub lake: String,
+    /// Per-step outcomes, in order.
+    pub steps: Vec<StepOutcome>,
+    /// Lake-relative path of the HTML report.
+    pub report_html: String,
+    /// Facts worth printing (deployed version, metrics, prediction path).
+    pub summary: serde_json::Value,
+}
+
+/// Everything a step needs.
+pub struct RunContext {
+    /// The lake.
+    pub lake: Lake,
+    /// The DataFusion session (embedded or Ballista).
+    pub ctx: SessionContext,
+    /// The config.
+    pub cfg: LoadedConfig,
+    /// This run's id.
+    pub run_id: String,
+    /// `--model` filter.
+    pub models: Option<Vec<String>>,
+}
+
+impl RunContext {
+    /// Pipeline name.
+    pub fn pipeline(&self) -> &str {
+        &self.cfg.config.name
+    }
+
+    /// Lake-relative directory of a step output in this run.
+    pub fn step_dir(&self, step: StepName) -> String {
+        format!("runs/{}/{}/{}", self.pipeline(), self.run_id, step)
+    }
+
+    /// The committed output of `step` (optionally a sub-directory such as a
+    /// model name): this run's if committed, else the latest run's.
+    pub async fn upstream(&self, step: StepName, sub: Option<&str>) -> Result<(String, Manifest)> {
+        let suffix = match sub {
+            Some(s) => format!("{step}/{s}"),
+            None => step.to_string(),
+        };
+        let own = format!("runs/{}/{}/{}", self.pipeline(), self.run_id, suffix);
+        if commit::read_manifest(&self.lake, &own).await?.is_some() {
+            let m = commit::open_committed(&self.lake, &own, commit::Verify::Size).await?;
+            return Ok((own, m));
+        }
+        let mut runs = list_runs(&self.lake, self.pipeline()).await?;
+        runs.reverse();
+        for run in runs {
+            let dir = format!("runs/{}/{}/{}", self.pipeline(), run, suffix);
+            if commit::read_manifest(&self.lake, &dir).await?.is_some() {
+                info!(step = %step, from_run = %run, "using committed output of an earlier run");
+                let m = commit::open_committed(&self.lake, &dir, commit::Verify::Size).await?;
+                return Ok((dir, m));
+            }
+        }
+        Err(EngineError::Step {
+            step: step.to_string(),
+            message: format!(
+                "no committed output of `{suffix}` in run {} or any earlier run of `{}`: run that step first",
+                self.run_id,
+                self.pipeline()
+            ),
+        })
+    }
+}
+
+/// Run ids of a pipeline, oldest first (ids start with a UTC timestamp).
+pub async fn list_runs(lake: &Lake, pipeline: &str) -> Result<Vec<String>> {
+    let prefix = format!("runs/{pipeline}/");
+    let mut ids = std::collections::BTreeSet::new();
+    for meta in lake.list(&prefix).await? {
+        let rel = lake.relative(&meta.location);
+        if let Some(rest) = rel.strip_prefix(&prefix) {
+            if let Some((id, _)) = rest.split_once('/') {
+                ids.insert(id.to_string());
+            }
+        }
+    }
+    Ok(ids.into_iter().collect())
+}
+
+/// A fresh run id: UTC timestamp plus a random suffix.
+pub fn new_run_id() -> String {
+    let ts = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    let r = uuid::Uuid::new_v4().simple().to_string();
+    format!("{ts}-{}", &r[..6])
+}
+
+/// Which configured steps this invocation runs.
+fn selected(cfg: &LoadedConfig, opts: &RunOptions) -> Result<Vec<bool>> {
+    let names: Vec<StepName> = cfg.config.steps.iter().map(StepConfig::name).collect();
+    for s in opts.steps.iter().flatten().chain(opts.from.iter()) {
+        if !names.contains(s) {
+            return Err(EngineError::config(
+                "--steps/--from",
+                format!(
+                    "step `{s}` is not in {}; its steps are {}",
+                    cfg.path,
+                    names.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+    }
+    let from_pos = opts
+        .from
+        .map(|f| names.iter().position(|n| *n == f).unwrap_or(0))
+        .unwrap_or(0);
+    Ok(names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            i >= from_pos && opts.steps.as_ref().map(|s| s.contains(n)).unwrap_or(true)
+        })
+        .collect())
+}
+
+/// Runs a pipeline config.
+pub async fn run(cfg: &LoadedConfig, opts: &RunOptions) -> Result<RunOutcome> {
+    let started = Instant::now();
+    let started_at = commit::now_rfc3339();
+    let lake_loc = opts.lake.clone().unwrap_or_else(|| cfg.config.lake.clone());
+    let lake = Lake::open(&lake_loc)?;
+    let engine = opts.engine.clone().unwrap_or_else(|| cfg.config.engine.clone());
+    let ctx = session::connect(&engine, Some(&lake)).await?;
+    lake.register(&ctx);
+    let resuming = opts.resume.is_some() || opts.run_id.is_some();
+    let run_id = opts
+        .resume
+        .clone()
+        .or_else(|| opts.run_id.clone())
+        .unwrap_or_else(new_run_id);
+    if let Some(r) = &opts.resume {
+        let runs = list_runs(&lake, &cfg.config.name).await?;
+        if !runs.contains(r) {
+            return Err(EngineError::config(
+                "--resume",
+                format!(
+                    "run `{r}` of pipeline `{}` not found in {}; known runs: {}",
+                    cfg.config.name,
+                    crate::lake::redact(lake.url()),
+                    if runs.is_empty() { "none".to_string() } else { runs.join(", ") }
+                ),
+            ));
+        }
+    }
+    info!(pipeline = %cfg.config.name, run_id = %run_id, lake = %crate::lake::redact(lake.url()), mode = ?engine.mode, "run started");
+    let rc = RunContext {
+        lake,
+        ctx,
+        cfg: cfg.clone(),
+        run_id,
+        models: opts.models.clone(),
+    };
+    let sel = selected(cfg, opts)?;
+    let mut outcomes = Vec::new();
+    for (step, run_it) in cfg.config.steps.iter().zip(sel) {
+        let name = step.name();
+        if !run_it {
+            outcomes.push(StepOutcome {
+                step: name,
+                status: "not_selected".into(),
+                seconds: 0.0,
+                output: rc.step_dir(name),
+                manifests: vec![],
+            });
+            continue;
+        }
+        let t = Instant::now();
+        info!(step = %name, "step started");
+        let (status, manifests) = steps::run_step(&rc, step, resuming).await.map_err(|e| match e {
+            EngineError::Step { .. } => e,
+            other => EngineError::Step {
+                step: name.to_string(),
+                message: other.to_string(),
+            },
+        })?;
+        let secs = t.elapsed().as_secs_f64();
+        info!(step = %name, status = %status, seconds = secs, rows = ?manifests.first().and_then(|m| m.rows), "step finished");
+        outcomes.push(StepOutcome {
+            step: name,
+            status: status.into(),
+            seconds: secs,
+            output: rc.step_dir(name),
+            manifests,
+        });
+    }
+    let summary = steps::summary(&rc, &outcomes).await;
+    let report_html = steps::write_report(&rc, &outcomes, &started_at, &summary)
+        .await
+        .unwrap_or_else(|e| {
+            warn!(error = %e, "could not write the run report");
+            String::new()
+        });
+    info!(pipeline = %cfg.config.name, run_id = %rc.run_id, seconds = started.elapsed().as_secs_f64(), "run finished");
+    Ok(RunOutcome {
+        pipeline: cfg.config.name.clone(),
+        run_id: rc.run_id.clone(),
+        lake: crate::lake::redact(rc.lake.url()),
+        steps: outcomes,
+        report_html,
+        summary,
+    })
+}
+
+/// Whether a config is a training pipeline.
+pub fn is_training(cfg: &LoadedConfig) -> bool {
+    cfg.config.kind == PipelineKind::Training
+}

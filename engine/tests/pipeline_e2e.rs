@@ -1,0 +1,171 @@
+//! End-to-end tests of the training and inference pipelines on a small
+//! generated lake: metrics above a floor, one prediction per input sample,
+//! the registry layout, reports, partial reruns and resume.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::Int64Type;
+use sluice_engine::config::{self, StepName};
+use sluice_engine::datagen::{self, DatagenConfig};
+use sluice_engine::lake::Lake;
+use sluice_engine::pipeline::{self, RunOptions};
+
+const TRAINING: &str = r#"
+name: t-train
+kind: training
+lake: LAKE
+steps:
+  - step: ingest
+  - step: features
+  - step: train
+    test_fraction: 0.25
+    seed: 7
+    models:
+      - name: gbt
+        type: gbt
+        params: {maxIter: 30, maxDepth: 5, stepSize: 0.2}
+      - name: rf
+        type: random_forest
+        params: {numTrees: 15, maxDepth: 8}
+  - step: evaluate
+    metric: auc
+  - step: deploy
+    model_name: io
+"#;
+
+const INFERENCE: &str = r#"
+name: t-infer
+kind: inference
+lake: LAKE
+steps:
+  - step: ingest
+  - step: features
+  - step: predict
+    model_name: io
+"#;
+
+fn cfg(text: &str, lake: &Path) -> config::LoadedConfig {
+    config::parse(&text.replace("LAKE", &lake.display().to_string()), "test.yaml").unwrap()
+}
+
+async fn generated_lake(dir: &Path) -> Lake {
+    let lake = Lake::open(dir.to_str().unwrap()).unwrap();
+    let mut c = DatagenConfig::new(40_000);
+    c.devices = 40;
+    c.train_rows = 40_000;
+    datagen::generate(&lake, &c).await.unwrap();
+    lake
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn training_then_inference_end_to_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = generated_lake(tmp.path()).await;
+
+    let train = pipeline::run(&cfg(TRAINING, tmp.path()), &RunOptions::default()).await.unwrap();
+    assert!(train.steps.iter().all(|s| s.status == "ran"), "{:?}", train.steps);
+    let eval = &train.summary["evaluation"];
+    for m in ["gbt", "rf"] {
+        let acc = eval[m]["accuracy"].as_f64().unwrap();
+        let auc = eval[m]["auc"].as_f64().unwrap();
+        assert!(acc > 0.85 && auc > 0.9, "{m}: accuracy {acc}, auc {auc}");
+    }
+    // Registry layout.
+    let root = tmp.path();
+    assert_eq!(std::fs::read_to_string(root.join("models/io/latest")).unwrap().trim(), "v0001");
+    for f in ["model.sluice", "transform_state.json", "metrics.json", "_manifest.json"] {
+        assert!(root.join("models/io/v0001").join(f).exists(), "{f} missing");
+    }
+    // Reports.
+    let run_dir = root.join(format!("runs/t-train/{}", train.run_id));
+    let html = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
+    assert!(html.contains("<svg") && html.contains("gbt") && html.contains("rf"));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(json["models"].as_array().unwrap().len(), 2);
+
+    let infer = pipeline::run(&cfg(INFERENCE, tmp.path()), &RunOptions::default()).await.unwrap();
+    let scoring = &infer.summary["scoring"];
+    assert!(scoring["accuracy"].as_f64().unwrap() > 0.85, "{scoring}");
+    assert!(scoring["auc"].as_f64().unwrap() > 0.9, "{scoring}");
+
+    // Exactly one prediction per raw sample.
+    let ctx = datafusion::prelude::SessionContext::new();
+    let preds = ctx
+        .read_parquet(
+            lake.table_url(&format!("predictions/run={}/", infer.run_id)),
+            Default::default(),
+        )
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let raw = ctx
+        .read_parquet(lake.table_url("raw/samples/"), Default::default())
+        .await
+        .unwrap()
+        .count()
+        .await
+        .unwrap();
+    let mut ids = HashSet::new();
+    for b in &preds {
+        let id = b.column_by_name("sample_id").unwrap().as_primitive::<Int64Type>();
+        let p = b.column_by_name("indoor_probability").unwrap().as_primitive::<arrow::datatypes::Float64Type>();
+        assert_eq!(p.null_count(), 0);
+        assert!(p.values().iter().all(|v| (0.0..=1.0).contains(v)));
+        for v in id.values() {
+            assert!(ids.insert(*v), "duplicate prediction for sample {v}");
+        }
+        let mv = b.column_by_name("model_version").unwrap();
+        assert_eq!(mv.null_count(), 0);
+    }
+    assert_eq!(ids.len(), raw, "one prediction per raw sample");
+
+    // Partial rerun from train reuses ingest/features of the earlier run.
+    let opts = RunOptions { from: Some(StepName::Train), ..Default::default() };
+    let again = pipeline::run(&cfg(TRAINING, tmp.path()), &opts).await.unwrap();
+    let status: Vec<&str> = again.steps.iter().map(|s| s.status.as_str()).collect();
+    assert_eq!(status, ["not_selected", "not_selected", "ran", "ran", "ran"]);
+    assert_eq!(std::fs::read_to_string(root.join("models/io/latest")).unwrap().trim(), "v0002");
+
+    // Resume of a finished run skips everything and changes nothing.
+    let opts = RunOptions { resume: Some(train.run_id.clone()), ..Default::default() };
+    let resumed = pipeline::run(&cfg(TRAINING, tmp.path()), &opts).await.unwrap();
+    assert!(resumed.steps.iter().all(|s| s.status == "skipped"), "{:?}", resumed.steps);
+}
+
+#[test]
+fn config_errors_are_precise() {
+    let unknown = "name: x\nkind: training\nlake: /tmp/x\nsteps:\n  - step: ingest\n    csv_globb: a\n";
+    let e = config::parse(unknown, "bad.yaml").unwrap_err().to_string();
+    assert!(e.contains("bad.yaml:6") && e.contains("csv_globb"), "{e}");
+
+    let wrong_type = "name: x\nkind: training\nlake: /tmp/x\nsteps:\n  - step: train\n    test_fraction: lots\n    models: []\n";
+    let e = config::parse(wrong_type, "t.yaml").unwrap_err().to_string();
+    assert!(e.contains("t.yaml:") && e.contains("test_fraction"), "{e}");
+
+    let missing_env = "name: x\nkind: training\nlake: ${SLUICE_TEST_SURELY_UNSET_VAR}\nsteps: []\n";
+    let e = config::parse(missing_env, "e.yaml").unwrap_err().to_string();
+    assert!(e.contains("e.yaml:3:7") && e.contains("SLUICE_TEST_SURELY_UNSET_VAR"), "{e}");
+
+    let bad_grid = "name: x\nkind: training\nlake: /tmp/x\nsteps:\n  - step: train\n    models:\n      - name: g\n        type: gbt\n        grid: {maxDepthh: [1, 2]}\n";
+    let e = config::parse(bad_grid, "g.yaml").unwrap_err().to_string();
+    assert!(e.contains("maxDepthh") && e.contains("maxDepth"), "{e}");
+
+    let order = "name: x\nkind: inference\nlake: /tmp/x\nsteps:\n  - step: predict\n    model_name: m\n  - step: ingest\n";
+    let e = config::parse(order, "o.yaml").unwrap_err().to_string();
+    assert!(e.contains("steps[1]") && e.contains("order"), "{e}");
+}
+
+#[test]
+fn example_configs_validate() {
+    std::env::remove_var("SLUICE_LAKE");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+    for f in ["training.yaml", "inference.yaml", "quickstart-training.yaml", "quickstart-inference.yaml"] {
+        let c = config::load(&root.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert!(!c.config.steps.is_empty());
+    }
+}

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The one test command: formatting, lints, every Rust test (unit, integration,
+# real Ballista processes, Azurite), the ML quality comparison against
+# LightGBM/scikit-learn, and the deployment checks (Helm, Kubernetes schemas,
+# checkov, Terraform, Airflow DAGs, Dockerfile).
+#
+# Installs what it needs (npm: azurite; pip: venvs under ~/.cache) and reuses a
+# build cache outside the clone, so it works on a fresh machine and is quick on
+# a warm one. Usage: bash tests/run-all.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice-target}"
+export CARGO_TERM_COLOR=never
+CACHE="${SLUICE_CACHE:-$HOME/.cache/sluice}"
+mkdir -p "$CACHE"
+FAILED=()
+section() { printf '\n=== %s ===\n' "$*"; }
+run() { local name=$1; shift; section "$name"; if "$@"; then echo "[ok] $name"; else echo "[FAILED] $name"; FAILED+=("$name"); fi; }
+
+# --- Azurite (Azure Storage emulator) for the ADLS tests -------------------
+start_azurite() {
+  local dir="$CACHE/npm-azurite"
+  if [ ! -x "$dir/node_modules/.bin/azurite-blob" ]; then
+    mkdir -p "$dir" && (cd "$dir" && npm init -y >/dev/null 2>&1; npm install --no-audit --no-fund azurite@3 >/dev/null) || return 1
+  fi
+  local port=${AZURITE_PORT:-10000}
+  "$dir/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort "$port" --inMemoryPersistence --skipApiVersionCheck --loose --silent >"$CACHE/azurite.log" 2>&1 &
+  AZURITE_PID=$!
+  for _ in $(seq 1 50); do
+    if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
+      export SLUICE_TEST_AZURITE="http://127.0.0.1:$port"
+      echo "azurite listening on 127.0.0.1:$port (pid $AZURITE_PID)"
+      return 0
+    fi
+    sleep 0.2
+  done
+  echo "azurite did not start; see $CACHE/azurite.log"; return 1
+}
+AZURITE_PID=
+cleanup() { [ -n "$AZURITE_PID" ] && kill "$AZURITE_PID" 2>/dev/null; true; }
+trap cleanup EXIT
+
+run "cargo fmt --check" cargo fmt --all --check
+run "cargo clippy -D warnings" cargo clippy --release --workspace --all-targets -- -D warnings
+run "build binaries" cargo build --release --workspace --bins
+run "start azurite" start_azurite
+
+section "cargo test (workspace)"
+LOG="$CACHE/cargo-test.log"
+cargo test --release --workspace --no-fail-fast 2>&1 | tee "$LOG"
+rc=${PIPESTATUS[0]}
+passed=$(grep -Eo 'test result: .*' "$LOG" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
+failed=$(grep -Eo 'test result: .*' "$LOG" | grep -Eo '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')
+ignored=$(grep -Eo 'test result: .*' "$LOG" | grep -Eo '[0-9]+ ignored' | awk '{s+=$1} END {print s+0}')
+echo "cargo test summary: $passed passed, $failed failed, $ignored ignored"
+[ "$rc" -eq 0 ] || FAILED+=("cargo test")
+
+if [ -x bench/ml/compare.sh ]; then
+  run "ML quality vs LightGBM/scikit-learn" bash bench/ml/compare.sh
+fi
+if [ -x tests/deploy/run.sh ]; then
+  run "deployment checks" bash tests/deploy/run.sh
+fi
+
+section "summary"
+if [ ${#FAILED[@]} -eq 0 ]; then
+  echo "ALL CHECKS PASSED ($passed Rust tests passed)"
+  exit 0
+fi
+printf 'FAILED: %s\n' "${FAILED[@]}"
+exit 1

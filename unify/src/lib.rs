@@ -1,0 +1,1 @@
+//! Empty on purpose: see Cargo.toml (one feature set for the shared dependency tree).
