@@ -17,6 +17,7 @@ pub mod cli;
 pub mod error;
 pub mod lake;
 pub mod progress;
+pub mod report;
 pub mod session;
 
 pub use error::{EngineError, Result};

@@ -1,0 +1,111 @@
+//! The run report: `report.html` and `report.json` for one pipeline run.
+//!
+//! A pipeline fills a [`RunReport`] (plain data, no dependency on the ML or
+//! query types) and calls [`write_report`], which writes
+//!
+//! * `report.html`: one self-contained page (inline CSS and SVG charts drawn
+//!   with `plotters`, no scripts, no external assets) with the run metadata,
+//!   warnings, per-model metrics, ROC curves, confusion matrices, grid-search
+//!   results, feature importance, the deployed model, inference scoring and
+//!   step timings and row counts;
+//! * `report.json`: the same [`RunReport`] as JSON, every number included,
+//!   readable back with [`parse_json`].
+//!
+//! Credentials in the lake URL and step outputs are redacted in both files
+//! ([`redact_url`]); every string is HTML-escaped.
+//!
+//! To add a section: add the data to [`RunReport`] (with `#[serde(default)]`
+//! semantics so older `report.json` files still read), render it in
+//! `html.rs` and, for a chart, add a function to `plots.rs` that returns one
+//! `<svg>` document.
+
+mod format;
+mod html;
+mod model;
+mod plots;
+mod redact;
+
+use std::path::{Path, PathBuf};
+
+pub use format::escape_html;
+pub use html::TOP_FEATURES;
+pub use model::{
+    Confusion, DeployedModel, GridPoint, Importance, MetricSet, ModelReport, RunReport, StepReport,
+    StepStatus,
+};
+pub use plots::{confusion_chart, roc_chart};
+pub use redact::{redact_url, REDACTED};
+
+use crate::error::{EngineError, Result};
+
+/// File name of the HTML report inside a run directory.
+pub const HTML_FILE: &str = "report.html";
+/// File name of the JSON report inside a run directory.
+pub const JSON_FILE: &str = "report.json";
+
+/// Renders the self-contained HTML page for `report`.
+pub fn render_html(report: &RunReport) -> Result<String> {
+    html::render(report)
+}
+
+/// Renders `report` as pretty-printed JSON with credentials redacted.
+/// Non-finite numbers are written as `null`.
+pub fn render_json(report: &RunReport) -> Result<String> {
+    serde_json::to_string_pretty(&redacted(report))
+        .map_err(|e| EngineError::Internal(format!("serializing the run report: {e}")))
+}
+
+/// Reads a `report.json` back into a [`RunReport`].
+pub fn parse_json(json: &str) -> Result<RunReport> {
+    serde_json::from_str(json).map_err(|e| {
+        EngineError::data(
+            format!("{JSON_FILE} line {} column {}", e.line(), e.column()),
+            format!("not a Sluice run report: {e}"),
+        )
+    })
+}
+
+/// A copy of `report` with credentials removed from every URL it carries.
+pub fn redacted(report: &RunReport) -> RunReport {
+    let mut r = report.clone();
+    r.lake_url = redact_url(&r.lake_url);
+    for s in &mut r.steps {
+        if let Some(o) = &s.output {
+            s.output = Some(redact_url(o));
+        }
+    }
+    r
+}
+
+/// Paths of the files written by [`write_report`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportFiles {
+    /// The HTML page.
+    pub html: PathBuf,
+    /// The JSON document.
+    pub json: PathBuf,
+}
+
+/// Renders both files and writes them into `dir` (created if missing). Each
+/// file is written to a temporary name first and renamed, so a reader never
+/// sees a half-written report.
+pub fn write_report(report: &RunReport, dir: &Path) -> Result<ReportFiles> {
+    let html = render_html(report)?;
+    let json = render_json(report)?;
+    std::fs::create_dir_all(dir).map_err(|e| EngineError::io(dir, e))?;
+    let files = ReportFiles {
+        html: dir.join(HTML_FILE),
+        json: dir.join(JSON_FILE),
+    };
+    write_atomic(&files.html, html.as_bytes())?;
+    write_atomic(&files.json, json.as_bytes())?;
+    Ok(files)
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, bytes).map_err(|e| EngineError::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| EngineError::io(path, e))
+}
