@@ -14,9 +14,12 @@
 //! what it depends on.
 
 pub mod cli;
+pub mod datagen;
 pub mod error;
+pub mod ingest;
 pub mod lake;
 pub mod progress;
+pub mod schema;
 pub mod report;
 pub mod session;
 

@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand, ValueEnum};
 
 pub mod datagen;
+pub mod ingest;
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, ValueEnum, Default)]
@@ -35,6 +36,8 @@ pub struct Cli {
 pub enum Command {
     /// Generate a synthetic data lake (raw tables, training CSVs, truth labels).
     Datagen(datagen::DatagenArgs),
+    /// Validate and unify the training CSVs or the raw tables into Parquet.
+    Ingest(ingest::IngestArgs),
 }
 
 /// Installs the tracing subscriber (text or JSON, `RUST_LOG` filter, default `info`).
@@ -56,5 +59,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     crate::progress::set_enabled(!cli.quiet && matches!(cli.log_format, LogFormat::Text));
     match cli.command {
         Command::Datagen(args) => datagen::run(args).await,
+        Command::Ingest(args) => ingest::run(args).await,
     }
 }

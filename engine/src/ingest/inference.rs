@@ -1,0 +1,210 @@
+//! Inference input: the seven raw tables joined as one DataFusion plan.
+
+use datafusion::common::Column;
+use arrow::datatypes::DataType;
+use datafusion::logical_expr::{cast, col, lit, Expr, JoinType};
+use datafusion::functions_aggregate::expr_fn::count;
+use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext};
+
+use super::{IngestDiagnostics, IngestOutput};
+use crate::error::{EngineError, Result};
+use crate::lake::Lake;
+use crate::schema::{raw_table, raw_tables, unified_schema, validate_schema, JoinKind, RawTable};
+
+/// Keys reported per table when duplicates are found.
+const DUPLICATES_SHOWN: usize = 5;
+
+fn qcol(table: &str, name: &str) -> Expr {
+    Expr::Column(Column::new(Some(table), name))
+}
+
+/// The column as the contract type (Parquet strings are read as
+/// `Utf8View`; the unified table uses `Utf8`), named `name`.
+fn exact(e: Expr, ty: &DataType, name: &str) -> Expr {
+    match ty {
+        DataType::Utf8 => cast(e, DataType::Utf8).alias(name),
+        _ => e.alias(name),
+    }
+}
+
+/// Builds the unified inference table from `raw/<table>/` of the lake.
+///
+/// Checks, in order: every table directory exists and holds Parquet files
+/// (a missing one is named); every table's schema matches the contract
+/// (names, types, nullability; the table is named); no key is duplicated in
+/// any table (`sample_id` in the per-sample tables, `device_id` in
+/// `devices`, `cell_key` in `cells`): duplicates are reported with the table
+/// and a few keys instead of silently multiplying rows. The result is one
+/// plan: `samples` inner-joined with `devices` and left-joined with the
+/// others, projected to the unified column order and validated.
+pub async fn inference_input(ctx: &SessionContext, lake: &Lake) -> Result<IngestOutput> {
+    lake.register(ctx);
+    let mut frames = Vec::new();
+    let mut diagnostics = IngestDiagnostics::default();
+    for table in raw_tables() {
+        let df = read_raw_table(ctx, lake, table).await?;
+        diagnostics.sources.push(format!("raw/{}/", table.name));
+        frames.push((table, df));
+    }
+
+    check_unique_keys(&frames).await?;
+
+    let mut frames = frames.into_iter();
+    let (base_table, base) = frames
+        .next()
+        .ok_or_else(|| EngineError::Internal("the schema file lists no tables".into()))?;
+    let base_name = base_table.name.as_str();
+    let mut df = base.alias(base_name)?;
+    let mut select: Vec<Expr> = base_table
+        .schema
+        .fields()
+        .iter()
+        .map(|f| exact(qcol(base_name, f.name()), f.data_type(), f.name()))
+        .collect();
+    for (table, frame) in frames {
+        let join = match table.join {
+            JoinKind::Inner => JoinType::Inner,
+            JoinKind::Left => JoinType::Left,
+            JoinKind::Base => {
+                return Err(EngineError::Internal(format!(
+                    "table `{}` is a second base table in the schema file",
+                    table.name
+                )))
+            }
+        };
+        let on = qcol(base_name, &table.key).eq(qcol(&table.name, &table.key));
+        df = df.join_on(frame.alias(&table.name)?, join, [on])?;
+        select.extend(
+            table
+                .schema
+                .fields()
+                .iter()
+                .filter(|f| f.name() != &table.key)
+                .map(|f| exact(qcol(&table.name, f.name()), f.data_type(), f.name())),
+        );
+    }
+    let df = df.select(select)?;
+    validate_schema(df.schema().as_arrow(), &unified_schema(), "unified inference input")?;
+    Ok(IngestOutput {
+        df,
+        rejected: None,
+        diagnostics,
+    })
+}
+
+/// Reads one raw table after checking that its directory holds Parquet
+/// files and that its schema matches the contract.
+async fn read_raw_table(ctx: &SessionContext, lake: &Lake, table: &RawTable) -> Result<DataFrame> {
+    let rel = format!("raw/{}/", table.name);
+    let has_parquet = lake
+        .list(&rel)
+        .await?
+        .iter()
+        .any(|m| m.location.as_ref().ends_with(".parquet"));
+    if !has_parquet {
+        return Err(EngineError::data(
+            format!("raw/{}", table.name),
+            format!(
+                "table directory {} is missing or holds no .parquet file; expected the `{}` table of the data contract there",
+                lake.table_url(&rel),
+                table.name
+            ),
+        ));
+    }
+    let df = ctx
+        .read_parquet(lake.table_url(&rel), ParquetReadOptions::default())
+        .await?;
+    validate_schema(df.schema().as_arrow(), &table.schema, &format!("raw/{}", table.name))?;
+    Ok(df)
+}
+
+/// One raw table of the contract (`raw/<name>/`), its directory and schema
+/// checked, as a DataFrame (the single-table scan the join benchmark uses as
+/// its baseline, and a way to validate one delivery).
+pub async fn raw_table_input(ctx: &SessionContext, lake: &Lake, name: &str) -> Result<IngestOutput> {
+    lake.register(ctx);
+    let table = raw_table(name)?;
+    let df = read_raw_table(ctx, lake, table).await?;
+    Ok(IngestOutput {
+        df,
+        rejected: None,
+        diagnostics: IngestDiagnostics {
+            sources: vec![format!("raw/{name}/")],
+            ..Default::default()
+        },
+    })
+}
+
+/// One aggregate over every table's key: `(table, key)` pairs seen more
+/// than once. A clean lake returns no row.
+async fn check_unique_keys(frames: &[(&RawTable, DataFrame)]) -> Result<()> {
+    let mut union: Option<DataFrame> = None;
+    for (table, df) in frames {
+        let keys = df.clone().select(vec![
+            lit(table.name.as_str()).alias("table_name"),
+            Expr::Column(Column::from_name(&table.key)).alias("key"),
+        ])?;
+        union = Some(match union {
+            None => keys,
+            Some(u) => u.union(keys)?,
+        });
+    }
+    let Some(union) = union else {
+        return Ok(());
+    };
+    let dups = union
+        .aggregate(vec![col("table_name"), col("key")], vec![count(lit(1)).alias("n")])?
+        .filter(col("n").gt(lit(1i64)))?
+        .sort(vec![col("table_name").sort(true, true), col("key").sort(true, true)])?
+        .limit(0, Some(64))?
+        .collect()
+        .await?;
+    let mut found: Vec<(String, Vec<String>)> = Vec::new();
+    for batch in &dups {
+        let names = arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Utf8)?;
+        let names = names
+            .as_any()
+            .downcast_ref::<arrow::array::StringArray>()
+            .ok_or_else(|| EngineError::Internal("table names are not text".into()))?;
+        let keys = arrow::compute::cast(batch.column(1), &arrow::datatypes::DataType::Utf8)?;
+        let keys = keys
+            .as_any()
+            .downcast_ref::<arrow::array::StringArray>()
+            .ok_or_else(|| EngineError::Internal("keys are not castable to text".into()))?;
+        let counts = arrow::compute::cast(batch.column(2), &arrow::datatypes::DataType::Int64)?;
+        let counts = counts
+            .as_any()
+            .downcast_ref::<arrow::array::Int64Array>()
+            .ok_or_else(|| EngineError::Internal("counts are not integers".into()))?;
+        for r in 0..batch.num_rows() {
+            let table = names.value(r).to_string();
+            let entry = format!("{} ({} rows)", keys.value(r), counts.value(r));
+            match found.iter_mut().find(|(t, _)| *t == table) {
+                Some((_, list)) if list.len() < DUPLICATES_SHOWN => list.push(entry),
+                Some(_) => {}
+                None => found.push((table, vec![entry])),
+            }
+        }
+    }
+    let Some((table, keys)) = found.first() else {
+        return Ok(());
+    };
+    let key_name = frames
+        .iter()
+        .find(|(t, _)| t.name == *table)
+        .map(|(t, _)| t.key.as_str())
+        .unwrap_or("key");
+    let others: Vec<&str> = found.iter().skip(1).map(|(t, _)| t.as_str()).collect();
+    Err(EngineError::data(
+        format!("raw/{table}"),
+        format!(
+            "duplicate {key_name}: expected one row per {key_name}, found several for {key_name} {}{}; joining would multiply samples, fix the table",
+            keys.join(", "),
+            if others.is_empty() {
+                String::new()
+            } else {
+                format!(" (tables {} have duplicates too)", others.join(", "))
+            }
+        ),
+    ))
+}
