@@ -215,7 +215,9 @@ impl<'a> Commit<'a> {
             // Re-committing a directory: the old manifest goes first, so no
             // reader pairs it with a mix of old and new files.
             let _ = old;
-            let _ = store.delete(&self.lake.path(&format!("{}/{MANIFEST}", self.dir))).await;
+            let _ = store
+                .delete(&self.lake.path(&format!("{}/{MANIFEST}", self.dir)))
+                .await;
         }
         for meta in self.lake.list(&self.dir).await? {
             let rel = self.lake.relative(&meta.location);
@@ -229,7 +231,12 @@ impl<'a> Commit<'a> {
             store
                 .rename(&self.lake.path(&f.path), &self.lake.path(&to))
                 .await
-                .map_err(|e| EngineError::lake(self.lake.table_url(&to), format!("cannot move committed file into place: {e}")))?;
+                .map_err(|e| {
+                    EngineError::lake(
+                        self.lake.table_url(&to),
+                        format!("cannot move committed file into place: {e}"),
+                    )
+                })?;
             f.path = to;
         }
         Ok(())
@@ -287,19 +294,48 @@ impl<'a> Commit<'a> {
             .put(&format!("{}/{MANIFEST}", self.dir), Bytes::from(body))
             .await?;
         // Garbage-collect attempts no manifest refers to (killed or superseded runs).
-        let keep: std::collections::BTreeSet<String> = manifest
-            .files
-            .iter()
-            .map(|f| f.path.clone())
-            .collect();
+        // Only attempt prefixes (`<dir>/data-*/`) are collected: nested
+        // committed outputs (e.g. `ingest/rejected/`) are left alone.
+        let keep: std::collections::BTreeSet<String> =
+            manifest.files.iter().map(|f| f.path.clone()).collect();
+        let attempts = format!("{}/data-", self.dir);
         for meta in self.lake.list(&self.dir).await? {
             let rel = self.lake.relative(&meta.location);
-            if rel.ends_with(MANIFEST) || keep.contains(&rel) {
+            if !rel.starts_with(&attempts) || keep.contains(&rel) {
                 continue;
             }
             let _ = self.lake.store().delete(&meta.location).await;
         }
+        remove_local_attempt_dirs(self.lake, &self.dir, &keep);
         Ok(manifest)
+    }
+}
+
+/// On a local lake, removes the attempt directories of `dir` that hold no
+/// committed file: empty directories left by deletes, and the staged
+/// `<file>#<n>` parts of a killed multipart write, which object listings do
+/// not show (object stores expire uncommitted blocks themselves).
+fn remove_local_attempt_dirs(lake: &Lake, dir: &str, keep: &std::collections::BTreeSet<String>) {
+    if lake.url().scheme() != "file" {
+        return;
+    }
+    let Ok(root) = url::Url::parse(&lake.table_url(&format!("{dir}/"))).map(|u| u.to_file_path())
+    else {
+        return;
+    };
+    let Ok(root) = root else { return };
+    let Ok(entries) = std::fs::read_dir(&root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        let prefix = format!("{dir}/{name}/");
+        if name.starts_with("data-")
+            && entry.path().is_dir()
+            && !keep.iter().any(|k| k.starts_with(&prefix))
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 
@@ -310,13 +346,15 @@ pub async fn read_manifest(lake: &Lake, dir: &str) -> Result<Option<Manifest>> {
         return Ok(None);
     }
     let bytes = lake.get(&rel).await?;
-    let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
-        EngineError::lake(lake.table_url(&rel), format!("corrupt manifest: {e}"))
-    })?;
+    let m: Manifest = serde_json::from_slice(&bytes)
+        .map_err(|e| EngineError::lake(lake.table_url(&rel), format!("corrupt manifest: {e}")))?;
     if m.format != MANIFEST_FORMAT {
         return Err(EngineError::lake(
             lake.table_url(&rel),
-            format!("manifest format `{}`, this build reads `{MANIFEST_FORMAT}`", m.format),
+            format!(
+                "manifest format `{}`, this build reads `{MANIFEST_FORMAT}`",
+                m.format
+            ),
         ));
     }
     Ok(Some(m))
@@ -332,21 +370,19 @@ pub async fn open_committed(lake: &Lake, dir: &str, verify: Verify) -> Result<Ma
         )
     })?;
     for f in &m.files {
-        let meta = lake
-            .store()
-            .head(&lake.path(&f.path))
-            .await
-            .map_err(|e| {
-                EngineError::lake(
-                    lake.table_url(&f.path),
-                    format!("file listed in the manifest of {dir} is missing: {e}"),
-                )
-            })?;
+        let meta = lake.head(&f.path).await?.ok_or_else(|| {
+            EngineError::lake(
+                lake.table_url(&f.path),
+                format!(
+                    "file listed in the manifest of {dir} is missing: the committed output was damaged after its commit; rerun the step that produces it (`sluice run <config> --steps <step>`)"
+                ),
+            )
+        })?;
         if meta.size != f.bytes {
             return Err(EngineError::lake(
                 lake.table_url(&f.path),
                 format!(
-                    "file was altered after commit: {} bytes, the manifest of {dir} says {}",
+                    "file was altered after commit: {} bytes, the manifest of {dir} says {}; rerun the step that produces it",
                     meta.size, f.bytes
                 ),
             ));
@@ -356,7 +392,10 @@ pub async fn open_committed(lake: &Lake, dir: &str, verify: Verify) -> Result<Ma
             if h != f.xxh3 {
                 return Err(EngineError::lake(
                     lake.table_url(&f.path),
-                    format!("file was altered after commit: checksum {h}, the manifest of {dir} says {}", f.xxh3),
+                    format!(
+                        "file was altered after commit: checksum {h}, the manifest of {dir} says {}; rerun the step that produces it",
+                        f.xxh3
+                    ),
                 ));
             }
         }
@@ -377,7 +416,9 @@ pub async fn read_parquet(ctx: &SessionContext, lake: &Lake, m: &Manifest) -> Re
             m.kind
         )));
     }
-    Ok(ctx.read_parquet(urls, ParquetReadOptions::default()).await?)
+    Ok(ctx
+        .read_parquet(urls, ParquetReadOptions::default())
+        .await?)
 }
 
 /// xxh3-64 of an object, streamed.
@@ -390,8 +431,8 @@ pub async fn hash_object(lake: &Lake, rel: &str) -> Result<String> {
     let mut stream = r.into_stream();
     let mut h = Xxh3::new();
     while let Some(chunk) = stream.next().await {
-        let chunk =
-            chunk.map_err(|e| EngineError::lake(lake.table_url(rel), format!("cannot read: {e}")))?;
+        let chunk = chunk
+            .map_err(|e| EngineError::lake(lake.table_url(rel), format!("cannot read: {e}")))?;
         h.update(&chunk);
     }
     Ok(format!("{:016x}", h.digest()))
@@ -441,29 +482,55 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let lake = Lake::open(dir.path().to_str().unwrap()).unwrap();
         let ctx = SessionContext::new();
-        let df = ctx.sql("select * from (values (1, 'a'), (2, 'b'), (3, 'c')) as t(x, y)").await.unwrap();
+        let df = ctx
+            .sql("select * from (values (1, 'a'), (2, 'b'), (3, 'c')) as t(x, y)")
+            .await
+            .unwrap();
         let mut c = Commit::begin(&lake, "runs/p/r1/ingest");
         let rows = c.write_parquet(df).await.unwrap();
         assert_eq!(rows, 3);
         // Not committed yet: readers see nothing.
-        assert!(read_manifest(&lake, "runs/p/r1/ingest").await.unwrap().is_none());
+        assert!(read_manifest(&lake, "runs/p/r1/ingest")
+            .await
+            .unwrap()
+            .is_none());
         let m = c
-            .finish("step:ingest", "p", "r1", serde_json::json!({"a": 1}), vec![], serde_json::json!({}))
+            .finish(
+                "step:ingest",
+                "p",
+                "r1",
+                serde_json::json!({"a": 1}),
+                vec![],
+                serde_json::json!({}),
+            )
             .await
             .unwrap();
         assert_eq!(m.rows, Some(3));
         assert!(!m.files.is_empty());
-        let m2 = open_committed(&lake, "runs/p/r1/ingest", Verify::Full).await.unwrap();
+        let m2 = open_committed(&lake, "runs/p/r1/ingest", Verify::Full)
+            .await
+            .unwrap();
         assert_eq!(m, m2);
-        let back = read_parquet(&ctx, &lake, &m2).await.unwrap().count().await.unwrap();
+        let back = read_parquet(&ctx, &lake, &m2)
+            .await
+            .unwrap()
+            .count()
+            .await
+            .unwrap();
         assert_eq!(back, 3);
         // Tamper with a file: detected on read.
         let f = dir.path().join(&m.files[0].path);
         std::fs::write(&f, b"garbage").unwrap();
-        let e = open_committed(&lake, "runs/p/r1/ingest", Verify::Size).await.unwrap_err().to_string();
+        let e = open_committed(&lake, "runs/p/r1/ingest", Verify::Size)
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("altered"), "{e}");
         std::fs::remove_file(&f).unwrap();
-        let e = open_committed(&lake, "runs/p/r1/ingest", Verify::Size).await.unwrap_err().to_string();
+        let e = open_committed(&lake, "runs/p/r1/ingest", Verify::Size)
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("missing"), "{e}");
     }
 
@@ -471,13 +538,69 @@ mod tests {
     async fn abandoned_attempts_are_collected_on_next_commit() {
         let dir = tempfile::tempdir().unwrap();
         let lake = Lake::open(dir.path().to_str().unwrap()).unwrap();
-        lake.put("out/data-dead/part-0.parquet", Bytes::from_static(b"half")).await.unwrap();
+        lake.put("out/data-dead/part-0.parquet", Bytes::from_static(b"half"))
+            .await
+            .unwrap();
         let mut c = Commit::begin(&lake, "out");
-        c.put("model.bin", Bytes::from_static(b"1234")).await.unwrap();
-        let m = c.finish("model", "p", "r", serde_json::json!({}), vec![], serde_json::json!({})).await.unwrap();
+        c.put("model.bin", Bytes::from_static(b"1234"))
+            .await
+            .unwrap();
+        let m = c
+            .finish(
+                "model",
+                "p",
+                "r",
+                serde_json::json!({}),
+                vec![],
+                serde_json::json!({}),
+            )
+            .await
+            .unwrap();
         assert_eq!(m.files.len(), 1);
         assert!(!lake.exists("out/data-dead/part-0.parquet").await.unwrap());
         assert!(lake.exists(&m.files[0].path).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn commit_keeps_nested_committed_outputs() {
+        // Regression: the ingest commit used to collect `ingest/rejected/`'s
+        // data files, leaving its manifest pointing at deleted files.
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(dir.path().to_str().unwrap()).unwrap();
+        let mut nested = Commit::begin(&lake, "out/rejected");
+        nested
+            .put("rows.bin", Bytes::from_static(b"bad rows"))
+            .await
+            .unwrap();
+        nested
+            .finish(
+                "rejected",
+                "p",
+                "r",
+                serde_json::json!({}),
+                vec![],
+                serde_json::json!({}),
+            )
+            .await
+            .unwrap();
+        let mut c = Commit::begin(&lake, "out");
+        c.put("model.bin", Bytes::from_static(b"1234"))
+            .await
+            .unwrap();
+        c.finish(
+            "model",
+            "p",
+            "r",
+            serde_json::json!({}),
+            vec![],
+            serde_json::json!({}),
+        )
+        .await
+        .unwrap();
+        open_committed(&lake, "out/rejected", Verify::Full)
+            .await
+            .unwrap();
+        open_committed(&lake, "out", Verify::Full).await.unwrap();
     }
 
     #[test]

@@ -25,18 +25,56 @@ pub struct Lake {
     url: Url,
     store: Arc<dyn ObjectStore>,
     prefix: Path,
+    /// The service endpoint, for error messages (e.g. `https://acct.blob.core.windows.net`).
+    endpoint: Option<String>,
+    /// Secret values from the options, scrubbed from every error message.
+    secrets: Secrets,
 }
+
+/// Secret option values, kept only to remove them from error messages.
+#[derive(Clone, Default)]
+struct Secrets(Vec<String>);
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secrets(<{} redacted>)", self.0.len())
+    }
+}
+
+/// Environment variable: how many times a failed request to the lake is
+/// retried (object_store's default: 10, with exponential backoff).
+pub const ENV_MAX_RETRIES: &str = "SLUICE_LAKE_MAX_RETRIES";
+/// Environment variable: seconds after the first attempt past which a failed
+/// request is no longer retried (object_store's default: 180).
+pub const ENV_RETRY_TIMEOUT_SECS: &str = "SLUICE_LAKE_RETRY_TIMEOUT_SECS";
 
 impl Lake {
     /// Opens a lake from a URL or a local path (created if missing).
+    ///
+    /// Store options come from the process environment (see
+    /// [`Lake::open_with_env`]). Nothing is contacted yet: an unreachable
+    /// endpoint, a wrong key or a missing container is reported by the first
+    /// read or write, with the URL and what to check.
     pub fn open(location: &str) -> Result<Self> {
+        Self::open_with_env(location, std::env::vars().collect())
+    }
+
+    /// Opens a lake with explicit store options instead of the process
+    /// environment: the keys `object_store` accepts (`AZURE_STORAGE_ACCOUNT_NAME`,
+    /// `AWS_REGION`, ..., case-insensitive) plus [`ENV_MAX_RETRIES`] and
+    /// [`ENV_RETRY_TIMEOUT_SECS`]. Unknown keys are ignored.
+    pub fn open_with_env(location: &str, env: Vec<(String, String)>) -> Result<Self> {
         let url = to_url(location)?;
-        let env: Vec<(String, String)> = std::env::vars().collect();
-        let (store, prefix) = object_store::parse_url_opts(&url, env).map_err(|e| {
+        let endpoint = describe_endpoint(&url, &env);
+        let secrets = secret_values(&env);
+        let (store, prefix) = build_store(&url, env).map_err(|e| {
             EngineError::lake(
                 redact(&url),
-                format!(
-                    "cannot open the object store ({e}); check the URL form and the credentials in the environment"
+                scrub(
+                    &format!(
+                        "cannot open the object store ({e}); check the URL form (abfss://<container>@<account>.dfs.core.windows.net/<path>, az://<container>/<path>, s3://, gs://) and the credentials in the environment"
+                    ),
+                    &secrets,
                 ),
             )
         })?;
@@ -50,6 +88,8 @@ impl Lake {
             url,
             store: Arc::from(store),
             prefix,
+            endpoint,
+            secrets,
         })
     }
 
@@ -128,6 +168,15 @@ impl Lake {
         }
     }
 
+    /// The metadata of the object at `rel`; `Ok(None)` when it does not exist.
+    pub async fn head(&self, rel: &str) -> Result<Option<ObjectMeta>> {
+        match self.store.head(&self.path(rel)).await {
+            Ok(m) => Ok(Some(m)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.err(rel, "check", e)),
+        }
+    }
+
     /// Lists every object under the directory `rel`, sorted by path.
     pub async fn list(&self, rel: &str) -> Result<Vec<ObjectMeta>> {
         let prefix = self.path(rel);
@@ -163,18 +212,270 @@ impl Lake {
     }
 
     fn err(&self, rel: &str, what: &str, e: object_store::Error) -> EngineError {
-        let hint = match &e {
-            object_store::Error::NotFound { .. } => "the object does not exist",
-            object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
-                "check the credentials in the environment and the identity's permissions on the container"
-            }
-            _ => "check that the endpoint is reachable and the container exists",
-        };
+        let url = redact(&Url::parse(&self.table_url(rel)).unwrap_or_else(|_| self.url.clone()));
+        let hint = classify(&e, &self.url, self.endpoint.as_deref());
         EngineError::lake(
-            redact(&Url::parse(&self.table_url(rel)).unwrap_or_else(|_| self.url.clone())),
-            format!("cannot {what}: {e}; {hint}"),
+            url,
+            scrub(&format!("cannot {what}: {hint} ({e})"), &self.secrets),
         )
     }
+}
+
+/// What went wrong talking to the store, in words a user can act on.
+fn classify(e: &object_store::Error, url: &Url, endpoint: Option<&str>) -> String {
+    let text = error_chain(e);
+    let lower = text.to_ascii_lowercase();
+    let at = endpoint.map(|ep| format!(" at {ep}")).unwrap_or_default();
+    let container = container_of(url);
+    let azure = is_azure(url);
+    if lower.contains("containernotfound")
+        || lower.contains("nosuchbucket")
+        || lower.contains("the specified container does not exist")
+        || lower.contains("filesystemnotfound")
+    {
+        let what = if azure { "container" } else { "bucket" };
+        return format!(
+            "the {what} `{container}` does not exist{at}: create it (Azure: `az storage container create --name {container} --account-name <account>`; Terraform creates it in production) or fix the {what} in the lake URL"
+        );
+    }
+    let creds = if azure {
+        "AZURE_STORAGE_ACCOUNT_NAME and AZURE_STORAGE_ACCOUNT_KEY (or the SAS token, or the workload identity: AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_FEDERATED_TOKEN_FILE)"
+    } else {
+        "the credentials"
+    };
+    if lower.contains("authorizationpermissionmismatch")
+        || lower.contains("accessdenied")
+        || matches!(e, object_store::Error::PermissionDenied { .. })
+    {
+        return format!(
+            "the identity is authenticated but lacks permission on `{container}`{at}: grant it `Storage Blob Data Contributor` on the storage account or container (Azure) or the equivalent read/write/list/delete permissions"
+        );
+    }
+    if lower.contains("authorizationfailure") {
+        // Azure: a key or SAS that does not sign correctly, or network rules
+        // (firewall, private endpoint only) refusing this client.
+        return format!(
+            "the store rejected the credentials or this client{at}: check {creds} in this process's environment, and the storage account's firewall and network rules"
+        );
+    }
+    if lower.contains("authenticationfailed")
+        || lower.contains("invalidauthenticationinfo")
+        || lower.contains("403 forbidden")
+        || lower.contains("401 unauthorized")
+        || lower.contains("signaturedoesnotmatch")
+        || lower.contains("invalidaccesskeyid")
+        || matches!(e, object_store::Error::Unauthenticated { .. })
+    {
+        return format!(
+            "the store rejected the credentials{at}: check {creds} in this process's environment"
+        );
+    }
+    if lower.contains("error sending request")
+        || lower.contains("connection refused")
+        || lower.contains("connect error")
+        || lower.contains("dns error")
+        || lower.contains("failed to lookup address")
+        || lower.contains("timed out")
+        || lower.contains("tcp connect")
+    {
+        let emulator = if azure {
+            "; for Azurite, that it is running and AZURITE_BLOB_STORAGE_URL points at it"
+        } else {
+            ""
+        };
+        return format!(
+            "cannot reach the storage endpoint{at}: check the account name or endpoint in the lake URL and environment, the network path (firewall, private endpoint, proxy){emulator}"
+        );
+    }
+    if matches!(e, object_store::Error::NotFound { .. }) {
+        return "the object does not exist".to_string();
+    }
+    format!(
+        "unexpected storage error{at}: check that the endpoint is reachable, the {} `{container}` exists and the credentials in the environment are valid",
+        if azure { "container" } else { "bucket" }
+    )
+}
+
+/// The error and all its sources, joined.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+fn is_azure(url: &Url) -> bool {
+    matches!(url.scheme(), "abfss" | "abfs" | "az" | "azure" | "adl")
+}
+
+/// The container (Azure) or bucket named by a lake URL.
+fn container_of(url: &Url) -> String {
+    if is_azure(url) && !url.username().is_empty() {
+        url.username().to_string()
+    } else {
+        url.host_str().unwrap_or_default().to_string()
+    }
+}
+
+/// Where requests for this lake go, for error messages; `None` for local files.
+fn describe_endpoint(url: &Url, env: &[(String, String)]) -> Option<String> {
+    let get = |k: &str| {
+        env.iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(k))
+            .map(|(_, v)| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    if is_azure(url) {
+        let emulator = get("AZURE_STORAGE_USE_EMULATOR")
+            .or_else(|| get("AZURE_USE_EMULATOR"))
+            .map(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes" | "on"))
+            .unwrap_or(false);
+        if emulator {
+            // object_store reads this variable from the process environment.
+            let ep = std::env::var("AZURITE_BLOB_STORAGE_URL")
+                .unwrap_or_else(|_| "http://127.0.0.1:10000".to_string());
+            return Some(format!("{} (Azurite)", ep.trim_end_matches('/')));
+        }
+        if let Some(ep) = get("AZURE_STORAGE_ENDPOINT").or_else(|| get("AZURE_ENDPOINT")) {
+            return Some(ep);
+        }
+        let account = match url.host_str().and_then(|h| h.split_once('.')) {
+            Some((a, _)) if !url.username().is_empty() => Some(a.to_string()),
+            _ => get("AZURE_STORAGE_ACCOUNT_NAME"),
+        };
+        return Some(match account {
+            Some(a) => format!("https://{a}.blob.core.windows.net"),
+            None => "an Azure storage account (AZURE_STORAGE_ACCOUNT_NAME is not set)".to_string(),
+        });
+    }
+    match url.scheme() {
+        "s3" | "s3a" => Some(
+            get("AWS_ENDPOINT_URL")
+                .or_else(|| get("AWS_ENDPOINT"))
+                .unwrap_or_else(|| format!("s3://{}", url.host_str().unwrap_or_default())),
+        ),
+        "gs" => Some(format!("gs://{}", url.host_str().unwrap_or_default())),
+        "http" | "https" => Some(format!(
+            "{}://{}",
+            url.scheme(),
+            url.host_str().unwrap_or_default()
+        )),
+        _ => None,
+    }
+}
+
+/// Option keys whose values are secrets: the credential variables of the
+/// cloud stores (and their short `object_store` aliases).
+fn is_secret_key(k: &str) -> bool {
+    let k = k.to_ascii_uppercase();
+    let cloud = ["AZURE_", "AWS_", "GOOGLE_", "GCS_", "SLUICE_"]
+        .iter()
+        .any(|p| k.starts_with(p))
+        || [
+            "ACCESS_KEY",
+            "ACCOUNT_KEY",
+            "MASTER_KEY",
+            "SAS_KEY",
+            "SAS_TOKEN",
+            "CLIENT_SECRET",
+            "TOKEN",
+            "BEARER_TOKEN",
+        ]
+        .contains(&k.as_str());
+    let secret = (k.contains("KEY") && !k.ends_with("KEY_ID"))
+        || k.contains("SECRET")
+        || (k.contains("TOKEN") && !k.ends_with("_FILE"))
+        || k.contains("PASSWORD")
+        || k.contains("SAS");
+    cloud && secret
+}
+
+fn secret_values(env: &[(String, String)]) -> Secrets {
+    Secrets(
+        env.iter()
+            .filter(|(k, v)| is_secret_key(k) && v.len() >= 8)
+            .map(|(_, v)| v.clone())
+            .collect(),
+    )
+}
+
+/// Removes secret values and SAS signatures from a message.
+fn scrub(msg: &str, secrets: &Secrets) -> String {
+    let mut out = msg.to_string();
+    for s in &secrets.0 {
+        out = out.replace(s.as_str(), "<redacted>");
+    }
+    // SAS signatures in URLs echoed by the store (`...&sig=...`).
+    let mut clean = String::with_capacity(out.len());
+    let mut rest = out.as_str();
+    while let Some(i) = rest.find("sig=") {
+        clean.push_str(&rest[..i + 4]);
+        clean.push_str("<redacted>");
+        rest = &rest[i + 4..];
+        let end = rest
+            .find(|c: char| c == '&' || c == '"' || c == '\'' || c.is_whitespace())
+            .unwrap_or(rest.len());
+        rest = &rest[end..];
+    }
+    clean.push_str(rest);
+    clean
+}
+
+/// Builds the store for a lake URL: `object_store::parse_url_opts`, with the
+/// retry policy of [`ENV_MAX_RETRIES`] / [`ENV_RETRY_TIMEOUT_SECS`] applied to
+/// the cloud stores.
+fn build_store(
+    url: &Url,
+    env: Vec<(String, String)>,
+) -> std::result::Result<(Box<dyn ObjectStore>, Path), object_store::Error> {
+    let get = |k: &str| {
+        env.iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(k))
+            .and_then(|(_, v)| v.trim().parse::<u64>().ok())
+    };
+    let (max_retries, timeout) = (get(ENV_MAX_RETRIES), get(ENV_RETRY_TIMEOUT_SECS));
+    if max_retries.is_none() && timeout.is_none() {
+        return object_store::parse_url_opts(url, env);
+    }
+    let mut retry = object_store::RetryConfig::default();
+    if let Some(n) = max_retries {
+        retry.max_retries = n as usize;
+    }
+    if let Some(s) = timeout {
+        retry.retry_timeout = std::time::Duration::from_secs(s);
+    }
+    let (scheme, path) = object_store::ObjectStoreScheme::parse(url)?;
+    macro_rules! with_retry {
+        ($builder:ty) => {{
+            let b =
+                env.into_iter()
+                    .fold(
+                        <$builder>::new().with_url(url.to_string()),
+                        |b, (k, v)| match k.to_ascii_lowercase().parse() {
+                            Ok(key) => b.with_config(key, v),
+                            Err(_) => b,
+                        },
+                    );
+            Box::new(b.with_retry(retry).build()?) as Box<dyn ObjectStore>
+        }};
+    }
+    let store = match scheme {
+        object_store::ObjectStoreScheme::MicrosoftAzure => {
+            with_retry!(object_store::azure::MicrosoftAzureBuilder)
+        }
+        object_store::ObjectStoreScheme::AmazonS3 => {
+            with_retry!(object_store::aws::AmazonS3Builder)
+        }
+        object_store::ObjectStoreScheme::GoogleCloudStorage => {
+            with_retry!(object_store::gcp::GoogleCloudStorageBuilder)
+        }
+        _ => return object_store::parse_url_opts(url, env),
+    };
+    Ok((store, path))
 }
 
 /// Turns a plain path or URL into a URL with a trailing slash.
@@ -226,7 +527,9 @@ mod tests {
     async fn local_put_get_list_roundtrip() {
         let dir = tempfile::tempdir().unwrap();
         let lake = Lake::open(dir.path().to_str().unwrap()).unwrap();
-        lake.put("a/b/c.txt", Bytes::from_static(b"hello")).await.unwrap();
+        lake.put("a/b/c.txt", Bytes::from_static(b"hello"))
+            .await
+            .unwrap();
         assert_eq!(lake.get("a/b/c.txt").await.unwrap().as_ref(), b"hello");
         assert!(lake.exists("a/b/c.txt").await.unwrap());
         assert!(!lake.exists("a/b/d.txt").await.unwrap());
@@ -251,6 +554,84 @@ mod tests {
     fn unsupported_scheme_is_named() {
         let e = Lake::open("ftp://host/x").unwrap_err().to_string();
         assert!(e.contains("ftp"), "{e}");
+    }
+
+    fn generic(msg: &str) -> object_store::Error {
+        object_store::Error::Generic {
+            store: "MicrosoftAzure",
+            source: msg.to_string().into(),
+        }
+    }
+
+    #[test]
+    fn storage_errors_say_what_to_check() {
+        let url = Url::parse("abfss://lake@acct.dfs.core.windows.net/x/").unwrap();
+        let env = vec![];
+        let ep = describe_endpoint(&url, &env);
+        assert_eq!(ep.as_deref(), Some("https://acct.blob.core.windows.net"));
+        let c = |m: &str| classify(&generic(m), &url, ep.as_deref());
+        let e = c(
+            "Server returned non-2xx status code: 404 Not Found: <Code>ContainerNotFound</Code>",
+        );
+        assert!(
+            e.contains("container `lake` does not exist")
+                && e.contains("acct.blob.core.windows.net"),
+            "{e}"
+        );
+        let e = c("403 Forbidden: <Code>AuthenticationFailed</Code>");
+        assert!(
+            e.contains("rejected the credentials") && e.contains("AZURE_STORAGE_ACCOUNT_KEY"),
+            "{e}"
+        );
+        let e = c("403 Forbidden: <Code>AuthorizationPermissionMismatch</Code>");
+        assert!(
+            e.contains("lacks permission") && e.contains("Storage Blob Data Contributor"),
+            "{e}"
+        );
+        let e = c("error sending request for url (https://acct.blob.core.windows.net/lake): client error (Connect)");
+        assert!(
+            e.contains("cannot reach") && e.contains("acct.blob.core.windows.net"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn secrets_are_scrubbed_from_messages() {
+        let env = vec![
+            (
+                "AZURE_STORAGE_ACCOUNT_KEY".to_string(),
+                "c2VjcmV0LWtleS12YWx1ZQ==".to_string(),
+            ),
+            ("AZURE_STORAGE_ACCOUNT_NAME".to_string(), "acct".to_string()),
+            ("HOME".to_string(), "/home/someone".to_string()),
+        ];
+        let secrets = secret_values(&env);
+        let m = scrub(
+            "key c2VjcmV0LWtleS12YWx1ZQ== at https://acct.blob.core.windows.net/c?sv=1&sig=abc%2Fdef&se=2 in /home/someone",
+            &secrets,
+        );
+        assert!(!m.contains("c2VjcmV0") && !m.contains("abc%2Fdef"), "{m}");
+        assert!(
+            m.contains("acct") && m.contains("&se=2") && m.contains("/home/someone"),
+            "{m}"
+        );
+        assert!(!format!("{secrets:?}").contains("c2VjcmV0"));
+    }
+
+    #[test]
+    fn retry_settings_build_an_azure_store_without_network() {
+        let env = vec![
+            ("AZURE_STORAGE_ACCOUNT_NAME".to_string(), "acct".to_string()),
+            ("AZURE_STORAGE_ACCOUNT_KEY".to_string(), "a2V5".to_string()),
+            (ENV_MAX_RETRIES.to_string(), "1".to_string()),
+            (ENV_RETRY_TIMEOUT_SECS.to_string(), "5".to_string()),
+        ];
+        let lake = Lake::open_with_env("abfss://lake@acct.dfs.core.windows.net/a/b", env).unwrap();
+        assert_eq!(lake.path("raw/x.parquet").as_ref(), "a/b/raw/x.parquet");
+        assert_eq!(
+            lake.store_url().as_str(),
+            "abfss://lake@acct.dfs.core.windows.net/"
+        );
     }
 
     #[test]
