@@ -44,6 +44,12 @@ pub enum EngineError {
         /// Why.
         message: String,
     },
+    /// Feature transforms failed.
+    #[error(transparent)]
+    Transform(#[from] sluice_transforms::TransformError),
+    /// Model training, evaluation or artefact handling failed.
+    #[error(transparent)]
+    Ml(#[from] sluice_ml::MlError),
     /// DataFusion reported an error while planning or executing.
     #[error("query engine: {0}")]
     DataFusion(#[from] datafusion::error::DataFusionError),
@@ -58,6 +64,15 @@ pub enum EngineError {
         /// The OS error.
         #[source]
         source: std::io::Error,
+    },
+    /// A Ballista cluster (scheduler or executor process) cannot be reached,
+    /// started or stopped.
+    #[error("cluster error at {endpoint}: {message}")]
+    Cluster {
+        /// The host:port, process or state file at fault.
+        endpoint: String,
+        /// What failed and what to check.
+        message: String,
     },
     /// A bug: an invariant the engine relies on did not hold.
     #[error("internal error: {0}")]
@@ -85,6 +100,14 @@ impl EngineError {
     pub fn lake(url: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Lake {
             url: url.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Shorthand for a [`EngineError::Cluster`] error.
+    pub fn cluster(endpoint: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Cluster {
+            endpoint: endpoint.into(),
             message: message.into(),
         }
     }

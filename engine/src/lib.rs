@@ -14,13 +14,21 @@
 //! what it depends on.
 
 pub mod cli;
+pub mod cluster;
+pub mod commit;
+pub mod config;
 pub mod datagen;
 pub mod error;
 pub mod ingest;
+pub mod k8s;
 pub mod lake;
+pub mod pipeline;
+pub mod predict;
 pub mod progress;
+pub mod registry;
 pub mod schema;
 pub mod report;
+mod report_build;
 pub mod session;
 
 pub use error::{EngineError, Result};

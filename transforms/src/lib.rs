@@ -1,1 +1,135 @@
-//! placeholder
+//! # sluice-transforms
+//!
+//! Sluice's feature engineering: the thesis' transform set (Table 7) as
+//! DataFusion plan-to-plan transforms with fitted, serializable state.
+//!
+//! This crate owns
+//! * the scalar UDFs (`haversine_m`, `local_hour`, `local_minute_of_day`,
+//!   `local_is_weekend`) and the one list that registers them everywhere
+//!   ([`scalar_udfs`], [`register_all`], [`register_all_in`],
+//!   [`with_sluice_functions`]);
+//! * the transform specs ([`TransformSpec`], the YAML list entries);
+//! * the estimator/model pair [`FeaturePipeline`] → [`FittedPipeline`];
+//! * the hand-off of feature columns to the ML crate ([`assemble`]).
+//!
+//! It knows nothing about steps, files or Ballista: every transform is a set
+//! of DataFusion expressions (window functions, `CASE`, casts and the UDFs
+//! above), so a plan built here runs in-process and on Ballista executors that
+//! have the same functions registered.
+//!
+//! ## Adding a transform
+//! 1. Add a `XxxParams` struct with `#[serde(deny_unknown_fields)]` and
+//!    documented defaults in `spec.rs`, and a variant to [`TransformSpec`].
+//! 2. Check its parameters in `plan::check_params` and build its expressions in
+//!    `plan::apply_step` (call `plan::require` for every input column first).
+//! 3. If it learns state, add a [`FittedState`] variant, a `fit_*` function
+//!    running an aggregate query in `fitted.rs`, and a placeholder in
+//!    `plan::placeholder_state`.
+//! 4. Test it against hand-computed values in `tests/transforms.rs`.
+//!
+//! A new UDF goes in its own file under `functions/` and into
+//! `functions::all_udfs`.
+
+pub mod assemble;
+pub mod error;
+pub mod fitted;
+pub mod functions;
+mod plan;
+pub mod spec;
+
+use std::sync::Arc;
+
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::logical_expr::registry::FunctionRegistry;
+use datafusion::logical_expr::ScalarUDF;
+use datafusion::prelude::SessionContext;
+
+pub use assemble::assemble;
+pub use error::TransformError;
+pub use fitted::{
+    FeaturePipeline, FittedPipeline, FittedState, FittedStep, IndexedColumn, OneHotGroup,
+    DEFAULT_CONTRACT_YAML, FITTED_FORMAT_VERSION,
+};
+pub use functions::haversine::{haversine_m, haversine_m_kernel, EARTH_RADIUS_M};
+pub use spec::TransformSpec;
+
+/// Every Sluice scalar UDF (the one list; names are unique).
+pub fn scalar_udfs() -> Vec<ScalarUDF> {
+    functions::all_udfs()
+        .into_iter()
+        .map(|u| ScalarUDF::clone(&u))
+        .collect()
+}
+
+/// Registers every Sluice UDF on a session context.
+pub fn register_all(ctx: &SessionContext) {
+    for udf in scalar_udfs() {
+        ctx.register_udf(udf);
+    }
+}
+
+/// Registers every Sluice UDF in any function registry (a `SessionState`,
+/// Ballista's executor registry, ...).
+pub fn register_all_in(registry: &mut dyn FunctionRegistry) -> datafusion::error::Result<()> {
+    for udf in functions::all_udfs() {
+        registry.register_udf(udf)?;
+    }
+    Ok(())
+}
+
+/// Adds every Sluice UDF to a session state builder, keeping the functions
+/// already configured on it (call after `with_default_features`).
+pub fn with_sluice_functions(mut builder: SessionStateBuilder) -> SessionStateBuilder {
+    let funcs = builder.scalar_functions().get_or_insert_with(Vec::new);
+    for udf in functions::all_udfs() {
+        funcs.retain(|f| f.name() != udf.name());
+        funcs.push(Arc::clone(&udf));
+    }
+    builder
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn udf_names_are_unique() {
+        let udfs = scalar_udfs();
+        let names: HashSet<String> = udfs.iter().map(|u| u.name().to_string()).collect();
+        assert_eq!(names.len(), udfs.len());
+        assert!(names.contains("haversine_m"));
+    }
+
+    #[tokio::test]
+    async fn registered_udfs_run_in_sql() {
+        let ctx = SessionContext::new();
+        register_all(&ctx);
+        let batches = ctx
+            .sql(
+                "SELECT haversine_m(0.0, 0.0, 1.0, 0.0) AS d, \
+                 local_hour(arrow_cast('2026-03-29T01:00:00Z', 'Timestamp(Microsecond, Some(\"UTC\"))'), 'Europe/Berlin') AS h",
+            )
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let s = arrow::util::pretty::pretty_format_batches(&batches)
+            .unwrap()
+            .to_string();
+        assert!(s.contains("111194.92664455"), "{s}");
+        assert!(s.contains("| 3 "), "{s}");
+    }
+
+    #[tokio::test]
+    async fn state_builder_keeps_default_functions() {
+        let state =
+            with_sluice_functions(SessionStateBuilder::new().with_default_features()).build();
+        assert!(state.scalar_functions().contains_key("haversine_m"));
+        assert!(state.scalar_functions().contains_key("abs"));
+        let mut state = SessionStateBuilder::new().with_default_features().build();
+        register_all_in(&mut state).unwrap();
+        assert!(state.scalar_functions().contains_key("local_is_weekend"));
+    }
+}

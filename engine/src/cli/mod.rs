@@ -3,8 +3,12 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+pub mod cluster;
 pub mod datagen;
 pub mod ingest;
+pub mod models;
+pub mod quickstart;
+pub mod run;
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, ValueEnum, Default)]
@@ -34,10 +38,20 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Generate a small lake and run both pipelines end to end (no setup).
+    Quickstart(quickstart::QuickstartArgs),
+    /// Run a pipeline config (all steps, or part of it with --steps/--from/--resume).
+    Run(run::RunArgs),
+    /// Check pipeline configs without running them.
+    Validate(run::ValidateArgs),
+    /// List and inspect models in the registry.
+    Models(models::ModelsArgs),
     /// Generate a synthetic data lake (raw tables, training CSVs, truth labels).
     Datagen(datagen::DatagenArgs),
     /// Validate and unify the training CSVs or the raw tables into Parquet.
     Ingest(ingest::IngestArgs),
+    /// Start, stop or inspect a local Ballista cluster (scheduler + executors on 127.0.0.1).
+    Cluster(cluster::ClusterArgs),
 }
 
 /// Installs the tracing subscriber (text or JSON, `RUST_LOG` filter, default `info`).
@@ -58,7 +72,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     init_logging(cli.log_format);
     crate::progress::set_enabled(!cli.quiet && matches!(cli.log_format, LogFormat::Text));
     match cli.command {
+        Command::Quickstart(args) => quickstart::run(args).await,
+        Command::Run(args) => run::run(args).await,
+        Command::Validate(args) => run::validate(args),
+        Command::Models(args) => models::run(args).await,
         Command::Datagen(args) => datagen::run(args).await,
         Command::Ingest(args) => ingest::run(args).await,
+        Command::Cluster(args) => cluster::run(args).await,
     }
 }

@@ -135,55 +135,41 @@ pub async fn raw_table_input(ctx: &SessionContext, lake: &Lake, name: &str) -> R
     })
 }
 
-/// One aggregate over every table's key: `(table, key)` pairs seen more
-/// than once. A clean lake returns no row.
+/// One aggregate per table over its key (a single Int64 group column, the
+/// fast path of DataFusion's hash aggregate): `(table, key, rows)` for keys
+/// seen more than once. A clean lake returns nothing.
 async fn check_unique_keys(frames: &[(&RawTable, DataFrame)]) -> Result<()> {
-    let mut union: Option<DataFrame> = None;
-    for (table, df) in frames {
-        let keys = df.clone().select(vec![
-            lit(table.name.as_str()).alias("table_name"),
-            Expr::Column(Column::from_name(&table.key)).alias("key"),
-        ])?;
-        union = Some(match union {
-            None => keys,
-            Some(u) => u.union(keys)?,
-        });
-    }
-    let Some(union) = union else {
-        return Ok(());
-    };
-    let dups = union
-        .aggregate(vec![col("table_name"), col("key")], vec![count(lit(1)).alias("n")])?
-        .filter(col("n").gt(lit(1i64)))?
-        .sort(vec![col("table_name").sort(true, true), col("key").sort(true, true)])?
-        .limit(0, Some(64))?
-        .collect()
-        .await?;
     let mut found: Vec<(String, Vec<String>)> = Vec::new();
-    for batch in &dups {
-        let names = arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Utf8)?;
-        let names = names
-            .as_any()
-            .downcast_ref::<arrow::array::StringArray>()
-            .ok_or_else(|| EngineError::Internal("table names are not text".into()))?;
-        let keys = arrow::compute::cast(batch.column(1), &arrow::datatypes::DataType::Utf8)?;
-        let keys = keys
-            .as_any()
-            .downcast_ref::<arrow::array::StringArray>()
-            .ok_or_else(|| EngineError::Internal("keys are not castable to text".into()))?;
-        let counts = arrow::compute::cast(batch.column(2), &arrow::datatypes::DataType::Int64)?;
-        let counts = counts
-            .as_any()
-            .downcast_ref::<arrow::array::Int64Array>()
-            .ok_or_else(|| EngineError::Internal("counts are not integers".into()))?;
-        for r in 0..batch.num_rows() {
-            let table = names.value(r).to_string();
-            let entry = format!("{} ({} rows)", keys.value(r), counts.value(r));
-            match found.iter_mut().find(|(t, _)| *t == table) {
-                Some((_, list)) if list.len() < DUPLICATES_SHOWN => list.push(entry),
-                Some(_) => {}
-                None => found.push((table, vec![entry])),
+    for (table, df) in frames {
+        let dups = df
+            .clone()
+            .aggregate(
+                vec![Expr::Column(Column::from_name(&table.key)).alias("key")],
+                vec![count(lit(1)).alias("n")],
+            )?
+            .filter(col("n").gt(lit(1i64)))?
+            .sort(vec![col("key").sort(true, true)])?
+            .limit(0, Some(DUPLICATES_SHOWN))?
+            .collect()
+            .await?;
+        let mut keys_found = Vec::new();
+        for batch in &dups {
+            let keys = arrow::compute::cast(batch.column(0), &DataType::Utf8)?;
+            let keys = keys
+                .as_any()
+                .downcast_ref::<arrow::array::StringArray>()
+                .ok_or_else(|| EngineError::Internal("keys are not castable to text".into()))?;
+            let counts = arrow::compute::cast(batch.column(1), &DataType::Int64)?;
+            let counts = counts
+                .as_any()
+                .downcast_ref::<arrow::array::Int64Array>()
+                .ok_or_else(|| EngineError::Internal("counts are not integers".into()))?;
+            for r in 0..batch.num_rows() {
+                keys_found.push(format!("{} ({} rows)", keys.value(r), counts.value(r)));
             }
+        }
+        if !keys_found.is_empty() {
+            found.push((table.name.clone(), keys_found));
         }
     }
     let Some((table, keys)) = found.first() else {

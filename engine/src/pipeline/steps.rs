@@ -8,7 +8,7 @@ use arrow::array::{Array, AsArray, Int64Array};
 use arrow::datatypes::Int64Type;
 use bytes::Bytes;
 use datafusion::logical_expr::{col, lit, ScalarUDF};
-use datafusion::prelude::{DataFrame, Expr};
+use datafusion::prelude::Expr;
 use serde_json::json;
 use sluice_ml::{FeatureMatrix, Metric, ModelArtefact, TrainedModel};
 use sluice_transforms::{FeaturePipeline, FittedPipeline};
@@ -99,8 +99,8 @@ fn input(name: &str, m: &Manifest) -> InputRef {
 }
 
 /// Skip-or-run for steps with one output directory.
-async fn single<F, Fut>(
-    rc: &RunContext,
+async fn single<'a, F, Fut>(
+    rc: &'a RunContext,
     step: StepName,
     params: &serde_json::Value,
     inputs: Vec<InputRef>,
@@ -109,7 +109,7 @@ async fn single<F, Fut>(
 ) -> Result<(&'static str, Vec<Manifest>)>
 where
     F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = Result<(Commit<'_>, serde_json::Value)>>,
+    Fut: std::future::Future<Output = Result<(Commit<'a>, serde_json::Value)>>,
 {
     let dir = rc.step_dir(step);
     if resuming {

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Distributed execution benchmark: embedded (1 and 2 partitions) vs local
+# Ballista clusters of 1 and 2 executors (one task slot each), same data, same
+# run. Prints a Markdown table of median seconds; see docs/PERFORMANCE.md.
+#
+#   bench/distributed/run.sh                 # 2,000,000 rows, 3 reps
+#   SLUICE_BENCH_ROWS=500000 bench/distributed/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice-target}"
+cargo build --release -p sluice-scheduler -p sluice-executor
+cargo bench -p sluice-executor --bench distributed

@@ -1,0 +1,302 @@
+//! # sluice-executor
+//!
+//! Ballista 55's executor carrying Sluice's session setup. Ballista does not
+//! ship functions or object stores to executors, so this binary installs them
+//! through the executor's override hooks:
+//!
+//! * `override_function_registry`: [`sluice_engine::session::function_registry`]
+//!   (DataFusion's functions plus every Sluice UDF/UDAF from the one list);
+//! * `override_runtime_producer`:
+//!   [`sluice_engine::session::executor_runtime_producer`] (the lake store
+//!   registry for `abfss://`, `az://`, `s3://`, `gs://`; spill files in the
+//!   work dir);
+//! * `override_config_producer`: the shared Ballista session config.
+//!
+//! Sluice adds no custom plan nodes, so Ballista's default logical and
+//! physical extension codecs are the right ones; when one is added, its codec
+//! goes next to the registry here and in the scheduler.
+//!
+//! The binary is thin: [`ExecutorArgs`] (flags and `SLUICE_EXECUTOR_*`
+//! environment variables) → [`ExecutorArgs::to_config`] → [`run`], which also
+//! serves `/healthz` (liveness) and `/readyz` (last heartbeat to the
+//! scheduler succeeded) on `--health-port`. On SIGTERM the executor tells the
+//! scheduler it is terminating, drains its running tasks and exits.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use ballista_core::config::TaskSchedulingPolicy;
+use ballista_core::error::BallistaError;
+use ballista_executor::executor_process::{start_executor_process, ExecutorProcessConfig};
+use ballista_executor::health::ExecutorHealth;
+use clap::{Parser, ValueEnum};
+
+/// How the executor receives tasks (must match the scheduler's policy).
+#[derive(Debug, Clone, Copy, ValueEnum, Default, PartialEq, Eq)]
+pub enum Policy {
+    /// The scheduler pushes tasks to the executor's gRPC port.
+    #[default]
+    PushStaged,
+    /// The executor polls the scheduler for work.
+    PullStaged,
+}
+
+/// Flags of `sluice-executor`; every flag also reads an environment variable.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "sluice-executor",
+    version,
+    about = "Sluice's Ballista executor"
+)]
+pub struct ExecutorArgs {
+    /// Address to bind the Flight, gRPC and health ports to (`0.0.0.0` in a pod).
+    #[arg(long, env = "SLUICE_EXECUTOR_BIND_HOST", default_value = "127.0.0.1")]
+    pub bind_host: String,
+    /// Host name or IP the scheduler and other executors reach this executor
+    /// at (the pod IP in Kubernetes). Default: the address the scheduler sees.
+    #[arg(long, env = "SLUICE_EXECUTOR_EXTERNAL_HOST")]
+    pub external_host: Option<String>,
+    /// Arrow Flight port (shuffle and result fetches).
+    #[arg(long, env = "SLUICE_EXECUTOR_PORT", default_value_t = 50051)]
+    pub port: u16,
+    /// gRPC port the scheduler pushes tasks to.
+    #[arg(long, env = "SLUICE_EXECUTOR_GRPC_PORT", default_value_t = 50052)]
+    pub grpc_port: u16,
+    /// HTTP port of `/healthz` and `/readyz`.
+    #[arg(long, env = "SLUICE_EXECUTOR_HEALTH_PORT", default_value_t = 50053)]
+    pub health_port: u16,
+    /// Scheduler host.
+    #[arg(long, env = "SLUICE_SCHEDULER_HOST", default_value = "localhost")]
+    pub scheduler_host: String,
+    /// Scheduler gRPC port.
+    #[arg(long, env = "SLUICE_SCHEDULER_PORT", default_value_t = 50050)]
+    pub scheduler_port: u16,
+    /// Keep retrying to reach the scheduler for this long at start-up.
+    #[arg(
+        long,
+        env = "SLUICE_EXECUTOR_SCHEDULER_CONNECT_TIMEOUT_SECONDS",
+        default_value_t = 60
+    )]
+    pub scheduler_connect_timeout_seconds: u16,
+    /// Tasks run at the same time (Ballista vcores); 0 = number of cores.
+    #[arg(long, env = "SLUICE_EXECUTOR_CONCURRENT_TASKS", default_value_t = 0)]
+    pub concurrent_tasks: usize,
+    /// Directory for shuffle files and spills (default: a fresh temp dir).
+    #[arg(long, env = "SLUICE_EXECUTOR_WORK_DIR")]
+    pub work_dir: Option<PathBuf>,
+    /// Memory for all running tasks, e.g. `4GiB`; operators spill past it.
+    /// `0` = unbounded; default: 70% of the host or cgroup memory.
+    #[arg(long, env = "SLUICE_EXECUTOR_MEMORY_LIMIT")]
+    pub memory_limit: Option<String>,
+    /// Seconds between heartbeats to the scheduler.
+    #[arg(long, env = "SLUICE_EXECUTOR_HEARTBEAT_SECONDS", default_value_t = 60)]
+    pub heartbeat_interval_seconds: u64,
+    /// Task scheduling policy (must match the scheduler's).
+    #[arg(long, env = "SLUICE_SCHEDULER_POLICY", value_enum, default_value_t = Policy::PushStaged)]
+    pub scheduling_policy: Policy,
+    /// Executor id (default: a fresh unique id).
+    #[arg(long, env = "SLUICE_EXECUTOR_ID")]
+    pub executor_id: Option<String>,
+    /// Log JSON lines instead of text.
+    #[arg(long, env = "SLUICE_LOG_JSON", default_value_t = false)]
+    pub log_json: bool,
+}
+
+impl ExecutorArgs {
+    /// Ballista's executor config with Sluice's function registry, runtime
+    /// producer and config producer installed.
+    pub fn to_config(&self) -> Result<ExecutorProcessConfig, BallistaError> {
+        let memory_pool_size = match &self.memory_limit {
+            None => None,
+            Some(s) => Some(
+                sluice_engine::session::parse_bytes(s)
+                    .map_err(|e| BallistaError::Configuration(format!("--memory-limit: {e}")))?
+                    as u64,
+            ),
+        };
+        if let Some(dir) = &self.work_dir {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                BallistaError::Configuration(format!(
+                    "cannot create the work dir {}: {e}",
+                    dir.display()
+                ))
+            })?;
+        }
+        let mut cfg = ExecutorProcessConfig {
+            bind_host: self.bind_host.clone(),
+            external_host: self.external_host.clone(),
+            port: self.port,
+            grpc_port: self.grpc_port,
+            scheduler_host: self.scheduler_host.clone(),
+            scheduler_port: self.scheduler_port,
+            scheduler_connect_timeout_seconds: self.scheduler_connect_timeout_seconds,
+            vcores: self.concurrent_tasks,
+            task_scheduling_policy: match self.scheduling_policy {
+                Policy::PushStaged => TaskSchedulingPolicy::PushStaged,
+                Policy::PullStaged => TaskSchedulingPolicy::PullStaged,
+            },
+            work_dir: self.work_dir.as_ref().map(|p| p.display().to_string()),
+            executor_heartbeat_interval_seconds: self.heartbeat_interval_seconds.max(1),
+            memory_pool_size,
+            print_thread_info: false,
+            override_function_registry: Some(Arc::new(sluice_engine::session::function_registry())),
+            override_runtime_producer: Some(sluice_engine::session::executor_runtime_producer(
+                self.work_dir.clone(),
+            )),
+            override_config_producer: Some(sluice_engine::session::ballista_config_producer()),
+            ..ExecutorProcessConfig::default()
+        };
+        if let Some(id) = &self.executor_id {
+            cfg.executor_id = id.clone();
+        }
+        Ok(cfg)
+    }
+
+    /// The health server's socket address.
+    pub fn health_addr(&self) -> Result<SocketAddr, BallistaError> {
+        format!("{}:{}", self.bind_host, self.health_port)
+            .parse()
+            .map_err(|e| {
+                BallistaError::Configuration(format!(
+                    "invalid health address {}:{} ({e}); check --bind-host/--health-port",
+                    self.bind_host, self.health_port
+                ))
+            })
+    }
+}
+
+/// Installs the tracing subscriber (`RUST_LOG` filter, default `info`).
+pub fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// The health routes: `/healthz` is liveness (always 200 while the process
+/// serves), `/readyz` is 200 after a successful heartbeat to the scheduler.
+pub fn health_router(health: ExecutorHealth) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { (StatusCode::OK, "ok\n") }))
+        .route(
+            "/readyz",
+            get(|State(h): State<ExecutorHealth>| async move {
+                if h.is_ready() {
+                    (StatusCode::OK, "ready\n")
+                } else {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "not ready: no successful heartbeat to the scheduler yet\n",
+                    )
+                }
+            }),
+        )
+        .with_state(health)
+}
+
+/// Runs the executor until SIGTERM or Ctrl-C (Ballista then fences it at the
+/// scheduler and drains running tasks) or until it fails.
+pub async fn run(args: ExecutorArgs) -> Result<(), BallistaError> {
+    let health_addr = args.health_addr()?;
+    let config = args.to_config()?;
+    let health = config.health.clone();
+    let listener = tokio::net::TcpListener::bind(health_addr)
+        .await
+        .map_err(|e| {
+            BallistaError::General(format!(
+                "cannot bind the health port {health_addr}: {e}; is it already in use?"
+            ))
+        })?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let health_task = tokio::spawn(async move {
+        axum::serve(listener, health_router(health))
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.await;
+            })
+            .await
+    });
+    tracing::info!(
+        executor_id = %config.executor_id,
+        flight = %format!("{}:{}", args.bind_host, args.port),
+        grpc = %format!("{}:{}", args.bind_host, args.grpc_port),
+        health = %health_addr,
+        scheduler = %format!("{}:{}", args.scheduler_host, args.scheduler_port),
+        "starting the Sluice executor"
+    );
+    let result = start_executor_process(Arc::new(config)).await;
+    let _ = stop_tx.send(());
+    if let Ok(Err(e)) = health_task.await {
+        tracing::warn!("health server stopped with an error: {e}");
+    }
+    result.map_err(|e| match e {
+        BallistaError::GrpcConnectionError(msg) | BallistaError::General(msg)
+            if msg.contains("scheduler") =>
+        {
+            BallistaError::General(format!(
+                "{msg} (scheduler {}:{})",
+                args.scheduler_host, args.scheduler_port
+            ))
+        }
+        other => other,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_map_to_ballista_config() {
+        let dir = std::env::temp_dir().join(format!("sluice-exec-test-{}", std::process::id()));
+        let args = ExecutorArgs::parse_from([
+            "sluice-executor",
+            "--port",
+            "7001",
+            "--grpc-port",
+            "7002",
+            "--concurrent-tasks",
+            "3",
+            "--memory-limit",
+            "1GiB",
+            "--work-dir",
+            dir.to_str().unwrap(),
+            "--external-host",
+            "10.0.0.7",
+        ]);
+        let cfg = args.to_config().unwrap();
+        assert_eq!(cfg.port, 7001);
+        assert_eq!(cfg.grpc_port, 7002);
+        assert_eq!(cfg.vcores, 3);
+        assert_eq!(cfg.memory_pool_size, Some(1024 * 1024 * 1024));
+        assert_eq!(cfg.external_host.as_deref(), Some("10.0.0.7"));
+        assert!(dir.is_dir());
+        let reg = cfg.override_function_registry.as_ref().unwrap();
+        for f in sluice_engine::session::sluice_scalar_udfs() {
+            assert!(reg.scalar_functions.contains_key(f.name()));
+        }
+        for f in sluice_engine::session::sluice_aggregate_udfs() {
+            assert!(reg.aggregate_functions.contains_key(f.name()));
+        }
+        assert!(cfg.override_runtime_producer.is_some());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn bad_memory_limit_is_named() {
+        let args = ExecutorArgs::parse_from(["sluice-executor", "--memory-limit", "lots"]);
+        let e = args.to_config().unwrap_err().to_string();
+        assert!(e.contains("--memory-limit"), "{e}");
+    }
+}

@@ -1,0 +1,429 @@
+//! The level-wise histogram tree learner shared by GBT and random forests.
+//!
+//! Trees grow one depth level at a time. For every level the learner asks a
+//! [`HistogramSource`] for the histograms of the nodes it needs, in a single
+//! call covering every tree being grown (all trees of a forest advance
+//! together, so a distributed source scans the data once per level). When all
+//! features are considered it builds only the smaller child and obtains the
+//! sibling by subtraction from the parent.
+
+use rayon::prelude::*;
+
+use crate::binning::BinnedMatrix;
+use crate::error::Result;
+use crate::histogram::{BinStats, Histogram, HistogramSource, NodeRequest, Targets};
+use crate::params::Impurity;
+use crate::sampling::hash2;
+use crate::tree::{Node, Tree};
+
+/// How splits are scored and leaves valued.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Criterion {
+    /// Second-order (Newton) gain with L2 `lambda`; leaf = `-G / (H + lambda)`.
+    Newton {
+        /// L2 regularisation of leaf values.
+        lambda: f64,
+        /// Minimum hessian sum per child.
+        min_hess: f64,
+    },
+    /// Impurity decrease on weighted class counts (`grad` = positives, `hess` = weight); leaf = P(1).
+    Impurity(Impurity),
+}
+
+impl Criterion {
+    /// Leaf value of a node with these sums.
+    pub fn leaf_value(&self, s: &BinStats) -> f64 {
+        match *self {
+            Criterion::Newton { lambda, .. } => {
+                let d = s.hess + lambda;
+                if d > 0.0 { -s.grad / d } else { 0.0 }
+            }
+            Criterion::Impurity(_) => {
+                if s.hess > 0.0 { s.grad / s.hess } else { 0.0 }
+            }
+        }
+    }
+
+    fn impurity(imp: Impurity, s: &BinStats) -> f64 {
+        if s.hess <= 0.0 {
+            return 0.0;
+        }
+        let p = (s.grad / s.hess).clamp(0.0, 1.0);
+        match imp {
+            Impurity::Gini => 2.0 * p * (1.0 - p),
+            Impurity::Entropy => {
+                let h = |q: f64| if q > 0.0 { -q * q.log2() } else { 0.0 };
+                h(p) + h(1.0 - p)
+            }
+        }
+    }
+
+    /// Gain of splitting `total` into `l` and `r` (`parent_term` = precomputed term of `total`).
+    #[inline]
+    fn gain(&self, l: &BinStats, r: &BinStats, total: &BinStats, parent_term: f64) -> f64 {
+        match *self {
+            Criterion::Newton { lambda, .. } => {
+                0.5 * (l.grad * l.grad / (l.hess + lambda) + r.grad * r.grad / (r.hess + lambda) - parent_term)
+            }
+            Criterion::Impurity(imp) => {
+                let w = total.hess;
+                parent_term - (l.hess / w) * Self::impurity(imp, l) - (r.hess / w) * Self::impurity(imp, r)
+            }
+        }
+    }
+
+    fn parent_term(&self, total: &BinStats) -> f64 {
+        match *self {
+            Criterion::Newton { lambda, .. } => total.grad * total.grad / (total.hess + lambda),
+            Criterion::Impurity(imp) => Self::impurity(imp, total),
+        }
+    }
+}
+
+/// Growth limits shared by all trees grown together.
+#[derive(Debug, Clone, Copy)]
+pub struct GrowParams {
+    /// Maximum depth (0 = root leaf only).
+    pub max_depth: usize,
+    /// Minimum rows in each child.
+    pub min_instances: f64,
+    /// Minimum split gain.
+    pub min_info_gain: f64,
+    /// Split criterion.
+    pub criterion: Criterion,
+    /// Features considered per node (== number of features for all).
+    pub n_sub_features: usize,
+}
+
+/// One tree to grow: its targets, its root rows (ascending, weight > 0) and its seed.
+#[derive(Debug, Clone)]
+pub struct TreeJob<'a> {
+    /// Per-row targets.
+    pub targets: Targets<'a>,
+    /// Rows at the root.
+    pub rows: Vec<u32>,
+    /// Seed of per-node feature sampling.
+    pub seed: u64,
+}
+
+/// A chosen split.
+#[derive(Debug, Clone, Copy)]
+struct Split {
+    feature: usize,
+    bin: u8,
+    missing_left: bool,
+    gain: f64,
+    left: BinStats,
+    right: BinStats,
+}
+
+struct Open {
+    tree: usize,
+    node: usize,
+    heap_id: u64,
+    depth: usize,
+    rows: Vec<u32>,
+    features: Vec<usize>,
+    hist: Histogram,
+    totals: BinStats,
+}
+
+fn node_features(n_features: usize, k: usize, seed: u64, heap_id: u64) -> Vec<usize> {
+    if k >= n_features {
+        return (0..n_features).collect();
+    }
+    let mut keyed: Vec<(u64, usize)> = (0..n_features).map(|j| (hash2(seed, heap_id, j as u64), j)).collect();
+    keyed.select_nth_unstable(k - 1);
+    let mut f: Vec<usize> = keyed[..k].iter().map(|&(_, j)| j).collect();
+    f.sort_unstable();
+    f
+}
+
+fn sum_feature(h: &Histogram, j: usize) -> BinStats {
+    let mut t = BinStats::default();
+    for s in h.feature(j) {
+        t.add(s);
+    }
+    t
+}
+
+/// `a` beats `b` by more than floating-point noise: near-ties keep the
+/// earlier candidate (lower feature, lower bin), so results do not depend on
+/// the summation order of the rows (row order, partitioning, merging).
+#[inline]
+fn clearly_better(a: f64, b: f64) -> bool {
+    a > b + 1e-9 * b.abs().max(1e-12)
+}
+
+fn best_split_feature(bins: &[BinStats], j: usize, total: &BinStats, p: &GrowParams, parent_term: f64) -> Option<Split> {
+    let miss = bins[0];
+    let n = bins.len();
+    let has_missing = miss.count > 0.0;
+    let min_hess = match p.criterion {
+        Criterion::Newton { min_hess, .. } => min_hess,
+        Criterion::Impurity(_) => 0.0,
+    };
+    let valid = |l: &BinStats, r: &BinStats| {
+        l.count >= p.min_instances && r.count >= p.min_instances && l.hess >= min_hess && r.hess >= min_hess && l.hess > 0.0 && r.hess > 0.0
+    };
+    let mut best: Option<Split> = None;
+    let mut consider = |l: BinStats, t: usize, missing_left: bool| {
+        let r = total.minus(&l);
+        if !valid(&l, &r) {
+            return;
+        }
+        let gain = p.criterion.gain(&l, &r, total, parent_term);
+        if gain > 1e-12 && gain >= p.min_info_gain && best.is_none_or(|b| clearly_better(gain, b.gain)) {
+            best = Some(Split { feature: j, bin: t as u8, missing_left, gain, left: l, right: r });
+        }
+    };
+    let mut acc = BinStats::default();
+    for t in 1..n {
+        if bins[t].count == 0.0 {
+            continue;
+        }
+        acc.add(&bins[t]);
+        if t == n - 1 {
+            // All values left, missing right.
+            if has_missing {
+                consider(acc, t, false);
+            }
+            break;
+        }
+        if has_missing {
+            consider(acc, t, false);
+            let mut with_missing = acc;
+            with_missing.add(&miss);
+            consider(with_missing, t, true);
+        } else {
+            // No missing values seen here: send future missing values to the larger side.
+            let right_count = total.count - acc.count;
+            consider(acc, t, acc.count >= right_count);
+        }
+    }
+    best
+}
+
+fn best_split(o: &Open, p: &GrowParams) -> Option<Split> {
+    if o.depth >= p.max_depth || o.totals.count < 2.0 * p.min_instances {
+        return None;
+    }
+    let parent_term = p.criterion.parent_term(&o.totals);
+    let pick = |a: Option<Split>, b: Option<Split>| match (a, b) {
+        (Some(a), Some(b)) => Some(if b.feature < a.feature { if clearly_better(a.gain, b.gain) { a } else { b } } else if clearly_better(b.gain, a.gain) { b } else { a }),
+        (a, None) => a,
+        (None, b) => b,
+    };
+    o.features
+        .par_iter()
+        .with_min_len(8)
+        .map(|&j| best_split_feature(o.hist.feature(j), j, &o.totals, p, parent_term))
+        .reduce(|| None, pick)
+}
+
+/// Grows one tree per job, all trees level by level with one histogram
+/// request per level. Leaves hold `criterion.leaf_value` (unscaled).
+pub fn grow_trees(source: &dyn HistogramSource, binned: &BinnedMatrix, p: &GrowParams, jobs: &[TreeJob<'_>]) -> Result<Vec<Tree>> {
+    let nf = binned.n_features();
+    let all_features = p.n_sub_features >= nf;
+    let mut trees: Vec<Tree> = jobs.iter().map(|_| Tree { nodes: Vec::new() }).collect();
+
+    // Roots.
+    let root_features: Vec<Vec<usize>> = jobs.iter().map(|j| node_features(nf, p.n_sub_features, j.seed, 1)).collect();
+    let requests: Vec<NodeRequest<'_>> = jobs
+        .iter()
+        .zip(&root_features)
+        .map(|(j, f)| NodeRequest { rows: &j.rows, features: f, targets: j.targets })
+        .collect();
+    let hists = source.build(&requests)?;
+    let mut open: Vec<Open> = Vec::with_capacity(jobs.len());
+    for (t, ((job, features), hist)) in jobs.iter().zip(root_features).zip(hists).enumerate() {
+        let totals = features.first().map(|&j| sum_feature(&hist, j)).unwrap_or_default();
+        trees[t].nodes.push(Node::leaf(p.criterion.leaf_value(&totals), totals.count));
+        open.push(Open { tree: t, node: 0, heap_id: 1, depth: 0, rows: job.rows.clone(), features, hist, totals });
+    }
+
+    while !open.is_empty() {
+        let splits: Vec<Option<Split>> = open.par_iter().map(|o| best_split(o, p)).collect();
+        // Partition rows of split nodes.
+        let parts: Vec<Option<(Vec<u32>, Vec<u32>)>> = open
+            .par_iter()
+            .zip(&splits)
+            .map(|(o, s)| {
+                s.map(|s| {
+                    let col = binned.column(s.feature);
+                    o.rows.iter().partition(|&&r| {
+                        let b = col[r as usize];
+                        if b == 0 { s.missing_left } else { b <= s.bin }
+                    })
+                })
+            })
+            .collect();
+
+        // Create children and plan the next level's histogram requests.
+        struct Child {
+            tree: usize,
+            node: usize,
+            heap_id: u64,
+            depth: usize,
+            rows: Vec<u32>,
+            features: Vec<usize>,
+            totals: BinStats,
+            /// Some(parent index in `open`, sibling index in `children`) when obtained by subtraction.
+            subtract: Option<(usize, usize)>,
+        }
+        let mut children: Vec<Child> = Vec::new();
+        for (oi, ((o, s), part)) in open.iter().zip(&splits).zip(parts).enumerate() {
+            let (Some(s), Some((lrows, rrows))) = (s, part) else { continue };
+            let tree = &mut trees[o.tree];
+            let li = tree.nodes.len();
+            tree.nodes.push(Node::leaf(p.criterion.leaf_value(&s.left), s.left.count));
+            tree.nodes.push(Node::leaf(p.criterion.leaf_value(&s.right), s.right.count));
+            let fb_threshold = f64::NAN; // filled by the caller from bin edges
+            let n = &mut tree.nodes[o.node];
+            n.feature = s.feature as u32;
+            n.threshold_bin = s.bin;
+            n.threshold = fb_threshold;
+            n.missing_left = s.missing_left;
+            n.left = li as u32;
+            n.right = li as u32 + 1;
+            n.gain = s.gain;
+            let seed = jobs[o.tree].seed;
+            let mk = |heap_id: u64, rows: Vec<u32>, totals: BinStats| Child {
+                tree: o.tree,
+                node: if heap_id % 2 == 0 { li } else { li + 1 },
+                heap_id,
+                depth: o.depth + 1,
+                rows,
+                features: node_features(nf, p.n_sub_features, seed, heap_id),
+                totals,
+                subtract: None,
+            };
+            let mut l = mk(o.heap_id.wrapping_mul(2), lrows, s.left);
+            let mut r = mk(o.heap_id.wrapping_mul(2).wrapping_add(1), rrows, s.right);
+            let can_split_further = o.depth + 1 < p.max_depth;
+            if !can_split_further {
+                // Children will be leaves: no histogram needed.
+                continue;
+            }
+            let base = children.len();
+            if all_features {
+                if l.rows.len() <= r.rows.len() {
+                    r.subtract = Some((oi, base));
+                } else {
+                    l.subtract = Some((oi, base + 1));
+                }
+            }
+            children.push(l);
+            children.push(r);
+        }
+
+        let requests: Vec<NodeRequest<'_>> = children
+            .iter()
+            .filter(|c| c.subtract.is_none())
+            .map(|c| NodeRequest { rows: &c.rows, features: &c.features, targets: jobs[c.tree].targets })
+            .collect();
+        let built = source.build(&requests)?;
+        let mut built = built.into_iter();
+        let mut hists: Vec<Option<Histogram>> = children
+            .iter()
+            .map(|c| if c.subtract.is_none() { built.next() } else { None })
+            .collect();
+        for (ci, c) in children.iter().enumerate() {
+            if let Some((oi, sib)) = c.subtract {
+                let sib_hist = hists[sib].as_ref().ok_or_else(|| crate::error::MlError::Internal("sibling histogram missing".into()))?;
+                let h = Histogram::subtract(&open[oi].hist, sib_hist)?;
+                hists[ci] = Some(h);
+            }
+        }
+        open = children
+            .into_iter()
+            .zip(hists)
+            .filter_map(|(c, h)| {
+                h.map(|hist| Open {
+                    tree: c.tree,
+                    node: c.node,
+                    heap_id: c.heap_id,
+                    depth: c.depth,
+                    rows: c.rows,
+                    features: c.features,
+                    hist,
+                    totals: c.totals,
+                })
+            })
+            .collect();
+    }
+    Ok(trees)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::histogram::LocalHistogramSource;
+
+    #[test]
+    fn single_split_found_exactly_with_newton_leaves() {
+        // x = 1,2,3,4 (bins 1..4); y = 0,0,1,1; p0 = 0.5 => g = p - y, h = 0.25.
+        let b = BinnedMatrix::from_columns(vec![vec![1, 2, 3, 4]], vec![5]).unwrap();
+        let grad = [0.5f32, 0.5, -0.5, -0.5];
+        let hess = [0.25f32; 4];
+        let p = GrowParams {
+            max_depth: 1,
+            min_instances: 1.0,
+            min_info_gain: 0.0,
+            criterion: Criterion::Newton { lambda: 1.0, min_hess: 0.0 },
+            n_sub_features: 1,
+        };
+        let job = TreeJob { targets: Targets::GradHess { grad: &grad, hess: &hess }, rows: vec![0, 1, 2, 3], seed: 0 };
+        let src = LocalHistogramSource::new(&b);
+        let t = &grow_trees(&src, &b, &p, &[job]).unwrap()[0];
+        assert_eq!(t.nodes.len(), 3);
+        assert_eq!(t.nodes[0].threshold_bin, 2);
+        // Newton step: -G/(H+lambda) = -(1.0)/(0.5+1) and +1/(1.5).
+        assert!((t.nodes[1].value - (-1.0 / 1.5)).abs() < 1e-12);
+        assert!((t.nodes[2].value - (1.0 / 1.5)).abs() < 1e-12);
+        // gain = 0.5 * (1/1.5 + 1/1.5 - 0/2)
+        assert!((t.nodes[0].gain - 0.5 * (2.0 / 1.5)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn missing_values_learn_their_direction() {
+        // Missing rows are positive like the high values: they must go right.
+        let b = BinnedMatrix::from_columns(vec![vec![1, 1, 2, 2, 0, 0]], vec![3]).unwrap();
+        let y = [0u8, 0, 1, 1, 1, 1];
+        let p = GrowParams {
+            max_depth: 1,
+            min_instances: 1.0,
+            min_info_gain: 0.0,
+            criterion: Criterion::Impurity(Impurity::Gini),
+            n_sub_features: 1,
+        };
+        let job = TreeJob { targets: Targets::Labels { y: &y, weights: None }, rows: (0..6).collect(), seed: 0 };
+        let src = LocalHistogramSource::new(&b);
+        let t = &grow_trees(&src, &b, &p, &[job]).unwrap()[0];
+        assert!(!t.nodes[0].missing_left);
+        assert_eq!(t.nodes[0].threshold_bin, 1);
+        assert_eq!(t.nodes[1].value, 0.0);
+        assert_eq!(t.nodes[2].value, 1.0);
+        // Gini gain: parent 2*(2/3)(1/3) = 4/9; children pure.
+        assert!((t.nodes[0].gain - 4.0 / 9.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn min_instances_blocks_small_children() {
+        let b = BinnedMatrix::from_columns(vec![vec![1, 2, 2, 2]], vec![3]).unwrap();
+        let y = [1u8, 0, 0, 0];
+        let p = GrowParams {
+            max_depth: 3,
+            min_instances: 2.0,
+            min_info_gain: 0.0,
+            criterion: Criterion::Impurity(Impurity::Gini),
+            n_sub_features: 1,
+        };
+        let job = TreeJob { targets: Targets::Labels { y: &y, weights: None }, rows: (0..4).collect(), seed: 0 };
+        let src = LocalHistogramSource::new(&b);
+        let t = &grow_trees(&src, &b, &p, &[job]).unwrap()[0];
+        assert_eq!(t.nodes.len(), 1);
+        assert_eq!(t.nodes[0].value, 0.25);
+    }
+}

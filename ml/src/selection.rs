@@ -1,0 +1,353 @@
+//! Model selection: stratified seeded splits, k-fold cross-validation and
+//! grid search, parallel over (fit, fold) jobs, binning once for all of them.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::binning::{BinEdges, DEFAULT_BIN_SAMPLE};
+use crate::error::{MlError, Result};
+use crate::matrix::FeatureMatrix;
+use crate::metrics::{evaluate, Metric};
+use crate::model::{check_labels, fit_binned, TrainedModel};
+use crate::params::ModelSpec;
+use crate::progress::{emit, Progress, TrainEvent};
+use crate::sampling::hash2;
+
+/// Rows of each class ordered by a seeded hash (the basis of every stratified split).
+fn shuffled_by_class(y: &[u8], seed: u64) -> [Vec<usize>; 2] {
+    let mut out: [Vec<(u64, usize)>; 2] = [Vec::new(), Vec::new()];
+    for (r, &c) in y.iter().enumerate() {
+        out[(c > 0) as usize].push((hash2(seed, 0x5971_17, r as u64), r));
+    }
+    out.map(|mut v| {
+        v.sort_unstable();
+        v.into_iter().map(|(_, r)| r).collect()
+    })
+}
+
+/// Stratified, seeded train/test split: returns (train rows, test rows), ascending.
+pub fn split_train_test(y: &[u8], test_fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    let mut train = Vec::new();
+    let mut test = Vec::new();
+    for class in shuffled_by_class(y, seed) {
+        let n_test = (class.len() as f64 * test_fraction.clamp(0.0, 1.0)).round() as usize;
+        test.extend_from_slice(&class[..n_test]);
+        train.extend_from_slice(&class[n_test..]);
+    }
+    train.sort_unstable();
+    test.sort_unstable();
+    (train, test)
+}
+
+/// Stratified, seeded fold id (`0..k`) of every row.
+pub fn stratified_folds(y: &[u8], k: usize, seed: u64) -> Vec<usize> {
+    let mut fold = vec![0; y.len()];
+    for class in shuffled_by_class(y, seed) {
+        for (i, r) in class.into_iter().enumerate() {
+            fold[r] = i % k.max(1);
+        }
+    }
+    fold
+}
+
+/// Grid search configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GridSearchConfig {
+    /// Number of CV folds; 0 or 1 = no CV (one stratified 80/20 holdout).
+    pub folds: usize,
+    /// Metric to select by.
+    pub metric: Metric,
+    /// Seed of fold assignment.
+    pub seed: u64,
+    /// camelCase parameter name → values to try (cartesian product).
+    pub grid: BTreeMap<String, Vec<Value>>,
+    /// Worker threads (default: all cores).
+    #[serde(default)]
+    pub parallelism: Option<usize>,
+}
+
+/// Cross-validated score of one grid point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GridPoint {
+    /// The grid values of this point.
+    pub params: BTreeMap<String, Value>,
+    /// The full model spec.
+    pub spec: ModelSpec,
+    /// Mean score over folds.
+    pub mean_score: f64,
+    /// Standard deviation of the fold scores.
+    pub std_score: f64,
+    /// Score per fold.
+    pub fold_scores: Vec<f64>,
+}
+
+/// Outcome of a grid search.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GridSearchResult {
+    /// Metric used.
+    pub metric: Metric,
+    /// Every grid point, in grid order.
+    pub points: Vec<GridPoint>,
+    /// Index of the best point.
+    pub best_index: usize,
+    /// Spec of the best point.
+    pub best_spec: ModelSpec,
+    /// The best spec refit on all rows.
+    pub best_model: TrainedModel,
+}
+
+/// Expands the cartesian product of `grid` over `base` (keys in sorted order).
+pub fn expand_grid(base: &ModelSpec, grid: &BTreeMap<String, Vec<Value>>) -> Result<Vec<(BTreeMap<String, Value>, ModelSpec)>> {
+    let base_json = serde_json::to_value(base).map_err(|e| MlError::Internal(e.to_string()))?;
+    let Value::Object(base_obj) = base_json else {
+        return Err(MlError::Internal("model spec is not a JSON object".into()));
+    };
+    for (k, vals) in grid {
+        if k == "type" || !base_obj.contains_key(k) {
+            let mut known: Vec<&str> = base_obj.keys().filter(|k| *k != "type").map(String::as_str).collect();
+            known.sort_unstable();
+            return Err(MlError::params(k, format!("not a parameter of {}; known: {}", base.kind(), known.join(", "))));
+        }
+        if vals.is_empty() {
+            return Err(MlError::params(k, "grid lists no values"));
+        }
+    }
+    let mut points: Vec<BTreeMap<String, Value>> = vec![BTreeMap::new()];
+    for (k, vals) in grid {
+        points = points
+            .into_iter()
+            .flat_map(|p| {
+                vals.iter().map(move |v| {
+                    let mut q = p.clone();
+                    q.insert(k.clone(), v.clone());
+                    q
+                })
+            })
+            .collect();
+    }
+    points
+        .into_iter()
+        .map(|p| {
+            let mut obj = base_obj.clone();
+            for (k, v) in &p {
+                obj.insert(k.clone(), v.clone());
+            }
+            let spec: ModelSpec = serde_json::from_value(Value::Object(obj)).map_err(|e| {
+                let shown: Vec<String> = p.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                MlError::params(&shown.join(","), format!("invalid grid value: {e}"))
+            })?;
+            spec.validate()?;
+            Ok((p, spec))
+        })
+        .collect()
+}
+
+/// One model fit serving one or more grid points (forests nest: a smaller
+/// `numTrees`/`maxDepth` is a prefix/truncation of the largest).
+struct Fit {
+    spec: ModelSpec,
+    /// (point index, trees to keep, depth to keep); `None` = the whole model.
+    consumers: Vec<(usize, Option<(usize, usize)>)>,
+}
+
+fn plan_fits(points: &[(BTreeMap<String, Value>, ModelSpec)]) -> Vec<Fit> {
+    let mut fits: Vec<Fit> = Vec::new();
+    let mut forest_groups: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, (_, spec)) in points.iter().enumerate() {
+        match spec {
+            ModelSpec::RandomForest(p) => {
+                let key_spec = ModelSpec::RandomForest(crate::params::RfParams { num_trees: 0, max_depth: 0, ..p.clone() });
+                let key = serde_json::to_string(&key_spec).unwrap_or_default();
+                let fi = *forest_groups.entry(key).or_insert_with(|| {
+                    fits.push(Fit { spec: spec.clone(), consumers: Vec::new() });
+                    fits.len() - 1
+                });
+                if let ModelSpec::RandomForest(g) = &mut fits[fi].spec {
+                    g.num_trees = g.num_trees.max(p.num_trees);
+                    g.max_depth = g.max_depth.max(p.max_depth);
+                }
+                fits[fi].consumers.push((i, Some((p.num_trees, p.max_depth))));
+            }
+            ModelSpec::Gbt(_) => fits.push(Fit { spec: spec.clone(), consumers: vec![(i, None)] }),
+        }
+    }
+    fits
+}
+
+fn mean_std(v: &[f64]) -> (f64, f64) {
+    let n = v.len().max(1) as f64;
+    let m = v.iter().sum::<f64>() / n;
+    let var = v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / n;
+    (m, var.sqrt())
+}
+
+/// Grid search with stratified k-fold CV: every (fit, fold) job runs in
+/// parallel on the configured threads; the data are binned once.
+pub fn grid_search(base: &ModelSpec, cfg: &GridSearchConfig, x: &FeatureMatrix, y: &[u8]) -> Result<GridSearchResult> {
+    grid_search_with_progress(base, cfg, x, y, None)
+}
+
+/// [`grid_search`] reporting progress events.
+pub fn grid_search_with_progress(
+    base: &ModelSpec,
+    cfg: &GridSearchConfig,
+    x: &FeatureMatrix,
+    y: &[u8],
+    progress: Progress<'_>,
+) -> Result<GridSearchResult> {
+    check_labels(x.n_rows(), y)?;
+    let points = expand_grid(base, &cfg.grid)?;
+    if cfg.parallelism == Some(0) {
+        return Err(MlError::params("parallelism", "expected >= 1"));
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(cfg.parallelism.unwrap_or(0))
+        .build()
+        .map_err(|e| MlError::Internal(format!("cannot start thread pool: {e}")))?;
+    pool.install(|| run_grid(base, cfg, x, y, points, progress))
+}
+
+fn run_grid(
+    base: &ModelSpec,
+    cfg: &GridSearchConfig,
+    x: &FeatureMatrix,
+    y: &[u8],
+    points: Vec<(BTreeMap<String, Value>, ModelSpec)>,
+    progress: Progress<'_>,
+) -> Result<GridSearchResult> {
+    // Bin once with the widest bin count of the grid.
+    let max_bins = points.iter().map(|(_, s)| s.max_bins()).max().unwrap_or(base.max_bins());
+    let edges = BinEdges::fit(x, max_bins, DEFAULT_BIN_SAMPLE)?;
+    let binned = edges.transform(x)?;
+    let (folds, k): (Vec<usize>, usize) = if cfg.folds >= 2 {
+        (stratified_folds(y, cfg.folds, cfg.seed), cfg.folds)
+    } else {
+        let (_, test) = split_train_test(y, 0.2, cfg.seed);
+        let mut f = vec![1usize; y.len()];
+        for r in test {
+            f[r] = 0;
+        }
+        (f, 1)
+    };
+    let fold_rows: Vec<(Vec<u32>, Vec<u32>)> = (0..k)
+        .map(|f| {
+            let (mut tr, mut va) = (Vec::new(), Vec::new());
+            for (r, &fr) in folds.iter().enumerate() {
+                if fr == f { va.push(r as u32) } else { tr.push(r as u32) }
+            }
+            (tr, va)
+        })
+        .collect();
+    let fits = plan_fits(&points);
+    let jobs: Vec<(usize, usize)> = (0..fits.len()).flat_map(|fi| (0..k).map(move |f| (fi, f))).collect();
+    let done = AtomicUsize::new(0);
+    let total_jobs = jobs.len();
+    tracing::debug!(points = points.len(), fits = fits.len(), folds = k, "grid search");
+    let scores: Vec<Vec<(usize, usize, f64)>> = jobs
+        .par_iter()
+        .with_max_len(1)
+        .map(|&(fi, f)| {
+            let fit = &fits[fi];
+            let (tr, va) = &fold_rows[f];
+            let model = fit_binned(&fit.spec, &edges, x.names(), &binned, y, tr, None)?;
+            let yv: Vec<u8> = va.iter().map(|&r| y[r as usize]).collect();
+            let out = fit
+                .consumers
+                .iter()
+                .map(|&(pi, cut)| {
+                    let proba = match cut {
+                        Some((t, d)) => model.truncated(t, d).predict_binned_rows(&binned, va),
+                        None => model.predict_binned_rows(&binned, va),
+                    };
+                    (pi, f, evaluate(&yv, &proba, 0.5).get(cfg.metric))
+                })
+                .collect();
+            let d = done.fetch_add(1, Ordering::Relaxed) + 1;
+            emit(progress, TrainEvent::FoldDone { done: d, total: total_jobs });
+            Ok(out)
+        })
+        .collect::<Result<_>>()?;
+    let mut per_point: Vec<Vec<f64>> = vec![vec![f64::NAN; k]; points.len()];
+    for (pi, f, s) in scores.into_iter().flatten() {
+        per_point[pi][f] = s;
+    }
+    let n_points = points.len();
+    let results: Vec<GridPoint> = points
+        .into_iter()
+        .zip(per_point)
+        .enumerate()
+        .map(|(i, ((params, spec), fold_scores))| {
+            let (mean_score, std_score) = mean_std(&fold_scores);
+            emit(progress, TrainEvent::GridPointDone { index: i, total: n_points, mean_score });
+            GridPoint { params, spec, mean_score, std_score, fold_scores }
+        })
+        .collect();
+    let better = |a: f64, b: f64| if cfg.metric.higher_is_better() { a > b } else { a < b };
+    let mut best_index = 0;
+    for (i, p) in results.iter().enumerate() {
+        let b = results[best_index].mean_score;
+        if p.mean_score.is_finite() && (!b.is_finite() || better(p.mean_score, b)) {
+            best_index = i;
+        }
+    }
+    let best_spec = results[best_index].spec.clone();
+    let all: Vec<u32> = (0..x.n_rows() as u32).collect();
+    let best_model = fit_binned(&best_spec, &edges, x.names(), &binned, y, &all, progress)?;
+    Ok(GridSearchResult { metric: cfg.metric, points: results, best_index, best_spec, best_model })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::{GbtParams, RfParams};
+    use serde_json::json;
+
+    #[test]
+    fn folds_are_stratified_and_seeded() {
+        let y: Vec<u8> = (0..1000).map(|i| (i % 4 == 0) as u8).collect();
+        let f = stratified_folds(&y, 10, 3);
+        for k in 0..10 {
+            let rows: Vec<usize> = (0..1000).filter(|&r| f[r] == k).collect();
+            assert_eq!(rows.len(), 100);
+            assert_eq!(rows.iter().filter(|&&r| y[r] == 1).count(), 25);
+        }
+        assert_eq!(f, stratified_folds(&y, 10, 3));
+        assert_ne!(f, stratified_folds(&y, 10, 4));
+        let (tr, te) = split_train_test(&y, 0.2, 1);
+        assert_eq!(te.len(), 200);
+        assert_eq!(tr.len() + te.len(), 1000);
+        assert_eq!(te.iter().filter(|&&r| y[r] == 1).count(), 50);
+    }
+
+    #[test]
+    fn thesis_grids_expand() {
+        let mut g = BTreeMap::new();
+        g.insert("maxDepth".to_string(), vec![json!(1), json!(3), json!(5)]);
+        g.insert("stepSize".to_string(), vec![json!(0.05), json!(0.1), json!(0.2)]);
+        g.insert("minInstancesPerNode".to_string(), vec![json!(1), json!(2), json!(3)]);
+        let pts = expand_grid(&ModelSpec::Gbt(GbtParams::default()), &g).unwrap();
+        assert_eq!(pts.len(), 27);
+        let mut g = BTreeMap::new();
+        g.insert("maxDepth".to_string(), vec![json!(1), json!(3), json!(5)]);
+        g.insert("numTrees".to_string(), vec![json!(15), json!(20), json!(25)]);
+        g.insert("minInstancesPerNode".to_string(), vec![json!(1), json!(2), json!(3)]);
+        g.insert("bootstrap".to_string(), vec![json!(true), json!(false)]);
+        g.insert("impurity".to_string(), vec![json!("gini"), json!("entropy")]);
+        let pts = expand_grid(&ModelSpec::RandomForest(RfParams::default()), &g).unwrap();
+        assert_eq!(pts.len(), 108);
+        assert_eq!(plan_fits(&pts).len(), 12);
+        let mut bad = BTreeMap::new();
+        bad.insert("numTrees".to_string(), vec![json!(3)]);
+        let err = expand_grid(&ModelSpec::Gbt(GbtParams::default()), &bad).unwrap_err();
+        assert!(err.to_string().contains("`numTrees`"), "{err}");
+        let mut bad = BTreeMap::new();
+        bad.insert("impurity".to_string(), vec![json!("variance")]);
+        assert!(expand_grid(&ModelSpec::RandomForest(RfParams::default()), &bad).is_err());
+    }
+}

@@ -1,0 +1,18 @@
+//! Sluice's scalar functions (one function per file) and their single list.
+
+pub mod haversine;
+pub mod local_time;
+
+use std::sync::Arc;
+
+use datafusion::logical_expr::ScalarUDF;
+
+/// Every Sluice scalar UDF, as shared instances.
+pub fn all_udfs() -> Vec<Arc<ScalarUDF>> {
+    vec![
+        haversine::haversine_m_udf(),
+        local_time::local_hour_udf(),
+        local_time::local_minute_of_day_udf(),
+        local_time::local_is_weekend_udf(),
+    ]
+}
