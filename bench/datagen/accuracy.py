@@ -66,7 +66,7 @@ def features(df):
     out["gps_delay_s"] = np.where(df["fix_ts"].isna(), np.nan, ts - fix)
     local = pd.to_datetime(df["ts"]).dt.tz_convert("Europe/Berlin")
     out["hour"] = local.dt.hour
-    out["weekend"] = (local.dt.dayofweek >= 5).astype(int)
+    out["weekend"] = (local.dt.day_of_week >= 5).astype(int)
     for c in ["rsrp_dbm", "rsrq_db", "sinr_db", "rssi_dbm", "accuracy_m", "speed_mps", "altitude_m",
               "wifi_rssi_dbm", "visible_wifi_count", "confidence"]:
         out[c] = df[c].astype(float)
@@ -129,7 +129,7 @@ def main():
               "rsrp_dbm", "rsrq_db", "sinr_db", "rssi_dbm", "activity", "confidence", "wifi_connected",
               "wifi_rssi_dbm", "visible_wifi_count", "battery_charging", "screen_on", "ts_hour"]:
         col = raw[c]
-        is_cat = col.dtype == object or str(col.dtype) == "category" or col.dtype == bool
+        is_cat = not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)
         x = (col.astype("category").cat.codes if is_cat else col.astype(float)).to_numpy().reshape(-1, 1)
         x = x.astype(float)
         single[c] = fit_score(x[~test], y[~test], x[test], y[test], categorical=False)

@@ -116,9 +116,17 @@ fn loaded() -> &'static Loaded {
         let file: SchemaFile = serde_json::from_str(SCHEMA_JSON)
             .unwrap_or_else(|e| panic!("engine/schema/unified_v1.json is not valid: {e}"));
         let unified = to_schema(&file.unified);
-        let mut training_fields: Vec<Field> =
-            unified.fields().iter().map(|f| f.as_ref().clone()).collect();
-        training_fields.extend(to_schema(&file.training_extra).fields().iter().map(|f| f.as_ref().clone()));
+        let mut training_fields: Vec<Field> = unified
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        training_fields.extend(
+            to_schema(&file.training_extra)
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone()),
+        );
         Loaded {
             version: file.version,
             tables: file
@@ -177,7 +185,11 @@ pub fn raw_table(name: &str) -> Result<&'static RawTable> {
             format!("raw/{name}"),
             format!(
                 "not a table of the contract; expected one of {}",
-                raw_tables().iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
+                raw_tables()
+                    .iter()
+                    .map(|t| t.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         )
     })
@@ -209,7 +221,11 @@ pub fn validate_schema(found: &Schema, expected: &Schema, location: &str) -> Res
                 "missing column `{}`: expected {}{}, found no such column",
                 want.name(),
                 want.data_type(),
-                if want.is_nullable() { " (nullable)" } else { " (not null)" }
+                if want.is_nullable() {
+                    " (nullable)"
+                } else {
+                    " (not null)"
+                }
             )),
             Some((j, got)) => {
                 if !same_type(got.data_type(), want.data_type()) {
@@ -243,7 +259,12 @@ pub fn validate_schema(found: &Schema, expected: &Schema, location: &str) -> Res
                 "extra column `{}` ({}): expected no such column (contract columns: {})",
                 got.name(),
                 got.data_type(),
-                expected.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
+                expected
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
     }
@@ -265,7 +286,10 @@ pub fn validate_schema(found: &Schema, expected: &Schema, location: &str) -> Res
 /// the same logical type, normalised by ingestion's final projection.
 pub fn same_type(found: &DataType, expected: &DataType) -> bool {
     match expected {
-        DataType::Utf8 => matches!(found, DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8),
+        DataType::Utf8 => matches!(
+            found,
+            DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8
+        ),
         other => found == other,
     }
 }
@@ -313,7 +337,10 @@ mod tests {
             .map(|t| t.name.as_str())
             .collect();
         assert_eq!(names, ["locations", "radio", "activity", "environment"]);
-        assert!(raw_table("nope").unwrap_err().to_string().contains("raw/nope"));
+        assert!(raw_table("nope")
+            .unwrap_err()
+            .to_string()
+            .contains("raw/nope"));
     }
 
     #[test]
@@ -331,36 +358,52 @@ mod tests {
         assert!(validate_schema(&narrower, &expected, "t").is_ok());
 
         let missing = Schema::new(vec![Field::new("a", DataType::Int64, false)]);
-        let e = validate_schema(&missing, &expected, "raw/radio").unwrap_err().to_string();
-        assert!(e.contains("raw/radio") && e.contains("missing column `b`") && e.contains("Float64"), "{e}");
+        let e = validate_schema(&missing, &expected, "raw/radio")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("raw/radio") && e.contains("missing column `b`") && e.contains("Float64"),
+            "{e}"
+        );
 
         let extra = Schema::new(vec![
             Field::new("a", DataType::Int64, false),
             Field::new("b", DataType::Float64, true),
             Field::new("c", DataType::Utf8, true),
         ]);
-        let e = validate_schema(&extra, &expected, "f.csv").unwrap_err().to_string();
-        assert!(e.contains("extra column `c`") && !e.contains("out of order"), "{e}");
+        let e = validate_schema(&extra, &expected, "f.csv")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("extra column `c`") && !e.contains("out of order"),
+            "{e}"
+        );
 
         let mistyped = Schema::new(vec![
             Field::new("a", DataType::Int64, false),
             Field::new("b", DataType::Utf8, true),
         ]);
-        let e = validate_schema(&mistyped, &expected, "t").unwrap_err().to_string();
+        let e = validate_schema(&mistyped, &expected, "t")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("expected Float64, found Utf8"), "{e}");
 
         let nullable = Schema::new(vec![
             Field::new("a", DataType::Int64, true),
             Field::new("b", DataType::Float64, true),
         ]);
-        let e = validate_schema(&nullable, &expected, "t").unwrap_err().to_string();
+        let e = validate_schema(&nullable, &expected, "t")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("expected not null, found nullable"), "{e}");
 
         let swapped = Schema::new(vec![
             Field::new("b", DataType::Float64, true),
             Field::new("a", DataType::Int64, false),
         ]);
-        let e = validate_schema(&swapped, &expected, "t").unwrap_err().to_string();
+        let e = validate_schema(&swapped, &expected, "t")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("out of order"), "{e}");
     }
 }

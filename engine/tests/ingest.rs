@@ -29,13 +29,18 @@ async fn small_lake() -> (tempfile::TempDir, Lake, SessionContext) {
     cfg.train_rows = TRAIN_ROWS;
     cfg.chunk_samples = 8_000;
     generate(&lake, &cfg).await.unwrap();
-    let ctx = connect(&EngineSettings::default(), Some(&lake)).await.unwrap();
+    let ctx = connect(&EngineSettings::default(), Some(&lake))
+        .await
+        .unwrap();
     (dir, lake, ctx)
 }
 
 async fn read_part(lake: &Lake, rel: &str) -> RecordBatch {
     let bytes = lake.get(rel).await.unwrap();
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap().build().unwrap();
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .unwrap()
+        .build()
+        .unwrap();
     let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
     arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap()
 }
@@ -63,7 +68,9 @@ async fn csv_lines(lake: &Lake, rel: &str) -> Vec<String> {
 }
 
 async fn put_lines(lake: &Lake, rel: &str, lines: &[String]) {
-    lake.put(rel, Bytes::from(format!("{}\n", lines.join("\n")))).await.unwrap();
+    lake.put(rel, Bytes::from(format!("{}\n", lines.join("\n"))))
+        .await
+        .unwrap();
 }
 
 fn column_index(name: &str) -> usize {
@@ -79,7 +86,9 @@ fn set_field(line: &str, column: usize, value: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn training_csvs_ingest_into_the_training_schema() {
     let (_dir, lake, ctx) = small_lake().await;
-    let out = training_input(&ctx, &lake, &IngestOptions::default()).await.unwrap();
+    let out = training_input(&ctx, &lake, &IngestOptions::default())
+        .await
+        .unwrap();
     assert_eq!(out.df.schema().as_arrow(), training_schema().as_ref());
     assert!(out.rejected.is_none());
     assert_eq!(out.diagnostics.sources.len(), 4);
@@ -101,14 +110,28 @@ async fn training_csvs_ingest_into_the_training_schema() {
         .await
         .unwrap();
     let row = &row.iter().find(|b| b.num_rows() == 1).unwrap();
-    let ts = row.column(2).as_primitive::<arrow::datatypes::TimestampMicrosecondType>().value(0);
+    let ts = row
+        .column(2)
+        .as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
+        .value(0);
     assert_eq!(sluice_engine::datagen::rfc3339_micros(ts), first[2]);
-    assert_eq!(row.column_by_name("label_source").unwrap().as_string::<i32>().value(0), "manual");
+    assert_eq!(
+        row.column_by_name("label_source")
+            .unwrap()
+            .as_string::<i32>()
+            .value(0),
+        "manual"
+    );
 
     // Written as Parquet through the lake and read back unchanged.
-    write_parquet(out.df, &lake, "ingested/training").await.unwrap();
+    write_parquet(out.df, &lake, "ingested/training")
+        .await
+        .unwrap();
     let back = ctx
-        .read_parquet(lake.table_url("ingested/training/"), ParquetReadOptions::default())
+        .read_parquet(
+            lake.table_url("ingested/training/"),
+            ParquetReadOptions::default(),
+        )
         .await
         .unwrap();
     assert_eq!(back.count().await.unwrap() as u64, TRAIN_ROWS);
@@ -123,9 +146,14 @@ async fn raw_tables_join_into_one_row_per_sample() {
     let plan = format!("{}", out.df.logical_plan().display_indent());
     assert_eq!(plan.matches("Join").count(), 6, "{plan}");
 
-    write_parquet(out.df, &lake, "ingested/inference").await.unwrap();
+    write_parquet(out.df, &lake, "ingested/inference")
+        .await
+        .unwrap();
     let back = ctx
-        .read_parquet(lake.table_url("ingested/inference/"), ParquetReadOptions::default())
+        .read_parquet(
+            lake.table_url("ingested/inference/"),
+            ParquetReadOptions::default(),
+        )
         .await
         .unwrap();
     let batches = back.clone().collect().await.unwrap();
@@ -136,20 +164,37 @@ async fn raw_tables_join_into_one_row_per_sample() {
     assert_eq!(ids.len() as u64, SAMPLES);
     ids.sort_unstable();
     ids.dedup();
-    assert_eq!(ids.len() as u64, SAMPLES, "sample ids are not unique after the join");
+    assert_eq!(
+        ids.len() as u64,
+        SAMPLES,
+        "sample ids are not unique after the join"
+    );
 
     // Left joins keep samples without a cell or a location as nulls.
     let no_cell = back.clone().filter(col("cell_key").is_null()).unwrap();
-    let no_cell_mcc = no_cell.filter(col("mcc").is_not_null()).unwrap().count().await.unwrap();
+    let no_cell_mcc = no_cell
+        .filter(col("mcc").is_not_null())
+        .unwrap()
+        .count()
+        .await
+        .unwrap();
     assert_eq!(no_cell_mcc, 0);
     let located = ctx
-        .read_parquet(lake.table_url("raw/locations/"), ParquetReadOptions::default())
+        .read_parquet(
+            lake.table_url("raw/locations/"),
+            ParquetReadOptions::default(),
+        )
         .await
         .unwrap()
         .count()
         .await
         .unwrap();
-    let with_lat = back.filter(col("latitude").is_not_null()).unwrap().count().await.unwrap();
+    let with_lat = back
+        .filter(col("latitude").is_not_null())
+        .unwrap()
+        .count()
+        .await
+        .unwrap();
     assert_eq!(with_lat, located);
 }
 
@@ -157,12 +202,17 @@ async fn raw_tables_join_into_one_row_per_sample() {
 async fn missing_column_in_a_raw_table_is_named() {
     let (_dir, lake, ctx) = small_lake().await;
     rewrite_table(&lake, "radio", |b| {
-        let keep: Vec<usize> = (0..b.num_columns()).filter(|&i| b.schema().field(i).name() != "rsrq_db").collect();
+        let keep: Vec<usize> = (0..b.num_columns())
+            .filter(|&i| b.schema().field(i).name() != "rsrq_db")
+            .collect();
         b.project(&keep).unwrap()
     })
     .await;
     let e = inference_input(&ctx, &lake).await.unwrap_err().to_string();
-    assert!(e.contains("raw/radio") && e.contains("missing column `rsrq_db`") && e.contains("Float64"), "{e}");
+    assert!(
+        e.contains("raw/radio") && e.contains("missing column `rsrq_db`") && e.contains("Float64"),
+        "{e}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,7 +220,12 @@ async fn mistyped_column_in_a_raw_table_is_named() {
     let (_dir, lake, ctx) = small_lake().await;
     rewrite_table(&lake, "radio", |b| {
         let i = b.schema().index_of("rsrp_dbm").unwrap();
-        let mut fields: Vec<Field> = b.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+        let mut fields: Vec<Field> = b
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
         fields[i] = Field::new("rsrp_dbm", DataType::Utf8, true);
         let mut cols: Vec<ArrayRef> = b.columns().to_vec();
         cols[i] = arrow::compute::cast(&cols[i], &DataType::Utf8).unwrap();
@@ -179,7 +234,9 @@ async fn mistyped_column_in_a_raw_table_is_named() {
     .await;
     let e = inference_input(&ctx, &lake).await.unwrap_err().to_string();
     assert!(
-        e.contains("raw/radio") && e.contains("`rsrp_dbm`") && e.contains("expected Float64, found Utf8"),
+        e.contains("raw/radio")
+            && e.contains("`rsrp_dbm`")
+            && e.contains("expected Float64, found Utf8"),
         "{e}"
     );
 }
@@ -188,7 +245,12 @@ async fn mistyped_column_in_a_raw_table_is_named() {
 async fn extra_column_in_a_raw_table_is_named() {
     let (_dir, lake, ctx) = small_lake().await;
     rewrite_table(&lake, "devices", |b| {
-        let mut fields: Vec<Field> = b.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+        let mut fields: Vec<Field> = b
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
         fields.push(Field::new("imei", DataType::Utf8, true));
         let mut cols: Vec<ArrayRef> = b.columns().to_vec();
         cols.push(Arc::new(StringArray::from(vec!["x"; b.num_rows()])));
@@ -196,7 +258,10 @@ async fn extra_column_in_a_raw_table_is_named() {
     })
     .await;
     let e = inference_input(&ctx, &lake).await.unwrap_err().to_string();
-    assert!(e.contains("raw/devices") && e.contains("extra column `imei`"), "{e}");
+    assert!(
+        e.contains("raw/devices") && e.contains("extra column `imei`"),
+        "{e}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -214,7 +279,9 @@ async fn nullable_key_column_in_a_raw_table_is_named() {
     .await;
     let e = inference_input(&ctx, &lake).await.unwrap_err().to_string();
     assert!(
-        e.contains("raw/activity") && e.contains("`sample_id`") && e.contains("expected not null, found nullable"),
+        e.contains("raw/activity")
+            && e.contains("`sample_id`")
+            && e.contains("expected not null, found nullable"),
         "{e}"
     );
 }
@@ -224,7 +291,10 @@ async fn missing_table_directory_is_named() {
     let (_dir, lake, ctx) = small_lake().await;
     lake.delete_prefix("raw/environment").await.unwrap();
     let e = inference_input(&ctx, &lake).await.unwrap_err().to_string();
-    assert!(e.contains("raw/environment") && e.contains("missing"), "{e}");
+    assert!(
+        e.contains("raw/environment") && e.contains("missing"),
+        "{e}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -236,17 +306,27 @@ async fn duplicate_sample_id_in_a_per_sample_table_is_reported() {
     let rows: Vec<u32> = (0..part.num_rows() as u32)
         .filter(|&r| matches!(ids.value(r as usize), 7 | 8))
         .collect();
-    assert_eq!(rows.len(), 2, "the generator should have radio rows for samples 7 and 8");
+    assert_eq!(
+        rows.len(),
+        2,
+        "the generator should have radio rows for samples 7 and 8"
+    );
     let take = arrow::array::UInt32Array::from(rows);
     let dup = RecordBatch::try_new(
         part.schema(),
-        part.columns().iter().map(|c| arrow::compute::take(c, &take, None).unwrap()).collect(),
+        part.columns()
+            .iter()
+            .map(|c| arrow::compute::take(c, &take, None).unwrap())
+            .collect(),
     )
     .unwrap();
     write_part(&lake, "raw/radio/part-99999.parquet", &dup).await;
     let e = inference_input(&ctx, &lake).await.unwrap_err().to_string();
     assert!(
-        e.contains("raw/radio") && e.contains("duplicate sample_id") && e.contains("7 (2 rows)") && e.contains("8 (2 rows)"),
+        e.contains("raw/radio")
+            && e.contains("duplicate sample_id")
+            && e.contains("7 (2 rows)")
+            && e.contains("8 (2 rows)"),
         "{e}"
     );
 }
@@ -258,11 +338,23 @@ async fn extra_csv_column_names_the_file() {
         .await
         .into_iter()
         .enumerate()
-        .map(|(i, l)| if i == 0 { format!("{l},comment") } else { format!("{l},") })
+        .map(|(i, l)| {
+            if i == 0 {
+                format!("{l},comment")
+            } else {
+                format!("{l},")
+            }
+        })
         .collect();
     put_lines(&lake, "training/geofence.csv", &lines).await;
-    let e = training_input(&ctx, &lake, &IngestOptions::default()).await.unwrap_err().to_string();
-    assert!(e.contains("training/geofence.csv") && e.contains("extra column `comment`"), "{e}");
+    let e = training_input(&ctx, &lake, &IngestOptions::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("training/geofence.csv") && e.contains("extra column `comment`"),
+        "{e}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -279,9 +371,14 @@ async fn missing_csv_column_names_the_file() {
         })
         .collect();
     put_lines(&lake, "training/campaign.csv", &lines).await;
-    let e = training_input(&ctx, &lake, &IngestOptions::default()).await.unwrap_err().to_string();
+    let e = training_input(&ctx, &lake, &IngestOptions::default())
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(
-        e.contains("training/campaign.csv") && e.contains("missing column `wifi_rssi_dbm`") && e.contains("Float64"),
+        e.contains("training/campaign.csv")
+            && e.contains("missing column `wifi_rssi_dbm`")
+            && e.contains("Float64"),
         "{e}"
     );
 }
@@ -294,7 +391,10 @@ async fn unparsable_csv_value_names_file_line_and_column() {
     let c = column_index("visible_wifi_count");
     lines[37] = set_field(&lines[37], c, "many");
     put_lines(&lake, "training/manual.csv", &lines).await;
-    let e = training_input(&ctx, &lake, &IngestOptions::default()).await.unwrap_err().to_string();
+    let e = training_input(&ctx, &lake, &IngestOptions::default())
+        .await
+        .unwrap_err()
+        .to_string();
     // lines[37] is line 38 of the file (line 1 is the header).
     assert!(
         e.contains("training/manual.csv: line 38, column `visible_wifi_count`")
@@ -310,14 +410,30 @@ async fn bad_label_and_null_key_are_bad_values() {
     let mut lines = csv_lines(&lake, "training/wifi_home.csv").await;
     lines[5] = set_field(&lines[5], column_index("indoor"), "2");
     put_lines(&lake, "training/wifi_home.csv", &lines).await;
-    let e = training_input(&ctx, &lake, &IngestOptions::default()).await.unwrap_err().to_string();
-    assert!(e.contains("line 6, column `indoor`") && e.contains("expected 0 or 1") && e.contains("found `2`"), "{e}");
+    let e = training_input(&ctx, &lake, &IngestOptions::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("line 6, column `indoor`")
+            && e.contains("expected 0 or 1")
+            && e.contains("found `2`"),
+        "{e}"
+    );
 
     lines[5] = set_field(&lines[5], column_index("indoor"), "1");
     lines[9] = set_field(&lines[9], column_index("sample_id"), "");
     put_lines(&lake, "training/wifi_home.csv", &lines).await;
-    let e = training_input(&ctx, &lake, &IngestOptions::default()).await.unwrap_err().to_string();
-    assert!(e.contains("line 10, column `sample_id`") && e.contains("not null") && e.contains("empty value"), "{e}");
+    let e = training_input(&ctx, &lake, &IngestOptions::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("line 10, column `sample_id`")
+            && e.contains("not null")
+            && e.contains("empty value"),
+        "{e}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -334,7 +450,10 @@ async fn bad_rows_go_to_rejected_when_configured() {
     let out = training_input(&ctx, &lake, &opts).await.unwrap();
     assert_eq!(out.diagnostics.rejected_rows, 2);
     assert_eq!(out.diagnostics.rejected_files.len(), 1);
-    assert_eq!(out.diagnostics.rejected_files[0].file, "training/geofence.csv");
+    assert_eq!(
+        out.diagnostics.rejected_files[0].file,
+        "training/geofence.csv"
+    );
     assert_eq!(out.df.clone().count().await.unwrap() as u64, TRAIN_ROWS - 2);
     let rejected = out.rejected.unwrap().collect().await.unwrap();
     let mut reasons: Vec<String> = rejected
@@ -350,7 +469,12 @@ async fn bad_rows_go_to_rejected_when_configured() {
         .collect();
     reasons.sort();
     assert_eq!(reasons, ["rsrp_dbm", "ts"]);
-    let files = rejected[0].column_by_name("_source_file").unwrap().as_string::<i32>().value(0).to_string();
+    let files = rejected[0]
+        .column_by_name("_source_file")
+        .unwrap()
+        .as_string::<i32>()
+        .value(0)
+        .to_string();
     assert_eq!(files, "training/geofence.csv");
 }
 
@@ -361,6 +485,12 @@ async fn glob_without_files_is_named() {
         csv_glob: "labels/*.csv".into(),
         ..Default::default()
     };
-    let e = training_input(&ctx, &lake, &opts).await.unwrap_err().to_string();
-    assert!(e.contains("labels/*.csv") && e.contains("no training CSV"), "{e}");
+    let e = training_input(&ctx, &lake, &opts)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("labels/*.csv") && e.contains("no training CSV"),
+        "{e}"
+    );
 }

@@ -3,7 +3,9 @@
 
 use clap::ValueEnum;
 
-use crate::ingest::{inference_input, raw_table_input, training_input, write_parquet, IngestOptions};
+use crate::ingest::{
+    inference_input, raw_table_input, training_input, write_parquet, IngestOptions,
+};
 use crate::lake::Lake;
 use crate::session::{connect, EngineSettings};
 
@@ -64,11 +66,17 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<i32> {
     lake.delete_prefix(&out_dir).await?;
     write_parquet(out.df, &lake, &out_dir).await?;
     if let Some(rejected) = out.rejected {
-        let dir = args.rejected_out.unwrap_or_else(|| format!("{out_dir}-rejected"));
+        let dir = args
+            .rejected_out
+            .unwrap_or_else(|| format!("{out_dir}-rejected"));
         lake.delete_prefix(&dir).await?;
         if out.diagnostics.rejected_rows > 0 {
             write_parquet(rejected, &lake, &dir).await?;
-            println!("rejected {} row(s) into {}", out.diagnostics.rejected_rows, lake.table_url(&dir));
+            println!(
+                "rejected {} row(s) into {}",
+                out.diagnostics.rejected_rows,
+                lake.table_url(&dir)
+            );
         }
     }
     println!(

@@ -94,18 +94,25 @@ impl DatagenConfig {
     }
 
     fn validate(&self) -> Result<()> {
-        let bad = |key: &str, msg: String| Err(EngineError::config(format!("datagen --{key}"), msg));
+        let bad =
+            |key: &str, msg: String| Err(EngineError::config(format!("datagen --{key}"), msg));
         if self.samples == 0 {
             return bad("samples", "expected at least 1 sample, found 0".into());
         }
         if self.devices == 0 || self.devices > self.samples {
             return bad(
                 "devices",
-                format!("expected 1..={} devices (at most one per sample), found {}", self.samples, self.devices),
+                format!(
+                    "expected 1..={} devices (at most one per sample), found {}",
+                    self.samples, self.devices
+                ),
             );
         }
         if !(0.0..0.5).contains(&self.label_noise) {
-            return bad("label-noise", format!("expected a rate in [0, 0.5), found {}", self.label_noise));
+            return bad(
+                "label-noise",
+                format!("expected a rate in [0, 0.5), found {}", self.label_noise),
+            );
         }
         if self.chunk_samples == 0 {
             return bad("chunk-samples", "expected at least 1, found 0".into());
@@ -215,7 +222,10 @@ pub async fn generate(lake: &Lake, cfg: &DatagenConfig) -> Result<DatagenSummary
         sample_id_base: 1,
     };
     let spd = cfg.samples_per_device();
-    let train_devices = cfg.train_rows.div_ceil(spd).max(u64::from(cfg.train_rows > 0));
+    let train_devices = cfg
+        .train_rows
+        .div_ceil(spd)
+        .max(u64::from(cfg.train_rows > 0));
     let train = Population {
         stream: STREAM_TRAIN,
         seed: cfg.seed,
@@ -230,9 +240,17 @@ pub async fn generate(lake: &Lake, cfg: &DatagenConfig) -> Result<DatagenSummary
 
     // Dimension tables.
     let devices = devices_batch(&raw)?;
-    lake.put("raw/devices/part-00000.parquet", encode_parquet(&devices, "devices")?).await?;
+    lake.put(
+        "raw/devices/part-00000.parquet",
+        encode_parquet(&devices, "devices")?,
+    )
+    .await?;
     let cells = cells_batch(cfg.cell_pool())?;
-    lake.put("raw/cells/part-00000.parquet", encode_parquet(&cells, "cells")?).await?;
+    lake.put(
+        "raw/cells/part-00000.parquet",
+        encode_parquet(&cells, "cells")?,
+    )
+    .await?;
     files += 2;
 
     // Raw per-sample tables and truth labels, chunk by chunk.
@@ -250,7 +268,9 @@ pub async fn generate(lake: &Lake, cfg: &DatagenConfig) -> Result<DatagenSummary
                 let built: Vec<Result<(u64, u64, Vec<(String, Bytes)>)>> = group
                     .par_iter()
                     .enumerate()
-                    .map(|(k, devs)| build_raw_chunk(&raw, (w * wave + k) as u64, devs.clone(), cell_pool, noise))
+                    .map(|(k, devs)| {
+                        build_raw_chunk(&raw, (w * wave + k) as u64, devs.clone(), cell_pool, noise)
+                    })
                     .collect();
                 for item in built {
                     let failed = item.is_err();
@@ -315,7 +335,8 @@ fn encode_parquet(batch: &RecordBatch, table: &str) -> Result<Bytes> {
         EngineError::Internal(format!("encoding Parquet for table `{table}`: {e}"))
     };
     let mut buf = Vec::with_capacity(batch.get_array_memory_size() / 2);
-    let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(writer_properties())).map_err(fail)?;
+    let mut w =
+        ArrowWriter::try_new(&mut buf, batch.schema(), Some(writer_properties())).map_err(fail)?;
     w.write(batch).map_err(fail)?;
     w.close().map_err(fail)?;
     Ok(Bytes::from(buf))
@@ -361,12 +382,24 @@ fn cells_batch(pool: u64) -> Result<RecordBatch> {
         Arc::clone(&schema::raw_table("cells")?.schema),
         vec![
             Arc::new(Int64Array::from_iter_values(attrs.iter().map(|(k, _)| *k))),
-            Arc::new(Int32Array::from_iter_values(attrs.iter().map(|(_, a)| a.mcc))),
-            Arc::new(Int32Array::from_iter_values(attrs.iter().map(|(_, a)| a.mnc))),
-            Arc::new(Int32Array::from_iter_values(attrs.iter().map(|(_, a)| a.tac))),
-            Arc::new(Int64Array::from_iter_values(attrs.iter().map(|(_, a)| a.cell_id))),
-            Arc::new(Int32Array::from_iter_values(attrs.iter().map(|(_, a)| a.pci))),
-            Arc::new(Int32Array::from_iter_values(attrs.iter().map(|(_, a)| a.earfcn))),
+            Arc::new(Int32Array::from_iter_values(
+                attrs.iter().map(|(_, a)| a.mcc),
+            )),
+            Arc::new(Int32Array::from_iter_values(
+                attrs.iter().map(|(_, a)| a.mnc),
+            )),
+            Arc::new(Int32Array::from_iter_values(
+                attrs.iter().map(|(_, a)| a.tac),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                attrs.iter().map(|(_, a)| a.cell_id),
+            )),
+            Arc::new(Int32Array::from_iter_values(
+                attrs.iter().map(|(_, a)| a.pci),
+            )),
+            Arc::new(Int32Array::from_iter_values(
+                attrs.iter().map(|(_, a)| a.earfcn),
+            )),
         ],
     )
 }
@@ -558,7 +591,10 @@ fn build_raw_chunk(
         } else {
             format!("raw/{table}")
         };
-        objects.push((format!("{dir}/part-{chunk:05}.parquet"), encode_parquet(&b, table)?));
+        objects.push((
+            format!("{dir}/part-{chunk:05}.parquet"),
+            encode_parquet(&b, table)?,
+        ));
     }
     Ok((rows, indoor, objects))
 }
@@ -580,11 +616,7 @@ fn label_source(seed: u64, i: u64) -> usize {
 /// The CSV header line of the training files.
 pub fn training_header() -> String {
     let schema = schema::training_schema();
-    let names: Vec<&str> = schema
-        .fields()
-        .iter()
-        .map(|f| f.name().as_str())
-        .collect();
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     format!("{}\n", names.join(","))
 }
 
@@ -605,10 +637,20 @@ fn opt<T: std::fmt::Display>(out: &mut String, v: Option<T>) {
 
 fn csv_row(out: &mut String, s: &Sample, spec: &DeviceSpec, source: &str) {
     use std::fmt::Write;
-    let _ = write!(out, "{},{},{},", s.sample_id, s.device_id, rfc3339_micros(s.ts));
+    let _ = write!(
+        out,
+        "{},{},{},",
+        s.sample_id,
+        s.device_id,
+        rfc3339_micros(s.ts)
+    );
     opt(out, s.cell_key);
     let (man, model, _) = MODELS[spec.model];
-    let _ = write!(out, "{},{},{},{},", s.network_type, man, model, OS_VERSIONS[spec.os]);
+    let _ = write!(
+        out,
+        "{},{},{},{},",
+        s.network_type, man, model, OS_VERSIONS[spec.os]
+    );
     let cell = s.cell_key.map(cell_attrs);
     opt(out, cell.map(|c| c.mcc));
     opt(out, cell.map(|c| c.mnc));
@@ -642,7 +684,11 @@ fn csv_row(out: &mut String, s: &Sample, spec: &DeviceSpec, source: &str) {
 
 /// Simulates one chunk of training devices; returns the CSV text per label
 /// source.
-fn build_train_chunk(pop: &Population, devices: std::ops::Range<u64>, cell_pool: u64) -> (u64, Vec<String>) {
+fn build_train_chunk(
+    pop: &Population,
+    devices: std::ops::Range<u64>,
+    cell_pool: u64,
+) -> (u64, Vec<String>) {
     let mut texts = vec![String::new(); LABEL_SOURCES.len()];
     let mut rows = 0;
     for i in devices {
@@ -699,9 +745,9 @@ async fn write_training(
     });
     while let Some((rows, texts)) = rx.recv().await {
         for ((rel, w), text) in writers.iter_mut().zip(texts) {
-            w.write_all(text.as_bytes())
-                .await
-                .map_err(|e| EngineError::lake(lake.table_url(rel), format!("cannot write: {e}")))?;
+            w.write_all(text.as_bytes()).await.map_err(|e| {
+                EngineError::lake(lake.table_url(rel), format!("cannot write: {e}"))
+            })?;
         }
         bar.inc(rows);
     }
@@ -709,9 +755,12 @@ async fn write_training(
         .await
         .map_err(|e| EngineError::Internal(format!("datagen training producer panicked: {e}")))?;
     for (rel, w) in &mut writers {
-        w.shutdown()
-            .await
-            .map_err(|e| EngineError::lake(lake.table_url(rel), format!("cannot finish the upload: {e}")))?;
+        w.shutdown().await.map_err(|e| {
+            EngineError::lake(
+                lake.table_url(rel),
+                format!("cannot finish the upload: {e}"),
+            )
+        })?;
     }
     Ok(writers.len())
 }
@@ -733,7 +782,10 @@ mod tests {
         let total: u64 = (0..7).map(|i| pop.device_samples(i)).sum();
         assert_eq!(total, 100);
         for i in 1..7 {
-            assert_eq!(pop.first_sample(i), pop.first_sample(i - 1) + pop.device_samples(i - 1));
+            assert_eq!(
+                pop.first_sample(i),
+                pop.first_sample(i - 1) + pop.device_samples(i - 1)
+            );
         }
         let chunks = pop.chunks(30);
         assert_eq!(chunks.first().map(|c| c.start), Some(0));
@@ -743,7 +795,10 @@ mod tests {
 
     #[test]
     fn rfc3339_has_microseconds_and_z() {
-        assert_eq!(rfc3339_micros(1_772_406_000_250_000), "2026-03-01T23:00:00.250000Z");
+        assert_eq!(
+            rfc3339_micros(1_772_406_000_250_000),
+            "2026-03-01T23:00:00.250000Z"
+        );
     }
 
     #[test]
@@ -762,6 +817,10 @@ mod tests {
         let mut c = DatagenConfig::new(100);
         c.devices = 0;
         assert!(c.validate().unwrap_err().to_string().contains("--devices"));
-        assert!(DatagenConfig::new(0).validate().unwrap_err().to_string().contains("--samples"));
+        assert!(DatagenConfig::new(0)
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("--samples"));
     }
 }

@@ -215,7 +215,12 @@ fn pick<T: Copy>(rng: &mut ChaCha8Rng, items: &[(T, f64)]) -> T {
 }
 
 /// Draws a device's fixed attributes.
-pub fn device_spec(rng: &mut ChaCha8Rng, device_id: i64, first_sample_id: i64, samples: usize) -> DeviceSpec {
+pub fn device_spec(
+    rng: &mut ChaCha8Rng,
+    device_id: i64,
+    first_sample_id: i64,
+    samples: usize,
+) -> DeviceSpec {
     let (clat, clon) = CITIES[rng.random_range(0..CITIES.len())];
     // Days between Mon 2026-03-02 and Sun 2026-03-22, local midnight = 23:00Z the day before.
     let day = rng.random_range(0..21i64);
@@ -393,16 +398,40 @@ pub fn simulate_device(
                 "GSM"
             }
         } else if indoor {
-            pick(rng, &[("LTE", 0.64), ("NR", 0.18), ("UMTS", 0.10), ("GSM", 0.05), ("UNKNOWN", 0.03)])
+            pick(
+                rng,
+                &[
+                    ("LTE", 0.64),
+                    ("NR", 0.18),
+                    ("UMTS", 0.10),
+                    ("GSM", 0.05),
+                    ("UNKNOWN", 0.03),
+                ],
+            )
         } else {
-            pick(rng, &[("LTE", 0.6), ("NR", 0.28), ("UMTS", 0.07), ("GSM", 0.03), ("UNKNOWN", 0.02)])
+            pick(
+                rng,
+                &[
+                    ("LTE", 0.6),
+                    ("NR", 0.28),
+                    ("UMTS", 0.07),
+                    ("GSM", 0.03),
+                    ("UNKNOWN", 0.02),
+                ],
+            )
         };
 
         // Location: new or stale fix.
         let true_speed = if indoor { 0.0 } else { mode_speed(rng, mode) };
-        let stale_p = if indoor { 0.35 * place.gps_factor } else { 0.07 };
+        let stale_p = if indoor {
+            0.35 * place.gps_factor
+        } else {
+            0.07
+        };
         let fix = match last_fix {
-            Some(prev) if rng.random_bool(stale_p.min(0.8)) && ts - prev.fix_ts < 900_000_000 => Some(prev),
+            Some(prev) if rng.random_bool(stale_p.min(0.8)) && ts - prev.fix_ts < 900_000_000 => {
+                Some(prev)
+            }
             _ => {
                 let provider = if indoor {
                     pick(rng, &[("gps", 0.35), ("fused", 0.35), ("network", 0.30)])
@@ -432,7 +461,9 @@ pub fn simulate_device(
                 };
                 let alt = (provider != "network").then(|| {
                     round_to(
-                        spec.ground_alt + if indoor { 3.0 * place.floor } else { 0.0 } + 6.0 * normal(rng),
+                        spec.ground_alt
+                            + if indoor { 3.0 * place.floor } else { 0.0 }
+                            + 6.0 * normal(rng),
                         0.1,
                     )
                 });
@@ -476,9 +507,19 @@ pub fn simulate_device(
         let activity = if rng.random_bool(0.025) {
             None
         } else if rng.random_bool(0.003) {
-            Some((if rng.random_bool(0.5) { "IN_RAIL_VEHICLE" } else { "IN_ROAD_VEHICLE" }, rng.random_range(30..90)))
+            Some((
+                if rng.random_bool(0.5) {
+                    "IN_RAIL_VEHICLE"
+                } else {
+                    "IN_ROAD_VEHICLE"
+                },
+                rng.random_range(30..90),
+            ))
         } else if rng.random_bool(0.62) {
-            Some((true_activity, (72.0 + 15.0 * normal(rng)).clamp(0.0, 100.0) as i32))
+            Some((
+                true_activity,
+                (72.0 + 15.0 * normal(rng)).clamp(0.0, 100.0) as i32,
+            ))
         } else {
             let a = pick(
                 rng,
@@ -521,17 +562,27 @@ pub fn simulate_device(
             } else {
                 4.5 * spec.urbanity
             };
-            let visible = Poisson::new(ap_mean.max(0.05)).map(|p| p.sample(rng)).unwrap_or(0.0) as i32;
+            let visible = Poisson::new(ap_mean.max(0.05))
+                .map(|p| p.sample(rng))
+                .unwrap_or(0.0) as i32;
             if indoor && rng.random_bool(0.02) {
                 place.charging = !place.charging;
             }
-            let charging = if indoor { place.charging } else { outdoor_charging };
+            let charging = if indoor {
+                place.charging
+            } else {
+                outdoor_charging
+            };
             Some(Env {
                 wifi,
                 wifi_rssi,
                 visible,
                 charging,
-                screen: rng.random_bool(if mode == Mode::Vehicle && !indoor { 0.4 } else { 0.3 }),
+                screen: rng.random_bool(if mode == Mode::Vehicle && !indoor {
+                    0.4
+                } else {
+                    0.3
+                }),
             })
         };
 

@@ -1,9 +1,9 @@
 //! Inference input: the seven raw tables joined as one DataFusion plan.
 
-use datafusion::common::Column;
 use arrow::datatypes::DataType;
-use datafusion::logical_expr::{cast, col, lit, Expr, JoinType};
+use datafusion::common::Column;
 use datafusion::functions_aggregate::expr_fn::count;
+use datafusion::logical_expr::{cast, col, lit, Expr, JoinType};
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext};
 
 use super::{IngestDiagnostics, IngestOutput};
@@ -84,7 +84,11 @@ pub async fn inference_input(ctx: &SessionContext, lake: &Lake) -> Result<Ingest
         );
     }
     let df = df.select(select)?;
-    validate_schema(df.schema().as_arrow(), &unified_schema(), "unified inference input")?;
+    validate_schema(
+        df.schema().as_arrow(),
+        &unified_schema(),
+        "unified inference input",
+    )?;
     Ok(IngestOutput {
         df,
         rejected: None,
@@ -114,14 +118,22 @@ async fn read_raw_table(ctx: &SessionContext, lake: &Lake, table: &RawTable) -> 
     let df = ctx
         .read_parquet(lake.table_url(&rel), ParquetReadOptions::default())
         .await?;
-    validate_schema(df.schema().as_arrow(), &table.schema, &format!("raw/{}", table.name))?;
+    validate_schema(
+        df.schema().as_arrow(),
+        &table.schema,
+        &format!("raw/{}", table.name),
+    )?;
     Ok(df)
 }
 
 /// One raw table of the contract (`raw/<name>/`), its directory and schema
 /// checked, as a DataFrame (the single-table scan the join benchmark uses as
 /// its baseline, and a way to validate one delivery).
-pub async fn raw_table_input(ctx: &SessionContext, lake: &Lake, name: &str) -> Result<IngestOutput> {
+pub async fn raw_table_input(
+    ctx: &SessionContext,
+    lake: &Lake,
+    name: &str,
+) -> Result<IngestOutput> {
     lake.register(ctx);
     let table = raw_table(name)?;
     let df = read_raw_table(ctx, lake, table).await?;

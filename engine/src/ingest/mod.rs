@@ -86,6 +86,7 @@ pub async fn write_parquet(df: DataFrame, lake: &Lake, rel: &str) -> Result<()> 
     if !url.ends_with('/') {
         url.push('/');
     }
-    df.write_parquet(&url, DataFrameWriteOptions::new(), None).await?;
+    df.write_parquet(&url, DataFrameWriteOptions::new(), None)
+        .await?;
     Ok(())
 }

@@ -35,7 +35,11 @@ const HEADER_PROBE: u64 = 64 * 1024;
 /// `reject_bad_rows = false` the first bad value fails ingestion with its
 /// file, line and column; otherwise bad rows go to [`IngestOutput::rejected`]
 /// and are counted (logged per file), so nothing is dropped silently.
-pub async fn training_input(ctx: &SessionContext, lake: &Lake, opts: &IngestOptions) -> Result<IngestOutput> {
+pub async fn training_input(
+    ctx: &SessionContext,
+    lake: &Lake,
+    opts: &IngestOptions,
+) -> Result<IngestOutput> {
     lake.register(ctx);
     let files = matching_files(lake, &opts.csv_glob).await?;
     let expected = training_schema();
@@ -75,7 +79,11 @@ pub async fn training_input(ctx: &SessionContext, lake: &Lake, opts: &IngestOpti
             });
             let mut reasons = Vec::new();
             for f in expected.fields() {
-                reasons.push(case(column_bad(f)).when(lit(true), lit(f.name().as_str())).end()?);
+                reasons.push(
+                    case(column_bad(f))
+                        .when(lit(true), lit(f.name().as_str()))
+                        .end()?,
+                );
             }
             rejected_frames.push(
                 text.clone()
@@ -84,7 +92,11 @@ pub async fn training_input(ctx: &SessionContext, lake: &Lake, opts: &IngestOpti
                     .with_column(BAD_COLUMNS_COLUMN, concat_ws(lit(","), reasons))?,
             );
         }
-        let kept = if bad_rows > 0 { text.filter(!bad)? } else { text };
+        let kept = if bad_rows > 0 {
+            text.filter(!bad)?
+        } else {
+            text
+        };
         typed_frames.push(kept.select(typed_columns(&expected)?)?);
         diagnostics.sources.push(rel.clone());
     }
@@ -136,7 +148,11 @@ fn union_all(frames: Vec<DataFrame>) -> Result<Option<DataFrame>> {
 }
 
 fn empty_rejected(ctx: &SessionContext, text_schema: &SchemaRef) -> Result<DataFrame> {
-    let mut fields: Vec<Field> = text_schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    let mut fields: Vec<Field> = text_schema
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
     fields.push(Field::new(SOURCE_FILE_COLUMN, DataType::Utf8, true));
     fields.push(Field::new(BAD_COLUMNS_COLUMN, DataType::Utf8, true));
     let batch = arrow::array::RecordBatch::new_empty(Arc::new(Schema::new(fields)));
@@ -146,10 +162,17 @@ fn empty_rejected(ctx: &SessionContext, text_schema: &SchemaRef) -> Result<DataF
 /// The CSV files under the glob's literal directory that match the glob,
 /// sorted, with their sizes.
 async fn matching_files(lake: &Lake, glob: &str) -> Result<Vec<(String, u64)>> {
-    let pattern = glob::Pattern::new(glob)
-        .map_err(|e| EngineError::config("ingest.csv_glob", format!("`{glob}` is not a valid glob: {e}")))?;
+    let pattern = glob::Pattern::new(glob).map_err(|e| {
+        EngineError::config(
+            "ingest.csv_glob",
+            format!("`{glob}` is not a valid glob: {e}"),
+        )
+    })?;
     let literal_end = glob.find(['*', '?', '[']).unwrap_or(glob.len());
-    let dir = glob[..literal_end].rfind('/').map(|i| &glob[..i]).unwrap_or("");
+    let dir = glob[..literal_end]
+        .rfind('/')
+        .map(|i| &glob[..i])
+        .unwrap_or("");
     let options = glob::MatchOptions {
         require_literal_separator: true,
         ..Default::default()
@@ -174,7 +197,9 @@ async fn check_header(lake: &Lake, rel: &str, size: u64, expected: &Schema) -> R
     let head = store
         .get_ranges(&lake.path(rel), std::slice::from_ref(&range))
         .await
-        .map_err(|e| EngineError::lake(lake.table_url(rel), format!("cannot read the header: {e}")))?;
+        .map_err(|e| {
+            EngineError::lake(lake.table_url(rel), format!("cannot read the header: {e}"))
+        })?;
     let head = head.into_iter().next().unwrap_or_default();
     let text = String::from_utf8_lossy(&head);
     let Some(line) = text.lines().next().filter(|l| !l.trim().is_empty()) else {
@@ -307,7 +332,8 @@ async fn first_bad_value(
                     && !null_raw
                     && !cast.is_null(r)
                     && !matches!(text.value(r).trim(), "0" | "1");
-                let bad = (!null_raw && cast.is_null(r)) || (null_raw && !f.is_nullable()) || bad_label;
+                let bad =
+                    (!null_raw && cast.is_null(r)) || (null_raw && !f.is_nullable()) || bad_label;
                 if bad {
                     let found = if null_raw {
                         "an empty value".to_string()
@@ -329,7 +355,11 @@ async fn first_bad_value(
                 format!(
                     "{}{}",
                     f.data_type(),
-                    if f.is_nullable() { " or empty" } else { ", not null" }
+                    if f.is_nullable() {
+                        " or empty"
+                    } else {
+                        ", not null"
+                    }
                 )
             };
             return Ok(EngineError::data(
