@@ -447,17 +447,27 @@ pub fn simulate_device(
                 }
                 .clamp(1.0, 3_000.0);
                 let err = 0.6 * acc;
-                let delay_s = if indoor {
+                // Indoors fixes are mostly old, but near a window they are
+                // fresh; outdoors street canyons delay some fixes.
+                let delay_s = if indoor && !rng.random_bool(0.35) {
                     rng.random::<f64>().powi(2) * 25.0 * place.gps_factor + 1.0
+                } else if !indoor && rng.random_bool(0.2) {
+                    rng.random_range(2.0..20.0)
                 } else {
-                    -1.2 * (1.0 - rng.random::<f64>()).ln()
+                    -1.5 * (1.0 - rng.random::<f64>()).ln()
                 };
                 let speed = if provider == "network" || rng.random_bool(0.05) {
                     None
                 } else if indoor {
-                    Some(round_to((0.7 * normal(rng)).abs(), 0.01))
+                    // GPS drift indoors, with occasional multipath jumps.
+                    let drift = if rng.random_bool(0.15) {
+                        lognormal(rng, 1.8, 0.6)
+                    } else {
+                        (1.1 * normal(rng)).abs()
+                    };
+                    Some(round_to(drift, 0.01))
                 } else {
-                    Some(round_to((true_speed + 0.8 * normal(rng)).max(0.0), 0.01))
+                    Some(round_to((true_speed + 1.0 * normal(rng)).max(0.0), 0.01))
                 };
                 let alt = (provider != "network").then(|| {
                     round_to(
