@@ -296,7 +296,10 @@ mod tests {
     #[test]
     fn bad_memory_limit_is_named() {
         let args = ExecutorArgs::parse_from(["sluice-executor", "--memory-limit", "lots"]);
-        let e = args.to_config().unwrap_err().to_string();
+        let e = match args.to_config() {
+            Ok(_) => panic!("a bad memory limit must be rejected"),
+            Err(e) => e.to_string(),
+        };
         assert!(e.contains("--memory-limit"), "{e}");
     }
 }

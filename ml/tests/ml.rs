@@ -200,8 +200,9 @@ fn auc_and_accuracy_agree_with_smartcore() {
     let yf: Vec<f64> = y.iter().map(|&v| v as f64).collect();
     let auc = roc_auc_score(&yf, &p);
     assert!((ours.auc - auc).abs() < 1e-9, "ours {} smartcore {auc}", ours.auc);
-    let pred: Vec<f64> = p.iter().map(|&v| (v > 0.5) as u8 as f64).collect();
-    let acc = accuracy(&yf, &pred);
+    let yi: Vec<i64> = y.iter().map(|&v| v as i64).collect();
+    let pred: Vec<i64> = p.iter().map(|&v| (v > 0.5) as i64).collect();
+    let acc = accuracy(&yi, &pred);
     assert!((ours.accuracy - acc).abs() < 1e-12);
 }
 

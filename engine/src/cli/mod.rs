@@ -46,6 +46,12 @@ pub enum Command {
     Validate(run::ValidateArgs),
     /// List and inspect models in the registry.
     Models(models::ModelsArgs),
+    /// Submit a pipeline (or one step) as a Kubernetes Job and follow it.
+    Submit(crate::k8s::cli::SubmitArgs),
+    /// Scale a deployment on Kubernetes (`sluice scale executors N`).
+    Scale(crate::k8s::cli::ScaleArgs),
+    /// Show the Sluice deployments and jobs on Kubernetes.
+    Status(crate::k8s::cli::StatusArgs),
     /// Generate a synthetic data lake (raw tables, training CSVs, truth labels).
     Datagen(datagen::DatagenArgs),
     /// Validate and unify the training CSVs or the raw tables into Parquet.
@@ -76,6 +82,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Run(args) => run::run(args).await,
         Command::Validate(args) => run::validate(args),
         Command::Models(args) => models::run(args).await,
+        Command::Submit(args) => crate::k8s::cli::run_submit(&args).await,
+        Command::Scale(args) => crate::k8s::cli::run_scale(&args).await,
+        Command::Status(args) => crate::k8s::cli::run_status(&args).await,
         Command::Datagen(args) => datagen::run(args).await,
         Command::Ingest(args) => ingest::run(args).await,
         Command::Cluster(args) => cluster::run(args).await,
