@@ -26,9 +26,9 @@ pub mod pipeline;
 pub mod predict;
 pub mod progress;
 pub mod registry;
-pub mod schema;
 pub mod report;
 mod report_build;
+pub mod schema;
 pub mod session;
 
 pub use error::{EngineError, Result};

@@ -104,12 +104,14 @@ impl ScalarUDFImpl for PredictFunc {
             Some(ColumnarValue::Scalar(ScalarValue::Utf8(Some(u))))
             | Some(ColumnarValue::Scalar(ScalarValue::LargeUtf8(Some(u))))
             | Some(ColumnarValue::Scalar(ScalarValue::Utf8View(Some(u)))) => u,
-            _ => return exec_err!("{PREDICT_UDF}: the first argument must be the artefact URL literal"),
+            _ => {
+                return exec_err!(
+                    "{PREDICT_UDF}: the first argument must be the artefact URL literal"
+                )
+            }
         };
         let art = load_cached(&url)?;
-        let cols: Vec<ArrayRef> = it
-            .map(|c| c.into_array(n))
-            .collect::<DfResult<Vec<_>>>()?;
+        let cols: Vec<ArrayRef> = it.map(|c| c.into_array(n)).collect::<DfResult<Vec<_>>>()?;
         if cols.len() != art.feature_names.len() {
             return exec_err!(
                 "{PREDICT_UDF}: model {url} expects {} features, got {}",

@@ -164,7 +164,10 @@ pub async fn resolve(lake: &Lake, name: &str, version: &str) -> Result<ModelVers
         .await
         .map_err(|e| match e {
             EngineError::Lake { url, message } if message.contains("no committed output") => {
-                EngineError::lake(url, format!("model `{name}` has no committed version `{v}`"))
+                EngineError::lake(
+                    url,
+                    format!("model `{name}` has no committed version `{v}`"),
+                )
             }
             other => other,
         })?;
@@ -246,21 +249,35 @@ mod tests {
     async fn publish_resolve_list() {
         let dir = tempfile::tempdir().unwrap();
         let lake = Lake::open(dir.path().to_str().unwrap()).unwrap();
-        assert!(resolve(&lake, "m", "latest").await.unwrap_err().to_string().contains("no deployed version"));
+        assert!(resolve(&lake, "m", "latest")
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("no deployed version"));
         let v1 = publish_one(&lake, b"one").await;
         let v2 = publish_one(&lake, b"two").await;
-        assert_eq!((v1.version.as_str(), v2.version.as_str()), ("v0001", "v0002"));
+        assert_eq!(
+            (v1.version.as_str(), v2.version.as_str()),
+            ("v0001", "v0002")
+        );
         let r = resolve(&lake, "m", "latest").await.unwrap();
         assert_eq!(r.version, "v0002");
         assert_eq!(load_artefact(&lake, &r).await.unwrap().as_ref(), b"two");
         let pinned = resolve(&lake, "m", "v0001").await.unwrap();
-        assert_eq!(load_artefact(&lake, &pinned).await.unwrap().as_ref(), b"one");
+        assert_eq!(
+            load_artefact(&lake, &pinned).await.unwrap().as_ref(),
+            b"one"
+        );
         assert!(!pinned.latest);
         let all = list_versions(&lake, "m").await.unwrap();
         assert_eq!(all.len(), 2);
         assert!(all[1].latest);
         assert_eq!(list_models(&lake).await.unwrap(), vec!["m".to_string()]);
-        assert!(resolve(&lake, "m", "v0009").await.unwrap_err().to_string().contains("v0009"));
+        assert!(resolve(&lake, "m", "v0009")
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("v0009"));
     }
 
     #[tokio::test]
@@ -269,8 +286,16 @@ mod tests {
         let lake = Lake::open(dir.path().to_str().unwrap()).unwrap();
         publish_one(&lake, b"one").await;
         // A killed publish: files but no manifest.
-        lake.put("models/m/v0002/data-x/model.sluice", Bytes::from_static(b"half")).await.unwrap();
+        lake.put(
+            "models/m/v0002/data-x/model.sluice",
+            Bytes::from_static(b"half"),
+        )
+        .await
+        .unwrap();
         assert_eq!(list_versions(&lake, "m").await.unwrap().len(), 1);
-        assert_eq!(resolve(&lake, "m", "latest").await.unwrap().version, "v0001");
+        assert_eq!(
+            resolve(&lake, "m", "latest").await.unwrap().version,
+            "v0001"
+        );
     }
 }

@@ -67,7 +67,9 @@ pub(crate) fn build(
                 StepName::Evaluate => {
                     if let Some(models) = m.extra["models"].as_object() {
                         for (name, mm) in models {
-                            let tm = train.iter().find(|t| t.extra["model"].as_str() == Some(name));
+                            let tm = train
+                                .iter()
+                                .find(|t| t.extra["model"].as_str() == Some(name));
                             let c = &mm["confusion"];
                             let roc = mm["roc"]
                                 .as_array()
@@ -82,7 +84,10 @@ pub(crate) fn build(
                                 .map(|a| {
                                     a.iter()
                                         .map(|i| Importance {
-                                            name: i["name"].as_str().unwrap_or_default().to_string(),
+                                            name: i["name"]
+                                                .as_str()
+                                                .unwrap_or_default()
+                                                .to_string(),
                                             gain: i["gain"].as_f64().unwrap_or(0.0),
                                             splits: i["split_count"].as_u64().unwrap_or(0),
                                         })
@@ -118,7 +123,9 @@ pub(crate) fn build(
                                 },
                                 feature_importance: importance,
                                 grid,
-                                best_params: cv.map(|c| c["best_params"].clone()).unwrap_or_default(),
+                                best_params: cv
+                                    .map(|c| c["best_params"].clone())
+                                    .unwrap_or_default(),
                                 grid_metric: cv
                                     .and_then(|c| c["metric"].as_str())
                                     .unwrap_or_default()

@@ -6,7 +6,10 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use sluice_ml::*;
 
 fn rows() -> usize {
-    std::env::var("ML_BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(544_500)
+    std::env::var("ML_BENCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(544_500)
 }
 
 /// Baseline: row-major scatter into one flat histogram (no ordered gradients, no per-feature blocking).
@@ -37,7 +40,10 @@ fn bench(c: &mut Criterion) {
     let all: Vec<u32> = (0..n as u32).collect();
     let half: Vec<u32> = (0..n as u32).filter(|r| r % 2 == 0).collect();
     let feats: Vec<usize> = (0..x.n_features()).collect();
-    let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
 
     let mut g = c.benchmark_group(format!("hist-40feats-{n}-1thread"));
     g.throughput(Throughput::Elements(n as u64 * x.n_features() as u64));
@@ -46,10 +52,24 @@ fn bench(c: &mut Criterion) {
     for (name, rows) in [("all-rows", &all), ("half-rows", &half)] {
         g.bench_with_input(BenchmarkId::new("sluice", name), rows, |bch, rows| {
             bch.iter(|| {
-                one.install(|| src.build(&[NodeRequest { rows, features: &feats, targets: Targets::GradHess { grad: &grad, hess: &hess } }]).unwrap())
+                one.install(|| {
+                    src.build(&[NodeRequest {
+                        rows,
+                        features: &feats,
+                        targets: Targets::GradHess {
+                            grad: &grad,
+                            hess: &hess,
+                        },
+                    }])
+                    .unwrap()
+                })
             })
         });
-        g.bench_with_input(BenchmarkId::new("naive-row-major", name), rows, |bch, rows| bch.iter(|| naive_histogram(&binned, rows, &grad, &hess)));
+        g.bench_with_input(
+            BenchmarkId::new("naive-row-major", name),
+            rows,
+            |bch, rows| bch.iter(|| naive_histogram(&binned, rows, &grad, &hess)),
+        );
     }
     g.finish();
 
@@ -58,9 +78,21 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group(format!("predict-20trees-depth5-{n}-1thread"));
     g.throughput(Throughput::Elements(n as u64));
     g.sample_size(10);
-    g.bench_function("sluice-blocked", |bch| bch.iter(|| one.install(|| model.predict_columns(&cols, n).unwrap())));
+    g.bench_function("sluice-blocked", |bch| {
+        bch.iter(|| one.install(|| model.predict_columns(&cols, n).unwrap()))
+    });
     g.bench_function("row-at-a-time", |bch| {
-        bch.iter(|| (0..n).map(|r| model.trees().iter().map(|t| t.predict_row(&cols, r)).sum::<f64>()).collect::<Vec<f64>>())
+        bch.iter(|| {
+            (0..n)
+                .map(|r| {
+                    model
+                        .trees()
+                        .iter()
+                        .map(|t| t.predict_row(&cols, r))
+                        .sum::<f64>()
+                })
+                .collect::<Vec<f64>>()
+        })
     });
     g.finish();
 }

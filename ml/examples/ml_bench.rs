@@ -31,17 +31,44 @@ struct Args {
 }
 
 fn parse() -> Args {
-    let mut a = Args { rows: 544_500, test_rows: 100_000, threads: 2, out: None, grid: false, skip_fit: false, folds: 10 };
+    let mut a = Args {
+        rows: 544_500,
+        test_rows: 100_000,
+        threads: 2,
+        out: None,
+        grid: false,
+        skip_fit: false,
+        folds: 10,
+    };
     let v: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < v.len() {
-        let next = |i: usize| v.get(i + 1).cloned().unwrap_or_else(|| panic!("{} needs a value", v[i]));
+        let next = |i: usize| {
+            v.get(i + 1)
+                .cloned()
+                .unwrap_or_else(|| panic!("{} needs a value", v[i]))
+        };
         match v[i].as_str() {
-            "--rows" => { a.rows = next(i).parse().expect("--rows"); i += 1; }
-            "--test-rows" => { a.test_rows = next(i).parse().expect("--test-rows"); i += 1; }
-            "--threads" => { a.threads = next(i).parse().expect("--threads"); i += 1; }
-            "--folds" => { a.folds = next(i).parse().expect("--folds"); i += 1; }
-            "--out" => { a.out = Some(PathBuf::from(next(i))); i += 1; }
+            "--rows" => {
+                a.rows = next(i).parse().expect("--rows");
+                i += 1;
+            }
+            "--test-rows" => {
+                a.test_rows = next(i).parse().expect("--test-rows");
+                i += 1;
+            }
+            "--threads" => {
+                a.threads = next(i).parse().expect("--threads");
+                i += 1;
+            }
+            "--folds" => {
+                a.folds = next(i).parse().expect("--folds");
+                i += 1;
+            }
+            "--out" => {
+                a.out = Some(PathBuf::from(next(i)));
+                i += 1;
+            }
             "--grid" => a.grid = true,
             "--skip-fit" => a.skip_fit = true,
             other => panic!("unknown argument {other}"),
@@ -52,11 +79,22 @@ fn parse() -> Args {
 }
 
 fn write_ipc(path: &std::path::Path, x: &FeatureMatrix, y: &[u8]) {
-    let mut fields: Vec<Field> = x.names().iter().map(|n| Field::new(n, DataType::Float64, true)).collect();
+    let mut fields: Vec<Field> = x
+        .names()
+        .iter()
+        .map(|n| Field::new(n, DataType::Float64, true))
+        .collect();
     fields.push(Field::new("label", DataType::UInt8, false));
     let schema = Arc::new(Schema::new(fields));
     let mut cols: Vec<ArrayRef> = (0..x.n_features())
-        .map(|j| Arc::new(Float64Array::from(x.column(j).iter().map(|&v| (!v.is_nan()).then_some(v)).collect::<Vec<_>>())) as ArrayRef)
+        .map(|j| {
+            Arc::new(Float64Array::from(
+                x.column(j)
+                    .iter()
+                    .map(|&v| (!v.is_nan()).then_some(v))
+                    .collect::<Vec<_>>(),
+            )) as ArrayRef
+        })
         .collect();
     cols.push(Arc::new(UInt8Array::from(y.to_vec())));
     let batch = RecordBatch::try_new(schema.clone(), cols).expect("batch");
@@ -80,38 +118,80 @@ fn best_of<T>(n: usize, mut f: impl FnMut() -> T) -> (f64, T) {
 
 fn main() {
     let a = parse();
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(a.threads).build().expect("pool");
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(a.threads)
+        .build()
+        .expect("pool");
     let t = Instant::now();
     let (x, y) = synthetic::generate(a.rows, 1);
     let (xt, yt) = synthetic::generate(a.test_rows, 2);
-    eprintln!("generated {} + {} rows in {:.1}s", a.rows, a.test_rows, t.elapsed().as_secs_f64());
+    eprintln!(
+        "generated {} + {} rows in {:.1}s",
+        a.rows,
+        a.test_rows,
+        t.elapsed().as_secs_f64()
+    );
     if let Some(dir) = &a.out {
         std::fs::create_dir_all(dir).expect("out dir");
         write_ipc(&dir.join("train.arrow"), &x, &y);
         write_ipc(&dir.join("test.arrow"), &xt, &yt);
-        println!("{}", json!({"event": "data", "train": dir.join("train.arrow"), "test": dir.join("test.arrow"), "rows": a.rows, "features": x.n_features()}));
+        println!(
+            "{}",
+            json!({"event": "data", "train": dir.join("train.arrow"), "test": dir.join("test.arrow"), "rows": a.rows, "features": x.n_features()})
+        );
     }
     if !a.skip_fit {
         let gbt = ModelSpec::Gbt(GbtParams::default());
         let (secs, model) = pool.install(|| best_of(3, || train(&gbt, &x, &y).expect("gbt")));
         let m = evaluate(&yt, &model.predict_proba(&xt).expect("predict"), 0.5);
-        println!("{}", json!({"event": "gbt_fit", "rows": a.rows, "threads": a.threads, "trees": 20, "depth": 5, "seconds": secs, "auc": m.auc, "accuracy": m.accuracy, "log_loss": m.log_loss}));
+        println!(
+            "{}",
+            json!({"event": "gbt_fit", "rows": a.rows, "threads": a.threads, "trees": 20, "depth": 5, "seconds": secs, "auc": m.auc, "accuracy": m.accuracy, "log_loss": m.log_loss})
+        );
 
         // Prediction throughput on one core (20 trees, depth 5).
-        let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .expect("pool");
         let (psecs, _) = one.install(|| best_of(5, || model.predict_proba(&x).expect("predict")));
         // Baseline in the same run: row-at-a-time traversal without blocking/vectorization.
         let cols = x.column_slices();
-        let (bsecs, _) = best_of(3, || (0..x.n_rows()).map(|r| model.trees().iter().map(|t| t.predict_row(&cols, r)).sum::<f64>()).sum::<f64>());
-        println!("{}", json!({"event": "predict", "rows": a.rows, "threads": 1, "seconds": psecs, "rows_per_sec": a.rows as f64 / psecs, "baseline_row_at_a_time_rows_per_sec": a.rows as f64 / bsecs}));
+        let (bsecs, _) = best_of(3, || {
+            (0..x.n_rows())
+                .map(|r| {
+                    model
+                        .trees()
+                        .iter()
+                        .map(|t| t.predict_row(&cols, r))
+                        .sum::<f64>()
+                })
+                .sum::<f64>()
+        });
+        println!(
+            "{}",
+            json!({"event": "predict", "rows": a.rows, "threads": 1, "seconds": psecs, "rows_per_sec": a.rows as f64 / psecs, "baseline_row_at_a_time_rows_per_sec": a.rows as f64 / bsecs})
+        );
 
-        let rf = ModelSpec::RandomForest(RfParams { num_trees: 50, max_depth: 10, ..Default::default() });
+        let rf = ModelSpec::RandomForest(RfParams {
+            num_trees: 50,
+            max_depth: 10,
+            ..Default::default()
+        });
         let (rsecs, rmodel) = pool.install(|| best_of(1, || train(&rf, &x, &y).expect("rf")));
         let m = evaluate(&yt, &rmodel.predict_proba(&xt).expect("predict"), 0.5);
-        println!("{}", json!({"event": "rf_fit", "rows": a.rows, "threads": a.threads, "trees": 50, "depth": 10, "seconds": rsecs, "auc": m.auc, "accuracy": m.accuracy}));
+        println!(
+            "{}",
+            json!({"event": "rf_fit", "rows": a.rows, "threads": a.threads, "trees": 50, "depth": 10, "seconds": rsecs, "auc": m.auc, "accuracy": m.accuracy})
+        );
     }
     if a.grid {
-        let g = |pairs: Vec<(&str, Vec<serde_json::Value>)>| pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect::<BTreeMap<_, _>>();
+        let g = |pairs: Vec<(&str, Vec<serde_json::Value>)>| {
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect::<BTreeMap<_, _>>()
+        };
         let gbt_grid = g(vec![
             ("maxDepth", vec![json!(1), json!(3), json!(5)]),
             ("stepSize", vec![json!(0.05), json!(0.1), json!(0.2)]),
@@ -127,15 +207,28 @@ fn main() {
         let mut total = 0.0;
         for (name, base, grid) in [
             ("gbt", ModelSpec::Gbt(GbtParams::default()), gbt_grid),
-            ("random_forest", ModelSpec::RandomForest(RfParams::default()), rf_grid),
+            (
+                "random_forest",
+                ModelSpec::RandomForest(RfParams::default()),
+                rf_grid,
+            ),
         ] {
-            let cfg = GridSearchConfig { folds: a.folds, metric: Metric::Auc, seed: 7, grid, parallelism: Some(a.threads) };
+            let cfg = GridSearchConfig {
+                folds: a.folds,
+                metric: Metric::Auc,
+                seed: 7,
+                grid,
+                parallelism: Some(a.threads),
+            };
             let t = Instant::now();
             let r = grid_search(&base, &cfg, &x, &y).expect("grid");
             let secs = t.elapsed().as_secs_f64();
             total += secs;
             let best = &r.points[r.best_index];
-            println!("{}", json!({"event": "grid", "model": name, "rows": a.rows, "folds": a.folds, "threads": a.threads, "points": r.points.len(), "seconds": secs, "best": best.params, "best_cv_auc": best.mean_score}));
+            println!(
+                "{}",
+                json!({"event": "grid", "model": name, "rows": a.rows, "folds": a.folds, "threads": a.threads, "points": r.points.len(), "seconds": secs, "best": best.params, "best_cv_auc": best.mean_score})
+            );
         }
         println!("{}", json!({"event": "grid_total", "seconds": total}));
     }

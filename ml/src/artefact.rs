@@ -56,7 +56,12 @@ pub struct ModelArtefact {
 
 impl ModelArtefact {
     /// A new artefact at the current format version.
-    pub fn new(name: impl Into<String>, model: TrainedModel, params: ModelSpec, created_at: impl Into<String>) -> Self {
+    pub fn new(
+        name: impl Into<String>,
+        model: TrainedModel,
+        params: ModelSpec,
+        created_at: impl Into<String>,
+    ) -> Self {
         Self {
             format_version: FORMAT_VERSION,
             name: name.into(),
@@ -77,7 +82,11 @@ impl ModelArtefact {
     /// Serializes to the binary artefact format described in the module docs.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         if self.format_version != FORMAT_VERSION {
-            return Err(ArtefactError::WrongVersion { found: self.format_version, supported: FORMAT_VERSION }.into());
+            return Err(ArtefactError::WrongVersion {
+                found: self.format_version,
+                supported: FORMAT_VERSION,
+            }
+            .into());
         }
         let payload = self.payload()?;
         let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
@@ -100,16 +109,36 @@ impl ModelArtefact {
             .into());
         }
         if b.len() < HEADER_LEN {
-            return Err(ArtefactError::Truncated { expected: HEADER_LEN as u64, found: b.len() as u64 }.into());
+            return Err(ArtefactError::Truncated {
+                expected: HEADER_LEN as u64,
+                found: b.len() as u64,
+            }
+            .into());
         }
-        let version = u32::from_le_bytes(b[8..12].try_into().map_err(|_| MlError::Internal("header slice".into()))?);
+        let version = u32::from_le_bytes(
+            b[8..12]
+                .try_into()
+                .map_err(|_| MlError::Internal("header slice".into()))?,
+        );
         if version != FORMAT_VERSION {
-            return Err(ArtefactError::WrongVersion { found: version, supported: FORMAT_VERSION }.into());
+            return Err(ArtefactError::WrongVersion {
+                found: version,
+                supported: FORMAT_VERSION,
+            }
+            .into());
         }
-        let len = u64::from_le_bytes(b[12..20].try_into().map_err(|_| MlError::Internal("header slice".into()))?);
+        let len = u64::from_le_bytes(
+            b[12..20]
+                .try_into()
+                .map_err(|_| MlError::Internal("header slice".into()))?,
+        );
         let expected = HEADER_LEN as u64 + len;
         if (b.len() as u64) < expected {
-            return Err(ArtefactError::Truncated { expected, found: b.len() as u64 }.into());
+            return Err(ArtefactError::Truncated {
+                expected,
+                found: b.len() as u64,
+            }
+            .into());
         }
         if (b.len() as u64) > expected {
             return Err(ArtefactError::Corrupt(format!(
@@ -128,8 +157,11 @@ impl ModelArtefact {
             ))
             .into());
         }
-        let art: ModelArtefact = serde_json::from_slice(payload)
-            .map_err(|e| ArtefactError::Corrupt(format!("payload JSON does not parse as a model artefact: {e}")))?;
+        let art: ModelArtefact = serde_json::from_slice(payload).map_err(|e| {
+            ArtefactError::Corrupt(format!(
+                "payload JSON does not parse as a model artefact: {e}"
+            ))
+        })?;
         if art.format_version != version {
             return Err(ArtefactError::Corrupt(format!(
                 "payload formatVersion {} differs from header version {version}",
@@ -138,7 +170,10 @@ impl ModelArtefact {
             .into());
         }
         if art.feature_names != art.model.feature_names() {
-            return Err(ArtefactError::Corrupt("featureNames differ from the model's feature names".into()).into());
+            return Err(ArtefactError::Corrupt(
+                "featureNames differ from the model's feature names".into(),
+            )
+            .into());
         }
         Ok(art)
     }

@@ -73,7 +73,11 @@ impl FeatureBins {
         let mid = |a: f64, b: f64| {
             if a.is_finite() && b.is_finite() {
                 let m = a + (b - a) / 2.0;
-                if m >= b { a } else { m }
+                if m >= b {
+                    a
+                } else {
+                    m
+                }
             } else if a.is_finite() {
                 a
             } else {
@@ -133,7 +137,9 @@ impl BinEdges {
         let n = x.n_rows();
         let rows: Option<Vec<usize>> = (n > sample_rows).then(|| {
             let rate = sample_rows as f64 / n as f64;
-            (0..n).filter(|&r| unit(hash2(0x5eed, 0, r as u64)) < rate).collect()
+            (0..n)
+                .filter(|&r| unit(hash2(0x5eed, 0, r as u64)) < rate)
+                .collect()
         });
         let features = (0..x.n_features())
             .into_par_iter()
@@ -191,7 +197,9 @@ impl BinnedMatrix {
     pub fn from_columns(columns: Vec<Vec<u8>>, n_bins: Vec<u16>) -> Result<Self> {
         let n_rows = columns.first().map_or(0, Vec::len);
         if columns.len() != n_bins.len() {
-            return Err(MlError::Data("bin columns and bin counts differ in length".into()));
+            return Err(MlError::Data(
+                "bin columns and bin counts differ in length".into(),
+            ));
         }
         for (j, (c, &nb)) in columns.iter().zip(&n_bins).enumerate() {
             if c.len() != n_rows {

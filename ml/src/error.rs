@@ -52,7 +52,9 @@ pub enum ArtefactError {
         found: String,
     },
     /// The artefact was written by a format version this build cannot read.
-    #[error("unsupported model artefact format version {found}; this build reads version {supported}")]
+    #[error(
+        "unsupported model artefact format version {found}; this build reads version {supported}"
+    )]
     WrongVersion {
         /// Version found in the header.
         found: u32,
@@ -60,7 +62,9 @@ pub enum ArtefactError {
         supported: u32,
     },
     /// The artefact is shorter than its header says.
-    #[error("truncated model artefact: header declares {expected} payload bytes, only {found} present")]
+    #[error(
+        "truncated model artefact: header declares {expected} payload bytes, only {found} present"
+    )]
     Truncated {
         /// Declared length (header + payload).
         expected: u64,

@@ -14,7 +14,13 @@ use crate::tree::Tree;
 const LEVEL_HIST_BUDGET: usize = 64 << 20;
 
 /// Grows `p.num_trees` trees on `rows` of `binned`; leaf values are P(class 1).
-pub(crate) fn fit_forest(p: &RfParams, binned: &BinnedMatrix, y: &[u8], rows: &[u32], progress: Progress<'_>) -> Result<Vec<Tree>> {
+pub(crate) fn fit_forest(
+    p: &RfParams,
+    binned: &BinnedMatrix,
+    y: &[u8],
+    rows: &[u32],
+    progress: Progress<'_>,
+) -> Result<Vec<Tree>> {
     let nf = binned.n_features();
     let gp = GrowParams {
         max_depth: p.max_depth,
@@ -36,7 +42,8 @@ pub(crate) fn fit_forest(p: &RfParams, binned: &BinnedMatrix, y: &[u8], rows: &[
                 weighted.then(|| {
                     let mut w = vec![0u8; binned.n_rows()];
                     for &r in rows {
-                        w[r as usize] = row_weight(p.seed, t as u64, r as u64, p.bootstrap, p.subsampling_rate);
+                        w[r as usize] =
+                            row_weight(p.seed, t as u64, r as u64, p.bootstrap, p.subsampling_rate);
                     }
                     w
                 })
@@ -45,16 +52,29 @@ pub(crate) fn fit_forest(p: &RfParams, binned: &BinnedMatrix, y: &[u8], rows: &[
         let jobs: Vec<TreeJob<'_>> = (start..end)
             .zip(&weights)
             .map(|(t, w)| TreeJob {
-                targets: Targets::Labels { y, weights: w.as_deref() },
+                targets: Targets::Labels {
+                    y,
+                    weights: w.as_deref(),
+                },
                 rows: match w {
-                    Some(w) => rows.iter().copied().filter(|&r| w[r as usize] > 0).collect(),
+                    Some(w) => rows
+                        .iter()
+                        .copied()
+                        .filter(|&r| w[r as usize] > 0)
+                        .collect(),
                     None => rows.to_vec(),
                 },
                 seed: hash2(p.seed, 0xf0e5, t as u64),
             })
             .collect();
         trees.extend(grow_trees(&source, binned, &gp, &jobs)?);
-        emit(progress, TrainEvent::TreesBuilt { done: end, total: p.num_trees });
+        emit(
+            progress,
+            TrainEvent::TreesBuilt {
+                done: end,
+                total: p.num_trees,
+            },
+        );
     }
     Ok(trees)
 }

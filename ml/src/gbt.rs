@@ -49,14 +49,24 @@ fn log_loss_rows(scores: &[f64], y: &[u8], rows: &[u32]) -> f64 {
         .par_iter()
         .map(|&r| {
             let p = sigmoid(scores[r as usize]).clamp(1e-15, 1.0 - 1e-15);
-            if y[r as usize] == 1 { -p.ln() } else { -(1.0 - p).ln() }
+            if y[r as usize] == 1 {
+                -p.ln()
+            } else {
+                -(1.0 - p).ln()
+            }
         })
         .sum();
     s / rows.len().max(1) as f64
 }
 
 /// Boosts on `rows` of `binned`.
-pub(crate) fn fit_gbt(p: &GbtParams, binned: &BinnedMatrix, y: &[u8], rows: &[u32], progress: Progress<'_>) -> Result<Boosted> {
+pub(crate) fn fit_gbt(
+    p: &GbtParams,
+    binned: &BinnedMatrix,
+    y: &[u8],
+    rows: &[u32],
+    progress: Progress<'_>,
+) -> Result<Boosted> {
     let (train, valid) = match p.validation_fraction {
         Some(f) => holdout(rows, y, f, p.seed),
         None => (rows.to_vec(), Vec::new()),
@@ -75,8 +85,15 @@ pub(crate) fn fit_gbt(p: &GbtParams, binned: &BinnedMatrix, y: &[u8], rows: &[u3
         max_depth: p.max_depth,
         min_instances: p.min_instances_per_node as f64,
         min_info_gain: p.min_info_gain,
-        criterion: Criterion::Newton { lambda: p.reg_lambda, min_hess: p.min_hessian_per_node },
-        n_sub_features: p.feature_subset_strategy.n_features(binned.n_features(), false, p.max_iter),
+        criterion: Criterion::Newton {
+            lambda: p.reg_lambda,
+            min_hess: p.min_hessian_per_node,
+        },
+        n_sub_features: p.feature_subset_strategy.n_features(
+            binned.n_features(),
+            false,
+            p.max_iter,
+        ),
     };
     let source = LocalHistogramSource::new(binned);
     let mut trees = Vec::with_capacity(p.max_iter);
@@ -94,7 +111,10 @@ pub(crate) fn fit_gbt(p: &GbtParams, binned: &BinnedMatrix, y: &[u8], rows: &[u3
             .par_iter()
             .map(|&r| {
                 let pr = sigmoid(scores[r as usize]);
-                ((pr - y[r as usize] as f64) as f32, (pr * (1.0 - pr)).max(1e-16) as f32)
+                (
+                    (pr - y[r as usize] as f64) as f32,
+                    (pr * (1.0 - pr)).max(1e-16) as f32,
+                )
             })
             .collect();
         for (&r, &(g, h)) in train.iter().zip(&gh) {
@@ -111,7 +131,10 @@ pub(crate) fn fit_gbt(p: &GbtParams, binned: &BinnedMatrix, y: &[u8], rows: &[u3
             train.clone()
         };
         let job = TreeJob {
-            targets: Targets::GradHess { grad: &grad, hess: &hess },
+            targets: Targets::GradHess {
+                grad: &grad,
+                hess: &hess,
+            },
             rows: tree_rows,
             seed: hash2(p.seed, 0x7ee, it as u64),
         };
@@ -121,7 +144,10 @@ pub(crate) fn fit_gbt(p: &GbtParams, binned: &BinnedMatrix, y: &[u8], rows: &[u3
         for nd in &mut tree.nodes {
             nd.value *= p.step_size;
         }
-        let deltas: Vec<f64> = scored.par_iter().map(|&r| tree.predict_binned(binned, r as usize)).collect();
+        let deltas: Vec<f64> = scored
+            .par_iter()
+            .map(|&r| tree.predict_binned(binned, r as usize))
+            .collect();
         for (&r, d) in scored.iter().zip(deltas) {
             scores[r as usize] += d;
         }
@@ -134,7 +160,14 @@ pub(crate) fn fit_gbt(p: &GbtParams, binned: &BinnedMatrix, y: &[u8], rows: &[u3
                 best = (loss, it + 1);
             }
         }
-        emit(progress, TrainEvent::TreeBuilt { done: it + 1, total: p.max_iter, validation_loss });
+        emit(
+            progress,
+            TrainEvent::TreeBuilt {
+                done: it + 1,
+                total: p.max_iter,
+                validation_loss,
+            },
+        );
         if !valid.is_empty() && it + 1 - best.1 >= p.early_stopping_rounds {
             break;
         }
@@ -142,7 +175,16 @@ pub(crate) fn fit_gbt(p: &GbtParams, binned: &BinnedMatrix, y: &[u8], rows: &[u3
     if !valid.is_empty() {
         trees.truncate(best.1.max(1));
         best_iteration = Some(trees.len());
-        emit(progress, TrainEvent::EarlyStopped { best_iteration: trees.len() });
+        emit(
+            progress,
+            TrainEvent::EarlyStopped {
+                best_iteration: trees.len(),
+            },
+        );
     }
-    Ok(Boosted { init_score, trees, best_iteration })
+    Ok(Boosted {
+        init_score,
+        trees,
+        best_iteration,
+    })
 }

@@ -117,17 +117,31 @@ impl Histogram {
     /// `parent - child`: the histogram of the child's sibling.
     pub fn subtract(parent: &Histogram, child: &Histogram) -> Result<Histogram> {
         if parent.offsets != child.offsets {
-            return Err(MlError::Internal("cannot subtract histograms of different layouts".into()));
+            return Err(MlError::Internal(
+                "cannot subtract histograms of different layouts".into(),
+            ));
         }
         Ok(Histogram {
             offsets: parent.offsets.clone(),
-            bins: parent.bins.iter().zip(&child.bins).map(|(p, c)| p.minus(c)).collect(),
+            bins: parent
+                .bins
+                .iter()
+                .zip(&child.bins)
+                .map(|(p, c)| p.minus(c))
+                .collect(),
         })
     }
 
     /// Accumulates the rows `rows` (with per-row `grad`/`hess` aligned to
     /// `rows`) of `binned` into the given features of this histogram.
-    pub fn accumulate(&mut self, binned: &BinnedMatrix, rows: &[u32], grad: &[f32], hess: &[f32], features: &[usize]) {
+    pub fn accumulate(
+        &mut self,
+        binned: &BinnedMatrix,
+        rows: &[u32],
+        grad: &[f32],
+        hess: &[f32],
+        features: &[usize],
+    ) {
         let mut slices = self.features_mut();
         for &j in features {
             fill_feature(&mut *slices[j], binned.column(j), rows, grad, hess);
@@ -276,9 +290,15 @@ impl HistogramSource for LocalHistogramSource<'_> {
         let n = self.binned.n_rows();
         for req in requests {
             if let Some(&r) = req.rows.iter().find(|&&r| r as usize >= n) {
-                return Err(MlError::Internal(format!("row {r} out of range (n_rows {n})")));
+                return Err(MlError::Internal(format!(
+                    "row {r} out of range (n_rows {n})"
+                )));
             }
-            if let Some(&j) = req.features.iter().find(|&&j| j >= self.binned.n_features()) {
+            if let Some(&j) = req
+                .features
+                .iter()
+                .find(|&&j| j >= self.binned.n_features())
+            {
                 return Err(MlError::Internal(format!("feature {j} out of range")));
             }
         }
@@ -291,7 +311,11 @@ mod tests {
     use super::*;
 
     fn small() -> BinnedMatrix {
-        BinnedMatrix::from_columns(vec![vec![0, 1, 2, 1, 2, 2], vec![1, 1, 1, 2, 2, 0]], vec![3, 3]).unwrap()
+        BinnedMatrix::from_columns(
+            vec![vec![0, 1, 2, 1, 2, 2], vec![1, 1, 1, 2, 2, 0]],
+            vec![3, 3],
+        )
+        .unwrap()
     }
 
     #[test]
@@ -305,7 +329,10 @@ mod tests {
             .build(&[NodeRequest {
                 rows: &rows,
                 features: &[0, 1],
-                targets: Targets::GradHess { grad: &grad, hess: &hess },
+                targets: Targets::GradHess {
+                    grad: &grad,
+                    hess: &hess,
+                },
             }])
             .unwrap()[0];
         let f0: Vec<f64> = h.feature(0).iter().map(|s| s.grad).collect();
@@ -316,7 +343,10 @@ mod tests {
 
     #[test]
     fn labels_targets_weight_rows() {
-        let t = Targets::Labels { y: &[1, 0, 1], weights: Some(&[2, 1, 0]) };
+        let t = Targets::Labels {
+            y: &[1, 0, 1],
+            weights: Some(&[2, 1, 0]),
+        };
         let (g, h) = t.gather(&[0, 1, 2]);
         assert_eq!(g, vec![2.0, 0.0, 0.0]);
         assert_eq!(h, vec![2.0, 1.0, 0.0]);

@@ -36,10 +36,18 @@ impl Criterion {
         match *self {
             Criterion::Newton { lambda, .. } => {
                 let d = s.hess + lambda;
-                if d > 0.0 { -s.grad / d } else { 0.0 }
+                if d > 0.0 {
+                    -s.grad / d
+                } else {
+                    0.0
+                }
             }
             Criterion::Impurity(_) => {
-                if s.hess > 0.0 { s.grad / s.hess } else { 0.0 }
+                if s.hess > 0.0 {
+                    s.grad / s.hess
+                } else {
+                    0.0
+                }
             }
         }
     }
@@ -63,11 +71,14 @@ impl Criterion {
     fn gain(&self, l: &BinStats, r: &BinStats, total: &BinStats, parent_term: f64) -> f64 {
         match *self {
             Criterion::Newton { lambda, .. } => {
-                0.5 * (l.grad * l.grad / (l.hess + lambda) + r.grad * r.grad / (r.hess + lambda) - parent_term)
+                0.5 * (l.grad * l.grad / (l.hess + lambda) + r.grad * r.grad / (r.hess + lambda)
+                    - parent_term)
             }
             Criterion::Impurity(imp) => {
                 let w = total.hess;
-                parent_term - (l.hess / w) * Self::impurity(imp, l) - (r.hess / w) * Self::impurity(imp, r)
+                parent_term
+                    - (l.hess / w) * Self::impurity(imp, l)
+                    - (r.hess / w) * Self::impurity(imp, r)
             }
         }
     }
@@ -132,7 +143,9 @@ fn node_features(n_features: usize, k: usize, seed: u64, heap_id: u64) -> Vec<us
     if k >= n_features {
         return (0..n_features).collect();
     }
-    let mut keyed: Vec<(u64, usize)> = (0..n_features).map(|j| (hash2(seed, heap_id, j as u64), j)).collect();
+    let mut keyed: Vec<(u64, usize)> = (0..n_features)
+        .map(|j| (hash2(seed, heap_id, j as u64), j))
+        .collect();
     keyed.select_nth_unstable(k - 1);
     let mut f: Vec<usize> = keyed[..k].iter().map(|&(_, j)| j).collect();
     f.sort_unstable();
@@ -155,7 +168,13 @@ fn clearly_better(a: f64, b: f64) -> bool {
     a > b + 1e-9 * b.abs().max(1e-12)
 }
 
-fn best_split_feature(bins: &[BinStats], j: usize, total: &BinStats, p: &GrowParams, parent_term: f64) -> Option<Split> {
+fn best_split_feature(
+    bins: &[BinStats],
+    j: usize,
+    total: &BinStats,
+    p: &GrowParams,
+    parent_term: f64,
+) -> Option<Split> {
     let miss = bins[0];
     let n = bins.len();
     let has_missing = miss.count > 0.0;
@@ -164,7 +183,12 @@ fn best_split_feature(bins: &[BinStats], j: usize, total: &BinStats, p: &GrowPar
         Criterion::Impurity(_) => 0.0,
     };
     let valid = |l: &BinStats, r: &BinStats| {
-        l.count >= p.min_instances && r.count >= p.min_instances && l.hess >= min_hess && r.hess >= min_hess && l.hess > 0.0 && r.hess > 0.0
+        l.count >= p.min_instances
+            && r.count >= p.min_instances
+            && l.hess >= min_hess
+            && r.hess >= min_hess
+            && l.hess > 0.0
+            && r.hess > 0.0
     };
     let mut best: Option<Split> = None;
     let mut consider = |l: BinStats, t: usize, missing_left: bool| {
@@ -173,8 +197,18 @@ fn best_split_feature(bins: &[BinStats], j: usize, total: &BinStats, p: &GrowPar
             return;
         }
         let gain = p.criterion.gain(&l, &r, total, parent_term);
-        if gain > 1e-12 && gain >= p.min_info_gain && best.is_none_or(|b| clearly_better(gain, b.gain)) {
-            best = Some(Split { feature: j, bin: t as u8, missing_left, gain, left: l, right: r });
+        if gain > 1e-12
+            && gain >= p.min_info_gain
+            && best.is_none_or(|b| clearly_better(gain, b.gain))
+        {
+            best = Some(Split {
+                feature: j,
+                bin: t as u8,
+                missing_left,
+                gain,
+                left: l,
+                right: r,
+            });
         }
     };
     let mut acc = BinStats::default();
@@ -210,7 +244,17 @@ fn best_split(o: &Open, p: &GrowParams) -> Option<Split> {
     }
     let parent_term = p.criterion.parent_term(&o.totals);
     let pick = |a: Option<Split>, b: Option<Split>| match (a, b) {
-        (Some(a), Some(b)) => Some(if b.feature < a.feature { if clearly_better(a.gain, b.gain) { a } else { b } } else if clearly_better(b.gain, a.gain) { b } else { a }),
+        (Some(a), Some(b)) => Some(if b.feature < a.feature {
+            if clearly_better(a.gain, b.gain) {
+                a
+            } else {
+                b
+            }
+        } else if clearly_better(b.gain, a.gain) {
+            b
+        } else {
+            a
+        }),
         (a, None) => a,
         (None, b) => b,
     };
@@ -223,24 +267,50 @@ fn best_split(o: &Open, p: &GrowParams) -> Option<Split> {
 
 /// Grows one tree per job, all trees level by level with one histogram
 /// request per level. Leaves hold `criterion.leaf_value` (unscaled).
-pub fn grow_trees(source: &dyn HistogramSource, binned: &BinnedMatrix, p: &GrowParams, jobs: &[TreeJob<'_>]) -> Result<Vec<Tree>> {
+pub fn grow_trees(
+    source: &dyn HistogramSource,
+    binned: &BinnedMatrix,
+    p: &GrowParams,
+    jobs: &[TreeJob<'_>],
+) -> Result<Vec<Tree>> {
     let nf = binned.n_features();
     let all_features = p.n_sub_features >= nf;
     let mut trees: Vec<Tree> = jobs.iter().map(|_| Tree { nodes: Vec::new() }).collect();
 
     // Roots.
-    let root_features: Vec<Vec<usize>> = jobs.iter().map(|j| node_features(nf, p.n_sub_features, j.seed, 1)).collect();
+    let root_features: Vec<Vec<usize>> = jobs
+        .iter()
+        .map(|j| node_features(nf, p.n_sub_features, j.seed, 1))
+        .collect();
     let requests: Vec<NodeRequest<'_>> = jobs
         .iter()
         .zip(&root_features)
-        .map(|(j, f)| NodeRequest { rows: &j.rows, features: f, targets: j.targets })
+        .map(|(j, f)| NodeRequest {
+            rows: &j.rows,
+            features: f,
+            targets: j.targets,
+        })
         .collect();
     let hists = source.build(&requests)?;
     let mut open: Vec<Open> = Vec::with_capacity(jobs.len());
     for (t, ((job, features), hist)) in jobs.iter().zip(root_features).zip(hists).enumerate() {
-        let totals = features.first().map(|&j| sum_feature(&hist, j)).unwrap_or_default();
-        trees[t].nodes.push(Node::leaf(p.criterion.leaf_value(&totals), totals.count));
-        open.push(Open { tree: t, node: 0, heap_id: 1, depth: 0, rows: job.rows.clone(), features, hist, totals });
+        let totals = features
+            .first()
+            .map(|&j| sum_feature(&hist, j))
+            .unwrap_or_default();
+        trees[t]
+            .nodes
+            .push(Node::leaf(p.criterion.leaf_value(&totals), totals.count));
+        open.push(Open {
+            tree: t,
+            node: 0,
+            heap_id: 1,
+            depth: 0,
+            rows: job.rows.clone(),
+            features,
+            hist,
+            totals,
+        });
     }
 
     while !open.is_empty() {
@@ -254,7 +324,11 @@ pub fn grow_trees(source: &dyn HistogramSource, binned: &BinnedMatrix, p: &GrowP
                     let col = binned.column(s.feature);
                     o.rows.iter().partition(|&&r| {
                         let b = col[r as usize];
-                        if b == 0 { s.missing_left } else { b <= s.bin }
+                        if b == 0 {
+                            s.missing_left
+                        } else {
+                            b <= s.bin
+                        }
                     })
                 })
             })
@@ -274,11 +348,15 @@ pub fn grow_trees(source: &dyn HistogramSource, binned: &BinnedMatrix, p: &GrowP
         }
         let mut children: Vec<Child> = Vec::new();
         for (oi, ((o, s), part)) in open.iter().zip(&splits).zip(parts).enumerate() {
-            let (Some(s), Some((lrows, rrows))) = (s, part) else { continue };
+            let (Some(s), Some((lrows, rrows))) = (s, part) else {
+                continue;
+            };
             let tree = &mut trees[o.tree];
             let li = tree.nodes.len();
-            tree.nodes.push(Node::leaf(p.criterion.leaf_value(&s.left), s.left.count));
-            tree.nodes.push(Node::leaf(p.criterion.leaf_value(&s.right), s.right.count));
+            tree.nodes
+                .push(Node::leaf(p.criterion.leaf_value(&s.left), s.left.count));
+            tree.nodes
+                .push(Node::leaf(p.criterion.leaf_value(&s.right), s.right.count));
             let fb_threshold = f64::NAN; // filled by the caller from bin edges
             let n = &mut tree.nodes[o.node];
             n.feature = s.feature as u32;
@@ -321,17 +399,29 @@ pub fn grow_trees(source: &dyn HistogramSource, binned: &BinnedMatrix, p: &GrowP
         let requests: Vec<NodeRequest<'_>> = children
             .iter()
             .filter(|c| c.subtract.is_none())
-            .map(|c| NodeRequest { rows: &c.rows, features: &c.features, targets: jobs[c.tree].targets })
+            .map(|c| NodeRequest {
+                rows: &c.rows,
+                features: &c.features,
+                targets: jobs[c.tree].targets,
+            })
             .collect();
         let built = source.build(&requests)?;
         let mut built = built.into_iter();
         let mut hists: Vec<Option<Histogram>> = children
             .iter()
-            .map(|c| if c.subtract.is_none() { built.next() } else { None })
+            .map(|c| {
+                if c.subtract.is_none() {
+                    built.next()
+                } else {
+                    None
+                }
+            })
             .collect();
         for (ci, c) in children.iter().enumerate() {
             if let Some((oi, sib)) = c.subtract {
-                let sib_hist = hists[sib].as_ref().ok_or_else(|| crate::error::MlError::Internal("sibling histogram missing".into()))?;
+                let sib_hist = hists[sib].as_ref().ok_or_else(|| {
+                    crate::error::MlError::Internal("sibling histogram missing".into())
+                })?;
                 let h = Histogram::subtract(&open[oi].hist, sib_hist)?;
                 hists[ci] = Some(h);
             }
@@ -371,10 +461,20 @@ mod tests {
             max_depth: 1,
             min_instances: 1.0,
             min_info_gain: 0.0,
-            criterion: Criterion::Newton { lambda: 1.0, min_hess: 0.0 },
+            criterion: Criterion::Newton {
+                lambda: 1.0,
+                min_hess: 0.0,
+            },
             n_sub_features: 1,
         };
-        let job = TreeJob { targets: Targets::GradHess { grad: &grad, hess: &hess }, rows: vec![0, 1, 2, 3], seed: 0 };
+        let job = TreeJob {
+            targets: Targets::GradHess {
+                grad: &grad,
+                hess: &hess,
+            },
+            rows: vec![0, 1, 2, 3],
+            seed: 0,
+        };
         let src = LocalHistogramSource::new(&b);
         let t = &grow_trees(&src, &b, &p, &[job]).unwrap()[0];
         assert_eq!(t.nodes.len(), 3);
@@ -398,7 +498,14 @@ mod tests {
             criterion: Criterion::Impurity(Impurity::Gini),
             n_sub_features: 1,
         };
-        let job = TreeJob { targets: Targets::Labels { y: &y, weights: None }, rows: (0..6).collect(), seed: 0 };
+        let job = TreeJob {
+            targets: Targets::Labels {
+                y: &y,
+                weights: None,
+            },
+            rows: (0..6).collect(),
+            seed: 0,
+        };
         let src = LocalHistogramSource::new(&b);
         let t = &grow_trees(&src, &b, &p, &[job]).unwrap()[0];
         assert!(!t.nodes[0].missing_left);
@@ -420,7 +527,14 @@ mod tests {
             criterion: Criterion::Impurity(Impurity::Gini),
             n_sub_features: 1,
         };
-        let job = TreeJob { targets: Targets::Labels { y: &y, weights: None }, rows: (0..4).collect(), seed: 0 };
+        let job = TreeJob {
+            targets: Targets::Labels {
+                y: &y,
+                weights: None,
+            },
+            rows: (0..4).collect(),
+            seed: 0,
+        };
         let src = LocalHistogramSource::new(&b);
         let t = &grow_trees(&src, &b, &p, &[job]).unwrap()[0];
         assert_eq!(t.nodes.len(), 1);

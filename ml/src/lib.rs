@@ -49,11 +49,16 @@ pub mod tree;
 pub use artefact::{ModelArtefact, FORMAT_VERSION};
 pub use binning::{BinEdges, BinnedMatrix, FeatureBins};
 pub use error::{ArtefactError, MlError};
-pub use histogram::{BinStats, Histogram, HistogramSource, LocalHistogramSource, NodeRequest, Targets};
+pub use histogram::{
+    BinStats, Histogram, HistogramSource, LocalHistogramSource, NodeRequest, Targets,
+};
 pub use matrix::FeatureMatrix;
 pub use metrics::{evaluate, ConfusionMatrix, Metric, Metrics};
 pub use model::{train, train_with_progress, FeatureImportance, ModelKind, TrainedModel};
 pub use params::{FeatureSubsetStrategy, GbtParams, Impurity, ModelSpec, RfParams};
 pub use progress::{Progress, TrainEvent};
-pub use selection::{expand_grid, grid_search, grid_search_with_progress, split_train_test, stratified_folds, GridPoint, GridSearchConfig, GridSearchResult};
+pub use selection::{
+    expand_grid, grid_search, grid_search_with_progress, split_train_test, stratified_folds,
+    GridPoint, GridSearchConfig, GridSearchResult,
+};
 pub use tree::{FlatTree, Node, Tree};

@@ -138,10 +138,11 @@ pub(crate) fn column_as_f64(batch: &RecordBatch, name: &str) -> Result<Float64Ar
         | DataType::UInt32
         | DataType::UInt64
         | DataType::Boolean => {
-            let cast = arrow::compute::cast(col, &DataType::Float64).map_err(|source| MlError::Arrow {
-                column: name.to_string(),
-                source,
-            })?;
+            let cast =
+                arrow::compute::cast(col, &DataType::Float64).map_err(|source| MlError::Arrow {
+                    column: name.to_string(),
+                    source,
+                })?;
             Ok(cast
                 .as_any()
                 .downcast_ref::<Float64Array>()
@@ -176,7 +177,9 @@ mod tests {
             ],
         )
         .unwrap();
-        let m = FeatureMatrix::from_batches(&[batch.clone(), batch.clone()], &["b".into(), "a".into()]).unwrap();
+        let m =
+            FeatureMatrix::from_batches(&[batch.clone(), batch.clone()], &["b".into(), "a".into()])
+                .unwrap();
         assert_eq!(m.n_rows(), 4);
         assert_eq!(m.column(0), &[1.0, 0.0, 1.0, 0.0]);
         assert_eq!(m.column(1)[0], 1.0);
@@ -190,7 +193,9 @@ mod tests {
     #[test]
     fn new_rejects_ragged_and_duplicates() {
         assert!(FeatureMatrix::new(vec!["a".into(), "b".into()], vec![vec![1.0], vec![]]).is_err());
-        assert!(FeatureMatrix::new(vec!["a".into(), "a".into()], vec![vec![1.0], vec![2.0]]).is_err());
+        assert!(
+            FeatureMatrix::new(vec!["a".into(), "a".into()], vec![vec![1.0], vec![2.0]]).is_err()
+        );
         let m = FeatureMatrix::new(vec!["a".into()], vec![vec![1.0, 2.0, 3.0]]).unwrap();
         assert_eq!(m.select_rows(&[2, 0]).column(0), &[3.0, 1.0]);
     }

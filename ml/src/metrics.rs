@@ -122,7 +122,11 @@ impl Metrics {
 pub const MAX_ROC_POINTS: usize = 200;
 
 fn div(a: f64, b: f64) -> f64 {
-    if b > 0.0 { a / b } else { 0.0 }
+    if b > 0.0 {
+        a / b
+    } else {
+        0.0
+    }
 }
 
 /// Exact ROC AUC, PR AUC and the full ROC curve (one point per distinct score).
@@ -141,7 +145,11 @@ fn curves(y: &[u8], proba: &[f64]) -> (f64, f64, Vec<(f64, f64)>) {
         let s = proba[order[i]];
         let (tp0, fp0) = (tp, fp);
         while i < order.len() && proba[order[i]].total_cmp(&s).is_eq() {
-            if y[order[i]] == 1 { tp += 1.0 } else { fp += 1.0 }
+            if y[order[i]] == 1 {
+                tp += 1.0
+            } else {
+                fp += 1.0
+            }
             i += 1;
         }
         area += (fp - fp0) * (tp + tp0) / 2.0;
@@ -151,7 +159,11 @@ fn curves(y: &[u8], proba: &[f64]) -> (f64, f64, Vec<(f64, f64)>) {
         pr_area += (rec - r0) * (prec + p0) / 2.0;
         last_pr = Some((rec, prec));
     }
-    let auc = if p > 0.0 && n > 0.0 { area / (p * n) } else { f64::NAN };
+    let auc = if p > 0.0 && n > 0.0 {
+        area / (p * n)
+    } else {
+        f64::NAN
+    };
     let pr_auc = if p > 0.0 { pr_area } else { f64::NAN };
     (auc, pr_auc, roc)
 }
@@ -170,7 +182,11 @@ fn downsample(points: Vec<(f64, f64)>, max: usize) -> Vec<(f64, f64)> {
 /// # Panics
 /// If `y` and `proba` differ in length.
 pub fn evaluate(y: &[u8], proba: &[f64], threshold: f64) -> Metrics {
-    assert_eq!(y.len(), proba.len(), "labels and probabilities differ in length");
+    assert_eq!(
+        y.len(),
+        proba.len(),
+        "labels and probabilities differ in length"
+    );
     let mut c = ConfusionMatrix::default();
     let mut ll = 0.0;
     for (&t, &p) in y.iter().zip(proba) {
@@ -219,7 +235,15 @@ mod tests {
         let p = [0.1, 0.4, 0.35, 0.8];
         let m = evaluate(&y, &p, 0.5);
         assert_eq!(m.auc, 0.75);
-        assert_eq!(m.confusion, ConfusionMatrix { tn: 2, fp: 0, fn_: 1, tp: 1 });
+        assert_eq!(
+            m.confusion,
+            ConfusionMatrix {
+                tn: 2,
+                fp: 0,
+                fn_: 1,
+                tp: 1
+            }
+        );
         assert_eq!(m.accuracy, 0.75);
         assert_eq!(m.precision, 1.0);
         assert_eq!(m.recall, 0.5);
@@ -261,7 +285,9 @@ mod tests {
     #[test]
     fn roc_is_downsampled() {
         let y: Vec<u8> = (0..5000).map(|i| (i % 3 == 0) as u8).collect();
-        let p: Vec<f64> = (0..5000).map(|i| ((i * 7919) % 5000) as f64 / 5000.0).collect();
+        let p: Vec<f64> = (0..5000)
+            .map(|i| ((i * 7919) % 5000) as f64 / 5000.0)
+            .collect();
         let m = evaluate(&y, &p, 0.5);
         assert!(m.roc.len() <= MAX_ROC_POINTS);
         assert_eq!(m.roc.last(), Some(&(1.0, 1.0)));

@@ -53,10 +53,17 @@ pub struct FeatureImportance {
 /// Checks labels are 0/1 and match the matrix length.
 pub(crate) fn check_labels(x_rows: usize, y: &[u8]) -> Result<()> {
     if y.len() != x_rows {
-        return Err(MlError::Data(format!("{} labels for {} feature rows", y.len(), x_rows)));
+        return Err(MlError::Data(format!(
+            "{} labels for {} feature rows",
+            y.len(),
+            x_rows
+        )));
     }
     if let Some(r) = y.iter().position(|&v| v > 1) {
-        return Err(MlError::Data(format!("label at row {r} is {}, expected 0 or 1", y[r])));
+        return Err(MlError::Data(format!(
+            "label at row {r} is {}, expected 0 or 1",
+            y[r]
+        )));
     }
     if x_rows == 0 {
         return Err(MlError::Data("no training rows".into()));
@@ -70,7 +77,12 @@ pub fn train(spec: &ModelSpec, x: &FeatureMatrix, y: &[u8]) -> Result<TrainedMod
 }
 
 /// [`train`] reporting progress events to `progress`.
-pub fn train_with_progress(spec: &ModelSpec, x: &FeatureMatrix, y: &[u8], progress: Progress<'_>) -> Result<TrainedModel> {
+pub fn train_with_progress(
+    spec: &ModelSpec,
+    x: &FeatureMatrix,
+    y: &[u8],
+    progress: Progress<'_>,
+) -> Result<TrainedModel> {
     spec.validate()?;
     check_labels(x.n_rows(), y)?;
     let edges = BinEdges::fit(x, spec.max_bins(), DEFAULT_BIN_SAMPLE)?;
@@ -95,7 +107,12 @@ pub(crate) fn fit_binned(
             let b = fit_gbt(p, binned, y, rows, progress)?;
             (ModelKind::Gbt, b.init_score, b.trees, b.best_iteration)
         }
-        ModelSpec::RandomForest(p) => (ModelKind::RandomForest, 0.0, fit_forest(p, binned, y, rows, progress)?, None),
+        ModelSpec::RandomForest(p) => (
+            ModelKind::RandomForest,
+            0.0,
+            fit_forest(p, binned, y, rows, progress)?,
+            None,
+        ),
     };
     for t in &mut trees {
         for n in &mut t.nodes {
@@ -153,7 +170,12 @@ impl TrainedModel {
     /// exactly the forest a smaller grid point would have grown.
     pub fn truncated(&self, n_trees: usize, max_depth: usize) -> TrainedModel {
         TrainedModel {
-            trees: self.trees.iter().take(n_trees).map(|t| t.truncated(max_depth)).collect(),
+            trees: self
+                .trees
+                .iter()
+                .take(n_trees)
+                .map(|t| t.truncated(max_depth))
+                .collect(),
             ..self.clone()
         }
     }
@@ -183,17 +205,19 @@ impl TrainedModel {
         }
         let flat: Vec<FlatTree> = self.trees.iter().map(FlatTree::new).collect();
         let mut out = vec![0.0; n_rows];
-        out.par_chunks_mut(PREDICT_BLOCK).enumerate().for_each(|(bi, chunk)| {
-            let start = bi * PREDICT_BLOCK;
-            for (k, sub) in chunk.chunks_mut(FLAT_BLOCK).enumerate() {
-                for t in &flat {
-                    t.add_block(cols, start + k * FLAT_BLOCK, sub);
+        out.par_chunks_mut(PREDICT_BLOCK)
+            .enumerate()
+            .for_each(|(bi, chunk)| {
+                let start = bi * PREDICT_BLOCK;
+                for (k, sub) in chunk.chunks_mut(FLAT_BLOCK).enumerate() {
+                    for t in &flat {
+                        t.add_block(cols, start + k * FLAT_BLOCK, sub);
+                    }
                 }
-            }
-            for v in chunk.iter_mut() {
-                *v = self.finish(*v);
-            }
-        });
+                for v in chunk.iter_mut() {
+                    *v = self.finish(*v);
+                }
+            });
         Ok(out)
     }
 
@@ -207,7 +231,11 @@ impl TrainedModel {
                     .iter()
                     .position(|n| n == name)
                     .map(|j| x.column(j))
-                    .ok_or_else(|| MlError::Data(format!("feature `{name}` of the model is missing from the input matrix")))
+                    .ok_or_else(|| {
+                        MlError::Data(format!(
+                            "feature `{name}` of the model is missing from the input matrix"
+                        ))
+                    })
             })
             .collect::<Result<Vec<&[f64]>>>()?;
         self.predict_columns(&cols, x.n_rows())
@@ -224,21 +252,32 @@ impl TrainedModel {
         // Null-free Float64 columns are used in place; others are copied with NaN for null.
         let owned: Vec<Option<Vec<f64>>> = arrays
             .iter()
-            .map(|a| (a.null_count() > 0).then(|| a.iter().map(|v| v.unwrap_or(f64::NAN)).collect()))
+            .map(|a| {
+                (a.null_count() > 0).then(|| a.iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+            })
             .collect();
         let cols: Vec<&[f64]> = arrays
             .iter()
             .zip(&owned)
             .map(|(a, o)| o.as_deref().unwrap_or(&a.values()[..]))
             .collect();
-        Ok(Float64Array::from(self.predict_columns(&cols, batch.num_rows())?))
+        Ok(Float64Array::from(
+            self.predict_columns(&cols, batch.num_rows())?,
+        ))
     }
 
     /// P(class 1) for `rows` of a matrix binned with this model's edges.
     pub(crate) fn predict_binned_rows(&self, binned: &BinnedMatrix, rows: &[u32]) -> Vec<f64> {
         rows.par_iter()
             .with_min_len(1024)
-            .map(|&r| self.finish(self.trees.iter().map(|t| t.predict_binned(binned, r as usize)).sum()))
+            .map(|&r| {
+                self.finish(
+                    self.trees
+                        .iter()
+                        .map(|t| t.predict_binned(binned, r as usize))
+                        .sum(),
+                )
+            })
             .collect()
     }
 

@@ -221,31 +221,83 @@ fn check(ok: bool, param: &str, msg: impl FnOnce() -> String) -> Result<()> {
 impl GbtParams {
     /// Checks every value range; the error names the parameter.
     pub fn validate(&self) -> Result<()> {
-        check(self.max_iter >= 1, "maxIter", || format!("got {}, expected >= 1", self.max_iter))?;
-        check(self.max_depth <= MAX_DEPTH, "maxDepth", || format!("got {}, expected 0..={MAX_DEPTH}", self.max_depth))?;
-        check(self.step_size > 0.0 && self.step_size <= 1.0, "stepSize", || format!("got {}, expected (0, 1]", self.step_size))?;
-        check(self.min_instances_per_node >= 1, "minInstancesPerNode", || "expected >= 1".into())?;
-        check(self.min_info_gain >= 0.0, "minInfoGain", || format!("got {}, expected >= 0", self.min_info_gain))?;
-        check(self.subsampling_rate > 0.0 && self.subsampling_rate <= 1.0, "subsamplingRate", || format!("got {}, expected (0, 1]", self.subsampling_rate))?;
-        check(self.reg_lambda >= 0.0, "regLambda", || format!("got {}, expected >= 0", self.reg_lambda))?;
-        check(self.min_hessian_per_node >= 0.0, "minHessianPerNode", || "expected >= 0".into())?;
-        check((2..=MAX_VALUE_BINS).contains(&self.max_bins), "maxBins", || format!("got {}, expected 2..={MAX_VALUE_BINS}", self.max_bins))?;
+        check(self.max_iter >= 1, "maxIter", || {
+            format!("got {}, expected >= 1", self.max_iter)
+        })?;
+        check(self.max_depth <= MAX_DEPTH, "maxDepth", || {
+            format!("got {}, expected 0..={MAX_DEPTH}", self.max_depth)
+        })?;
+        check(
+            self.step_size > 0.0 && self.step_size <= 1.0,
+            "stepSize",
+            || format!("got {}, expected (0, 1]", self.step_size),
+        )?;
+        check(
+            self.min_instances_per_node >= 1,
+            "minInstancesPerNode",
+            || "expected >= 1".into(),
+        )?;
+        check(self.min_info_gain >= 0.0, "minInfoGain", || {
+            format!("got {}, expected >= 0", self.min_info_gain)
+        })?;
+        check(
+            self.subsampling_rate > 0.0 && self.subsampling_rate <= 1.0,
+            "subsamplingRate",
+            || format!("got {}, expected (0, 1]", self.subsampling_rate),
+        )?;
+        check(self.reg_lambda >= 0.0, "regLambda", || {
+            format!("got {}, expected >= 0", self.reg_lambda)
+        })?;
+        check(
+            self.min_hessian_per_node >= 0.0,
+            "minHessianPerNode",
+            || "expected >= 0".into(),
+        )?;
+        check(
+            (2..=MAX_VALUE_BINS).contains(&self.max_bins),
+            "maxBins",
+            || format!("got {}, expected 2..={MAX_VALUE_BINS}", self.max_bins),
+        )?;
         if let Some(f) = self.validation_fraction {
-            check(f > 0.0 && f < 1.0, "validationFraction", || format!("got {f}, expected (0, 1) or null"))?;
+            check(f > 0.0 && f < 1.0, "validationFraction", || {
+                format!("got {f}, expected (0, 1) or null")
+            })?;
         }
-        check(self.early_stopping_rounds >= 1, "earlyStoppingRounds", || "expected >= 1".into())
+        check(
+            self.early_stopping_rounds >= 1,
+            "earlyStoppingRounds",
+            || "expected >= 1".into(),
+        )
     }
 }
 
 impl RfParams {
     /// Checks every value range; the error names the parameter.
     pub fn validate(&self) -> Result<()> {
-        check(self.num_trees >= 1, "numTrees", || format!("got {}, expected >= 1", self.num_trees))?;
-        check(self.max_depth <= MAX_DEPTH, "maxDepth", || format!("got {}, expected 0..={MAX_DEPTH}", self.max_depth))?;
-        check(self.min_instances_per_node >= 1, "minInstancesPerNode", || "expected >= 1".into())?;
-        check(self.min_info_gain >= 0.0, "minInfoGain", || format!("got {}, expected >= 0", self.min_info_gain))?;
-        check(self.subsampling_rate > 0.0 && self.subsampling_rate <= 1.0, "subsamplingRate", || format!("got {}, expected (0, 1]", self.subsampling_rate))?;
-        check((2..=MAX_VALUE_BINS).contains(&self.max_bins), "maxBins", || format!("got {}, expected 2..={MAX_VALUE_BINS}", self.max_bins))
+        check(self.num_trees >= 1, "numTrees", || {
+            format!("got {}, expected >= 1", self.num_trees)
+        })?;
+        check(self.max_depth <= MAX_DEPTH, "maxDepth", || {
+            format!("got {}, expected 0..={MAX_DEPTH}", self.max_depth)
+        })?;
+        check(
+            self.min_instances_per_node >= 1,
+            "minInstancesPerNode",
+            || "expected >= 1".into(),
+        )?;
+        check(self.min_info_gain >= 0.0, "minInfoGain", || {
+            format!("got {}, expected >= 0", self.min_info_gain)
+        })?;
+        check(
+            self.subsampling_rate > 0.0 && self.subsampling_rate <= 1.0,
+            "subsamplingRate",
+            || format!("got {}, expected (0, 1]", self.subsampling_rate),
+        )?;
+        check(
+            (2..=MAX_VALUE_BINS).contains(&self.max_bins),
+            "maxBins",
+            || format!("got {}, expected 2..={MAX_VALUE_BINS}", self.max_bins),
+        )
     }
 }
 
@@ -281,18 +333,36 @@ mod tests {
 
     #[test]
     fn spark_defaults_and_camel_case() {
-        let spec: ModelSpec = serde_json::from_str(r#"{"type":"gbt","maxDepth":3,"stepSize":0.2}"#).unwrap();
-        let ModelSpec::Gbt(p) = spec else { panic!() };
-        assert_eq!((p.max_iter, p.max_depth, p.step_size, p.min_instances_per_node), (20, 3, 0.2, 1));
         let spec: ModelSpec =
-            serde_json::from_str(r#"{"type":"random_forest","impurity":"entropy","featureSubsetStrategy":"onethird"}"#).unwrap();
-        let ModelSpec::RandomForest(p) = spec else { panic!() };
+            serde_json::from_str(r#"{"type":"gbt","maxDepth":3,"stepSize":0.2}"#).unwrap();
+        let ModelSpec::Gbt(p) = spec else { panic!() };
+        assert_eq!(
+            (
+                p.max_iter,
+                p.max_depth,
+                p.step_size,
+                p.min_instances_per_node
+            ),
+            (20, 3, 0.2, 1)
+        );
+        let spec: ModelSpec = serde_json::from_str(
+            r#"{"type":"random_forest","impurity":"entropy","featureSubsetStrategy":"onethird"}"#,
+        )
+        .unwrap();
+        let ModelSpec::RandomForest(p) = spec else {
+            panic!()
+        };
         assert_eq!(p.impurity, Impurity::Entropy);
         assert_eq!(p.feature_subset_strategy.n_features(40, true, 20), 14);
         assert_eq!(FeatureSubsetStrategy::Auto.n_features(40, true, 20), 7);
         assert_eq!(FeatureSubsetStrategy::Auto.n_features(40, false, 20), 40);
         assert!(serde_json::from_str::<ModelSpec>(r#"{"type":"gbt","maxDepht":3}"#).is_err());
-        let err = GbtParams { step_size: 0.0, ..Default::default() }.validate().unwrap_err();
+        let err = GbtParams {
+            step_size: 0.0,
+            ..Default::default()
+        }
+        .validate()
+        .unwrap_err();
         assert!(err.to_string().contains("stepSize"));
     }
 }

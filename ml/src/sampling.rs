@@ -73,7 +73,9 @@ mod tests {
     #[test]
     fn bernoulli_rate() {
         let n = 100_000u64;
-        let kept = (0..n).filter(|&r| row_weight(1, 0, r, false, 0.3) == 1).count() as f64;
+        let kept = (0..n)
+            .filter(|&r| row_weight(1, 0, r, false, 0.3) == 1)
+            .count() as f64;
         assert!((kept / n as f64 - 0.3).abs() < 0.01);
     }
 }

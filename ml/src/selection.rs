@@ -103,16 +103,30 @@ pub struct GridSearchResult {
 }
 
 /// Expands the cartesian product of `grid` over `base` (keys in sorted order).
-pub fn expand_grid(base: &ModelSpec, grid: &BTreeMap<String, Vec<Value>>) -> Result<Vec<(BTreeMap<String, Value>, ModelSpec)>> {
+pub fn expand_grid(
+    base: &ModelSpec,
+    grid: &BTreeMap<String, Vec<Value>>,
+) -> Result<Vec<(BTreeMap<String, Value>, ModelSpec)>> {
     let base_json = serde_json::to_value(base).map_err(|e| MlError::Internal(e.to_string()))?;
     let Value::Object(base_obj) = base_json else {
         return Err(MlError::Internal("model spec is not a JSON object".into()));
     };
     for (k, vals) in grid {
         if k == "type" || !base_obj.contains_key(k) {
-            let mut known: Vec<&str> = base_obj.keys().filter(|k| *k != "type").map(String::as_str).collect();
+            let mut known: Vec<&str> = base_obj
+                .keys()
+                .filter(|k| *k != "type")
+                .map(String::as_str)
+                .collect();
             known.sort_unstable();
-            return Err(MlError::params(k, format!("not a parameter of {}; known: {}", base.kind(), known.join(", "))));
+            return Err(MlError::params(
+                k,
+                format!(
+                    "not a parameter of {}; known: {}",
+                    base.kind(),
+                    known.join(", ")
+                ),
+            ));
         }
         if vals.is_empty() {
             return Err(MlError::params(k, "grid lists no values"));
@@ -162,19 +176,31 @@ fn plan_fits(points: &[(BTreeMap<String, Value>, ModelSpec)]) -> Vec<Fit> {
     for (i, (_, spec)) in points.iter().enumerate() {
         match spec {
             ModelSpec::RandomForest(p) => {
-                let key_spec = ModelSpec::RandomForest(crate::params::RfParams { num_trees: 0, max_depth: 0, ..p.clone() });
+                let key_spec = ModelSpec::RandomForest(crate::params::RfParams {
+                    num_trees: 0,
+                    max_depth: 0,
+                    ..p.clone()
+                });
                 let key = serde_json::to_string(&key_spec).unwrap_or_default();
                 let fi = *forest_groups.entry(key).or_insert_with(|| {
-                    fits.push(Fit { spec: spec.clone(), consumers: Vec::new() });
+                    fits.push(Fit {
+                        spec: spec.clone(),
+                        consumers: Vec::new(),
+                    });
                     fits.len() - 1
                 });
                 if let ModelSpec::RandomForest(g) = &mut fits[fi].spec {
                     g.num_trees = g.num_trees.max(p.num_trees);
                     g.max_depth = g.max_depth.max(p.max_depth);
                 }
-                fits[fi].consumers.push((i, Some((p.num_trees, p.max_depth))));
+                fits[fi]
+                    .consumers
+                    .push((i, Some((p.num_trees, p.max_depth))));
             }
-            ModelSpec::Gbt(_) => fits.push(Fit { spec: spec.clone(), consumers: vec![(i, None)] }),
+            ModelSpec::Gbt(_) => fits.push(Fit {
+                spec: spec.clone(),
+                consumers: vec![(i, None)],
+            }),
         }
     }
     fits
@@ -189,7 +215,12 @@ fn mean_std(v: &[f64]) -> (f64, f64) {
 
 /// Grid search with stratified k-fold CV: every (fit, fold) job runs in
 /// parallel on the configured threads; the data are binned once.
-pub fn grid_search(base: &ModelSpec, cfg: &GridSearchConfig, x: &FeatureMatrix, y: &[u8]) -> Result<GridSearchResult> {
+pub fn grid_search(
+    base: &ModelSpec,
+    cfg: &GridSearchConfig,
+    x: &FeatureMatrix,
+    y: &[u8],
+) -> Result<GridSearchResult> {
     grid_search_with_progress(base, cfg, x, y, None)
 }
 
@@ -222,7 +253,11 @@ fn run_grid(
     progress: Progress<'_>,
 ) -> Result<GridSearchResult> {
     // Bin once with the widest bin count of the grid.
-    let max_bins = points.iter().map(|(_, s)| s.max_bins()).max().unwrap_or(base.max_bins());
+    let max_bins = points
+        .iter()
+        .map(|(_, s)| s.max_bins())
+        .max()
+        .unwrap_or(base.max_bins());
     let edges = BinEdges::fit(x, max_bins, DEFAULT_BIN_SAMPLE)?;
     let binned = edges.transform(x)?;
     let (folds, k): (Vec<usize>, usize) = if cfg.folds >= 2 {
@@ -239,16 +274,27 @@ fn run_grid(
         .map(|f| {
             let (mut tr, mut va) = (Vec::new(), Vec::new());
             for (r, &fr) in folds.iter().enumerate() {
-                if fr == f { va.push(r as u32) } else { tr.push(r as u32) }
+                if fr == f {
+                    va.push(r as u32)
+                } else {
+                    tr.push(r as u32)
+                }
             }
             (tr, va)
         })
         .collect();
     let fits = plan_fits(&points);
-    let jobs: Vec<(usize, usize)> = (0..fits.len()).flat_map(|fi| (0..k).map(move |f| (fi, f))).collect();
+    let jobs: Vec<(usize, usize)> = (0..fits.len())
+        .flat_map(|fi| (0..k).map(move |f| (fi, f)))
+        .collect();
     let done = AtomicUsize::new(0);
     let total_jobs = jobs.len();
-    tracing::debug!(points = points.len(), fits = fits.len(), folds = k, "grid search");
+    tracing::debug!(
+        points = points.len(),
+        fits = fits.len(),
+        folds = k,
+        "grid search"
+    );
     let scores: Vec<Vec<(usize, usize, f64)>> = jobs
         .par_iter()
         .with_max_len(1)
@@ -269,7 +315,13 @@ fn run_grid(
                 })
                 .collect();
             let d = done.fetch_add(1, Ordering::Relaxed) + 1;
-            emit(progress, TrainEvent::FoldDone { done: d, total: total_jobs });
+            emit(
+                progress,
+                TrainEvent::FoldDone {
+                    done: d,
+                    total: total_jobs,
+                },
+            );
             Ok(out)
         })
         .collect::<Result<_>>()?;
@@ -284,11 +336,30 @@ fn run_grid(
         .enumerate()
         .map(|(i, ((params, spec), fold_scores))| {
             let (mean_score, std_score) = mean_std(&fold_scores);
-            emit(progress, TrainEvent::GridPointDone { index: i, total: n_points, mean_score });
-            GridPoint { params, spec, mean_score, std_score, fold_scores }
+            emit(
+                progress,
+                TrainEvent::GridPointDone {
+                    index: i,
+                    total: n_points,
+                    mean_score,
+                },
+            );
+            GridPoint {
+                params,
+                spec,
+                mean_score,
+                std_score,
+                fold_scores,
+            }
         })
         .collect();
-    let better = |a: f64, b: f64| if cfg.metric.higher_is_better() { a > b } else { a < b };
+    let better = |a: f64, b: f64| {
+        if cfg.metric.higher_is_better() {
+            a > b
+        } else {
+            a < b
+        }
+    };
     let mut best_index = 0;
     for (i, p) in results.iter().enumerate() {
         let b = results[best_index].mean_score;
@@ -299,7 +370,13 @@ fn run_grid(
     let best_spec = results[best_index].spec.clone();
     let all: Vec<u32> = (0..x.n_rows() as u32).collect();
     let best_model = fit_binned(&best_spec, &edges, x.names(), &binned, y, &all, progress)?;
-    Ok(GridSearchResult { metric: cfg.metric, points: results, best_index, best_spec, best_model })
+    Ok(GridSearchResult {
+        metric: cfg.metric,
+        points: results,
+        best_index,
+        best_spec,
+        best_model,
+    })
 }
 
 #[cfg(test)]
@@ -329,16 +406,31 @@ mod tests {
     fn thesis_grids_expand() {
         let mut g = BTreeMap::new();
         g.insert("maxDepth".to_string(), vec![json!(1), json!(3), json!(5)]);
-        g.insert("stepSize".to_string(), vec![json!(0.05), json!(0.1), json!(0.2)]);
-        g.insert("minInstancesPerNode".to_string(), vec![json!(1), json!(2), json!(3)]);
+        g.insert(
+            "stepSize".to_string(),
+            vec![json!(0.05), json!(0.1), json!(0.2)],
+        );
+        g.insert(
+            "minInstancesPerNode".to_string(),
+            vec![json!(1), json!(2), json!(3)],
+        );
         let pts = expand_grid(&ModelSpec::Gbt(GbtParams::default()), &g).unwrap();
         assert_eq!(pts.len(), 27);
         let mut g = BTreeMap::new();
         g.insert("maxDepth".to_string(), vec![json!(1), json!(3), json!(5)]);
-        g.insert("numTrees".to_string(), vec![json!(15), json!(20), json!(25)]);
-        g.insert("minInstancesPerNode".to_string(), vec![json!(1), json!(2), json!(3)]);
+        g.insert(
+            "numTrees".to_string(),
+            vec![json!(15), json!(20), json!(25)],
+        );
+        g.insert(
+            "minInstancesPerNode".to_string(),
+            vec![json!(1), json!(2), json!(3)],
+        );
         g.insert("bootstrap".to_string(), vec![json!(true), json!(false)]);
-        g.insert("impurity".to_string(), vec![json!("gini"), json!("entropy")]);
+        g.insert(
+            "impurity".to_string(),
+            vec![json!("gini"), json!("entropy")],
+        );
         let pts = expand_grid(&ModelSpec::RandomForest(RfParams::default()), &g).unwrap();
         assert_eq!(pts.len(), 108);
         assert_eq!(plan_fits(&pts).len(), 12);

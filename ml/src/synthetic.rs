@@ -55,13 +55,17 @@ pub fn generate(n: usize, seed: u64) -> (FeatureMatrix, Vec<u8>) {
         row[30 + net] = 1.0;
         let hour = (unit(hash2(seed, r, 102)) * 24.0).floor();
         row[35] = hour;
-        let signal = (row[0] * 1.2 + 2.0 + normal(seed, r, 103)).round().clamp(0.0, 4.0);
+        let signal = (row[0] * 1.2 + 2.0 + normal(seed, r, 103))
+            .round()
+            .clamp(0.0, 4.0);
         row[36] = signal;
         let wifi = (unit(hash2(seed, r, 104)) < sigmoid(row[1] * 1.5)) as u8 as f64;
         row[37] = wifi;
         row[38] = (unit(hash2(seed, r, 105)) < 0.4) as u8 as f64;
         row[39] = (unit(hash2(seed, r, 106)) < 0.2) as u8 as f64;
-        let logit = 0.9 * row[0] - 0.7 * row[1] + 0.5 * (row[2] / 100.0).ln() + 0.6 * row[3] * row[4]
+        let logit = 0.9 * row[0] - 0.7 * row[1]
+            + 0.5 * (row[2] / 100.0).ln()
+            + 0.6 * row[3] * row[4]
             + if row[5] > 0.5 { 0.8 } else { -0.3 }
             + row[6].sin()
             + 0.3 * row[7].clamp(-3.0, 3.0)
@@ -70,7 +74,11 @@ pub fn generate(n: usize, seed: u64) -> (FeatureMatrix, Vec<u8>) {
             + 0.25 * row[11]
             + [0.6, -0.8, -0.5, 0.3, 0.9, -0.2, 0.0, 0.4][act]
             + [0.2, -0.3, 0.5, 0.0, -0.6][net]
-            + if (7.0..19.0).contains(&hour) { -0.4 } else { 0.5 }
+            + if (7.0..19.0).contains(&hour) {
+                -0.4
+            } else {
+                0.5
+            }
             + 1.2 * wifi
             - 0.3 * signal
             + 0.3 * row[38];

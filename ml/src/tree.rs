@@ -84,7 +84,11 @@ impl Tree {
                 return n.value;
             }
             let b = binned.column(n.feature as usize)[r];
-            let go_left = if b == 0 { n.missing_left } else { b <= n.threshold_bin };
+            let go_left = if b == 0 {
+                n.missing_left
+            } else {
+                b <= n.threshold_bin
+            };
             i = if go_left { n.left } else { n.right } as usize;
         }
     }
@@ -211,7 +215,17 @@ mod tests {
     fn stump() -> Tree {
         Tree {
             nodes: vec![
-                Node { feature: 0, threshold: 1.5, threshold_bin: 1, missing_left: true, left: 1, right: 2, value: 0.5, gain: 1.0, count: 4.0 },
+                Node {
+                    feature: 0,
+                    threshold: 1.5,
+                    threshold_bin: 1,
+                    missing_left: true,
+                    left: 1,
+                    right: 2,
+                    value: 0.5,
+                    gain: 1.0,
+                    count: 4.0,
+                },
                 Node::leaf(-1.0, 2.0),
                 Node::leaf(2.0, 2.0),
             ],

@@ -49,20 +49,31 @@ pub async fn run(args: QuickstartArgs) -> anyhow::Result<i32> {
             cfg.samples, cfg.train_rows
         );
         let s = datagen::generate(&lake, &cfg).await?;
-        println!("    done in {:.1}s ({} devices, indoor share {:.3})", s.seconds, s.devices, s.indoor_share);
+        println!(
+            "    done in {:.1}s ({} devices, indoor share {:.3})",
+            s.seconds, s.devices, s.indoor_share
+        );
     }
     let cfg_dir = dir.join("config");
     std::fs::create_dir_all(&cfg_dir)?;
     let mut outcomes = Vec::new();
-    for (i, (file, yaml)) in [("training.yaml", TRAINING_YAML), ("inference.yaml", INFERENCE_YAML)]
-        .into_iter()
-        .enumerate()
+    for (i, (file, yaml)) in [
+        ("training.yaml", TRAINING_YAML),
+        ("inference.yaml", INFERENCE_YAML),
+    ]
+    .into_iter()
+    .enumerate()
     {
         let path = cfg_dir.join(file);
         std::fs::write(&path, yaml)?;
         let mut loaded = config::load(&path)?;
         loaded.config.lake = lake_s.clone();
-        println!("{}/3 running {} ({})", i + 2, loaded.config.name, path.display());
+        println!(
+            "{}/3 running {} ({})",
+            i + 2,
+            loaded.config.name,
+            path.display()
+        );
         let o = pipeline::run(&loaded, &RunOptions::default()).await?;
         super::run::print_outcome(&o);
         outcomes.push(o);

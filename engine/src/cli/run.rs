@@ -47,7 +47,11 @@ pub fn options(args: &RunArgs, cfg: &config::LoadedConfig) -> anyhow::Result<Run
     let steps = args
         .steps
         .as_ref()
-        .map(|v| v.iter().map(|s| StepName::parse(s)).collect::<Result<Vec<_>, _>>())
+        .map(|v| {
+            v.iter()
+                .map(|s| StepName::parse(s))
+                .collect::<Result<Vec<_>, _>>()
+        })
         .transpose()?;
     let from = args.from.as_deref().map(StepName::parse).transpose()?;
     let engine = args.scheduler.as_ref().map(|s| EngineSettings {
@@ -70,7 +74,13 @@ pub fn options(args: &RunArgs, cfg: &config::LoadedConfig) -> anyhow::Result<Run
 pub fn print_outcome(o: &RunOutcome) {
     println!("pipeline {}  run {}", o.pipeline, o.run_id);
     for s in &o.steps {
-        println!("  {:<9} {:<12} {:>8.2}s  {}", s.step.as_str(), s.status, s.seconds, s.output);
+        println!(
+            "  {:<9} {:<12} {:>8.2}s  {}",
+            s.step.as_str(),
+            s.status,
+            s.seconds,
+            s.output
+        );
     }
     if !o.report_html.is_empty() {
         println!("  report: {}{}", o.lake, o.report_html);
@@ -90,7 +100,11 @@ pub fn print_outcome(o: &RunOutcome) {
         }
     }
     if let Some(d) = s.get("deployed").filter(|d| !d.is_null()) {
-        println!("  deployed: {} {}", d["name"].as_str().unwrap_or("?"), d["version"].as_str().unwrap_or("?"));
+        println!(
+            "  deployed: {} {}",
+            d["name"].as_str().unwrap_or("?"),
+            d["version"].as_str().unwrap_or("?")
+        );
     }
     if let Some(p) = s.get("predictions").and_then(|p| p.as_str()) {
         println!("  predictions: {p} ({} rows)", s["predicted_rows"]);

@@ -42,11 +42,7 @@ pub fn substitute_with(
                 Some((n, d)) => (n, Some(d)),
                 None => (inner, None),
             };
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
-            {
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(EngineError::config(
                     format!("{origin}:{}:{}", lineno + 1, col + pos),
                     format!("`${{{inner}}}` is not a variable reference; names use A-Z, 0-9 and _"),
@@ -79,20 +75,28 @@ mod tests {
 
     #[test]
     fn substitutes_and_defaults() {
-        let s = substitute_with("a: ${KEY}\nb: ${NOPE:-dflt}\nc: $${KEY}\n", "f.yaml", look).unwrap();
+        let s =
+            substitute_with("a: ${KEY}\nb: ${NOPE:-dflt}\nc: $${KEY}\n", "f.yaml", look).unwrap();
         assert_eq!(s, "a: v1\nb: dflt\nc: ${KEY}\n");
     }
 
     #[test]
     fn missing_variable_names_file_line_column() {
-        let e = substitute_with("x: 1\nlake: ${LAKE_URL}\n", "cfg.yaml", look).unwrap_err().to_string();
+        let e = substitute_with("x: 1\nlake: ${LAKE_URL}\n", "cfg.yaml", look)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("cfg.yaml:2:7"), "{e}");
         assert!(e.contains("LAKE_URL"), "{e}");
     }
 
     #[test]
     fn unterminated_reference_is_an_error() {
-        let e = substitute_with("a: ${KEY\n", "c.yaml", look).unwrap_err().to_string();
-        assert!(e.contains("c.yaml:1:4") && e.contains("unterminated"), "{e}");
+        let e = substitute_with("a: ${KEY\n", "c.yaml", look)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("c.yaml:1:4") && e.contains("unterminated"),
+            "{e}"
+        );
     }
 }

@@ -368,7 +368,11 @@ pub fn validate(cfg: &PipelineConfig, origin: &str) -> Result<()> {
                     "step `{}` does not belong in a {:?} pipeline; allowed: {}",
                     s.name(),
                     cfg.kind,
-                    allowed.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(", ")
+                    allowed
+                        .iter()
+                        .map(|a| a.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             )
         })?;
@@ -376,7 +380,15 @@ pub fn validate(cfg: &PipelineConfig, origin: &str) -> Result<()> {
             if pos <= l {
                 return Err(err(
                     &format!("steps[{i}]"),
-                    format!("step `{}` is out of order or repeated; order is {}", s.name(), allowed.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(" → ")),
+                    format!(
+                        "step `{}` is out of order or repeated; order is {}",
+                        s.name(),
+                        allowed
+                            .iter()
+                            .map(|a| a.as_str())
+                            .collect::<Vec<_>>()
+                            .join(" → ")
+                    ),
                 ));
             }
         }
@@ -384,19 +396,31 @@ pub fn validate(cfg: &PipelineConfig, origin: &str) -> Result<()> {
         match s {
             StepConfig::Train(t) => {
                 if !(0.0..0.9).contains(&t.test_fraction) {
-                    return Err(err(&format!("steps[{i}].test_fraction"), format!("{} is outside [0, 0.9)", t.test_fraction)));
+                    return Err(err(
+                        &format!("steps[{i}].test_fraction"),
+                        format!("{} is outside [0, 0.9)", t.test_fraction),
+                    ));
                 }
                 if t.models.is_empty() {
-                    return Err(err(&format!("steps[{i}].models"), "at least one model is required".into()));
+                    return Err(err(
+                        &format!("steps[{i}].models"),
+                        "at least one model is required".into(),
+                    ));
                 }
                 let mut names = std::collections::BTreeSet::new();
                 for (j, m) in t.models.iter().enumerate() {
                     if !names.insert(m.name.clone()) {
-                        return Err(err(&format!("steps[{i}].models[{j}].name"), format!("duplicate model name `{}`", m.name)));
+                        return Err(err(
+                            &format!("steps[{i}].models[{j}].name"),
+                            format!("duplicate model name `{}`", m.name),
+                        ));
                     }
                     if let Some(cv) = &m.cv {
                         if cv.folds == 1 || cv.folds > 100 {
-                            return Err(err(&format!("steps[{i}].models[{j}].cv.folds"), format!("{} folds: use 0 (no CV) or 2..=100", cv.folds)));
+                            return Err(err(
+                                &format!("steps[{i}].models[{j}].cv.folds"),
+                                format!("{} folds: use 0 (no CV) or 2..=100", cv.folds),
+                            ));
                         }
                     }
                     validate_grid(&m.spec, &m.grid)
@@ -405,7 +429,10 @@ pub fn validate(cfg: &PipelineConfig, origin: &str) -> Result<()> {
             }
             StepConfig::Evaluate(e) => {
                 if !(0.0..=1.0).contains(&e.threshold) {
-                    return Err(err(&format!("steps[{i}].threshold"), format!("{} is outside [0, 1]", e.threshold)));
+                    return Err(err(
+                        &format!("steps[{i}].threshold"),
+                        format!("{} is outside [0, 1]", e.threshold),
+                    ));
                 }
             }
             _ => {}
@@ -432,7 +459,11 @@ pub fn validate_grid(
             known.sort();
             return Err(format!(
                 "unknown parameter `{key}`; known parameters: {}",
-                known.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+                known
+                    .iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
         if values.is_empty() {

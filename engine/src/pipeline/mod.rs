@@ -168,7 +168,11 @@ fn selected(cfg: &LoadedConfig, opts: &RunOptions) -> Result<Vec<bool>> {
                 format!(
                     "step `{s}` is not in {}; its steps are {}",
                     cfg.path,
-                    names.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", ")
+                    names
+                        .iter()
+                        .map(|n| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             ));
         }
@@ -180,9 +184,7 @@ fn selected(cfg: &LoadedConfig, opts: &RunOptions) -> Result<Vec<bool>> {
     Ok(names
         .iter()
         .enumerate()
-        .map(|(i, n)| {
-            i >= from_pos && opts.steps.as_ref().map(|s| s.contains(n)).unwrap_or(true)
-        })
+        .map(|(i, n)| i >= from_pos && opts.steps.as_ref().map(|s| s.contains(n)).unwrap_or(true))
         .collect())
 }
 
@@ -192,7 +194,10 @@ pub async fn run(cfg: &LoadedConfig, opts: &RunOptions) -> Result<RunOutcome> {
     let started_at = commit::now_rfc3339();
     let lake_loc = opts.lake.clone().unwrap_or_else(|| cfg.config.lake.clone());
     let lake = Lake::open(&lake_loc)?;
-    let engine = opts.engine.clone().unwrap_or_else(|| cfg.config.engine.clone());
+    let engine = opts
+        .engine
+        .clone()
+        .unwrap_or_else(|| cfg.config.engine.clone());
     let ctx = session::connect(&engine, Some(&lake)).await?;
     lake.register(&ctx);
     let resuming = opts.resume.is_some() || opts.run_id.is_some();
@@ -210,7 +215,11 @@ pub async fn run(cfg: &LoadedConfig, opts: &RunOptions) -> Result<RunOutcome> {
                     "run `{r}` of pipeline `{}` not found in {}; known runs: {}",
                     cfg.config.name,
                     crate::lake::redact(lake.url()),
-                    if runs.is_empty() { "none".to_string() } else { runs.join(", ") }
+                    if runs.is_empty() {
+                        "none".to_string()
+                    } else {
+                        runs.join(", ")
+                    }
                 ),
             ));
         }
@@ -239,13 +248,16 @@ pub async fn run(cfg: &LoadedConfig, opts: &RunOptions) -> Result<RunOutcome> {
         }
         let t = Instant::now();
         info!(step = %name, "step started");
-        let (status, manifests) = steps::run_step(&rc, step, resuming).await.map_err(|e| match e {
-            EngineError::Step { .. } => e,
-            other => EngineError::Step {
-                step: name.to_string(),
-                message: other.to_string(),
-            },
-        })?;
+        let (status, manifests) =
+            steps::run_step(&rc, step, resuming)
+                .await
+                .map_err(|e| match e {
+                    EngineError::Step { .. } => e,
+                    other => EngineError::Step {
+                        step: name.to_string(),
+                        message: other.to_string(),
+                    },
+                })?;
         let secs = t.elapsed().as_secs_f64();
         info!(step = %name, status = %status, seconds = secs, rows = ?manifests.first().and_then(|m| m.rows), "step finished");
         outcomes.push(StepOutcome {

@@ -35,7 +35,10 @@ pub(super) async fn run_step(
     match step {
         StepConfig::Ingest(s) => {
             let inputs = raw_inputs(rc).await?;
-            single(rc, StepName::Ingest, &params, inputs, resuming, || ingest(rc, s)).await
+            single(rc, StepName::Ingest, &params, inputs, resuming, || {
+                ingest(rc, s)
+            })
+            .await
         }
         StepConfig::Features(s) => {
             let (_, up) = rc.upstream(StepName::Ingest, None).await?;
@@ -176,8 +179,15 @@ async fn ingest<'a>(rc: &'a RunContext, s: &IngestStep) -> Result<(Commit<'a>, s
     if let Some(rej) = out.rejected {
         let mut rc2 = Commit::begin(&rc.lake, &format!("{dir}/rejected"));
         let n = rc2.write_parquet(rej).await?;
-        rc2.finish("rejected", rc.pipeline(), &rc.run_id, json!({}), vec![], json!({}))
-            .await?;
+        rc2.finish(
+            "rejected",
+            rc.pipeline(),
+            &rc.run_id,
+            json!({}),
+            vec![],
+            json!({}),
+        )
+        .await?;
         if n > 0 {
             tracing::warn!(rows = n, output = %format!("{dir}/rejected"), "rows with unparsable values were routed to the rejected output");
         }
@@ -232,7 +242,9 @@ async fn features<'a>(
                         format!("unknown chain `{other}`; use `default` or a list of transforms"),
                     ))
                 }
-                TransformsConfig::List(list) => FeaturePipeline { steps: list.clone() },
+                TransformsConfig::List(list) => FeaturePipeline {
+                    steps: list.clone(),
+                },
             };
             let pb = crate::progress::spinner("fitting features");
             let f = pipeline.fit(df.clone()).await?;
@@ -241,12 +253,15 @@ async fn features<'a>(
         }
         Some(v) => {
             let art = load_artefact(rc, &v).await?;
-            let f: FittedPipeline = serde_json::from_value(art.transform_state.clone()).map_err(|e| {
-                EngineError::data(
-                    rc.lake.table_url(&v.artefact_path()),
-                    format!("the model's fitted feature state cannot be read by this build: {e}"),
-                )
-            })?;
+            let f: FittedPipeline =
+                serde_json::from_value(art.transform_state.clone()).map_err(|e| {
+                    EngineError::data(
+                        rc.lake.table_url(&v.artefact_path()),
+                        format!(
+                            "the model's fitted feature state cannot be read by this build: {e}"
+                        ),
+                    )
+                })?;
             (f, json!({"name": v.name, "version": v.version}))
         }
     };
@@ -274,9 +289,12 @@ async fn fitted_state(rc: &RunContext, feats: &Manifest) -> Result<serde_json::V
         .files
         .iter()
         .find(|f| f.path.ends_with("transform_state.json"))
-        .ok_or_else(|| EngineError::Internal("features output has no transform_state.json".into()))?;
+        .ok_or_else(|| {
+            EngineError::Internal("features output has no transform_state.json".into())
+        })?;
     let b = rc.lake.get(&f.path).await?;
-    serde_json::from_slice(&b).map_err(|e| EngineError::data(rc.lake.table_url(&f.path), e.to_string()))
+    serde_json::from_slice(&b)
+        .map_err(|e| EngineError::data(rc.lake.table_url(&f.path), e.to_string()))
 }
 
 /// Labelled rows of the features output: matrix, labels, device ids.
@@ -287,8 +305,10 @@ struct Labelled {
 }
 
 async fn load_labelled(rc: &RunContext, feats: &Manifest) -> Result<Labelled> {
-    let names: Vec<String> = serde_json::from_value(feats.extra["feature_names"].clone())
-        .map_err(|e| EngineError::Internal(format!("features manifest lacks feature_names: {e}")))?;
+    let names: Vec<String> =
+        serde_json::from_value(feats.extra["feature_names"].clone()).map_err(|e| {
+            EngineError::Internal(format!("features manifest lacks feature_names: {e}"))
+        })?;
     let df = commit::read_parquet(&rc.ctx, &rc.lake, feats).await?;
     let df = df.sort(vec![col("sample_id").sort(true, false)])?;
     let batches = df.collect().await?;
@@ -297,12 +317,18 @@ async fn load_labelled(rc: &RunContext, feats: &Manifest) -> Result<Labelled> {
     let mut device = Vec::with_capacity(x.n_rows());
     for b in &batches {
         let label = b.column_by_name("indoor").ok_or_else(|| {
-            EngineError::data("features output", "no `indoor` label column: is this a training pipeline?")
+            EngineError::data(
+                "features output",
+                "no `indoor` label column: is this a training pipeline?",
+            )
         })?;
         let label = arrow::compute::cast(label, &arrow::datatypes::DataType::Int64)?;
         let label = label.as_primitive::<Int64Type>();
         if label.null_count() > 0 {
-            return Err(EngineError::data("training data, column `indoor`", "null labels found; every labelled row needs indoor 0 or 1"));
+            return Err(EngineError::data(
+                "training data, column `indoor`",
+                "null labels found; every labelled row needs indoor 0 or 1",
+            ));
         }
         y.extend(label.values().iter().map(|v| (*v != 0) as u8));
         let d = b
@@ -353,14 +379,23 @@ async fn train(
     let models: Vec<&ModelConfig> = s
         .models
         .iter()
-        .filter(|m| rc.models.as_ref().map(|f| f.contains(&m.name)).unwrap_or(true))
+        .filter(|m| {
+            rc.models
+                .as_ref()
+                .map(|f| f.contains(&m.name))
+                .unwrap_or(true)
+        })
         .collect();
     if models.is_empty() {
         return Err(EngineError::config(
             "--model",
             format!(
                 "no configured model matches; models are {}",
-                s.models.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ")
+                s.models
+                    .iter()
+                    .map(|m| m.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         ));
     }
@@ -390,7 +425,12 @@ async fn train(
     let (train_idx, _) = split_by_device(&data.device, s.test_fraction, s.seed);
     let x = data.x.select_rows(&train_idx);
     let y = pick(&data.y, &train_idx);
-    info!(rows = x.n_rows(), features = x.names().len(), models = todo.len(), "training");
+    info!(
+        rows = x.n_rows(),
+        features = x.names().len(),
+        models = todo.len(),
+        "training"
+    );
     let fit_one = |m: &ModelConfig| -> Result<(TrainedModel, serde_json::Value, f64)> {
         let t = std::time::Instant::now();
         let spec = m.spec.to_spec();
@@ -410,17 +450,25 @@ async fn train(
                 .iter()
                 .map(|p| json!({"params": p.params, "mean": p.mean_score, "std": p.std_score}))
                 .collect();
-            let best = r.points.get(r.best_index).map(|p| json!(p.params)).unwrap_or_default();
-            (r.best_model, json!({"points": points, "best_params": best, "best_spec": r.best_spec, "metric": cfg.metric}))
+            let best = r
+                .points
+                .get(r.best_index)
+                .map(|p| json!(p.params))
+                .unwrap_or_default();
+            (
+                r.best_model,
+                json!({"points": points, "best_params": best, "best_spec": r.best_spec, "metric": cfg.metric}),
+            )
         };
         Ok((model, cv, t.elapsed().as_secs_f64()))
     };
-    let results: Vec<Result<(TrainedModel, serde_json::Value, f64)>> = if s.parallel && todo.len() > 1 {
-        use rayon::prelude::*;
-        todo.par_iter().map(|(m, _, _)| fit_one(m)).collect()
-    } else {
-        todo.iter().map(|(m, _, _)| fit_one(m)).collect()
-    };
+    let results: Vec<Result<(TrainedModel, serde_json::Value, f64)>> =
+        if s.parallel && todo.len() > 1 {
+            use rayon::prelude::*;
+            todo.par_iter().map(|(m, _, _)| fit_one(m)).collect()
+        } else {
+            todo.iter().map(|(m, _, _)| fit_one(m)).collect()
+        };
     for ((m, p, dir), res) in todo.into_iter().zip(results) {
         let (model, cv, secs) = res?;
         let mut art = ModelArtefact::new(
@@ -432,7 +480,8 @@ async fn train(
         art.transform_state = state.clone();
         art.extra.insert("cv".into(), cv.clone());
         let mut c = Commit::begin(&rc.lake, &dir);
-        c.put(crate::registry::ARTEFACT_FILE, Bytes::from(art.to_bytes()?)).await?;
+        c.put(crate::registry::ARTEFACT_FILE, Bytes::from(art.to_bytes()?))
+            .await?;
         let man = c
             .finish(
                 &format!("step:train/{}", m.name),
@@ -494,12 +543,20 @@ async fn evaluate<'a>(
         if best.as_ref().map(|(_, b)| score > *b).unwrap_or(true) {
             best = Some((name.clone(), score));
         }
-        results.insert(name.clone(), serde_json::to_value(&metrics).unwrap_or_default());
+        results.insert(
+            name.clone(),
+            serde_json::to_value(&metrics).unwrap_or_default(),
+        );
     }
-    let (best_name, best_score) = best.ok_or_else(|| EngineError::Internal("no model to evaluate".into()))?;
+    let (best_name, best_score) =
+        best.ok_or_else(|| EngineError::Internal("no model to evaluate".into()))?;
     let mut c = Commit::begin(&rc.lake, &rc.step_dir(StepName::Evaluate));
     let body = json!({"metric": s.metric, "threshold": s.threshold, "test_rows": x.n_rows(), "models": results, "best": best_name, "best_score": best_score});
-    c.put("metrics.json", Bytes::from(serde_json::to_vec_pretty(&body).unwrap_or_default())).await?;
+    c.put(
+        "metrics.json",
+        Bytes::from(serde_json::to_vec_pretty(&body).unwrap_or_default()),
+    )
+    .await?;
     Ok((c, body))
 }
 
@@ -514,16 +571,20 @@ async fn deploy<'a>(
         if !(score >= min) {
             return Err(EngineError::Step {
                 step: "deploy".into(),
-                message: format!("best model `{best}` scores {score:.4}, below min_metric {min}: not deployed"),
+                message: format!(
+                    "best model `{best}` scores {score:.4}, below min_metric {min}: not deployed"
+                ),
             });
         }
     }
     let (_, man) = rc.upstream(StepName::Train, Some(&best)).await?;
     let mut art = load_trained(rc, &man).await?;
-    let metrics: sluice_ml::Metrics = serde_json::from_value(eval.extra["models"][&best].clone())
-        .map_err(|e| EngineError::Internal(format!("evaluate metrics unreadable: {e}")))?;
+    let metrics: sluice_ml::Metrics =
+        serde_json::from_value(eval.extra["models"][&best].clone())
+            .map_err(|e| EngineError::Internal(format!("evaluate metrics unreadable: {e}")))?;
     art.metrics = Some(metrics);
-    art.extra.insert("threshold".into(), eval.extra["threshold"].clone());
+    art.extra
+        .insert("threshold".into(), eval.extra["threshold"].clone());
     art.extra.insert("pipeline".into(), json!(rc.pipeline()));
     art.extra.insert("run_id".into(), json!(rc.run_id));
     let v = registry::publish(
@@ -536,14 +597,21 @@ async fn deploy<'a>(
             pipeline: rc.pipeline(),
             run_id: &rc.run_id,
             params: json!({"model": best}),
-            inputs: vec![input(&format!("train/{best}"), &man), input("evaluate", &eval)],
+            inputs: vec![
+                input(&format!("train/{best}"), &man),
+                input("evaluate", &eval),
+            ],
         },
     )
     .await?;
     info!(model = %best, name = %v.name, version = %v.version, "deployed");
     let mut c = Commit::begin(&rc.lake, &rc.step_dir(StepName::Deploy));
     let body = json!({"name": v.name, "version": v.version, "model": best, "metric": eval.extra["metric"], "value": score});
-    c.put("deployed.json", Bytes::from(serde_json::to_vec_pretty(&body).unwrap_or_default())).await?;
+    c.put(
+        "deployed.json",
+        Bytes::from(serde_json::to_vec_pretty(&body).unwrap_or_default()),
+    )
+    .await?;
     Ok((c, body))
 }
 
@@ -560,7 +628,12 @@ async fn predict(
 ) -> Result<Manifest> {
     // The model version the features were computed with (never a newer one).
     let version = feats.extra["model"]["version"].as_str().map(str::to_string);
-    let v = registry::resolve(&rc.lake, &s.model_name, version.as_deref().unwrap_or(&s.version)).await?;
+    let v = registry::resolve(
+        &rc.lake,
+        &s.model_name,
+        version.as_deref().unwrap_or(&s.version),
+    )
+    .await?;
     let art = load_artefact(rc, &v).await?;
     let threshold = s
         .threshold
@@ -601,11 +674,22 @@ async fn predict(
         )));
     }
     if let Some(score) = score_against_truth(rc, &c, threshold).await? {
-        info!(accuracy = score["accuracy"].as_f64(), auc = score["auc"].as_f64(), "scored against truth labels");
+        info!(
+            accuracy = score["accuracy"].as_f64(),
+            auc = score["auc"].as_f64(),
+            "scored against truth labels"
+        );
         extra["scoring"] = score;
     }
-    c.finish("predictions", rc.pipeline(), &rc.run_id, params.clone(), inputs, extra)
-        .await
+    c.finish(
+        "predictions",
+        rc.pipeline(),
+        &rc.run_id,
+        params.clone(),
+        inputs,
+        extra,
+    )
+    .await
 }
 
 /// Accuracy/AUC of the just-written predictions against `truth/labels/`, when present.
@@ -621,13 +705,22 @@ async fn score_against_truth(
         .ctx
         .read_parquet(c.file_urls(), Default::default())
         .await?
-        .select(vec![col("sample_id").alias("p_id"), col("indoor_probability")])?;
+        .select(vec![
+            col("sample_id").alias("p_id"),
+            col("indoor_probability"),
+        ])?;
     let truth = rc
         .ctx
         .read_parquet(rc.lake.table_url("truth/labels/"), Default::default())
         .await?;
     let joined = preds
-        .join(truth, datafusion::common::JoinType::Inner, &["p_id"], &["sample_id"], None)?
+        .join(
+            truth,
+            datafusion::common::JoinType::Inner,
+            &["p_id"],
+            &["sample_id"],
+            None,
+        )?
         .select(vec![col("indoor_probability"), col("indoor")])?;
     let batches = joined.collect().await?;
     let mut y = Vec::new();
@@ -645,7 +738,9 @@ async fn score_against_truth(
         return Ok(None);
     }
     let m = sluice_ml::evaluate(&y, &p, threshold);
-    Ok(Some(json!({"rows": y.len(), "accuracy": m.accuracy, "auc": m.auc, "metrics": m})))
+    Ok(Some(
+        json!({"rows": y.len(), "accuracy": m.accuracy, "auc": m.auc, "metrics": m}),
+    ))
 }
 
 /// Facts worth printing at the end of a run.
@@ -682,7 +777,11 @@ pub(super) async fn write_report(
     let dir = format!("runs/{}/{}", rc.pipeline(), rc.run_id);
     let html = crate::report::render_html(&report)?;
     let js = crate::report::render_json(&report)?;
-    rc.lake.put(&format!("{dir}/report.json"), Bytes::from(js)).await?;
-    rc.lake.put(&format!("{dir}/report.html"), Bytes::from(html)).await?;
+    rc.lake
+        .put(&format!("{dir}/report.json"), Bytes::from(js))
+        .await?;
+    rc.lake
+        .put(&format!("{dir}/report.html"), Bytes::from(html))
+        .await?;
     Ok(format!("{dir}/report.html"))
 }
