@@ -56,9 +56,9 @@ ignored=$(grep -Eo 'test result: .*' "$LOG" | grep -Eo '[0-9]+ ignored' | awk '{
 echo "cargo test summary: $passed passed, $failed failed, $ignored ignored"
 [ "$rc" -eq 0 ] || FAILED+=("cargo test")
 
-if [ -x bench/ml/compare.sh ]; then
-  run "ML quality vs LightGBM/scikit-learn" bash bench/ml/compare.sh
-fi
+# Quality (not speed) against LightGBM and scikit-learn on the same features
+# and hyperparameters; installs both from PyPI into a cached virtualenv.
+run "ML quality vs LightGBM/scikit-learn" bash bench/ml/run.sh --rows 150000 --test-rows 50000 --threads 2
 if [ -x tests/deploy/run.sh ]; then
   run "deployment checks" bash tests/deploy/run.sh
 fi

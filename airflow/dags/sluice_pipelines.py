@@ -7,9 +7,10 @@ Two DAGs:
   them), so Airflow runs them at the same time.
 * ``sluice_inference``: ingest -> features -> predict.
 
-Every pod runs ``sluice run <config> --steps <step> --resume <run id>``: the run id
+Every pod runs ``sluice run <config> --steps <step> --run-id <run id>``: the run id
 is derived from the Airflow run, so the step pods of one DAG run share one
-Sluice run in the lake and a retried task resumes instead of recomputing
+Sluice run in the lake (`--run-id` creates the run or continues it) and a
+retried task resumes instead of recomputing
 finished steps. The pods use the same hardening and identity as the chart's
 pipeline Job (helm/sluice/files/pipeline-job.yaml): non-root, read-only root
 filesystem, no privilege escalation, Azure workload identity, no secrets.
@@ -101,7 +102,7 @@ def sluice_step(
             "{{ params.config }}",
             "--steps",
             step,
-            "--resume",
+            "--run-id",
             "{{ dag_run.run_id | sluice_run_id }}",
             *(extra_args or []),
         ],

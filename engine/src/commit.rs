@@ -210,15 +210,28 @@ impl<'a> Commit<'a> {
     /// layout is fixed by the data contract. Files already in `<dir>` that no
     /// manifest lists (a killed earlier attempt) are removed first.
     pub async fn promote_files(&mut self) -> Result<()> {
+        self.promote(|i, path| {
+            let ext = path.rsplit('.').next().unwrap_or("bin");
+            format!("part-{i:05}.{ext}")
+        })
+        .await
+    }
+
+    /// Like [`Commit::promote_files`], but each file keeps its own name
+    /// (`model.sluice`, `metrics.json`): for directories whose files are
+    /// addressed by name, such as a model registry version.
+    pub async fn promote_files_keep_names(&mut self) -> Result<()> {
+        self.promote(|_, path| path.rsplit('/').next().unwrap_or(path).to_string())
+            .await
+    }
+
+    async fn promote(&mut self, name: impl Fn(usize, &str) -> String) -> Result<()> {
         let store = self.lake.store();
-        if let Some(old) = read_manifest(self.lake, &self.dir).await? {
-            // Re-committing a directory: the old manifest goes first, so no
-            // reader pairs it with a mix of old and new files.
-            let _ = old;
-            let _ = store
-                .delete(&self.lake.path(&format!("{}/{MANIFEST}", self.dir)))
-                .await;
-        }
+        // Re-committing a directory: the old manifest goes first, so no
+        // reader pairs it with a mix of old and new files. A missing one is fine.
+        let _ = store
+            .delete(&self.lake.path(&format!("{}/{MANIFEST}", self.dir)))
+            .await;
         for meta in self.lake.list(&self.dir).await? {
             let rel = self.lake.relative(&meta.location);
             if !rel.starts_with(&self.attempt) {
@@ -226,8 +239,7 @@ impl<'a> Commit<'a> {
             }
         }
         for (i, f) in self.files.iter_mut().enumerate() {
-            let ext = f.path.rsplit('.').next().unwrap_or("bin");
-            let to = format!("{}/part-{i:05}.{ext}", self.dir);
+            let to = format!("{}/{}", self.dir, name(i, &f.path));
             store
                 .rename(&self.lake.path(&f.path), &self.lake.path(&to))
                 .await

@@ -74,10 +74,31 @@ pub struct Publish<'a> {
 }
 
 /// Publishes a new version and then moves `latest` to it.
+///
+/// Idempotent per run: when a version published by the same pipeline run
+/// from the same inputs already exists (a resumed run killed after
+/// publishing but before its deploy step committed), that version is
+/// returned and `latest` set to it, instead of publishing a duplicate.
 pub async fn publish(lake: &Lake, p: Publish<'_>) -> Result<ModelVersion> {
     validate_name(p.name)?;
-    let next = list_versions(lake, p.name)
-        .await?
+    let versions = list_versions(lake, p.name).await?;
+    let params_fp = commit::fingerprint_json(&p.params);
+    if let Some(v) = versions.iter().rev().find(|v| {
+        v.manifest.pipeline == p.pipeline
+            && v.manifest.run_id == p.run_id
+            && v.manifest.matches(&params_fp, &p.inputs)
+    }) {
+        lake.put(
+            &format!("models/{}/latest", p.name),
+            Bytes::from(v.version.clone()),
+        )
+        .await?;
+        return Ok(ModelVersion {
+            latest: true,
+            ..v.clone()
+        });
+    }
+    let next = versions
         .iter()
         .filter_map(|v| v.version.trim_start_matches('v').parse::<u32>().ok())
         .max()
@@ -97,6 +118,7 @@ pub async fn publish(lake: &Lake, p: Publish<'_>) -> Result<ModelVersion> {
         Bytes::from(serde_json::to_vec_pretty(p.metrics).unwrap_or_default()),
     )
     .await?;
+    c.promote_files_keep_names().await?;
     let manifest = c
         .finish(
             "model",

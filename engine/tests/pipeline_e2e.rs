@@ -64,7 +64,6 @@ async fn generated_lake(dir: &Path) -> Lake {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails on first integrated run (2026-11-26); tracked in the issue notes"]
 async fn training_then_inference_end_to_end() {
     let tmp = tempfile::tempdir().unwrap();
     let lake = generated_lake(tmp.path()).await;
@@ -190,7 +189,6 @@ async fn training_then_inference_end_to_end() {
 }
 
 #[test]
-#[ignore = "fails on first integrated run (2026-11-26); tracked in the issue notes"]
 fn config_errors_are_precise() {
     let unknown =
         "name: x\nkind: training\nlake: /tmp/x\nsteps:\n  - step: ingest\n    csv_globb: a\n";
@@ -214,13 +212,23 @@ fn config_errors_are_precise() {
     let e = config::parse(bad_grid, "g.yaml").unwrap_err().to_string();
     assert!(e.contains("maxDepthh") && e.contains("maxDepth"), "{e}");
 
+    let model_key = "name: x\nkind: training\nlake: /tmp/x\nsteps:\n  - step: train\n    models:\n      - name: g\n        type: gbt\n        gird: {maxDepth: [1, 2]}\n";
+    let e = config::parse(model_key, "m.yaml").unwrap_err().to_string();
+    assert!(e.contains("m.yaml:9") && e.contains("gird"), "{e}");
+
+    let bad_param = "name: x\nkind: training\nlake: /tmp/x\nsteps:\n  - step: train\n    models:\n      - name: g\n        type: gbt\n        params: {maxDepht: 3}\n";
+    let e = config::parse(bad_param, "p.yaml").unwrap_err().to_string();
+    assert!(
+        e.contains("p.yaml:") && e.contains("maxDepht") && e.contains("model `g`"),
+        "{e}"
+    );
+
     let order = "name: x\nkind: inference\nlake: /tmp/x\nsteps:\n  - step: predict\n    model_name: m\n  - step: ingest\n";
     let e = config::parse(order, "o.yaml").unwrap_err().to_string();
     assert!(e.contains("steps[1]") && e.contains("order"), "{e}");
 }
 
 #[test]
-#[ignore = "fails on first integrated run (2026-11-26); tracked in the issue notes"]
 fn example_configs_validate() {
     std::env::remove_var("SLUICE_LAKE");
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");

@@ -70,7 +70,7 @@ def test_tasks_have_retries_timeouts_and_run_one_step(dagbag, dag_id):
         args = task.arguments
         assert args[0] == "run" and args[1] == "{{ params.config }}"
         assert args[2] == "--steps" and args[3] in {"ingest", "features", "train", "evaluate", "deploy", "predict"}
-        assert "--resume" in args, "step pods of one DAG run share one Sluice run"
+        assert "--run-id" in args, "step pods of one DAG run share one Sluice run"
         assert task.image == "{{ params.image }}"
 
 

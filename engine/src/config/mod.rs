@@ -200,20 +200,71 @@ fn default_metric() -> sluice_ml::Metric {
 }
 
 /// One model to train.
+///
+/// Read through [`RawModelConfig`] so unknown keys are rejected (serde's
+/// `deny_unknown_fields` does not work across a flattened enum) and `params`
+/// may be left out (Spark's defaults).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawModelConfig", into = "RawModelConfig")]
 pub struct ModelConfig {
     /// A name unique in the pipeline (`gbt`, `rf`, ...).
     pub name: String,
     /// `gbt` or `random_forest`, with Spark-named parameters under `params`.
-    #[serde(flatten)]
     pub spec: ModelSpecConfig,
     /// Parameter grid: Spark parameter name → list of values.
-    #[serde(default)]
     pub grid: BTreeMap<String, Vec<serde_json::Value>>,
     /// K-fold cross-validation for the grid search.
-    #[serde(default)]
     pub cv: Option<CvConfig>,
+}
+
+/// A model entry as written in YAML.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModelConfig {
+    /// A name unique in the pipeline.
+    pub name: String,
+    /// `gbt` or `random_forest`.
+    #[serde(rename = "type")]
+    pub model_type: String,
+    /// Spark-named parameters; missing ones take Spark's defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<serde_json::Value>,
+    /// Parameter grid.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub grid: BTreeMap<String, Vec<serde_json::Value>>,
+    /// Cross-validation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cv: Option<CvConfig>,
+}
+
+impl TryFrom<RawModelConfig> for ModelConfig {
+    type Error = String;
+
+    fn try_from(r: RawModelConfig) -> std::result::Result<Self, String> {
+        let params = r.params.unwrap_or_else(|| serde_json::json!({}));
+        let spec =
+            serde_json::from_value(serde_json::json!({"type": r.model_type, "params": params}))
+                .map_err(|e| format!("model `{}`: {e}", r.name))?;
+        Ok(ModelConfig {
+            name: r.name,
+            spec,
+            grid: r.grid,
+            cv: r.cv,
+        })
+    }
+}
+
+impl From<ModelConfig> for RawModelConfig {
+    fn from(m: ModelConfig) -> Self {
+        let v = serde_json::to_value(&m.spec).unwrap_or_default();
+        RawModelConfig {
+            name: m.name,
+            model_type: v["type"].as_str().unwrap_or_default().to_string(),
+            params: v.get("params").cloned(),
+            grid: m.grid,
+            cv: m.cv,
+        }
+    }
 }
 
 /// The model type and its base parameters.
@@ -221,9 +272,9 @@ pub struct ModelConfig {
 #[serde(tag = "type", content = "params", rename_all = "snake_case")]
 pub enum ModelSpecConfig {
     /// Gradient-boosted trees.
-    Gbt(#[serde(default)] sluice_ml::GbtParams),
+    Gbt(sluice_ml::GbtParams),
     /// Random forest.
-    RandomForest(#[serde(default)] sluice_ml::RfParams),
+    RandomForest(sluice_ml::RfParams),
 }
 
 impl ModelSpecConfig {
@@ -249,6 +300,12 @@ pub struct TrainStep {
     /// Train the models in parallel (default true).
     #[serde(default = "default_true")]
     pub parallel: bool,
+    /// With `engine.mode: ballista`, train models without `grid`/`cv` on the
+    /// executors (histograms as aggregates where the data lives; the driver
+    /// only picks splits). Default true; `false` trains every model on the
+    /// driver. Embedded engines always train on the driver.
+    #[serde(default = "default_true")]
+    pub distributed: bool,
     /// The competing models.
     pub models: Vec<ModelConfig>,
 }
@@ -324,7 +381,19 @@ pub fn parse(raw: &str, origin: &str) -> Result<LoadedConfig> {
     let text = substitute_env(raw, origin)?;
     let config: PipelineConfig = serde_yaml::from_str(&text).map_err(|e| {
         let loc = match e.location() {
-            Some(l) => format!("{origin}:{}:{}", l.line(), l.column()),
+            Some(l) => {
+                let (line, col, key) = refine_location(&text, &e.to_string(), l.line(), l.column());
+                // serde_yaml appends " at line L column C": the location is ours now.
+                let full = e.to_string();
+                let bare = full
+                    .rsplit_once(" at line ")
+                    .map_or(full.as_str(), |(m, _)| m);
+                let msg = match key {
+                    Some(k) if !bare.contains(&format!("`{k}`")) => format!("key `{k}`: {bare}"),
+                    _ => bare.to_string(),
+                };
+                return EngineError::config(format!("{origin}:{line}:{col}"), msg);
+            }
             None => origin.to_string(),
         };
         EngineError::config(loc, e.to_string())
@@ -335,6 +404,55 @@ pub fn parse(raw: &str, origin: &str) -> Result<LoadedConfig> {
         path: origin.to_string(),
         raw: raw.to_string(),
     })
+}
+
+/// serde_yaml places errors inside internally tagged enums (our steps) at
+/// the start of the mapping, without the key. Point at the key instead:
+/// for "unknown field `k`" the first line from the reported one holding
+/// `k:`; for "invalid type: string \"v\"" (or a number, a boolean) the
+/// first line holding `<key>: v`. Returns the line, the column and the key.
+fn refine_location(
+    text: &str,
+    message: &str,
+    line: usize,
+    col: usize,
+) -> (usize, usize, Option<String>) {
+    let lines = || text.lines().enumerate().skip(line.saturating_sub(1));
+    let entry = |l: &str| {
+        let trimmed = l.trim_start().trim_start_matches("- ");
+        let indent = l.len() - trimmed.len() + 1;
+        trimmed
+            .split_once(':')
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string(), indent))
+    };
+    if message.contains("unknown field") {
+        if let Some(key) = message.split('`').nth(1) {
+            for (i, l) in lines() {
+                if let Some((k, _, c)) = entry(l) {
+                    if k == key {
+                        return (i + 1, c, Some(k));
+                    }
+                }
+            }
+        }
+    } else if let Some(rest) = message.split("invalid type: ").nth(1) {
+        // `string "lots"`, `integer `5``, `floating point `1.5``, `boolean `true``
+        let value = rest
+            .split('"')
+            .nth(1)
+            .or_else(|| rest.split('`').nth(1))
+            .map(str::to_string);
+        if let Some(value) = value {
+            for (i, l) in lines() {
+                if let Some((k, v, c)) = entry(l) {
+                    if v.trim_matches(|c| c == '"' || c == '\'') == value {
+                        return (i + 1, c, Some(k));
+                    }
+                }
+            }
+        }
+    }
+    (line, col, None)
 }
 
 /// Checks what serde cannot: step order and uniqueness, names, ranges.

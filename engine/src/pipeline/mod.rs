@@ -151,6 +151,10 @@ pub async fn list_runs(lake: &Lake, pipeline: &str) -> Result<Vec<String>> {
     Ok(ids.into_iter().collect())
 }
 
+/// Written when a run starts (`runs/<pipeline>/<run_id>/_run.json`), so the
+/// run can be resumed even if it was killed before its first commit.
+pub const RUN_MARKER: &str = "_run.json";
+
 /// A fresh run id: UTC timestamp plus a random suffix.
 pub fn new_run_id() -> String {
     let ts = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
@@ -224,11 +228,30 @@ pub async fn run(cfg: &LoadedConfig, opts: &RunOptions) -> Result<RunOutcome> {
             ));
         }
     }
+    // The run exists from its first moment (not only from its first commit),
+    // so a run killed before any step committed can still be resumed.
+    let marker = format!("runs/{}/{run_id}/{RUN_MARKER}", cfg.config.name);
+    if !lake.exists(&marker).await? {
+        let body = serde_json::json!({
+            "pipeline": cfg.config.name,
+            "run_id": run_id,
+            "started_at": started_at,
+            "config": cfg.path,
+        });
+        lake.put(
+            &marker,
+            bytes::Bytes::from(serde_json::to_vec_pretty(&body).unwrap_or_default()),
+        )
+        .await?;
+    }
     info!(pipeline = %cfg.config.name, run_id = %run_id, lake = %crate::lake::redact(lake.url()), mode = ?engine.mode, "run started");
+    let mut effective = cfg.clone();
+    // Steps see the engine this run uses (`--scheduler` overrides the file).
+    effective.config.engine = engine.clone();
     let rc = RunContext {
         lake,
         ctx,
-        cfg: cfg.clone(),
+        cfg: effective,
         run_id,
         models: opts.models.clone(),
     };

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The inference pipeline end to end on a large generated lake (default: the
+# thesis' 38 million samples): seven-table join -> features -> predict ->
+# Parquet, with wall time, samples/s, peak memory (max RSS of the process)
+# and the per-step timings of the run report (where the time goes).
+#
+# Baseline measured in the same run: the validated rewrite of the `samples`
+# table alone (`sluice ingest --input table --table samples`), the I/O floor
+# of any pipeline over this lake. Ratio = pipeline time / baseline time.
+#
+#   bench/inference/run.sh                  # 38M samples (about 4 GB of lake)
+#   SAMPLES=5000000 bench/inference/run.sh  # smaller
+#
+# The lake and a model trained on it (quickstart training config) are built
+# once under $BENCH_DIR (default /tmp/sluice-bench) and reused.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/sluice-target}
+cargo build --release -p sluice-engine --bin sluice >/dev/null
+SLUICE=$CARGO_TARGET_DIR/release/sluice
+SAMPLES=${SAMPLES:-38000000}
+WORK=${BENCH_DIR:-/tmp/sluice-bench}/inference
+LAKE="$WORK/lake-$SAMPLES"
+mkdir -p "$WORK"
+
+if [ ! -d "$LAKE/raw/samples" ]; then
+  echo "generating $SAMPLES samples into $LAKE"
+  "$SLUICE" --quiet datagen --out "$LAKE" --samples "$SAMPLES" --train-rows 544500
+fi
+if [ ! -f "$LAKE/models/indoor-outdoor/latest" ]; then
+  echo "training the model to deploy (quickstart config)"
+  "$SLUICE" --quiet run config/quickstart-training.yaml --lake "$LAKE" >/dev/null
+fi
+
+measure() { # name, command...: prints "seconds maxrss_kib"
+  local name=$1; shift
+  /usr/bin/time -f "%e %M" -o "$WORK/$name.time" "$@" >"$WORK/$name.log" 2>&1 || {
+    echo "$name failed; see $WORK/$name.log"; tail -20 "$WORK/$name.log"; exit 1; }
+  cat "$WORK/$name.time"
+}
+
+read -r tb mb < <(measure baseline "$SLUICE" --quiet ingest --lake "$LAKE" --input table --table samples --out bench/samples-copy)
+read -r tp mp < <(measure pipeline "$SLUICE" --log-format json run config/inference.yaml --lake "$LAKE")
+
+printf "%-34s %12s %9s %14s %10s %7s\n" bench samples seconds samples/s peak_MiB ratio
+printf "%-34s %12d %9.1f %14.0f %10.0f %7s\n" "baseline: samples table rewrite" "$SAMPLES" "$tb" "$(echo "$SAMPLES / $tb" | bc -l)" "$(echo "$mb / 1024" | bc -l)" "1.00"
+printf "%-34s %12d %9.1f %14.0f %10.0f %7.2f\n" "inference pipeline (join+feat+pred)" "$SAMPLES" "$tp" "$(echo "$SAMPLES / $tp" | bc -l)" "$(echo "$mp / 1024" | bc -l)" "$(echo "$tp / $tb" | bc -l)"
+
+# Per-step timings from the newest inference run's report.
+report=$(ls -t "$LAKE"/runs/indoor-outdoor-inference/*/report.json | head -1)
+python3 - "$report" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print("\nwhere the time goes (run %s):" % r["run_id"])
+for s in r["steps"]:
+    print("  %-10s %8.1f s  rows out %s" % (s["name"], s.get("seconds") or 0, s.get("rows_out")))
+if r.get("scoring"):
+    print("scored against truth: accuracy %.4f  auc %.4f" % (r["scoring"]["accuracy"], r["scoring"]["auc"]))
+PY

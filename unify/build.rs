@@ -1,0 +1,2 @@
+//! Present so the `[build-dependencies]` pins of this crate take effect.
+fn main() {}
