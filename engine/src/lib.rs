@@ -18,6 +18,7 @@ pub mod cluster;
 pub mod commit;
 pub mod config;
 pub mod datagen;
+pub mod dtrain;
 pub mod error;
 pub mod ingest;
 pub mod k8s;

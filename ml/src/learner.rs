@@ -117,15 +117,22 @@ pub struct TreeJob<'a> {
     pub seed: u64,
 }
 
-/// A chosen split.
+/// A chosen split (public for the distributed trainer, which grows trees
+/// from histograms without row ids).
 #[derive(Debug, Clone, Copy)]
-struct Split {
-    feature: usize,
-    bin: u8,
-    missing_left: bool,
-    gain: f64,
-    left: BinStats,
-    right: BinStats,
+pub struct Split {
+    /// Split feature.
+    pub feature: usize,
+    /// Rows with `bin <= bin` go left (bin 0 = missing follows `missing_left`).
+    pub bin: u8,
+    /// Where missing values go.
+    pub missing_left: bool,
+    /// Gain of the split.
+    pub gain: f64,
+    /// Sums of the left child.
+    pub left: BinStats,
+    /// Sums of the right child.
+    pub right: BinStats,
 }
 
 struct Open {
@@ -139,7 +146,9 @@ struct Open {
     totals: BinStats,
 }
 
-fn node_features(n_features: usize, k: usize, seed: u64, heap_id: u64) -> Vec<usize> {
+/// The features node `heap_id` of the tree seeded `seed` considers: all
+/// when `k >= n_features`, else `k` of them picked by a hash (ascending).
+pub fn node_features(n_features: usize, k: usize, seed: u64, heap_id: u64) -> Vec<usize> {
     if k >= n_features {
         return (0..n_features).collect();
     }
@@ -152,7 +161,8 @@ fn node_features(n_features: usize, k: usize, seed: u64, heap_id: u64) -> Vec<us
     f
 }
 
-fn sum_feature(h: &Histogram, j: usize) -> BinStats {
+/// The node totals: the sums over every bin of feature `j`.
+pub fn sum_feature(h: &Histogram, j: usize) -> BinStats {
     let mut t = BinStats::default();
     for s in h.feature(j) {
         t.add(s);
@@ -239,10 +249,23 @@ fn best_split_feature(
 }
 
 fn best_split(o: &Open, p: &GrowParams) -> Option<Split> {
-    if o.depth >= p.max_depth || o.totals.count < 2.0 * p.min_instances {
+    best_split_of(&o.hist, &o.features, &o.totals, o.depth, p)
+}
+
+/// The best split of a node at `depth` with histogram `hist`, sums `totals`
+/// and candidate `features` (`None`: the node stays a leaf). The one split
+/// rule of the local and the distributed learner.
+pub fn best_split_of(
+    hist: &Histogram,
+    features: &[usize],
+    totals: &BinStats,
+    depth: usize,
+    p: &GrowParams,
+) -> Option<Split> {
+    if depth >= p.max_depth || totals.count < 2.0 * p.min_instances {
         return None;
     }
-    let parent_term = p.criterion.parent_term(&o.totals);
+    let parent_term = p.criterion.parent_term(totals);
     let pick = |a: Option<Split>, b: Option<Split>| match (a, b) {
         (Some(a), Some(b)) => Some(if b.feature < a.feature {
             if clearly_better(a.gain, b.gain) {
@@ -258,10 +281,10 @@ fn best_split(o: &Open, p: &GrowParams) -> Option<Split> {
         (a, None) => a,
         (None, b) => b,
     };
-    o.features
+    features
         .par_iter()
         .with_min_len(8)
-        .map(|&j| best_split_feature(o.hist.feature(j), j, &o.totals, p, parent_term))
+        .map(|&j| best_split_feature(hist.feature(j), j, totals, p, parent_term))
         .reduce(|| None, pick)
 }
 

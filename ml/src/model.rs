@@ -131,6 +131,44 @@ pub(crate) fn fit_binned(
     })
 }
 
+/// Assembles a model from trees grown elsewhere (the distributed trainer,
+/// [`crate::distributed::trainer`]): fills every split's raw threshold from
+/// the bin edges, as [`train`] does.
+pub fn model_from_trees(
+    kind: ModelKind,
+    feature_names: Vec<String>,
+    bin_edges: BinEdges,
+    init_score: f64,
+    mut trees: Vec<Tree>,
+    best_iteration: Option<usize>,
+) -> Result<TrainedModel> {
+    if bin_edges.features.len() != feature_names.len() {
+        return Err(MlError::Internal(format!(
+            "{} bin edges for {} features",
+            bin_edges.features.len(),
+            feature_names.len()
+        )));
+    }
+    for t in &mut trees {
+        for n in &mut t.nodes {
+            if !n.is_leaf() {
+                let f = bin_edges.features.get(n.feature as usize).ok_or_else(|| {
+                    MlError::Internal(format!("split on feature {} out of range", n.feature))
+                })?;
+                n.threshold = f.threshold(n.threshold_bin);
+            }
+        }
+    }
+    Ok(TrainedModel {
+        kind,
+        feature_names,
+        bin_edges,
+        init_score,
+        trees,
+        best_iteration,
+    })
+}
+
 /// Rows per parallel prediction task.
 const PREDICT_BLOCK: usize = 8 * FLAT_BLOCK;
 

@@ -343,12 +343,10 @@ async fn load_labelled(rc: &RunContext, feats: &Manifest) -> Result<Labelled> {
 /// Held-out split by device (hash of device id and seed), so a device's
 /// neighbouring samples never sit on both sides of the split.
 fn split_by_device(device: &[i64], test_fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
-    let cut = (test_fraction * u64::MAX as f64) as u64;
     let mut train = Vec::new();
     let mut test = Vec::new();
     for (i, d) in device.iter().enumerate() {
-        let h = xxhash_rust::xxh3::xxh3_64_with_seed(&d.to_le_bytes(), seed);
-        if h < cut {
+        if crate::dtrain::is_test_device(*d, test_fraction, seed) {
             test.push(i)
         } else {
             train.push(i)
@@ -420,8 +418,30 @@ async fn train(
     if todo.is_empty() {
         return Ok(("skipped", done));
     }
-    let data = load_labelled(rc, &feats).await?;
     let state = fitted_state(rc, &feats).await?;
+    // With `engine.mode: ballista`, models without a grid train on the
+    // executors (`crate::dtrain`, docs/DISTRIBUTED.md); the rest on the driver.
+    let mut on_cluster = Vec::with_capacity(todo.len());
+    for (m, _, dir) in &todo {
+        on_cluster.push(
+            if crate::dtrain::trains_on_cluster(&rc.cfg.config.engine, s, m) {
+                let t = std::time::Instant::now();
+                let fit = crate::dtrain::train_pipeline_model(rc, &feats, s, m, dir).await?;
+                Some((fit, t.elapsed().as_secs_f64()))
+            } else {
+                None
+            },
+        );
+    }
+    let data = if on_cluster.iter().any(Option::is_none) {
+        load_labelled(rc, &feats).await?
+    } else {
+        Labelled {
+            x: FeatureMatrix::new(Vec::new(), Vec::new())?,
+            y: Vec::new(),
+            device: Vec::new(),
+        }
+    };
     let (train_idx, _) = split_by_device(&data.device, s.test_fraction, s.seed);
     let x = data.x.select_rows(&train_idx);
     let y = pick(&data.y, &train_idx);
@@ -462,14 +482,37 @@ async fn train(
         };
         Ok((model, cv, t.elapsed().as_secs_f64()))
     };
-    let results: Vec<Result<(TrainedModel, serde_json::Value, f64)>> =
-        if s.parallel && todo.len() > 1 {
+    let local: Vec<&ModelConfig> = todo
+        .iter()
+        .zip(&on_cluster)
+        .filter(|(_, c)| c.is_none())
+        .map(|((m, _, _), _)| *m)
+        .collect();
+    let mut local_results: Vec<Result<(TrainedModel, serde_json::Value, f64)>> =
+        if s.parallel && local.len() > 1 {
             use rayon::prelude::*;
-            todo.par_iter().map(|(m, _, _)| fit_one(m)).collect()
+            local.par_iter().map(|m| fit_one(m)).collect::<Vec<_>>()
         } else {
-            todo.iter().map(|(m, _, _)| fit_one(m)).collect()
+            local.iter().map(|m| fit_one(m)).collect::<Vec<_>>()
+        }
+        .into_iter()
+        .rev()
+        .collect();
+    for ((m, p, dir), cluster_fit) in todo.into_iter().zip(on_cluster) {
+        let (res, train_rows, distributed) = match cluster_fit {
+            Some((fit, secs)) => (
+                Ok((fit.model.clone(), serde_json::Value::Null, secs)),
+                fit.rows as usize,
+                fit.summary(),
+            ),
+            None => (
+                local_results
+                    .pop()
+                    .unwrap_or_else(|| Err(EngineError::Internal("missing local fit".into()))),
+                x.n_rows(),
+                serde_json::Value::Null,
+            ),
         };
-    for ((m, p, dir), res) in todo.into_iter().zip(results) {
         let (model, cv, secs) = res?;
         let mut art = ModelArtefact::new(
             m.name.clone(),
@@ -489,8 +532,8 @@ async fn train(
                 &rc.run_id,
                 p,
                 inputs.clone(),
-                json!({"model": m.name, "train_rows": x.n_rows(), "seconds": secs, "cv": cv,
-                       "importance": art.model.feature_importance()}),
+                json!({"model": m.name, "train_rows": train_rows, "seconds": secs, "cv": cv,
+                       "importance": art.model.feature_importance(), "distributed": distributed}),
             )
             .await?;
         info!(model = %m.name, seconds = secs, "model trained");

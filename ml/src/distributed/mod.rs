@@ -9,6 +9,13 @@
 //! | `sluice_bin_sample(value, row_id, rate)` | UDAF | the deterministic row sample [`crate::BinEdges::fit`] uses, as a mergeable sketch → [`bin_sample::feature_bins`] |
 //! | `sluice_bin(value, upper_bounds)` | UDF | a raw value's bin (`u8`, 0 = missing), to write the binned table once |
 //! | `sluice_histogram(grad, hess, bin_0, ..., bin_{F-1})` | UDAF | per-group (e.g. `GROUP BY node`) gradient/hessian/count sums per (feature, bin) → [`histogram::to_histogram`] |
+//! | `sluice_level_histograms(plan, label, row_id, bin_0, ...)` | UDAF | every histogram of one tree level: rows routed through the trees being grown, targets computed from the plan ([`level::LevelPlan`], a literal) → [`trainer::DistributedTrainer::absorb`] |
+//! | `sluice_row_hash(seed, stream, row_id)` | UDF | the trainer's per-row hash (holdout thresholds) |
+//!
+//! The trainer itself runs [`trainer::DistributedTrainer`]: one
+//! `sluice_level_histograms` pass per tree level (all trees of a forest
+//! level in the same pass); the engine (`sluice_engine::dtrain`) runs the
+//! queries.
 //!
 //! A level of a tree is one query:
 //! `SELECT node, sluice_histogram(grad, hess, b0, b1, ...) FROM binned WHERE node IN (...) GROUP BY node`;
@@ -22,6 +29,9 @@
 pub mod bin;
 pub mod bin_sample;
 pub mod histogram;
+pub mod level;
+pub mod row_hash;
+pub mod trainer;
 
 use std::sync::Arc;
 
@@ -32,12 +42,16 @@ pub fn aggregate_udfs() -> Vec<Arc<AggregateUDF>> {
     vec![
         Arc::new(AggregateUDF::from(bin_sample::BinSampleFunc::new())),
         Arc::new(AggregateUDF::from(histogram::HistogramFunc::new())),
+        Arc::new(AggregateUDF::from(level::LevelHistogramsFunc::new())),
     ]
 }
 
 /// Every distributed-training scalar function.
 pub fn scalar_udfs() -> Vec<Arc<ScalarUDF>> {
-    vec![Arc::new(ScalarUDF::from(bin::BinFunc::new()))]
+    vec![
+        Arc::new(ScalarUDF::from(bin::BinFunc::new())),
+        Arc::new(ScalarUDF::from(row_hash::RowHashFunc::new())),
+    ]
 }
 
 #[cfg(test)]

@@ -1,0 +1,470 @@
+//! Distributed training: the queries that fit a model where the data lives.
+//!
+//! [`train_distributed`] trains on a DataFrame of any session (embedded, or
+//! a Ballista client whose queries run on the executors) and returns the
+//! same [`TrainedModel`] as `sluice_ml::train`, while the driver only holds
+//! the model:
+//!
+//! 1. **stats**: one aggregate → row count, positives, null labels;
+//! 2. **bin edges**: one aggregate, `sluice_bin_sample(f_j, row_id, rate)`
+//!    per feature → the local fit's sample, so the edges are identical;
+//! 3. **binned table**: `row_id`, `label` (`u8`) and `sluice_bin(f_j, ...)`
+//!    per feature, written once (Parquet at [`DistributedOptions::binned_url`]
+//!    for a cluster, cached in memory otherwise) and scanned by every pass;
+//! 4. **holdout** (GBT with `validationFraction`): per class, the `n_out`-th
+//!    smallest `sluice_row_hash` (`ORDER BY ... LIMIT`);
+//! 5. **passes**: one `SELECT sluice_level_histograms(plan, label, row_id,
+//!    b_0, ...) FROM binned` per tree level (all trees of a forest level in
+//!    one pass), the plan a literal built by
+//!    [`sluice_ml::distributed::trainer::DistributedTrainer`], which picks
+//!    the splits between passes.
+//!
+//! Every pass is timed ([`PassTiming`]) and logged at `info`.
+
+use std::time::Instant;
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{DataType, Float64Type, Int64Type, UInt64Type};
+use datafusion::dataframe::DataFrameWriteOptions;
+use datafusion::functions_aggregate::expr_fn::{count, sum};
+use datafusion::functions_window::expr_fn::row_number;
+use datafusion::logical_expr::{
+    cast, col, ident, in_list, lit, when, AggregateUDF, ExprFunctionExt, Partitioning, ScalarUDF,
+};
+use datafusion::prelude::{DataFrame, Expr, ParquetReadOptions, SessionContext};
+use serde::Serialize;
+use sluice_ml::binning::DEFAULT_BIN_SAMPLE;
+use sluice_ml::distributed::bin::{bounds_literal, BinFunc};
+use sluice_ml::distributed::bin_sample::{feature_bins, sample_rate, BinSampleFunc};
+use sluice_ml::distributed::level::{LevelHistogramsFunc, HOLDOUT_STREAM};
+use sluice_ml::distributed::row_hash::RowHashFunc;
+use sluice_ml::distributed::trainer::{DataStats, DistributedTrainer};
+use sluice_ml::{BinEdges, ModelSpec, TrainedModel};
+use tracing::info;
+
+use crate::commit::{self, Manifest};
+use crate::config::{ModelConfig, TrainStep};
+use crate::error::{EngineError, Result};
+use crate::pipeline::RunContext;
+use crate::session::{EngineMode, EngineSettings};
+
+/// Row id column of the binned table.
+pub const ROW_ID: &str = "row_id";
+/// Label column (`u8`, 0/1) of the binned table.
+pub const LABEL: &str = "label";
+
+/// Where the binned table lives.
+#[derive(Debug, Clone, Default)]
+pub struct DistributedOptions {
+    /// A directory URL (or path) every executor can read, e.g. in the lake:
+    /// the binned table is written there once as Parquet. `None` keeps it
+    /// in the session's memory (embedded sessions only: a Ballista client
+    /// would pull it to the driver).
+    pub binned_url: Option<String>,
+}
+
+/// Time of one distributed pass.
+#[derive(Debug, Clone, Serialize)]
+pub struct PassTiming {
+    /// Pass number (0-based).
+    pub pass: usize,
+    /// What it computed (`round 3 depth 2 (4 nodes)`, `trees 0..20 depth 1 (40 nodes)`).
+    pub label: String,
+    /// Histogram slots (nodes) built.
+    pub nodes: usize,
+    /// `f64` values in each partial state (the per-partition network cost is 8× this).
+    pub state_values: usize,
+    /// Size of the plan literal (JSON bytes).
+    pub plan_bytes: usize,
+    /// Wall time of the query, seconds.
+    pub seconds: f64,
+}
+
+/// A distributed fit: the model and where the time went.
+#[derive(Debug, Clone)]
+pub struct DistributedFit {
+    /// The trained model (the type `sluice_ml::train` returns).
+    pub model: TrainedModel,
+    /// Training rows.
+    pub rows: u64,
+    /// Seconds for stats, bin edges, the binned table and the holdout.
+    pub prepare_seconds: f64,
+    /// One entry per pass.
+    pub passes: Vec<PassTiming>,
+}
+
+impl DistributedFit {
+    /// A JSON summary for manifests and reports.
+    pub fn summary(&self) -> serde_json::Value {
+        let total: f64 = self.passes.iter().map(|p| p.seconds).sum();
+        serde_json::json!({
+            "rows": self.rows,
+            "prepare_seconds": self.prepare_seconds,
+            "passes": self.passes.len(),
+            "pass_seconds_total": total,
+            "pass_seconds_mean": total / self.passes.len().max(1) as f64,
+            "per_pass": self.passes,
+        })
+    }
+}
+
+fn udaf<F: datafusion::logical_expr::AggregateUDFImpl + 'static>(f: F) -> AggregateUDF {
+    AggregateUDF::new_from_impl(f)
+}
+
+fn first_row(
+    batches: &[arrow::record_batch::RecordBatch],
+) -> Result<&arrow::record_batch::RecordBatch> {
+    batches
+        .iter()
+        .find(|b| b.num_rows() > 0)
+        .ok_or_else(|| EngineError::Internal("an aggregate query returned no row".into()))
+}
+
+fn int_at(b: &arrow::record_batch::RecordBatch, name: &str) -> Result<i64> {
+    let c = b
+        .column_by_name(name)
+        .ok_or_else(|| EngineError::Internal(format!("no column `{name}`")))?;
+    let c = arrow::compute::cast(c, &DataType::Int64)?;
+    let c = c.as_primitive::<Int64Type>();
+    Ok(if c.is_null(0) { 0 } else { c.value(0) })
+}
+
+fn list_at(b: &arrow::record_batch::RecordBatch, i: usize) -> Result<Vec<f64>> {
+    let l = b.column(i).as_list::<i32>();
+    if l.is_empty() || l.is_null(0) {
+        return Ok(Vec::new());
+    }
+    let v = l.value(0);
+    Ok(v.as_primitive::<Float64Type>().iter().flatten().collect())
+}
+
+/// The label as 0/1 (`u8`): any non-zero value is 1, as the local pipeline reads it.
+fn label_expr(label: &str) -> Result<Expr> {
+    Ok(when(
+        cast(ident(label), DataType::Int64).not_eq(lit(0i64)),
+        lit(1u8),
+    )
+    .otherwise(lit(0u8))?)
+}
+
+/// Trains `spec` on `df` where it lives: `feature_names` are numeric or
+/// boolean columns (null/NaN = missing), `label` is 0/1 (non-zero = 1, null
+/// is an error), `row_id` numbers the rows `0..n` (it seeds every random
+/// decision; with the rows of `sluice_ml::train`'s matrix in row-id order
+/// the model is the local trainer's).
+pub async fn train_distributed(
+    ctx: &SessionContext,
+    df: DataFrame,
+    feature_names: &[String],
+    label: &str,
+    row_id: &str,
+    spec: &ModelSpec,
+    opts: &DistributedOptions,
+) -> Result<DistributedFit> {
+    spec.validate()?;
+    let t0 = Instant::now();
+    if feature_names.is_empty() {
+        return Err(EngineError::data("training data", "no feature columns"));
+    }
+    for name in feature_names
+        .iter()
+        .map(String::as_str)
+        .chain([label, row_id])
+    {
+        if df.schema().field_with_unqualified_name(name).is_err() {
+            return Err(EngineError::data(
+                "training data",
+                format!("no column `{name}`"),
+            ));
+        }
+    }
+
+    // 1. Stats.
+    let lbl = cast(ident(label), DataType::Int64);
+    let stats = df
+        .clone()
+        .aggregate(
+            vec![],
+            vec![
+                count(lit(1i64)).alias("n"),
+                sum(when(lbl.clone().not_eq(lit(0i64)), lit(1i64)).otherwise(lit(0i64))?)
+                    .alias("pos"),
+                sum(when(lbl.is_null(), lit(1i64)).otherwise(lit(0i64))?).alias("null_labels"),
+                sum(when(ident(row_id).is_null(), lit(1i64)).otherwise(lit(0i64))?)
+                    .alias("null_ids"),
+            ],
+        )?
+        .collect()
+        .await?;
+    let b = first_row(&stats)?;
+    let (n, pos) = (int_at(b, "n")?, int_at(b, "pos")?);
+    let (null_labels, null_ids) = (int_at(b, "null_labels")?, int_at(b, "null_ids")?);
+    if null_labels > 0 {
+        return Err(EngineError::data(
+            format!("training data, column `{label}`"),
+            format!("{null_labels} null labels; every training row needs a 0/1 label"),
+        ));
+    }
+    if null_ids > 0 {
+        return Err(EngineError::data(
+            format!("training data, column `{row_id}`"),
+            format!("{null_ids} null row ids"),
+        ));
+    }
+    if n == 0 {
+        return Err(EngineError::data("training data", "no training rows"));
+    }
+    let data = DataStats {
+        rows: n as u64,
+        positives: pos as u64,
+    };
+
+    // 2. Bin edges from the distributed sample.
+    let rate = sample_rate(n as usize, DEFAULT_BIN_SAMPLE);
+    let sample = udaf(BinSampleFunc::new());
+    let aggs: Vec<Expr> = feature_names
+        .iter()
+        .enumerate()
+        .map(|(j, f)| {
+            sample
+                .call(vec![
+                    cast(ident(f), DataType::Float64),
+                    cast(ident(row_id), DataType::Int64),
+                    lit(rate),
+                ])
+                .alias(format!("s{j}"))
+        })
+        .collect();
+    let res = df.clone().aggregate(vec![], aggs)?.collect().await?;
+    let b = first_row(&res)?;
+    let max_bins = spec.max_bins();
+    let edges = BinEdges {
+        features: (0..feature_names.len())
+            .map(|j| list_at(b, j).map(|v| feature_bins(v, max_bins)))
+            .collect::<Result<Vec<_>>>()?,
+    };
+
+    // 3. The binned table, written once.
+    let bin = ScalarUDF::new_from_impl(BinFunc::new());
+    let mut cols = vec![
+        cast(ident(row_id), DataType::Int64).alias(ROW_ID),
+        label_expr(label)?.alias(LABEL),
+    ];
+    let bin_cols: Vec<String> = (0..feature_names.len()).map(|j| format!("b{j}")).collect();
+    for ((f, fb), name) in feature_names.iter().zip(&edges.features).zip(&bin_cols) {
+        cols.push(
+            bin.call(vec![
+                cast(ident(f), DataType::Float64),
+                lit(bounds_literal(fb)),
+            ])
+            .alias(name),
+        );
+    }
+    let partitions = ctx.state().config().target_partitions().max(1);
+    let binned_plan = df
+        .select(cols)?
+        .repartition(Partitioning::RoundRobinBatch(partitions))?;
+    let binned = match &opts.binned_url {
+        Some(url) => {
+            binned_plan
+                .write_parquet(url, DataFrameWriteOptions::new(), None)
+                .await?;
+            ctx.read_parquet(url.as_str(), ParquetReadOptions::default())
+                .await?
+        }
+        None => binned_plan.cache().await?,
+    };
+
+    // 4. The GBT holdout thresholds.
+    let holdout = match DistributedTrainer::holdout_request(spec, data) {
+        Some(req) => {
+            let hash = ScalarUDF::new_from_impl(RowHashFunc::new());
+            let mut th = [None, None];
+            for c in 0..2u8 {
+                let k = req.n_out[c as usize];
+                if k == 0 {
+                    continue;
+                }
+                let rows = binned
+                    .clone()
+                    .filter(col(LABEL).eq(lit(c)))?
+                    .select(vec![hash
+                        .call(vec![lit(req.seed), lit(HOLDOUT_STREAM), col(ROW_ID)])
+                        .alias("h")])?
+                    .sort(vec![col("h").sort(true, false)])?
+                    .limit((k - 1) as usize, Some(1))?
+                    .collect()
+                    .await?;
+                let b = first_row(&rows)?;
+                th[c as usize] = Some(b.column(0).as_primitive::<UInt64Type>().value(0));
+            }
+            Some(th)
+        }
+        None => None,
+    };
+    let prepare_seconds = t0.elapsed().as_secs_f64();
+    info!(
+        rows = n,
+        features = feature_names.len(),
+        seconds = prepare_seconds,
+        "distributed training: bin edges and binned table ready"
+    );
+
+    // 5. One pass per level.
+    let mut trainer = DistributedTrainer::new(spec, feature_names.to_vec(), edges, data, holdout)?;
+    let level = udaf(LevelHistogramsFunc::new());
+    let mut passes = Vec::new();
+    while let Some(plan) = trainer.next_pass()? {
+        let t = Instant::now();
+        let literal = plan.to_literal();
+        let plan_bytes = literal.try_as_str().flatten().map_or(0, str::len);
+        let mut args = vec![lit(literal), col(LABEL), col(ROW_ID)];
+        args.extend(bin_cols.iter().map(|c| col(c.as_str())));
+        let res = binned
+            .clone()
+            .aggregate(vec![], vec![level.call(args).alias("h")])?
+            .collect()
+            .await?;
+        let sums = list_at(first_row(&res)?, 0)?;
+        trainer.absorb(&sums)?;
+        let timing = PassTiming {
+            pass: passes.len(),
+            label: trainer.pass_label().to_string(),
+            nodes: plan.slots.len(),
+            state_values: plan.result_len(),
+            plan_bytes,
+            seconds: t.elapsed().as_secs_f64(),
+        };
+        info!(
+            pass = timing.pass,
+            what = %timing.label,
+            seconds = timing.seconds,
+            state_values = timing.state_values,
+            "distributed training pass"
+        );
+        passes.push(timing);
+    }
+    Ok(DistributedFit {
+        model: trainer.finish()?,
+        rows: n as u64,
+        prepare_seconds,
+        passes,
+    })
+}
+
+/// Whether `device` is held out for evaluation (the pipeline's split by
+/// device: a hash of the device id and the seed, so a device's samples are
+/// never on both sides).
+pub fn is_test_device(device: i64, test_fraction: f64, seed: u64) -> bool {
+    let cut = (test_fraction * u64::MAX as f64) as u64;
+    xxhash_rust::xxh3::xxh3_64_with_seed(&device.to_le_bytes(), seed) < cut
+}
+
+/// The training rows of a features output for a distributed fit: devices
+/// of the training split only (the held-out devices' ids, a few thousand at
+/// most, travel as an `IN` list), with row ids `0..n` in `sample_id` order,
+/// the order of the local trainer's matrix, so both train the same model.
+pub async fn pipeline_training_rows(
+    features: DataFrame,
+    test_fraction: f64,
+    seed: u64,
+    row_id: &str,
+) -> Result<DataFrame> {
+    let devices = features
+        .clone()
+        .select(vec![col("device_id")])?
+        .distinct()?
+        .collect()
+        .await?;
+    let mut test = Vec::new();
+    for b in &devices {
+        let d = arrow::compute::cast(b.column(0), &DataType::Int64)?;
+        let d = d.as_primitive::<Int64Type>();
+        for v in d.iter().flatten() {
+            if is_test_device(v, test_fraction, seed) {
+                test.push(lit(v));
+            }
+        }
+    }
+    let df = if test.is_empty() {
+        features
+    } else {
+        features.filter(in_list(col("device_id"), test, true))?
+    };
+    let rn = row_number()
+        .order_by(vec![col("sample_id").sort(true, false)])
+        .build()?
+        .alias("__sluice_rn");
+    let df = df.window(vec![rn])?;
+    let df = df.with_column(
+        row_id,
+        cast(col("__sluice_rn"), DataType::Int64) - lit(1i64),
+    )?;
+    Ok(df.drop_columns(&["__sluice_rn"])?)
+}
+
+/// Whether a pipeline model trains on the executors: the engine is a
+/// Ballista cluster, `train.distributed` is on (the default) and the model
+/// has no grid search or cross-validation (those stay on the driver, see
+/// docs/DISTRIBUTED.md).
+pub fn trains_on_cluster(engine: &EngineSettings, step: &TrainStep, model: &ModelConfig) -> bool {
+    engine.mode == EngineMode::Ballista
+        && step.distributed
+        && model.grid.is_empty()
+        && model.cv.is_none()
+}
+
+/// Label column of the features output.
+const PIPELINE_LABEL: &str = "indoor";
+/// Row id column added for the fit.
+const PIPELINE_ROW_ID: &str = "__sluice_row_id";
+
+/// Trains one pipeline model on the executors: the committed features
+/// output, minus the held-out devices, binned once into a scratch directory
+/// under the model's output (`<dir>/_binned-<uuid>/`, deleted afterwards).
+pub(crate) async fn train_pipeline_model(
+    rc: &RunContext,
+    features: &Manifest,
+    step: &TrainStep,
+    model: &ModelConfig,
+    dir: &str,
+) -> Result<DistributedFit> {
+    let names: Vec<String> = serde_json::from_value(features.extra["feature_names"].clone())
+        .map_err(|e| {
+            EngineError::Internal(format!("features manifest lacks feature_names: {e}"))
+        })?;
+    let df = commit::read_parquet(&rc.ctx, &rc.lake, features).await?;
+    let df = pipeline_training_rows(df, step.test_fraction, step.seed, PIPELINE_ROW_ID).await?;
+    let scratch = format!("{dir}/_binned-{}/", uuid::Uuid::new_v4().simple());
+    let opts = DistributedOptions {
+        binned_url: Some(rc.lake.table_url(&scratch)),
+    };
+    info!(model = %model.name, "training on the executors");
+    let fit = train_distributed(
+        &rc.ctx,
+        df,
+        &names,
+        PIPELINE_LABEL,
+        PIPELINE_ROW_ID,
+        &model.spec.to_spec(),
+        &opts,
+    )
+    .await;
+    if let Err(e) = rc.lake.delete_prefix(&scratch).await {
+        tracing::warn!(error = %e, dir = %scratch, "could not delete the binned scratch table");
+    }
+    fit
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_split_is_a_fraction() {
+        let test = (0..10_000).filter(|&d| is_test_device(d, 0.25, 7)).count();
+        assert!((2_300..2_700).contains(&test), "{test}");
+        assert!(!is_test_device(5, 0.0, 7));
+    }
+}

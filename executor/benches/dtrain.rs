@@ -1,0 +1,241 @@
+//! Per-level time of distributed histogram training
+//! (`bench/distributed/run.sh`): `sluice_engine::dtrain::train_distributed`
+//! on the embedded engine and on local Ballista clusters of 1 and 2
+//! executors (one task slot each), against the local trainer
+//! (`sluice_ml::train` on the driver) on the same rows, in the same run.
+//!
+//! * `dtrain-<rows>-<F>f-gbt<iters>x<depth>`: boosting, one pass per level;
+//! * `dtrain-<rows>-<F>f-rf<trees>x<depth>`: a forest, all trees' level in
+//!   one pass.
+//!
+//! Env: `SLUICE_BENCH_ROWS` (544,500: the training set of the thesis),
+//! `SLUICE_BENCH_FEATURES` (40), `SLUICE_BENCH_EXECUTORS` (`1,2`),
+//! `SLUICE_BENCH_BASE_PORT` (47550), `SLUICE_BENCH_LOCAL` (1: also time the
+//! local trainer). Prints a Markdown table: seconds to prepare (stats, bin
+//! edges, binned table), passes, mean and median seconds per pass, total.
+
+use std::time::Instant;
+
+use datafusion::dataframe::DataFrameWriteOptions;
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use sluice_engine::cluster::{ClusterOptions, LocalCluster};
+use sluice_engine::dtrain::{train_distributed, DistributedOptions};
+use sluice_engine::lake::Lake;
+use sluice_engine::session::{connect, EngineMode, EngineSettings};
+use sluice_ml::{GbtParams, ModelSpec, RfParams};
+
+fn env_usize(k: &str, d: usize) -> usize {
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
+}
+
+/// `row_id`, `y`, `f0..f{F-1}` (deterministic, some nulls), as 8 Parquet files.
+async fn write_table(lake: &Lake, rows: usize, features: usize) {
+    let ctx = connect(&EngineSettings::default(), Some(lake))
+        .await
+        .unwrap();
+    let mut cols = String::new();
+    for j in 0..features {
+        let a = 0.37 + j as f64 * 0.113;
+        let expr = match j % 4 {
+            0 => format!("sin(CAST(value AS DOUBLE) * {a})"),
+            1 => format!("CAST((value * {}) % 97 AS DOUBLE)", 7 + 2 * j),
+            2 => format!(
+                "CASE WHEN value % {} = 0 THEN NULL ELSE cos(CAST(value AS DOUBLE) * {a}) END",
+                11 + j
+            ),
+            _ => format!("CAST((value * {}) % 7 AS DOUBLE)", 31 + j),
+        };
+        cols.push_str(&format!(", {expr} AS f{j}"));
+    }
+    let df = ctx
+        .sql(&format!(
+            "SELECT value - 1 AS row_id, \
+                    CAST(sin(CAST(value AS DOUBLE) * 0.37) + ((value * 7) % 97) / 97.0 \
+                         + cos(CAST(value AS DOUBLE) * 1.3) * 0.5 > 0.5 AS BIGINT) AS y {cols} \
+             FROM generate_series(1, {rows})"
+        ))
+        .await
+        .unwrap()
+        .repartition(datafusion::logical_expr::Partitioning::RoundRobinBatch(8))
+        .unwrap();
+    df.write_parquet(
+        &lake.table_url("train/"),
+        DataFrameWriteOptions::new(),
+        None,
+    )
+    .await
+    .unwrap();
+}
+
+struct Row {
+    setup: String,
+    model: String,
+    prepare: f64,
+    passes: usize,
+    mean: f64,
+    median: f64,
+    total: f64,
+}
+
+async fn measure(
+    ctx: &SessionContext,
+    lake: &Lake,
+    tag: &str,
+    features: usize,
+    models: &[(String, ModelSpec)],
+) -> Vec<Row> {
+    let names: Vec<String> = (0..features).map(|j| format!("f{j}")).collect();
+    let mut out = Vec::new();
+    for (mname, spec) in models {
+        let df = ctx
+            .read_parquet(lake.table_url("train/"), ParquetReadOptions::default())
+            .await
+            .unwrap();
+        let opts = DistributedOptions {
+            binned_url: Some(lake.table_url(&format!("binned/{tag}/{mname}/"))),
+        };
+        let t = Instant::now();
+        let fit = train_distributed(ctx, df, &names, "y", "row_id", spec, &opts)
+            .await
+            .unwrap();
+        let total = t.elapsed().as_secs_f64();
+        let mut secs: Vec<f64> = fit.passes.iter().map(|p| p.seconds).collect();
+        secs.sort_by(f64::total_cmp);
+        eprintln!("{tag} {mname}: {total:.2} s");
+        for p in &fit.passes {
+            eprintln!(
+                "  pass {:3} {:45} {:9} values {:7.3} s",
+                p.pass, p.label, p.state_values, p.seconds
+            );
+        }
+        out.push(Row {
+            setup: tag.to_string(),
+            model: mname.clone(),
+            prepare: fit.prepare_seconds,
+            passes: secs.len(),
+            mean: secs.iter().sum::<f64>() / secs.len().max(1) as f64,
+            median: secs.get(secs.len() / 2).copied().unwrap_or(0.0),
+            total,
+        });
+    }
+    out
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let rows = env_usize("SLUICE_BENCH_ROWS", 544_500);
+        let features = env_usize("SLUICE_BENCH_FEATURES", 40);
+        let base = env_usize("SLUICE_BENCH_BASE_PORT", 47550) as u16;
+        let executors: Vec<usize> = std::env::var("SLUICE_BENCH_EXECUTORS")
+            .unwrap_or_else(|_| "1,2".into())
+            .split(',')
+            .filter_map(|s| s.trim().parse().ok())
+            .collect();
+        let models = vec![
+            (
+                format!("dtrain-{rows}-{features}f-gbt5x5"),
+                ModelSpec::Gbt(GbtParams {
+                    max_iter: 5,
+                    max_depth: 5,
+                    ..Default::default()
+                }),
+            ),
+            (
+                format!("dtrain-{rows}-{features}f-rf20x5"),
+                ModelSpec::RandomForest(RfParams {
+                    num_trees: 20,
+                    max_depth: 5,
+                    ..Default::default()
+                }),
+            ),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(dir.path().join("lake").to_str().unwrap()).unwrap();
+        eprintln!("writing {rows} rows x {features} features ...");
+        write_table(&lake, rows, features).await;
+
+        let mut results = Vec::new();
+        let mut local = Vec::new();
+        if env_usize("SLUICE_BENCH_LOCAL", 1) == 1 {
+            let ctx = connect(&EngineSettings::default(), Some(&lake))
+                .await
+                .unwrap();
+            let batches = ctx
+                .read_parquet(lake.table_url("train/"), ParquetReadOptions::default())
+                .await
+                .unwrap()
+                .sort(vec![datafusion::prelude::col("row_id").sort(true, false)])
+                .unwrap()
+                .collect()
+                .await
+                .unwrap();
+            let names: Vec<String> = (0..features).map(|j| format!("f{j}")).collect();
+            let x = sluice_ml::FeatureMatrix::from_batches(&batches, &names).unwrap();
+            let y: Vec<u8> = batches
+                .iter()
+                .flat_map(|b| {
+                    b.column_by_name("y")
+                        .unwrap()
+                        .as_any()
+                        .downcast_ref::<datafusion::arrow::array::Int64Array>()
+                        .unwrap()
+                        .values()
+                        .iter()
+                        .map(|&v| v as u8)
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            for (mname, spec) in &models {
+                let t = Instant::now();
+                sluice_ml::train(spec, &x, &y).unwrap();
+                local.push((mname.clone(), t.elapsed().as_secs_f64()));
+            }
+        }
+        let s = EngineSettings {
+            target_partitions: Some(2),
+            ..EngineSettings::default()
+        };
+        let ctx = connect(&s, Some(&lake)).await.unwrap();
+        eprintln!("embedded, 2 partitions ...");
+        results.extend(measure(&ctx, &lake, "embedded, 2 partitions", features, &models).await);
+        for n in executors {
+            let opts = ClusterOptions {
+                base_port: base + 100 * n as u16,
+                dir: dir.path().join(format!("cluster{n}")),
+                concurrent_tasks: 1,
+                ..ClusterOptions::default()
+            };
+            let cluster = LocalCluster::start(n, opts).await.unwrap();
+            let s = EngineSettings {
+                mode: EngineMode::Ballista,
+                scheduler: Some(cluster.scheduler_url()),
+                target_partitions: Some(2 * n),
+                ..EngineSettings::default()
+            };
+            let ctx = connect(&s, Some(&lake)).await.unwrap();
+            let tag = format!("ballista, {n} executor(s) x 1 slot");
+            eprintln!("{tag} ...");
+            results.extend(measure(&ctx, &lake, &tag, features, &models).await);
+        }
+        println!(
+            "\n| bench | setup | prepare (s) | passes | mean s/pass | median s/pass | total (s) |"
+        );
+        println!("|---|---|---|---|---|---|---|");
+        for (m, secs) in &local {
+            println!("| {m} | local trainer (driver, all cores) | – | – | – | – | {secs:.2} |");
+        }
+        for r in &results {
+            println!(
+                "| {} | {} | {:.2} | {} | {:.3} | {:.3} | {:.2} |",
+                r.model, r.setup, r.prepare, r.passes, r.mean, r.median, r.total
+            );
+        }
+    });
+}

@@ -1,0 +1,896 @@
+//! `sluice_level_histograms(plan, label, row_id, bin_0, ..., bin_{F-1})`:
+//! every histogram one tree level needs, in one aggregate over the binned
+//! training table.
+//!
+//! The driver ([`super::trainer`]) describes the level in a [`LevelPlan`]
+//! and passes it, serialized, as the first argument: a `Dictionary(Int32,
+//! Utf8)` literal, so it travels inside the serialized plan to Ballista
+//! executors (no custom plan node or codec) and is materialized once per
+//! batch, not once per row. Each executor, for each row of its partitions:
+//!
+//! 1. routes the row through every tree being grown (splits on bins, as the
+//!    local learner partitions row ids) to the node it sits in; a row in a
+//!    node whose histogram is not requested (a finished leaf, the larger
+//!    sibling obtained by subtraction) is skipped for that tree;
+//! 2. computes the row's target from the plan: for boosting, the margin of
+//!    the finished trees plus the base score → logistic gradient/hessian
+//!    (rows of the validation holdout and rows outside the round's
+//!    subsample are skipped); for a forest, the Poisson bootstrap weight of
+//!    (row, tree);
+//! 3. adds gradient, hessian and count to the node's histogram slot, only
+//!    for the node's sampled features.
+//!
+//! The state is one dense `Float64` list: the slots back to back (each the
+//! node's features × their bins × 3), plus the validation log-loss sum and
+//! row count when the plan asks for it; partial states merge by addition.
+//! So a level costs one scan and moves `slots × features × bins × 3`
+//! floats per partition, whatever the row count. Random decisions are the
+//! same hashes of the row id as in the local trainer, so the trees are the
+//! local trainer's trees (up to the summation order of `f64` sums).
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, Float64Array, ListArray, UInt8Array};
+use arrow::datatypes::{DataType, Field, FieldRef, Float64Type, Int64Type, UInt8Type};
+use datafusion::common::{exec_err, Result, ScalarValue};
+use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
+use datafusion::logical_expr::utils::format_state_name;
+use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, Signature, Volatility};
+use datafusion::physical_expr::expressions::Literal;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{MlError, Result as MlResult};
+use crate::histogram::{BinStats, Histogram};
+use crate::sampling::{hash2, row_weight, unit};
+use crate::tree::Tree;
+
+/// Stream of the GBT validation holdout hash (`hash2(seed, HOLDOUT_STREAM, row)`),
+/// as in the local trainer.
+pub const HOLDOUT_STREAM: u64 = 0xfeed;
+
+/// A tree in a compact, column-wise form: node `i` is a leaf when `left[i] == 0`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CompactTree {
+    /// Split feature per node.
+    pub feature: Vec<u32>,
+    /// Split bin per node ("bin <= t" goes left; bin 0 = missing).
+    pub bin: Vec<u8>,
+    /// Where missing values (bin 0) go, per node.
+    pub missing_left: Vec<bool>,
+    /// Left child per node (0 = leaf).
+    pub left: Vec<u32>,
+    /// Right child per node.
+    pub right: Vec<u32>,
+    /// Leaf values (only for finished trees that score rows; empty otherwise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub value: Vec<f64>,
+}
+
+impl CompactTree {
+    /// The routing part of a tree (and its values when `with_values`).
+    pub fn from_tree(t: &Tree, with_values: bool) -> Self {
+        let mut c = CompactTree::default();
+        for n in &t.nodes {
+            c.feature.push(n.feature);
+            c.bin.push(n.threshold_bin);
+            c.missing_left.push(n.missing_left);
+            c.left.push(n.left);
+            c.right.push(n.right);
+            if with_values {
+                c.value.push(n.value);
+            }
+        }
+        c
+    }
+
+    /// The node row `i` of the bin columns ends in (0 for an empty tree).
+    #[inline]
+    pub fn leaf_of(&self, bins: &[&[u8]], i: usize) -> usize {
+        let mut n = 0usize;
+        while n < self.left.len() && self.left[n] != 0 {
+            let b = bins[self.feature[n] as usize][i];
+            let go_left = if b == 0 {
+                self.missing_left[n]
+            } else {
+                b <= self.bin[n]
+            };
+            n = if go_left { self.left[n] } else { self.right[n] } as usize;
+        }
+        n
+    }
+
+    fn check(&self, n_features: usize) -> MlResult<()> {
+        let n = self.left.len();
+        let ok = self.feature.len() == n
+            && self.bin.len() == n
+            && self.missing_left.len() == n
+            && self.right.len() == n
+            && (self.value.is_empty() || self.value.len() == n);
+        if !ok {
+            return Err(MlError::Internal("level plan: ragged tree arrays".into()));
+        }
+        for i in 0..n {
+            if self.left[i] != 0 {
+                // Children always come after their parent: no cycles.
+                if self.left[i] as usize <= i
+                    || self.right[i] as usize <= i
+                    || self.left[i] as usize >= n
+                    || self.right[i] as usize >= n
+                    || self.feature[i] as usize >= n_features
+                {
+                    return Err(MlError::Internal(format!(
+                        "level plan: node {i} has invalid children or feature"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A tree being grown: its current shape and, per node, the histogram slot
+/// requested for it (`-1`: none).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GrowingTree {
+    /// Index of the tree in the ensemble: the forest's bootstrap stream.
+    pub index: u64,
+    /// The tree so far (leaves are the current nodes).
+    pub shape: CompactTree,
+    /// Slot per node index (at least one entry: node 0 of an empty tree).
+    pub slot: Vec<i32>,
+}
+
+/// How rows get their gradient and hessian.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PlanTargets {
+    /// Boosting with logistic loss: margin = `init_score` + the finished
+    /// trees' (already shrunk) leaf values, in order.
+    Gbt {
+        /// Base score (log-odds of the training prior).
+        init_score: f64,
+        /// The finished trees, with values.
+        trees: Vec<CompactTree>,
+        /// The model seed.
+        seed: u64,
+        /// The round being grown (the subsample stream).
+        round: u64,
+        /// Row subsample rate of the round (`>= 1`: every training row).
+        subsampling_rate: f64,
+        /// The validation holdout, when early stopping is on.
+        holdout: Option<Holdout>,
+    },
+    /// Random forest: `grad` = weight × label, `hess` = weight.
+    Forest {
+        /// The model seed.
+        seed: u64,
+        /// Poisson(1) bootstrap weights.
+        bootstrap: bool,
+        /// Row subsample rate.
+        subsampling_rate: f64,
+    },
+}
+
+/// Rows held out for early stopping: row `r` with label `c` is held out
+/// when `hash2(seed, 0xfeed, r) <= threshold[c]` (the `n_out` smallest
+/// hashes of the class, as the local stratified holdout picks them).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Holdout {
+    /// The model seed.
+    pub seed: u64,
+    /// Largest held-out hash per class (`None`: nothing held out).
+    pub threshold: [Option<u64>; 2],
+}
+
+impl Holdout {
+    /// Whether row `row` with label `y` is held out.
+    #[inline]
+    pub fn holds_out(&self, row: u64, y: u8) -> bool {
+        match self.threshold[y.min(1) as usize] {
+            Some(t) => hash2(self.seed, HOLDOUT_STREAM, row) <= t,
+            None => false,
+        }
+    }
+}
+
+/// Everything the executors need for one distributed pass.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LevelPlan {
+    /// Bins per feature, missing bin included (the histogram layout).
+    pub n_bins: Vec<u16>,
+    /// Targets of the rows.
+    pub targets: PlanTargets,
+    /// The trees being grown in this pass.
+    pub trees: Vec<GrowingTree>,
+    /// Per slot: the features whose histograms are wanted, ascending.
+    pub slots: Vec<Vec<u32>>,
+    /// Also sum the validation log-loss of the current margins (boosting
+    /// with a holdout): two more values, loss sum and row count.
+    pub eval: bool,
+}
+
+impl LevelPlan {
+    /// The plan as the literal argument of `sluice_level_histograms`.
+    pub fn to_literal(&self) -> ScalarValue {
+        let json = serde_json::to_string(self).unwrap_or_default();
+        ScalarValue::Dictionary(
+            Box::new(DataType::Int32),
+            Box::new(ScalarValue::Utf8(Some(json))),
+        )
+    }
+
+    /// Parses and checks a serialized plan.
+    pub fn parse(json: &str) -> MlResult<Self> {
+        let p: LevelPlan = serde_json::from_str(json)
+            .map_err(|e| MlError::Internal(format!("level plan does not parse: {e}")))?;
+        p.check()?;
+        Ok(p)
+    }
+
+    fn check(&self) -> MlResult<()> {
+        let nf = self.n_bins.len();
+        for s in &self.slots {
+            if s.iter().any(|&j| j as usize >= nf) || s.windows(2).any(|w| w[0] >= w[1]) {
+                return Err(MlError::Internal(
+                    "level plan: slot features out of range or unsorted".into(),
+                ));
+            }
+        }
+        if self.n_bins.iter().any(|&b| b as usize > 256) {
+            return Err(MlError::Internal("level plan: more than 256 bins".into()));
+        }
+        for t in &self.trees {
+            t.shape.check(nf)?;
+            if t.slot.len() < t.shape.left.len().max(1)
+                || t.slot.iter().any(|&s| s >= self.slots.len() as i32)
+            {
+                return Err(MlError::Internal("level plan: bad slot map".into()));
+            }
+        }
+        if let PlanTargets::Gbt { trees, .. } = &self.targets {
+            for t in trees {
+                t.check(nf)?;
+                if t.value.len() != t.left.len() {
+                    return Err(MlError::Internal(
+                        "level plan: a finished tree has no values".into(),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Start of each slot in the result, and the total length.
+    pub fn layout(&self) -> (Vec<usize>, usize) {
+        let mut starts = Vec::with_capacity(self.slots.len());
+        let mut at = 0usize;
+        for s in &self.slots {
+            starts.push(at);
+            at += s
+                .iter()
+                .map(|&j| self.n_bins[j as usize] as usize * 3)
+                .sum::<usize>();
+        }
+        if self.eval {
+            at += 2;
+        }
+        (starts, at)
+    }
+
+    /// Length of the result (and of every partial state).
+    pub fn result_len(&self) -> usize {
+        self.layout().1
+    }
+
+    /// Splits a result into one [`Histogram`] per slot (unrequested features
+    /// stay zero) and the validation (loss sum, rows) when `eval`.
+    pub fn decode(&self, sums: &[f64]) -> MlResult<(Vec<Histogram>, Option<(f64, f64)>)> {
+        let (starts, len) = self.layout();
+        if sums.len() != len {
+            return Err(MlError::Internal(format!(
+                "level result has {} values, the plan expects {len}",
+                sums.len()
+            )));
+        }
+        let mut out = Vec::with_capacity(self.slots.len());
+        for (s, feats) in self.slots.iter().enumerate() {
+            let mut h = Histogram::zeros(&self.n_bins);
+            let mut at = starts[s];
+            for &j in feats {
+                let nb = self.n_bins[j as usize] as usize;
+                for (b, cell) in h.feature_mut(j as usize).iter_mut().enumerate().take(nb) {
+                    let k = at + b * 3;
+                    *cell = BinStats {
+                        grad: sums[k],
+                        hess: sums[k + 1],
+                        count: sums[k + 2],
+                    };
+                }
+                at += nb * 3;
+            }
+            out.push(h);
+        }
+        let eval = self.eval.then(|| (sums[len - 2], sums[len - 1]));
+        Ok((out, eval))
+    }
+}
+
+#[inline]
+fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// A parsed plan with its precomputed layout: the per-batch kernel.
+#[derive(Debug)]
+pub struct LevelKernel {
+    plan: LevelPlan,
+    /// Per slot, per requested feature: (feature, offset in the state).
+    cells: Vec<Vec<(usize, usize)>>,
+    len: usize,
+    /// Per slot scratch: rows of the batch and their targets.
+    rows: Vec<Vec<u32>>,
+    grad: Vec<Vec<f32>>,
+    hess: Vec<Vec<f32>>,
+}
+
+impl LevelKernel {
+    /// Prepares the kernel of a plan.
+    pub fn new(plan: LevelPlan) -> Self {
+        let (starts, len) = plan.layout();
+        let cells = plan
+            .slots
+            .iter()
+            .zip(&starts)
+            .map(|(feats, &start)| {
+                let mut at = start;
+                feats
+                    .iter()
+                    .map(|&j| {
+                        let c = (j as usize, at);
+                        at += plan.n_bins[j as usize] as usize * 3;
+                        c
+                    })
+                    .collect()
+            })
+            .collect();
+        let n = plan.slots.len();
+        Self {
+            plan,
+            cells,
+            len,
+            rows: vec![Vec::new(); n],
+            grad: vec![Vec::new(); n],
+            hess: vec![Vec::new(); n],
+        }
+    }
+
+    /// Length of the state.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the state is empty (a plan with nothing to compute).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Adds the rows of one batch to `sums` (length [`Self::len`]): labels
+    /// (0/1; larger values count as 1), row ids, the bin columns, and which
+    /// rows to use (`None`: all; rows with a null label or row id are not).
+    pub fn accumulate(
+        &mut self,
+        sums: &mut [f64],
+        label: &[u8],
+        row_id: &[i64],
+        use_row: Option<&[bool]>,
+        bins: &[&[u8]],
+    ) {
+        let n = label.len();
+        for v in self.rows.iter_mut() {
+            v.clear();
+        }
+        for v in self.grad.iter_mut() {
+            v.clear();
+        }
+        for v in self.hess.iter_mut() {
+            v.clear();
+        }
+        let valid = |i: usize| use_row.is_none_or(|u| u[i]);
+        match &self.plan.targets {
+            PlanTargets::Gbt {
+                init_score,
+                trees,
+                seed,
+                round,
+                subsampling_rate,
+                holdout,
+            } => {
+                // Margins in the local trainer's order: init, then tree by tree.
+                let mut margin = vec![*init_score; n];
+                for t in trees {
+                    for (i, m) in margin.iter_mut().enumerate() {
+                        *m += t.value[t.leaf_of(bins, i)];
+                    }
+                }
+                let mut loss = 0.0f64;
+                let mut held = 0.0f64;
+                for (i, &m) in margin.iter().enumerate() {
+                    if !valid(i) {
+                        continue;
+                    }
+                    let y = label[i].min(1);
+                    let r = row_id[i] as u64;
+                    if holdout.is_some_and(|h| h.holds_out(r, y)) {
+                        if self.plan.eval {
+                            let p = sigmoid(m).clamp(1e-15, 1.0 - 1e-15);
+                            loss += if y == 1 { -p.ln() } else { -(1.0 - p).ln() };
+                            held += 1.0;
+                        }
+                        continue;
+                    }
+                    if *subsampling_rate < 1.0 && unit(hash2(*seed, *round, r)) >= *subsampling_rate
+                    {
+                        continue;
+                    }
+                    let pr = sigmoid(m);
+                    let g = (pr - y as f64) as f32;
+                    let h = (pr * (1.0 - pr)).max(1e-16) as f32;
+                    for t in &self.plan.trees {
+                        let s = t.slot[t.shape.leaf_of(bins, i)];
+                        if s >= 0 {
+                            let s = s as usize;
+                            self.rows[s].push(i as u32);
+                            self.grad[s].push(g);
+                            self.hess[s].push(h);
+                        }
+                    }
+                }
+                if self.plan.eval {
+                    sums[self.len - 2] += loss;
+                    sums[self.len - 1] += held;
+                }
+            }
+            PlanTargets::Forest {
+                seed,
+                bootstrap,
+                subsampling_rate,
+            } => {
+                let weighted = *bootstrap || *subsampling_rate < 1.0;
+                for i in 0..n {
+                    if !valid(i) {
+                        continue;
+                    }
+                    let y = label[i].min(1) as f32;
+                    let r = row_id[i] as u64;
+                    for t in &self.plan.trees {
+                        let s = t.slot[t.shape.leaf_of(bins, i)];
+                        if s < 0 {
+                            continue;
+                        }
+                        let w = if weighted {
+                            row_weight(*seed, t.index, r, *bootstrap, *subsampling_rate)
+                        } else {
+                            1
+                        };
+                        if w == 0 {
+                            continue;
+                        }
+                        let s = s as usize;
+                        self.rows[s].push(i as u32);
+                        self.grad[s].push(w as f32 * y);
+                        self.hess[s].push(w as f32);
+                    }
+                }
+            }
+        }
+        // Column-wise fill, as the local learner's `fill_feature`.
+        for (s, cells) in self.cells.iter().enumerate() {
+            let rows = &self.rows[s];
+            if rows.is_empty() {
+                continue;
+            }
+            let (g, h) = (&self.grad[s], &self.hess[s]);
+            for &(j, at) in cells {
+                let col = bins[j];
+                let mut acc = [[0f64; 3]; 256];
+                for ((&r, &gv), &hv) in rows.iter().zip(g).zip(h) {
+                    let a = &mut acc[col[r as usize] as usize];
+                    a[0] += gv as f64;
+                    a[1] += hv as f64;
+                    a[2] += 1.0;
+                }
+                let nb = self.plan.n_bins[j] as usize;
+                for (b, a) in acc.iter().enumerate().take(nb) {
+                    let k = at + b * 3;
+                    sums[k] += a[0];
+                    sums[k + 1] += a[1];
+                    sums[k + 2] += a[2];
+                }
+            }
+        }
+    }
+}
+
+/// The `sluice_level_histograms` aggregate.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct LevelHistogramsFunc {
+    signature: Signature,
+}
+
+impl Default for LevelHistogramsFunc {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LevelHistogramsFunc {
+    /// Creates the function: (plan literal, label → UInt8, row_id → Int64, bins → UInt8).
+    pub fn new() -> Self {
+        Self {
+            signature: Signature::user_defined(Volatility::Immutable),
+        }
+    }
+}
+
+fn list_type() -> DataType {
+    DataType::List(Arc::new(Field::new_list_field(DataType::Float64, true)))
+}
+
+/// The plan from the first argument's literal.
+fn plan_of(args: &AccumulatorArgs) -> Result<LevelPlan> {
+    let Some(lit) = args.exprs.first().and_then(|e| e.downcast_ref::<Literal>()) else {
+        return exec_err!("sluice_level_histograms: the plan (argument 1) must be a literal");
+    };
+    let Some(Some(json)) = lit.value().try_as_str() else {
+        return exec_err!(
+            "sluice_level_histograms: the plan (argument 1) must be a non-null string"
+        );
+    };
+    LevelPlan::parse(json).map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
+}
+
+impl AggregateUDFImpl for LevelHistogramsFunc {
+    fn name(&self) -> &str {
+        "sluice_level_histograms"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        if arg_types.len() < 4 {
+            return exec_err!(
+                "sluice_level_histograms expects (plan, label, row_id, bin_0, ...), got {} arguments",
+                arg_types.len()
+            );
+        }
+        let plan = match &arg_types[0] {
+            t @ (DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) => t.clone(),
+            t @ DataType::Dictionary(_, v)
+                if matches!(
+                    **v,
+                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+                ) =>
+            {
+                t.clone()
+            }
+            other => {
+                return exec_err!(
+                    "sluice_level_histograms: the plan must be a string literal, got {other}"
+                )
+            }
+        };
+        let mut t = vec![plan, DataType::UInt8, DataType::Int64];
+        t.extend(std::iter::repeat_n(DataType::UInt8, arg_types.len() - 3));
+        Ok(t)
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(list_type())
+    }
+
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        Ok(vec![Arc::new(Field::new(
+            format_state_name(args.name, "sums"),
+            list_type(),
+            true,
+        ))])
+    }
+
+    fn accumulator(&self, acc_args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        let plan = plan_of(&acc_args)?;
+        let nf = acc_args.exprs.len().saturating_sub(3);
+        if nf != plan.n_bins.len() {
+            return exec_err!(
+                "sluice_level_histograms: {nf} bin columns, the plan has {} features",
+                plan.n_bins.len()
+            );
+        }
+        Ok(Box::new(LevelHistogramsAccumulator::new(plan)))
+    }
+}
+
+/// Accumulates one pass: the kernel and the dense sums.
+#[derive(Debug)]
+pub struct LevelHistogramsAccumulator {
+    kernel: LevelKernel,
+    sums: Vec<f64>,
+}
+
+impl LevelHistogramsAccumulator {
+    /// An all-zero accumulator for `plan`.
+    pub fn new(plan: LevelPlan) -> Self {
+        let kernel = LevelKernel::new(plan);
+        let sums = vec![0.0; kernel.len()];
+        Self { kernel, sums }
+    }
+
+    /// The dense sums.
+    pub fn sums(&self) -> &[f64] {
+        &self.sums
+    }
+
+    /// Adds rows given as slices (labels, row ids, one bin column per
+    /// feature): what `update_batch` does with Arrow arrays.
+    pub fn update_rows(&mut self, label: &[u8], row_id: &[i64], bins: &[&[u8]]) {
+        self.kernel
+            .accumulate(&mut self.sums, label, row_id, None, bins);
+    }
+}
+
+fn to_list(values: &[f64]) -> ScalarValue {
+    let arr = Float64Array::from(values.to_vec());
+    ScalarValue::List(Arc::new(ListArray::new(
+        Arc::new(Field::new_list_field(DataType::Float64, true)),
+        arrow::buffer::OffsetBuffer::from_lengths([arr.len()]),
+        Arc::new(arr),
+        None,
+    )))
+}
+
+/// The values of a bin column, with nulls read as the missing bin 0.
+fn bin_values(a: &UInt8Array) -> std::borrow::Cow<'_, [u8]> {
+    if a.null_count() == 0 {
+        std::borrow::Cow::Borrowed(&a.values()[..])
+    } else {
+        std::borrow::Cow::Owned(a.iter().map(|v| v.unwrap_or(0)).collect())
+    }
+}
+
+impl Accumulator for LevelHistogramsAccumulator {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        let nf = self.kernel.plan.n_bins.len();
+        if values.len() != nf + 3 {
+            return exec_err!(
+                "sluice_level_histograms: {} arguments, expected {}",
+                values.len(),
+                nf + 3
+            );
+        }
+        let label = values[1].as_primitive::<UInt8Type>();
+        let row_id = values[2].as_primitive::<Int64Type>();
+        let mask: Option<Vec<bool>> =
+            (label.null_count() > 0 || row_id.null_count() > 0).then(|| {
+                (0..label.len())
+                    .map(|i| label.is_valid(i) && row_id.is_valid(i))
+                    .collect()
+            });
+        let cols: Vec<std::borrow::Cow<'_, [u8]>> = values[3..]
+            .iter()
+            .map(|a| bin_values(a.as_primitive::<UInt8Type>()))
+            .collect();
+        let bins: Vec<&[u8]> = cols.iter().map(|c| c.as_ref()).collect();
+        self.kernel.accumulate(
+            &mut self.sums,
+            label.values(),
+            row_id.values(),
+            mask.as_deref(),
+            &bins,
+        );
+        Ok(())
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        let lists = states[0].as_list::<i32>();
+        for i in 0..lists.len() {
+            if lists.is_null(i) {
+                continue;
+            }
+            let part = lists.value(i);
+            let part = part.as_primitive::<Float64Type>();
+            if part.len() != self.sums.len() {
+                return exec_err!(
+                    "sluice_level_histograms: partial state of {} values, expected {}",
+                    part.len(),
+                    self.sums.len()
+                );
+            }
+            for (s, v) in self.sums.iter_mut().zip(part.values().iter()) {
+                *s += v;
+            }
+        }
+        Ok(())
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        Ok(vec![to_list(&self.sums)])
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        Ok(to_list(&self.sums))
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self) + self.sums.capacity() * 8
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tree::Node;
+    use arrow::array::Int64Array;
+
+    fn stump() -> Tree {
+        Tree {
+            nodes: vec![
+                Node {
+                    feature: 0,
+                    threshold: 0.0,
+                    threshold_bin: 1,
+                    missing_left: false,
+                    left: 1,
+                    right: 2,
+                    value: 0.0,
+                    gain: 1.0,
+                    count: 4.0,
+                },
+                Node::leaf(-0.5, 2.0),
+                Node::leaf(0.5, 2.0),
+            ],
+        }
+    }
+
+    #[test]
+    fn routes_rows_and_sums_forest_targets_by_hand() {
+        // Feature 0 bins: 1, 2, 0 (missing → right), 1; labels 1, 0, 1, 0.
+        let plan = LevelPlan {
+            n_bins: vec![3, 2],
+            targets: PlanTargets::Forest {
+                seed: 1,
+                bootstrap: false,
+                subsampling_rate: 1.0,
+            },
+            trees: vec![GrowingTree {
+                index: 0,
+                shape: CompactTree::from_tree(&stump(), false),
+                slot: vec![-1, 0, 1],
+            }],
+            slots: vec![vec![1], vec![0, 1]],
+            eval: false,
+        };
+        let json = match plan.to_literal() {
+            ScalarValue::Dictionary(_, v) => v.try_as_str().flatten().unwrap().to_string(),
+            _ => unreachable!(),
+        };
+        let plan = LevelPlan::parse(&json).unwrap();
+        let mut acc = LevelHistogramsAccumulator::new(plan.clone());
+        let label = UInt8Array::from(vec![1, 0, 1, 0]);
+        let ids = Int64Array::from(vec![0, 1, 2, 3]);
+        let b0 = UInt8Array::from(vec![1, 2, 0, 1]);
+        let b1 = UInt8Array::from(vec![1, 1, 0, 1]);
+        acc.update_batch(&[
+            Arc::new(arrow::array::StringArray::from(vec!["x"; 4])) as ArrayRef,
+            Arc::new(label) as ArrayRef,
+            Arc::new(ids) as ArrayRef,
+            Arc::new(b0) as ArrayRef,
+            Arc::new(b1) as ArrayRef,
+        ])
+        .unwrap();
+        let (h, eval) = plan.decode(acc.sums()).unwrap();
+        assert!(eval.is_none());
+        // Slot 0 = left leaf: rows 0 and 3 (bin 1), feature 1 only.
+        assert_eq!(h[0].feature(0)[1], BinStats::default());
+        assert_eq!(
+            h[0].feature(1)[1],
+            BinStats {
+                grad: 1.0,
+                hess: 2.0,
+                count: 2.0
+            }
+        );
+        // Slot 1 = right leaf: rows 1 (bin 2) and 2 (missing).
+        assert_eq!(
+            h[1].feature(0),
+            &[
+                BinStats {
+                    grad: 1.0,
+                    hess: 1.0,
+                    count: 1.0
+                },
+                BinStats::default(),
+                BinStats {
+                    grad: 0.0,
+                    hess: 1.0,
+                    count: 1.0
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn gbt_margins_holdout_and_merge() {
+        let plan = LevelPlan {
+            n_bins: vec![3],
+            targets: PlanTargets::Gbt {
+                init_score: 0.0,
+                trees: vec![CompactTree::from_tree(&stump(), true)],
+                seed: 3,
+                round: 1,
+                subsampling_rate: 1.0,
+                holdout: Some(Holdout {
+                    seed: 3,
+                    threshold: [None, Some(u64::MAX)],
+                }),
+            },
+            trees: vec![GrowingTree {
+                index: 1,
+                shape: CompactTree::default(),
+                slot: vec![0],
+            }],
+            slots: vec![vec![0]],
+            eval: true,
+        };
+        let batch = |ids: Vec<i64>, y: Vec<u8>, b: Vec<u8>| -> Vec<ArrayRef> {
+            let n = ids.len();
+            vec![
+                Arc::new(arrow::array::StringArray::from(vec!["x"; n])),
+                Arc::new(UInt8Array::from(y)),
+                Arc::new(Int64Array::from(ids)),
+                Arc::new(UInt8Array::from(b)),
+            ]
+        };
+        let mut a = LevelHistogramsAccumulator::new(plan.clone());
+        a.update_batch(&batch(vec![0, 1], vec![0, 1], vec![1, 2]))
+            .unwrap();
+        let mut b = LevelHistogramsAccumulator::new(plan.clone());
+        b.update_batch(&batch(vec![2], vec![0], vec![2])).unwrap();
+        let st = b.state().unwrap()[0].to_array().unwrap();
+        a.merge_batch(&[st]).unwrap();
+        let (h, eval) = plan.decode(a.sums()).unwrap();
+        // Row 1 (label 1) is held out: loss -ln(sigmoid(0.5)).
+        let (loss, n) = eval.unwrap();
+        assert_eq!(n, 1.0);
+        assert!((loss - (-(sigmoid(0.5)).ln())).abs() < 1e-15);
+        // Rows 0 (margin -0.5, bin 1) and 2 (margin 0.5, bin 2), label 0: g = p.
+        let f = h[0].feature(0);
+        assert_eq!(f[1].grad, sigmoid(-0.5) as f32 as f64);
+        assert_eq!(f[2].grad, sigmoid(0.5) as f32 as f64);
+        assert_eq!(f[1].count + f[2].count, 2.0);
+    }
+
+    #[test]
+    fn malformed_plans_are_rejected() {
+        let mut plan = LevelPlan {
+            n_bins: vec![3],
+            targets: PlanTargets::Forest {
+                seed: 1,
+                bootstrap: true,
+                subsampling_rate: 1.0,
+            },
+            trees: vec![],
+            slots: vec![vec![1]],
+            eval: false,
+        };
+        assert!(plan.check().is_err());
+        plan.slots = vec![vec![0]];
+        plan.trees.push(GrowingTree {
+            index: 0,
+            shape: CompactTree::from_tree(&stump(), false),
+            slot: vec![0],
+        });
+        assert!(plan.check().is_err(), "slot map shorter than the tree");
+        assert!(LevelPlan::parse("{").is_err());
+    }
+}

@@ -1,0 +1,871 @@
+//! The driver side of distributed training: a level planner that grows the
+//! same trees as [`crate::learner::grow_trees`] from histograms computed
+//! elsewhere, without row ids.
+//!
+//! The driver holds only the model. [`DistributedTrainer`] hands out one
+//! [`LevelPlan`] per pass (the engine runs it as `sluice_level_histograms`
+//! over the binned table on the executors, see [`super::level`]) and takes
+//! back the merged result; between passes it picks splits with the learner's
+//! own rule ([`crate::learner::best_split_of`]), builds the smaller child's
+//! histogram and subtracts for the sibling when every feature is a
+//! candidate, and updates the model. Per pass:
+//!
+//! * **GBT**: one pass per depth level of the current round's tree (its
+//!   root pass also sums the validation log-loss of the previous round when
+//!   early stopping is on, plus one last evaluation pass after the final
+//!   round);
+//! * **random forest**: one pass per depth level for *all* trees (every
+//!   tree's open nodes are slots of the same pass).
+//!
+//! Every random decision (bootstrap weights, subsamples, holdout, feature
+//! subsets) is the local trainer's hash of the row id or node, so a model
+//! trained here equals [`crate::train`]'s on the same rows with row ids
+//! `0..n` in the same order, up to the summation order of the histogram sums
+//! (split ties within 1e-9 relative keep the lower feature/bin on both
+//! sides, so the structure is the same and leaf values agree to ~1e-12).
+//!
+//! ```
+//! use sluice_ml::distributed::level::LevelHistogramsAccumulator;
+//! use sluice_ml::distributed::trainer::{DataStats, DistributedTrainer};
+//! use sluice_ml::{BinEdges, FeatureMatrix, ModelSpec, RfParams};
+//! let x: Vec<f64> = (0..200).map(|i| i as f64).collect();
+//! let y: Vec<u8> = (0..200).map(|i| (i >= 100) as u8).collect();
+//! let m = FeatureMatrix::new(vec!["x".into()], vec![x]).unwrap();
+//! let spec = ModelSpec::RandomForest(RfParams { num_trees: 3, ..Default::default() });
+//! let edges = BinEdges::fit(&m, 255, 200_000).unwrap();
+//! let binned = edges.transform(&m).unwrap();
+//! let stats = DataStats { rows: 200, positives: 100 };
+//! let mut t = DistributedTrainer::new(&spec, vec!["x".into()], edges, stats, None).unwrap();
+//! while let Some(plan) = t.next_pass().unwrap() {
+//!     // What one executor partition computes (here: all rows in one partition).
+//!     let mut acc = LevelHistogramsAccumulator::new(plan);
+//!     acc.update_rows(&y, &(0..200).collect::<Vec<i64>>(), &[binned.column(0)]);
+//!     t.absorb(acc.sums()).unwrap();
+//! }
+//! let model = t.finish().unwrap();
+//! assert_eq!(model.trees().len(), 3);
+//! ```
+
+use rayon::prelude::*;
+
+use crate::binning::BinEdges;
+use crate::error::{MlError, Result};
+use crate::histogram::{BinStats, Histogram};
+use crate::learner::{best_split_of, node_features, sum_feature, Criterion, GrowParams, Split};
+use crate::model::{model_from_trees, ModelKind, TrainedModel};
+use crate::params::{GbtParams, ModelSpec, RfParams};
+use crate::sampling::hash2;
+use crate::tree::{Node, Tree};
+
+use super::level::{CompactTree, GrowingTree, Holdout, LevelPlan, PlanTargets};
+
+/// Row and positive-label counts of the training table (one aggregate).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataStats {
+    /// Training rows.
+    pub rows: u64,
+    /// Rows with label 1.
+    pub positives: u64,
+}
+
+/// What the engine must look up before a GBT with early stopping can start:
+/// per class, the `n_out[c]`-th smallest `hash2(seed, 0xfeed, row_id)`
+/// (the holdout threshold), `None` when `n_out[c] == 0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HoldoutRequest {
+    /// The model seed.
+    pub seed: u64,
+    /// Rows held out per class (label 0, label 1).
+    pub n_out: [u64; 2],
+}
+
+/// A node whose histogram is known: split candidates for the next step.
+#[derive(Debug)]
+struct OpenNode {
+    tree: usize,
+    node: usize,
+    heap_id: u64,
+    depth: usize,
+    features: Vec<usize>,
+    hist: Histogram,
+    totals: BinStats,
+}
+
+/// A node whose histogram the next pass provides (or subtraction, when
+/// `subtract` = (parent in `open`, sibling in `pending`)).
+#[derive(Debug)]
+struct Pending {
+    tree: usize,
+    node: usize,
+    heap_id: u64,
+    depth: usize,
+    features: Vec<usize>,
+    totals: BinStats,
+    subtract: Option<(usize, usize)>,
+}
+
+/// Grows a set of trees level by level from histograms supplied per pass:
+/// [`crate::learner::grow_trees`] without row ids.
+#[derive(Debug)]
+pub struct LevelGrower {
+    p: GrowParams,
+    n_bins: Vec<u16>,
+    all_features: bool,
+    seeds: Vec<u64>,
+    index: Vec<u64>,
+    trees: Vec<Tree>,
+    open: Vec<OpenNode>,
+    pending: Vec<Pending>,
+    roots_done: bool,
+    depth: usize,
+}
+
+impl LevelGrower {
+    /// Starts trees `(ensemble index, feature-sampling seed)`.
+    pub fn new(p: GrowParams, n_bins: Vec<u16>, trees: &[(u64, u64)]) -> Self {
+        let nf = n_bins.len();
+        let pending = trees
+            .iter()
+            .enumerate()
+            .map(|(t, &(_, seed))| Pending {
+                tree: t,
+                node: 0,
+                heap_id: 1,
+                depth: 0,
+                features: node_features(nf, p.n_sub_features, seed, 1),
+                totals: BinStats::default(),
+                subtract: None,
+            })
+            .collect();
+        Self {
+            all_features: p.n_sub_features >= nf,
+            p,
+            n_bins,
+            seeds: trees.iter().map(|t| t.1).collect(),
+            index: trees.iter().map(|t| t.0).collect(),
+            trees: vec![Tree { nodes: Vec::new() }; trees.len()],
+            open: Vec::new(),
+            pending,
+            roots_done: false,
+            depth: 0,
+        }
+    }
+
+    /// True when every tree is finished.
+    pub fn is_done(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Depth of the nodes the next pass builds histograms for.
+    pub fn depth(&self) -> usize {
+        self.depth
+    }
+
+    /// The trees being grown (with their slot maps) and the slots of the
+    /// next pass; trees without a requested node are left out.
+    pub fn request(&self) -> (Vec<GrowingTree>, Vec<Vec<u32>>) {
+        let mut slots = Vec::new();
+        let mut maps: Vec<Option<Vec<i32>>> = vec![None; self.trees.len()];
+        for c in self.pending.iter().filter(|c| c.subtract.is_none()) {
+            let map =
+                maps[c.tree].get_or_insert_with(|| vec![-1; self.trees[c.tree].nodes.len().max(1)]);
+            map[c.node] = slots.len() as i32;
+            slots.push(c.features.iter().map(|&j| j as u32).collect());
+        }
+        let trees = maps
+            .into_iter()
+            .enumerate()
+            .filter_map(|(t, m)| {
+                m.map(|slot| GrowingTree {
+                    index: self.index[t],
+                    shape: CompactTree::from_tree(&self.trees[t], false),
+                    slot,
+                })
+            })
+            .collect();
+        (trees, slots)
+    }
+
+    /// Takes the histograms of the requested slots (in [`Self::request`]
+    /// order), then picks the splits of every open node and plans the next
+    /// pass.
+    pub fn absorb(&mut self, hists: Vec<Histogram>) -> Result<()> {
+        let wanted = self.pending.iter().filter(|c| c.subtract.is_none()).count();
+        if hists.len() != wanted {
+            return Err(MlError::Internal(format!(
+                "{} histograms for {wanted} requested nodes",
+                hists.len()
+            )));
+        }
+        let mut it = hists.into_iter();
+        let mut got: Vec<Option<Histogram>> = self
+            .pending
+            .iter()
+            .map(|c| {
+                if c.subtract.is_none() {
+                    it.next()
+                } else {
+                    None
+                }
+            })
+            .collect();
+        let pending = std::mem::take(&mut self.pending);
+        if !self.roots_done {
+            self.roots_done = true;
+            for (c, h) in pending.into_iter().zip(got) {
+                let hist = h.ok_or_else(|| MlError::Internal("root histogram missing".into()))?;
+                let totals = c
+                    .features
+                    .first()
+                    .map(|&j| sum_feature(&hist, j))
+                    .unwrap_or_default();
+                self.trees[c.tree].nodes.push(Node::leaf(
+                    self.p.criterion.leaf_value(&totals),
+                    totals.count,
+                ));
+                self.open.push(OpenNode {
+                    tree: c.tree,
+                    node: 0,
+                    heap_id: 1,
+                    depth: 0,
+                    features: c.features,
+                    hist,
+                    totals,
+                });
+            }
+        } else {
+            for ci in 0..pending.len() {
+                if let Some((oi, sib)) = pending[ci].subtract {
+                    let sib_hist = got[sib]
+                        .as_ref()
+                        .ok_or_else(|| MlError::Internal("sibling histogram missing".into()))?;
+                    got[ci] = Some(Histogram::subtract(&self.open[oi].hist, sib_hist)?);
+                }
+            }
+            self.open = pending
+                .into_iter()
+                .zip(got)
+                .filter_map(|(c, h)| {
+                    h.map(|hist| OpenNode {
+                        tree: c.tree,
+                        node: c.node,
+                        heap_id: c.heap_id,
+                        depth: c.depth,
+                        features: c.features,
+                        hist,
+                        totals: c.totals,
+                    })
+                })
+                .collect();
+        }
+        self.split_open();
+        Ok(())
+    }
+
+    /// One step of the learner's loop: splits of the open nodes, children,
+    /// and which children need a histogram.
+    fn split_open(&mut self) {
+        let nf = self.n_bins.len();
+        let p = self.p;
+        let splits: Vec<Option<Split>> = self
+            .open
+            .par_iter()
+            .map(|o| best_split_of(&o.hist, &o.features, &o.totals, o.depth, &p))
+            .collect();
+        let mut children = Vec::new();
+        for (oi, (o, s)) in self.open.iter().zip(&splits).enumerate() {
+            let Some(s) = s else { continue };
+            let tree = &mut self.trees[o.tree];
+            let li = tree.nodes.len();
+            tree.nodes
+                .push(Node::leaf(p.criterion.leaf_value(&s.left), s.left.count));
+            tree.nodes
+                .push(Node::leaf(p.criterion.leaf_value(&s.right), s.right.count));
+            let n = &mut tree.nodes[o.node];
+            n.feature = s.feature as u32;
+            n.threshold_bin = s.bin;
+            n.threshold = f64::NAN; // filled from the bin edges at the end
+            n.missing_left = s.missing_left;
+            n.left = li as u32;
+            n.right = li as u32 + 1;
+            n.gain = s.gain;
+            if o.depth + 1 >= p.max_depth {
+                // Children will be leaves: no histogram needed.
+                continue;
+            }
+            let seed = self.seeds[o.tree];
+            let mk = |heap_id: u64, totals: BinStats| Pending {
+                tree: o.tree,
+                node: if heap_id % 2 == 0 { li } else { li + 1 },
+                heap_id,
+                depth: o.depth + 1,
+                features: node_features(nf, p.n_sub_features, seed, heap_id),
+                totals,
+                subtract: None,
+            };
+            let mut l = mk(o.heap_id.wrapping_mul(2), s.left);
+            let mut r = mk(o.heap_id.wrapping_mul(2).wrapping_add(1), s.right);
+            let base = children.len();
+            if self.all_features {
+                // The local learner compares row counts: the same numbers.
+                if s.left.count <= s.right.count {
+                    r.subtract = Some((oi, base));
+                } else {
+                    l.subtract = Some((oi, base + 1));
+                }
+            }
+            children.push(l);
+            children.push(r);
+        }
+        self.depth = children.first().map_or(self.depth, |c| c.depth);
+        self.pending = children;
+        if self.pending.is_empty() {
+            self.open.clear();
+        }
+    }
+
+    /// The grown trees (leaf values unscaled, thresholds not yet filled).
+    pub fn into_trees(self) -> Vec<Tree> {
+        self.trees
+    }
+}
+
+/// Boosting state between passes.
+#[derive(Debug)]
+struct GbtRun {
+    p: GbtParams,
+    gp: GrowParams,
+    init_score: f64,
+    holdout: Option<Holdout>,
+    trees: Vec<Tree>,
+    round: usize,
+    grower: Option<LevelGrower>,
+    best: (f64, usize),
+    validation_losses: Vec<f64>,
+    final_eval: bool,
+    stopped: bool,
+}
+
+#[derive(Debug)]
+enum Run {
+    Gbt(Box<GbtRun>),
+    Forest { p: RfParams, grower: LevelGrower },
+}
+
+/// Drives one distributed fit: hands out a [`LevelPlan`] per pass, takes
+/// back the merged `sluice_level_histograms` result, and finally returns the
+/// [`TrainedModel`] (same type, artefact and predict path as [`crate::train`]).
+#[derive(Debug)]
+pub struct DistributedTrainer {
+    names: Vec<String>,
+    edges: BinEdges,
+    n_bins: Vec<u16>,
+    run: Run,
+    last: Option<LevelPlan>,
+    label: String,
+}
+
+fn grow_params_gbt(p: &GbtParams, nf: usize) -> GrowParams {
+    GrowParams {
+        max_depth: p.max_depth,
+        min_instances: p.min_instances_per_node as f64,
+        min_info_gain: p.min_info_gain,
+        criterion: Criterion::Newton {
+            lambda: p.reg_lambda,
+            min_hess: p.min_hessian_per_node,
+        },
+        n_sub_features: p.feature_subset_strategy.n_features(nf, false, p.max_iter),
+    }
+}
+
+fn grow_params_rf(p: &RfParams, nf: usize) -> GrowParams {
+    GrowParams {
+        max_depth: p.max_depth,
+        min_instances: p.min_instances_per_node as f64,
+        min_info_gain: p.min_info_gain,
+        criterion: Criterion::Impurity(p.impurity),
+        n_sub_features: p.feature_subset_strategy.n_features(nf, true, p.num_trees),
+    }
+}
+
+impl DistributedTrainer {
+    /// The holdout thresholds a GBT with `validationFraction` needs before
+    /// [`Self::new`] (`None` for other models). The local trainer holds out,
+    /// per class, the `round(n_c × fraction)` rows with the smallest hashes.
+    pub fn holdout_request(spec: &ModelSpec, stats: DataStats) -> Option<HoldoutRequest> {
+        let ModelSpec::Gbt(p) = spec else { return None };
+        let f = p.validation_fraction?;
+        let n = [stats.rows.saturating_sub(stats.positives), stats.positives];
+        Some(HoldoutRequest {
+            seed: p.seed,
+            n_out: n.map(|c| (c as f64 * f).round() as u64),
+        })
+    }
+
+    /// Starts a fit of `spec` on a table with these stats and bin edges;
+    /// `holdout` = the thresholds answering [`Self::holdout_request`].
+    pub fn new(
+        spec: &ModelSpec,
+        names: Vec<String>,
+        edges: BinEdges,
+        stats: DataStats,
+        holdout: Option<[Option<u64>; 2]>,
+    ) -> Result<Self> {
+        spec.validate()?;
+        if stats.rows == 0 {
+            return Err(MlError::Data("no training rows".into()));
+        }
+        if stats.positives > stats.rows {
+            return Err(MlError::Internal("more positives than rows".into()));
+        }
+        if edges.features.len() != names.len() {
+            return Err(MlError::Data(format!(
+                "{} bin edges for {} features",
+                edges.features.len(),
+                names.len()
+            )));
+        }
+        let n_bins: Vec<u16> = edges
+            .features
+            .iter()
+            .map(|f| (f.n_value_bins() + 1) as u16)
+            .collect();
+        let nf = n_bins.len();
+        let run = match spec {
+            ModelSpec::Gbt(p) => {
+                let req = Self::holdout_request(spec, stats);
+                let (holdout, n_out) = match (req, holdout) {
+                    (Some(r), Some(th)) if r.n_out != [0, 0] => (
+                        Some(Holdout {
+                            seed: p.seed,
+                            threshold: th,
+                        }),
+                        r.n_out,
+                    ),
+                    (Some(r), None) if r.n_out != [0, 0] => {
+                        return Err(MlError::Internal(
+                            "validationFraction needs the holdout thresholds".into(),
+                        ))
+                    }
+                    _ => (None, [0, 0]),
+                };
+                let train_rows = stats.rows - n_out[0] - n_out[1];
+                if train_rows == 0 {
+                    return Err(MlError::Training("no training rows".into()));
+                }
+                let pos = (stats.positives - n_out[1]) as f64;
+                let prior = (pos / train_rows as f64).clamp(1e-6, 1.0 - 1e-6);
+                Run::Gbt(Box::new(GbtRun {
+                    p: p.clone(),
+                    gp: grow_params_gbt(p, nf),
+                    init_score: (prior / (1.0 - prior)).ln(),
+                    holdout,
+                    trees: Vec::with_capacity(p.max_iter),
+                    round: 0,
+                    grower: None,
+                    best: (f64::INFINITY, 0),
+                    validation_losses: Vec::new(),
+                    final_eval: false,
+                    stopped: false,
+                }))
+            }
+            ModelSpec::RandomForest(p) => {
+                let trees: Vec<(u64, u64)> = (0..p.num_trees as u64)
+                    .map(|t| (t, hash2(p.seed, 0xf0e5, t)))
+                    .collect();
+                Run::Forest {
+                    p: p.clone(),
+                    grower: LevelGrower::new(grow_params_rf(p, nf), n_bins.clone(), &trees),
+                }
+            }
+        };
+        Ok(Self {
+            names,
+            edges,
+            n_bins,
+            run,
+            last: None,
+            label: String::new(),
+        })
+    }
+
+    /// The plan of the next pass, or `None` when the model is complete.
+    pub fn next_pass(&mut self) -> Result<Option<LevelPlan>> {
+        if self.last.is_some() {
+            return Err(MlError::Internal(
+                "next_pass called before the previous pass was absorbed".into(),
+            ));
+        }
+        let n_bins = self.n_bins.clone();
+        let plan = match &mut self.run {
+            Run::Forest { p, grower } => {
+                if grower.is_done() {
+                    return Ok(None);
+                }
+                let (trees, slots) = grower.request();
+                self.label = format!(
+                    "trees 0..{} depth {} ({} nodes)",
+                    p.num_trees,
+                    grower.depth(),
+                    slots.len()
+                );
+                LevelPlan {
+                    n_bins,
+                    targets: PlanTargets::Forest {
+                        seed: p.seed,
+                        bootstrap: p.bootstrap,
+                        subsampling_rate: p.subsampling_rate,
+                    },
+                    trees,
+                    slots,
+                    eval: false,
+                }
+            }
+            Run::Gbt(g) => {
+                if g.stopped {
+                    return Ok(None);
+                }
+                let mut eval = false;
+                if g.grower.is_none() {
+                    if g.round >= g.p.max_iter {
+                        if g.holdout.is_some() && !g.final_eval {
+                            g.final_eval = true;
+                            self.label = format!("validation loss after round {}", g.round);
+                            let plan = LevelPlan {
+                                n_bins,
+                                targets: gbt_targets(g),
+                                trees: Vec::new(),
+                                slots: Vec::new(),
+                                eval: true,
+                            };
+                            self.last = Some(plan.clone());
+                            return Ok(Some(plan));
+                        }
+                        g.stopped = true;
+                        return Ok(None);
+                    }
+                    let r = g.round as u64;
+                    g.grower = Some(LevelGrower::new(
+                        g.gp,
+                        n_bins.clone(),
+                        &[(r, hash2(g.p.seed, 0x7ee, r))],
+                    ));
+                    eval = g.holdout.is_some() && g.round > 0;
+                }
+                let grower = g.grower.as_ref().expect("set above");
+                let (trees, slots) = grower.request();
+                self.label = format!(
+                    "round {} depth {} ({} nodes{})",
+                    g.round,
+                    grower.depth(),
+                    slots.len(),
+                    if eval { ", validation loss" } else { "" }
+                );
+                LevelPlan {
+                    n_bins,
+                    targets: gbt_targets(g),
+                    trees,
+                    slots,
+                    eval,
+                }
+            }
+        };
+        self.last = Some(plan.clone());
+        Ok(Some(plan))
+    }
+
+    /// A short description of the last plan (for logs and timings).
+    pub fn pass_label(&self) -> &str {
+        &self.label
+    }
+
+    /// Takes the merged result of the last plan's pass.
+    pub fn absorb(&mut self, sums: &[f64]) -> Result<()> {
+        let plan = self
+            .last
+            .take()
+            .ok_or_else(|| MlError::Internal("absorb without a pass".into()))?;
+        let (hists, eval) = plan.decode(sums)?;
+        match &mut self.run {
+            Run::Forest { grower, .. } => grower.absorb(hists),
+            Run::Gbt(g) => {
+                if let Some((loss, n)) = eval {
+                    let loss = loss / n.max(1.0);
+                    g.validation_losses.push(loss);
+                    let done = g.trees.len();
+                    if loss < g.best.0 - 1e-12 {
+                        g.best = (loss, done);
+                    }
+                    if done - g.best.1 >= g.p.early_stopping_rounds {
+                        // Stopped: this pass's histograms are not needed.
+                        g.stopped = true;
+                        g.grower = None;
+                        return Ok(());
+                    }
+                }
+                if plan.slots.is_empty() && plan.trees.is_empty() {
+                    return Ok(()); // the final evaluation pass
+                }
+                let grower = g
+                    .grower
+                    .as_mut()
+                    .ok_or_else(|| MlError::Internal("no tree being grown".into()))?;
+                grower.absorb(hists)?;
+                if grower.is_done() {
+                    let mut tree = g
+                        .grower
+                        .take()
+                        .and_then(|gr| gr.into_trees().pop())
+                        .ok_or_else(|| MlError::Internal("learner returned no tree".into()))?;
+                    for nd in &mut tree.nodes {
+                        nd.value *= g.p.step_size;
+                    }
+                    g.trees.push(tree);
+                    g.round += 1;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Validation log-loss after each round (GBT with early stopping).
+    pub fn validation_losses(&self) -> &[f64] {
+        match &self.run {
+            Run::Gbt(g) => &g.validation_losses,
+            Run::Forest { .. } => &[],
+        }
+    }
+
+    /// The trained model, once [`Self::next_pass`] returned `None`.
+    pub fn finish(self) -> Result<TrainedModel> {
+        match self.run {
+            Run::Forest { grower, .. } => {
+                if !grower.is_done() {
+                    return Err(MlError::Internal("forest not finished".into()));
+                }
+                model_from_trees(
+                    ModelKind::RandomForest,
+                    self.names,
+                    self.edges,
+                    0.0,
+                    grower.into_trees(),
+                    None,
+                )
+            }
+            Run::Gbt(g) => {
+                let g = *g;
+                if !g.stopped {
+                    return Err(MlError::Internal("boosting not finished".into()));
+                }
+                let mut trees = g.trees;
+                let mut best_iteration = None;
+                if g.holdout.is_some() {
+                    trees.truncate(g.best.1.max(1));
+                    best_iteration = Some(trees.len());
+                }
+                model_from_trees(
+                    ModelKind::Gbt,
+                    self.names,
+                    self.edges,
+                    g.init_score,
+                    trees,
+                    best_iteration,
+                )
+            }
+        }
+    }
+}
+
+fn gbt_targets(g: &GbtRun) -> PlanTargets {
+    PlanTargets::Gbt {
+        init_score: g.init_score,
+        trees: g
+            .trees
+            .iter()
+            .map(|t| CompactTree::from_tree(t, true))
+            .collect(),
+        seed: g.p.seed,
+        round: g.round as u64,
+        subsampling_rate: g.p.subsampling_rate,
+        holdout: g.holdout,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::distributed::level::LevelHistogramsAccumulator;
+    use crate::params::FeatureSubsetStrategy;
+    use crate::{train, FeatureMatrix, Impurity};
+
+    /// A noisy two-class problem with a missing-heavy and a discrete feature.
+    fn data(n: usize) -> (FeatureMatrix, Vec<u8>) {
+        let u = |r: usize, k: u64| crate::sampling::unit(hash2(9, k, r as u64));
+        let mut cols = vec![Vec::with_capacity(n); 5];
+        let mut y = Vec::with_capacity(n);
+        for r in 0..n {
+            let a = u(r, 1) * 4.0 - 2.0;
+            let b = u(r, 2);
+            let c = if u(r, 3) < 0.2 {
+                f64::NAN
+            } else {
+                u(r, 4) * 10.0
+            };
+            let d = (u(r, 5) * 6.0).floor();
+            let e = u(r, 6);
+            let z = a
+                + 2.0 * (b - 0.5)
+                + if c.is_nan() { 1.0 } else { c / 10.0 - 0.5 }
+                + 0.3 * (d - 2.5)
+                + (u(r, 7) - 0.5) * 1.5;
+            for (j, v) in [a, b, c, d, e].into_iter().enumerate() {
+                cols[j].push(v);
+            }
+            y.push((z > 0.0) as u8);
+        }
+        let names = (0..5).map(|j| format!("f{j}")).collect();
+        (FeatureMatrix::new(names, cols).unwrap(), y)
+    }
+
+    /// Runs every pass over `parts` row partitions merged by addition.
+    fn fit(spec: &ModelSpec, x: &FeatureMatrix, y: &[u8], parts: usize) -> TrainedModel {
+        let edges = BinEdges::fit(x, spec.max_bins(), crate::binning::DEFAULT_BIN_SAMPLE).unwrap();
+        let binned = edges.transform(x).unwrap();
+        let stats = DataStats {
+            rows: y.len() as u64,
+            positives: y.iter().map(|&v| v as u64).sum(),
+        };
+        let ids: Vec<i64> = (0..y.len() as i64).collect();
+        let holdout = DistributedTrainer::holdout_request(spec, stats).map(|r| {
+            let mut th = [None, None];
+            for c in 0..2u8 {
+                let mut h: Vec<u64> = (0..y.len())
+                    .filter(|&i| y[i] == c)
+                    .map(|i| hash2(r.seed, super::super::level::HOLDOUT_STREAM, i as u64))
+                    .collect();
+                h.sort_unstable();
+                let k = r.n_out[c as usize] as usize;
+                th[c as usize] = (k > 0).then(|| h[k - 1]);
+            }
+            th
+        });
+        let mut t =
+            DistributedTrainer::new(spec, x.names().to_vec(), edges, stats, holdout).unwrap();
+        let chunk = y.len().div_ceil(parts);
+        while let Some(plan) = t.next_pass().unwrap() {
+            let mut total = vec![0.0; plan.result_len()];
+            for start in (0..y.len()).step_by(chunk) {
+                let end = (start + chunk).min(y.len());
+                let mut acc = LevelHistogramsAccumulator::new(plan.clone());
+                let cols: Vec<&[u8]> = (0..x.n_features())
+                    .map(|j| &binned.column(j)[start..end])
+                    .collect();
+                acc.update_rows(&y[start..end], &ids[start..end], &cols);
+                for (a, b) in total.iter_mut().zip(acc.sums()) {
+                    *a += b;
+                }
+            }
+            t.absorb(&total).unwrap();
+        }
+        t.finish().unwrap()
+    }
+
+    fn assert_same(a: &TrainedModel, b: &TrainedModel) {
+        assert_eq!(a.trees().len(), b.trees().len(), "tree count");
+        assert_eq!(a.best_iteration(), b.best_iteration());
+        assert!((a.init_score() - b.init_score()).abs() < 1e-12);
+        for (ti, (ta, tb)) in a.trees().iter().zip(b.trees()).enumerate() {
+            assert_eq!(ta.nodes.len(), tb.nodes.len(), "tree {ti} size");
+            for (ni, (x, z)) in ta.nodes.iter().zip(&tb.nodes).enumerate() {
+                let what = format!("tree {ti} node {ni}: {x:?} vs {z:?}");
+                assert_eq!(
+                    (x.feature, x.threshold_bin, x.missing_left, x.left, x.right),
+                    (z.feature, z.threshold_bin, z.missing_left, z.left, z.right),
+                    "{what}"
+                );
+                assert!(
+                    x.threshold == z.threshold || (x.is_leaf() && z.is_leaf()),
+                    "{what}"
+                );
+                assert_eq!(x.count, z.count, "{what}");
+                let close = |p: f64, q: f64| (p - q).abs() <= 1e-9 * p.abs().max(q.abs()).max(1e-3);
+                assert!(close(x.value, z.value) && close(x.gain, z.gain), "{what}");
+            }
+        }
+    }
+
+    #[test]
+    fn gbt_equals_the_local_trainer() {
+        let (x, y) = data(6_000);
+        for p in [
+            GbtParams {
+                max_iter: 6,
+                max_depth: 4,
+                ..Default::default()
+            },
+            GbtParams {
+                max_iter: 40,
+                max_depth: 3,
+                step_size: 0.5,
+                subsampling_rate: 0.7,
+                validation_fraction: Some(0.2),
+                early_stopping_rounds: 3,
+                min_instances_per_node: 20,
+                reg_lambda: 1.0,
+                max_bins: 32,
+                ..Default::default()
+            },
+        ] {
+            let spec = ModelSpec::Gbt(p);
+            let local = train(&spec, &x, &y).unwrap();
+            for parts in [1, 3] {
+                assert_same(&fit(&spec, &x, &y, parts), &local);
+            }
+        }
+    }
+
+    #[test]
+    fn forest_equals_the_local_trainer() {
+        let (x, y) = data(5_000);
+        for p in [
+            RfParams {
+                num_trees: 7,
+                max_depth: 5,
+                ..Default::default()
+            },
+            RfParams {
+                num_trees: 4,
+                max_depth: 4,
+                impurity: Impurity::Entropy,
+                feature_subset_strategy: FeatureSubsetStrategy::All,
+                subsampling_rate: 0.8,
+                min_instances_per_node: 5,
+                ..Default::default()
+            },
+            RfParams {
+                num_trees: 3,
+                max_depth: 3,
+                bootstrap: false,
+                ..Default::default()
+            },
+        ] {
+            let spec = ModelSpec::RandomForest(p);
+            let local = train(&spec, &x, &y).unwrap();
+            for parts in [1, 4] {
+                assert_same(&fit(&spec, &x, &y, parts), &local);
+            }
+        }
+    }
+
+    #[test]
+    fn depth_zero_and_tiny_validation() {
+        let (x, y) = data(50);
+        let spec = ModelSpec::Gbt(GbtParams {
+            max_iter: 3,
+            max_depth: 0,
+            validation_fraction: Some(0.001),
+            ..Default::default()
+        });
+        assert_same(&fit(&spec, &x, &y, 2), &train(&spec, &x, &y).unwrap());
+    }
+}
