@@ -435,7 +435,7 @@ async fn distributed_histograms_match_local() {
         .collect()
         .await
         .unwrap();
-    let mut cols = vec![Vec::with_capacity(N); F];
+    let mut cols: Vec<Vec<f64>> = (0..F).map(|_| Vec::with_capacity(N)).collect();
     let mut y = Vec::with_capacity(N);
     for b in &all {
         for (j, c) in cols.iter_mut().enumerate() {

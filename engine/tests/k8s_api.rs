@@ -93,7 +93,8 @@ impl FakeApi {
 fn serve(stream: TcpStream, recorded: &Mutex<Vec<Recorded>>, state: &Mutex<State>) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut stream = stream;
-    loop {
+    // One request per connection (`connection: close`), as kube's client copes with.
+    {
         let mut line = String::new();
         if reader.read_line(&mut line).unwrap_or(0) == 0 {
             return;
@@ -136,7 +137,6 @@ fn serve(stream: TcpStream, recorded: &Mutex<Vec<Recorded>>, state: &Mutex<State
         let _ = stream.write_all(head.as_bytes());
         let _ = stream.write_all(&payload);
         let _ = stream.flush();
-        return;
     }
 }
 

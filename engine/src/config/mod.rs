@@ -545,13 +545,11 @@ pub fn validate(cfg: &PipelineConfig, origin: &str) -> Result<()> {
                         .map_err(|msg| err(&format!("steps[{i}].models[{j}].grid"), msg))?;
                 }
             }
-            StepConfig::Evaluate(e) => {
-                if !(0.0..=1.0).contains(&e.threshold) {
-                    return Err(err(
-                        &format!("steps[{i}].threshold"),
-                        format!("{} is outside [0, 1]", e.threshold),
-                    ));
-                }
+            StepConfig::Evaluate(e) if !(0.0..=1.0).contains(&e.threshold) => {
+                return Err(err(
+                    &format!("steps[{i}].threshold"),
+                    format!("{} is outside [0, 1]", e.threshold),
+                ));
             }
             _ => {}
         }

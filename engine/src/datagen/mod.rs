@@ -265,7 +265,7 @@ pub async fn generate(lake: &Lake, cfg: &DatagenConfig) -> Result<DatagenSummary
             let chunks = raw.chunks(chunk_samples);
             let wave = 2 * rayon::current_num_threads().max(1);
             for (w, group) in chunks.chunks(wave).enumerate() {
-                let built: Vec<Result<(u64, u64, Vec<(String, Bytes)>)>> = group
+                let built: Vec<Result<RawChunk>> = group
                     .par_iter()
                     .enumerate()
                     .map(|(k, devs)| {
@@ -563,6 +563,9 @@ impl RawColumns {
     }
 }
 
+/// One encoded chunk of raw tables: (rows, indoor rows, objects to write).
+type RawChunk = (u64, u64, Vec<(String, Bytes)>);
+
 /// Simulates one chunk of raw devices and encodes its Parquet files.
 /// Returns (rows, indoor rows, objects to write).
 fn build_raw_chunk(
@@ -571,7 +574,7 @@ fn build_raw_chunk(
     devices: std::ops::Range<u64>,
     cell_pool: u64,
     label_noise: f64,
-) -> Result<(u64, u64, Vec<(String, Bytes)>)> {
+) -> Result<RawChunk> {
     let mut cols = RawColumns::default();
     let mut rows = 0u64;
     let mut indoor = 0u64;
