@@ -151,6 +151,28 @@ pub async fn list_runs(lake: &Lake, pipeline: &str) -> Result<Vec<String>> {
     Ok(ids.into_iter().collect())
 }
 
+/// A lost connection to the Ballista scheduler surfaces as a transport error
+/// ("h2 protocol error", "broken pipe", "connection refused"); say what it
+/// means and how to continue. Other errors pass unchanged.
+fn explain_cluster_failure(engine: &EngineSettings, run_id: &str, message: String) -> String {
+    const LOST: [&str; 6] = [
+        "h2 protocol error",
+        "broken pipe",
+        "connection refused",
+        "transport error",
+        "connection reset",
+        "stream closed",
+    ];
+    let lower = message.to_ascii_lowercase();
+    match &engine.scheduler {
+        Some(url) if LOST.iter().any(|p| lower.contains(p)) => format!(
+            "lost the Ballista scheduler at {url} ({message}); committed steps are kept: \
+             restart the scheduler and rerun with `--resume {run_id}`"
+        ),
+        _ => message,
+    }
+}
+
 /// Written when a run starts (`runs/<pipeline>/<run_id>/_run.json`), so the
 /// run can be resumed even if it was killed before its first commit.
 pub const RUN_MARKER: &str = "_run.json";
@@ -278,7 +300,7 @@ pub async fn run(cfg: &LoadedConfig, opts: &RunOptions) -> Result<RunOutcome> {
                     EngineError::Step { .. } => e,
                     other => EngineError::Step {
                         step: name.to_string(),
-                        message: other.to_string(),
+                        message: explain_cluster_failure(&engine, &rc.run_id, other.to_string()),
                     },
                 })?;
         let secs = t.elapsed().as_secs_f64();
@@ -312,4 +334,23 @@ pub async fn run(cfg: &LoadedConfig, opts: &RunOptions) -> Result<RunOutcome> {
 /// Whether a config is a training pipeline.
 pub fn is_training(cfg: &LoadedConfig) -> bool {
     cfg.config.kind == PipelineKind::Training
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_scheduler_is_explained_with_the_resume_command() {
+        let ballista = EngineSettings {
+            scheduler: Some("df://127.0.0.1:50050".into()),
+            ..EngineSettings::default()
+        };
+        let raw = "Execution error: h2 protocol error: error reading a body from connection";
+        let msg = explain_cluster_failure(&ballista, "r1", raw.into());
+        assert!(msg.contains("df://127.0.0.1:50050") && msg.contains("--resume r1") && msg.contains(raw));
+        // Other errors, and the embedded engine, pass unchanged.
+        assert_eq!(explain_cluster_failure(&ballista, "r1", "bad column".into()), "bad column");
+        assert_eq!(explain_cluster_failure(&EngineSettings::default(), "r1", raw.into()), raw);
+    }
 }
