@@ -164,6 +164,18 @@ fn explain_cluster_failure(engine: &EngineSettings, run_id: &str, message: Strin
         "stream closed",
     ];
     let lower = message.to_ascii_lowercase();
+    const UNKNOWN_FN: &str = "LogicalExtensionCodec is not provided for scalar function ";
+    if let (Some(url), Some(rest)) = (&engine.scheduler, message.split(UNKNOWN_FN).nth(1)) {
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        return format!(
+            "the Ballista cluster at {url} does not know the function `{name}`: its scheduler \
+             and executors run another Sluice version than this client; deploy the same \
+             version everywhere (the image tag, or rebuild sluice-scheduler and sluice-executor)"
+        );
+    }
     match &engine.scheduler {
         Some(url) if LOST.iter().any(|p| lower.contains(p)) => format!(
             "lost the Ballista scheduler at {url} ({message}); committed steps are kept: \
@@ -352,5 +364,8 @@ mod tests {
         // Other errors, and the embedded engine, pass unchanged.
         assert_eq!(explain_cluster_failure(&ballista, "r1", "bad column".into()), "bad column");
         assert_eq!(explain_cluster_failure(&EngineSettings::default(), "r1", raw.into()), raw);
+        let stale = "Could not parse plan: NotImplemented(\\\"LogicalExtensionCodec is not provided for scalar function signal_level\\\")";
+        let msg = explain_cluster_failure(&ballista, "r1", stale.into());
+        assert!(msg.contains("`signal_level`") && msg.contains("same version"), "{msg}");
     }
 }
