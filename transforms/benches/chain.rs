@@ -13,7 +13,8 @@
 //! first 544,500 rows, then transform the whole file and drain the output),
 //! the chain/scan ratio, and the peak resident memory of each phase (VmHWM,
 //! reset between phases). `SLUICE_BENCH_MEM_GB` (default 6) caps the
-//! DataFusion memory pool; sorts spill beyond it.
+//! DataFusion memory pool; sorts spill beyond it. With `SLUICE_BENCH_EXPLAIN`
+//! set it also prints `EXPLAIN ANALYZE` of one more transform run.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -50,14 +51,19 @@ fn pick<'a>(rng: &mut StdRng, v: &[&'a str]) -> &'a str {
     v[rng.random_range(0..v.len())]
 }
 
-fn maybe(rng: &mut StdRng, p_null: f64, v: f64) -> Option<f64> {
-    (!rng.random_bool(p_null)).then_some(v)
+fn maybe(rng: &mut StdRng, p_null: f64, v: impl FnOnce(&mut StdRng) -> f64) -> Option<f64> {
+    (!rng.random_bool(p_null)).then(|| v(rng))
 }
 
 fn chunk(rng: &mut StdRng, devices: &mut [Device], first_id: i64, n: usize) -> RecordBatch {
     macro_rules! b {
         ($t:ty) => {
             <$t>::with_capacity(n)
+        };
+    }
+    macro_rules! s {
+        () => {
+            StringBuilder::with_capacity(n, 8 * n)
         };
     }
     let (mut sid, mut did, mut ck, mut cid) = (
@@ -68,14 +74,8 @@ fn chunk(rng: &mut StdRng, devices: &mut [Device], first_id: i64, n: usize) -> R
     );
     let mut ts = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
     let mut fix = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
-    let (mut nt, mut man, mut model, mut os, mut prov, mut act) = (
-        b!(StringBuilder),
-        b!(StringBuilder),
-        b!(StringBuilder),
-        b!(StringBuilder),
-        b!(StringBuilder),
-        b!(StringBuilder),
-    );
+    let (mut nt, mut man, mut model, mut os, mut prov, mut act) =
+        (s!(), s!(), s!(), s!(), s!(), s!());
     let (mut mcc, mut mnc, mut tac, mut pci, mut earfcn, mut conf, mut vwc, mut indoor) = (
         b!(Int32Builder),
         b!(Int32Builder),
@@ -134,22 +134,20 @@ fn chunk(rng: &mut StdRng, devices: &mut [Device], first_id: i64, n: usize) -> R
             .append_option(has_cell.then(|| pick(rng, &["1300", "3350", "6300"]).parse().unwrap()));
         lat.append_value(d.lat + rng.random_range(-0.0001..0.0001));
         lon.append_value(d.lon + rng.random_range(-0.0001..0.0001));
-        alt.append_option(maybe(rng, 0.2, rng.random_range(30.0..90.0)));
+        alt.append_option(maybe(rng, 0.2, |r| r.random_range(30.0..90.0)));
         let a = if d.indoor {
             rng.random_range(10.0..80.0)
         } else {
             rng.random_range(2.0..20.0)
         };
-        acc.append_option(maybe(rng, 0.05, a));
-        spd.append_option(maybe(
-            rng,
-            0.3,
+        acc.append_option(maybe(rng, 0.05, |_| a));
+        spd.append_option(maybe(rng, 0.3, |g| {
             if moving {
-                rng.random_range(0.5..15.0)
+                g.random_range(0.5..15.0)
             } else {
-                rng.random_range(0.0..0.5)
-            },
-        ));
+                g.random_range(0.0..0.5)
+            }
+        }));
         prov.append_value(if d.indoor {
             pick(rng, &["network", "fused"])
         } else {
@@ -157,10 +155,10 @@ fn chunk(rng: &mut StdRng, devices: &mut [Device], first_id: i64, n: usize) -> R
         });
         fix.append_value(d.ts - rng.random_range(0..30_000_000));
         let r = rng.random_range(-125.0..-70.0) - if d.indoor { 12.0 } else { 0.0 };
-        rsrp.append_option(maybe(rng, 0.1, r));
-        rsrq.append_option(maybe(rng, 0.1, rng.random_range(-20.0..-3.0)));
-        sinr.append_option(maybe(rng, 0.1, rng.random_range(-5.0..30.0)));
-        rssi.append_option(maybe(rng, 0.2, r + 25.0));
+        rsrp.append_option(maybe(rng, 0.1, |_| r));
+        rsrq.append_option(maybe(rng, 0.1, |g| g.random_range(-20.0..-3.0)));
+        sinr.append_option(maybe(rng, 0.1, |g| g.random_range(-5.0..30.0)));
+        rssi.append_option(maybe(rng, 0.2, |_| r + 25.0));
         act.append_option((!rng.random_bool(0.05)).then(|| {
             if moving {
                 pick(
@@ -249,7 +247,7 @@ fn generate(path: &PathBuf, rows: usize) -> anyhow_free::Result<()> {
     let file = std::fs::File::create(&tmp)?;
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
-        .set_max_row_group_size(1 << 20)
+        .set_max_row_group_row_count(Some(1 << 20))
         .build();
     let first = chunk(&mut rng, &mut devices, 0, CHUNK.min(rows));
     let mut writer = ArrowWriter::try_new(file, first.schema(), Some(props))?;
@@ -373,5 +371,14 @@ async fn main() -> anyhow_free::Result<()> {
         mrows(chain_s)
     );
     println!("  ratio chain/scan throughput: {:.3}", scan_s / chain_s);
+    if std::env::var_os("SLUICE_BENCH_EXPLAIN").is_some() {
+        // Per-operator times of one more transform run (for profiling).
+        let batches = fitted
+            .transform(read().await?)?
+            .explain(false, true)?
+            .collect()
+            .await?;
+        println!("{}", arrow::util::pretty::pretty_format_batches(&batches)?);
+    }
     Ok(())
 }

@@ -117,12 +117,21 @@ impl FeaturePipeline {
     }
 
     /// Parses a pipeline from YAML: either `{steps: [...]}` or the bare list.
+    ///
+    /// The document's top-level shape picks the form, so the error reported is
+    /// the one of that form (an unknown key inside a bare list names the key,
+    /// not "expected struct FeaturePipeline").
     pub fn from_yaml(text: &str) -> Result<Self, TransformError> {
-        match serde_yaml::from_str::<FeaturePipeline>(text) {
-            Ok(p) => Ok(p),
-            Err(first) => serde_yaml::from_str::<Vec<TransformSpec>>(text)
+        let err =
+            |e: serde_yaml::Error| TransformError::Serde(format!("feature pipeline YAML: {e}"));
+        let doc: serde_yaml::Value = serde_yaml::from_str(text).map_err(err)?;
+        if doc.is_sequence() {
+            // Re-parse the text (not `doc`) so errors keep their line and column.
+            serde_yaml::from_str::<Vec<TransformSpec>>(text)
                 .map(|steps| FeaturePipeline { steps })
-                .map_err(|_| TransformError::Serde(format!("feature pipeline YAML: {first}"))),
+                .map_err(err)
+        } else {
+            serde_yaml::from_str::<FeaturePipeline>(text).map_err(err)
         }
     }
 

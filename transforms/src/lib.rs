@@ -5,7 +5,9 @@
 //!
 //! This crate owns
 //! * the scalar UDFs (`haversine_m`, `local_hour`, `local_minute_of_day`,
-//!   `local_is_weekend`) and the one list that registers them everywhere
+//!   `local_is_weekend`, and the vectorized helpers `fill_null_f64`,
+//!   `indicator_f64`, `signal_level` the imputers, the one-hot encoder and the
+//!   level calculator compile to) and the one list that registers them everywhere
 //!   ([`scalar_udfs`], [`register_all`], [`register_all_in`],
 //!   [`with_sluice_functions`]);
 //! * the transform specs ([`TransformSpec`], the YAML list entries);

@@ -7,15 +7,18 @@
 use std::collections::{BTreeMap, HashSet};
 
 use arrow::datatypes::DataType;
-use datafusion::common::{Column, DFSchema, ScalarValue};
+use datafusion::common::{Column, DFSchema};
 use datafusion::functions_window::expr_fn::{lag, lead};
-use datafusion::logical_expr::{case, cast, when, Expr, ExprFunctionExt};
-use datafusion::prelude::{coalesce, ident, lit, DataFrame};
+use datafusion::logical_expr::{case, cast, Expr, ExprFunctionExt};
+use datafusion::prelude::{ident, lit, DataFrame};
 
 use crate::error::TransformError;
 use crate::fitted::{FittedState, FittedStep, OneHotGroup};
+use crate::functions::fill_null::fill_null_f64;
 use crate::functions::haversine::haversine_m;
+use crate::functions::indicator::indicator_f64;
 use crate::functions::local_time::{local_time_part, utc_micros_type, LocalTimePart};
+use crate::functions::signal_level::signal_level;
 use crate::spec::*;
 
 /// Kinds of column types a transform accepts.
@@ -218,10 +221,6 @@ fn f64_of(column: &str) -> Expr {
     cast(ident(column), DataType::Float64)
 }
 
-fn utf8_of(column: &str) -> Expr {
-    cast(ident(column), DataType::Utf8)
-}
-
 /// Output column name of a lag/lead.
 pub(crate) fn shift_output(column: &str, lead_not_lag: bool, offset: u32) -> String {
     if lead_not_lag {
@@ -342,15 +341,6 @@ fn apply_shifts(df: DataFrame, steps: &[FittedStep]) -> Result<DataFrame, Transf
     project_with(df, outputs)
 }
 
-fn level_expr(v: Expr, t: &[f64; 4]) -> Result<Expr, TransformError> {
-    Ok(when(v.clone().gt_eq(lit(t[0])), lit(4i32))
-        .when(v.clone().gt_eq(lit(t[1])), lit(3i32))
-        .when(v.clone().gt_eq(lit(t[2])), lit(2i32))
-        .when(v.clone().gt_eq(lit(t[3])), lit(1i32))
-        .when(v.is_not_null(), lit(0i32))
-        .otherwise(lit(ScalarValue::Int32(None)))?)
-}
-
 /// Sanitizes a category label for use in a column name.
 fn sanitize(label: &str) -> String {
     let s: String = label
@@ -443,14 +433,14 @@ pub(crate) fn apply_step(
         (TransformSpec::LevelCalculator(p), _) => {
             require(&schema, name, &p.column, Kind::Numeric)?;
             let v = f64_of(&p.column);
-            let default = level_expr(v.clone(), &p.thresholds)?;
+            let default = signal_level(v.clone(), &p.thresholds);
             let e = if p.per_network_type.is_empty() {
                 default
             } else {
                 require(&schema, name, &p.network_type_column, Kind::Text)?;
-                let mut b = case(utf8_of(&p.network_type_column));
+                let mut b = case(ident(&p.network_type_column));
                 for (nt, t) in &p.per_network_type {
-                    b = b.when(lit(nt.clone()), level_expr(v.clone(), t)?);
+                    b = b.when(lit(nt.clone()), signal_level(v.clone(), t));
                 }
                 b.otherwise(default)?
             };
@@ -458,9 +448,15 @@ pub(crate) fn apply_step(
         }
         (TransformSpec::CategoricalFilter(p), _) => {
             require(&schema, name, &p.column, Kind::Text)?;
-            let v = utf8_of(&p.column);
-            let allowed = p.allowed.iter().map(|a| lit(a.clone())).collect();
-            let e = when(v.clone().in_list(allowed, false), v).otherwise(lit(p.other.clone()))?;
+            // `CASE col WHEN 'a' THEN 'a' ... ELSE other END`: literal branches
+            // run as one hash lookup (DataFusion's literal lookup table) on the
+            // column as it is (Utf8View from Parquet), and the output is built
+            // from the literals, without casting the input to Utf8 first.
+            let mut b = case(ident(&p.column));
+            for a in &p.allowed {
+                b = b.when(lit(a.clone()), lit(a.clone()));
+            }
+            let e = b.otherwise(lit(p.other.clone()))?;
             let out = p.output.clone().unwrap_or_else(|| p.column.clone());
             project_with(df, vec![(out, e)])
         }
@@ -471,7 +467,7 @@ pub(crate) fn apply_step(
                 let Some((_, m)) = values.iter().find(|(k, _)| k == c) else {
                     return Err(state_err(name, format!("no fitted median for column `{c}`")));
                 };
-                outputs.push((c.clone(), coalesce(vec![f64_of(c), lit(*m)])));
+                outputs.push((c.clone(), fill_null_f64(f64_of(c), lit(*m))));
             }
             project_with(df, outputs)
         }
@@ -479,7 +475,7 @@ pub(crate) fn apply_step(
             let mut outputs = Vec::new();
             for c in &p.columns {
                 require(&schema, name, c, Kind::NumericOrBool)?;
-                outputs.push((c.clone(), coalesce(vec![f64_of(c), lit(p.value)])));
+                outputs.push((c.clone(), fill_null_f64(f64_of(c), lit(p.value))));
             }
             project_with(df, outputs)
         }
@@ -494,7 +490,9 @@ pub(crate) fn apply_step(
                 let e = if ic.labels.is_empty() {
                     unknown
                 } else {
-                    let mut b = case(utf8_of(c));
+                    // No cast to Utf8: the lookup table handles Utf8View and
+                    // dictionaries directly.
+                    let mut b = case(ident(c));
                     for (k, l) in ic.labels.iter().enumerate() {
                         b = b.when(lit(l.clone()), lit(k as i32));
                     }
@@ -517,11 +515,10 @@ pub(crate) fn apply_step(
                 let n = (g.columns.len() - 1) as i64;
                 let v = cast(ident(c), DataType::Int64);
                 for (k, out) in g.columns[..g.columns.len() - 1].iter().enumerate() {
-                    let e = case(v.clone()).when(lit(k as i64), lit(1.0)).otherwise(lit(0.0))?;
-                    outputs.push((out.clone(), e));
+                    let k = k as i64;
+                    outputs.push((out.clone(), indicator_f64(v.clone(), k, k + 1)));
                 }
-                let in_range = v.clone().gt_eq(lit(0i64)).and(v.lt(lit(n)));
-                let unknown = when(in_range, lit(0.0)).otherwise(lit(1.0))?;
+                let unknown = lit(1.0) - indicator_f64(v, 0, n);
                 outputs.push((g.columns[g.columns.len() - 1].clone(), unknown));
                 ctx.groups.insert(g.group.clone(), g.columns.clone());
             }

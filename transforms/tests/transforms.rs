@@ -595,8 +595,14 @@ async fn one_hot_of_plain_integer_column() {
     );
 }
 
+/// Fitting on zero rows gives the fallback medians and empty label lists; the
+/// fitted chain then maps every value to the unknown slot.
+///
+/// Regression (first integrated run, 2026-11-26): the test applied the fitted
+/// chain to `categorical_train()`, which has no `speed` column, so the
+/// `MedianImputer` step failed at plan time with `MissingColumn`. The frames
+/// handed to `transform` now carry every column the chain reads.
 #[tokio::test]
-#[ignore = "fails on first integrated run (2026-11-26); tracked in the issue notes"]
 async fn empty_input_fits_and_transforms() {
     let empty = || {
         df_of(vec![
@@ -630,16 +636,67 @@ async fn empty_input_fits_and_transforms() {
     );
     let out = run_sorted(fitted.transform(empty()).unwrap()).await;
     assert_eq!(out.num_rows(), 0);
-    // Applied to non-empty data, everything is unknown.
-    let out = run_sorted(
-        fitted
-            .transform(categorical_train())
-            .unwrap_or_else(|e| panic!("{e}")),
-    )
-    .await;
-    assert!(f64s(&out, "network_type_vec__unknown")
+    let cols: Vec<String> = out
+        .schema()
+        .fields()
         .iter()
-        .all(|v| *v == Some(1.0)));
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(
+        cols,
+        vec!["sample_id", "network_type_idx", "network_type_vec__unknown"]
+    );
+    // Applied to non-empty data (with the `speed` column the chain reads),
+    // every label is unknown.
+    let rows = df_of(vec![
+        (
+            "sample_id",
+            Arc::new(Int64Array::from(vec![1, 2, 3])) as ArrayRef,
+        ),
+        (
+            "network_type",
+            Arc::new(StringArray::from(vec![Some("LTE"), None, Some("NR")])),
+        ),
+        (
+            "speed",
+            Arc::new(Float64Array::from(vec![Some(1.0), None, None])),
+        ),
+    ]);
+    let out = run_sorted(fitted.transform(rows).unwrap_or_else(|e| panic!("{e}"))).await;
+    assert_eq!(out.num_rows(), 3);
+    assert_eq!(f64s(&out, "network_type_idx"), vec![Some(0.0); 3]);
+    assert_eq!(f64s(&out, "network_type_vec__unknown"), vec![Some(1.0); 3]);
+}
+
+/// The whole default chain (windows included) fits and transforms zero rows of
+/// the unified schema, and the state fitted on nothing applies to real rows.
+#[tokio::test]
+async fn default_contract_on_empty_unified_input() {
+    let empty = unified_batch(0, 1, 1);
+    assert_eq!(empty.num_rows(), 0);
+    let p = FeaturePipeline::default_contract();
+    let fitted = p.fit(df_from_batches(vec![empty.clone()])).await.unwrap();
+    for step in &fitted.steps {
+        match &step.state {
+            FittedState::Medians { values } => assert!(values.iter().all(|(_, m)| *m == 0.0)),
+            FittedState::Labels { columns } => assert!(columns.iter().all(|c| c.labels.is_empty())),
+            _ => {}
+        }
+    }
+    let names = fitted.feature_names();
+    assert!(names.iter().any(|n| n == "network_type_vec__unknown"));
+    assert!(!names.iter().any(|n| n == "network_type_vec_LTE"));
+    let out = run_sorted(fitted.transform(df_from_batches(vec![empty])).unwrap()).await;
+    assert_eq!(out.num_rows(), 0);
+    assert_eq!(out.num_columns(), 4 + names.len());
+
+    let rows = unified_batch(50, 3, 2);
+    let out = run_sorted(fitted.transform(df_from_batches(vec![rows])).unwrap()).await;
+    assert_eq!(out.num_rows(), 50);
+    for a in assemble(&out, &names).unwrap() {
+        assert_eq!(a.null_count(), 0);
+    }
+    assert_eq!(f64s(&out, "activity_vec__unknown"), vec![Some(1.0); 50]);
 }
 
 #[tokio::test]
@@ -722,8 +779,11 @@ async fn bad_parameters_are_config_errors() {
     assert!(matches!(err, TransformError::Config { .. }), "{err}");
 }
 
+/// Regression (first integrated run, 2026-11-26): an unknown key in a bare
+/// list was reported as "invalid type: sequence, expected struct
+/// FeaturePipeline" (the error of the `{steps: ...}` form) instead of naming
+/// the key; `from_yaml` now picks the form from the document's shape.
 #[test]
-#[ignore = "fails on first integrated run (2026-11-26); tracked in the issue notes"]
 fn yaml_rejects_unknown_keys_and_names() {
     let ok = "- name: LagCalculator\n  params: {columns: [latitude]}\n";
     let p = FeaturePipeline::from_yaml(ok).unwrap();
@@ -1058,5 +1118,76 @@ proptest! {
             prop_assert_eq!(out_a, out_b);
             Ok(())
         })?;
+    }
+}
+
+/// Parquet gives strings as Utf8View (and may give dictionaries): the string
+/// transforms, which match on the column as it is, give the same output as on
+/// Utf8.
+#[tokio::test]
+async fn string_view_and_dictionary_inputs_match_utf8() {
+    use arrow::array::{DictionaryArray, StringViewArray};
+    use arrow::datatypes::Int32Type as I32;
+    let values = vec![
+        Some("NR"),
+        Some("LTE"),
+        None,
+        Some("WIMAX"),
+        Some("LTE"),
+        Some("GSM"),
+    ];
+    let frame = |strings: ArrayRef| {
+        df_of(vec![
+            (
+                "sample_id",
+                Arc::new(Int64Array::from((1..=6).collect::<Vec<i64>>())) as ArrayRef,
+            ),
+            ("network_type", strings),
+            ("indoor", Arc::new(Int32Array::from(vec![1, 0, 1, 0, 1, 0]))),
+        ])
+    };
+    let filter = pipeline(vec![TransformSpec::CategoricalFilter(
+        CategoricalFilterParams {
+            column: "network_type".into(),
+            allowed: vec!["LTE".into(), "NR".into(), "GSM".into()],
+            other: "OTHER".into(),
+            output: Some("nt".into()),
+        },
+    )]);
+    let utf8 = || frame(Arc::new(StringArray::from(values.clone())));
+    let view: ArrayRef = Arc::new(StringViewArray::from(values.clone()));
+    let dict: ArrayRef = Arc::new(values.iter().copied().collect::<DictionaryArray<I32>>());
+    let filter = filter.fit(utf8()).await.unwrap();
+    let indexer = indexer_pipeline().fit(utf8()).await.unwrap();
+    let FittedState::Labels { columns } = &indexer.steps[0].state else {
+        panic!("expected labels")
+    };
+    assert_eq!(columns[0].labels, vec!["LTE", "GSM", "NR", "WIMAX"]);
+    let expected = run_sorted(indexer.transform(utf8()).unwrap()).await;
+    assert_eq!(
+        f64s(&expected, "network_type_idx"),
+        vec![
+            Some(2.0),
+            Some(0.0),
+            Some(4.0),
+            Some(3.0),
+            Some(0.0),
+            Some(1.0)
+        ]
+    );
+    for strings in [view, dict] {
+        let df = || frame(Arc::clone(&strings));
+        let out = run_sorted(filter.transform(df()).unwrap()).await;
+        assert_eq!(
+            out.column_by_name("nt").unwrap().data_type(),
+            &DataType::Utf8
+        );
+        assert_eq!(
+            strs(&out, "nt"),
+            ["NR", "LTE", "OTHER", "OTHER", "LTE", "GSM"]
+                .map(|v| Some(v.to_string()))
+                .to_vec()
+        );
+        assert_eq!(run_sorted(indexer.transform(df()).unwrap()).await, expected);
     }
 }

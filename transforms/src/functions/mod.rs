@@ -1,7 +1,10 @@
 //! Sluice's scalar functions (one function per file) and their single list.
 
+pub mod fill_null;
 pub mod haversine;
+pub mod indicator;
 pub mod local_time;
+pub mod signal_level;
 
 use std::sync::Arc;
 
@@ -14,5 +17,8 @@ pub fn all_udfs() -> Vec<Arc<ScalarUDF>> {
         local_time::local_hour_udf(),
         local_time::local_minute_of_day_udf(),
         local_time::local_is_weekend_udf(),
+        fill_null::fill_null_f64_udf(),
+        indicator::indicator_f64_udf(),
+        signal_level::signal_level_udf(),
     ]
 }
