@@ -19,6 +19,11 @@
 //!    [`sluice_ml::distributed::trainer::DistributedTrainer`], which picks
 //!    the splits between passes.
 //!
+//! Each aggregate returns its state as one row, and Ballista moves rows in
+//! gRPC messages of at most 16 MiB: the bin-sample query takes as many
+//! features as fit in [`MAX_STATE_VALUES`], and a level whose histograms
+//! exceed it is scanned once per group of nodes (`LevelPlan::split`).
+//!
 //! Every pass is timed ([`PassTiming`]) and logged at `info`.
 
 use std::time::Instant;
@@ -48,6 +53,13 @@ use crate::error::{EngineError, Result};
 use crate::pipeline::RunContext;
 use crate::session::{EngineMode, EngineSettings};
 
+/// Largest aggregate state (in `f64` values, 8 MiB) one query may carry.
+/// An aggregate without a group key returns its state as one row, and
+/// Ballista moves rows in gRPC messages of at most 16 MiB
+/// (`ballista.grpc_client_max_message_size`): the bin-sample query is split
+/// by features and a tree level by nodes to stay under it.
+pub const MAX_STATE_VALUES: usize = 1 << 20;
+
 /// Row id column of the binned table.
 pub const ROW_ID: &str = "row_id";
 /// Label column (`u8`, 0/1) of the binned table.
@@ -61,6 +73,9 @@ pub struct DistributedOptions {
     /// in the session's memory (embedded sessions only: a Ballista client
     /// would pull it to the driver).
     pub binned_url: Option<String>,
+    /// Largest state per query, in `f64` values (default and cap:
+    /// [`MAX_STATE_VALUES`]); smaller values split levels into more scans.
+    pub max_state_values: Option<usize>,
 }
 
 /// Time of one distributed pass.
@@ -72,9 +87,12 @@ pub struct PassTiming {
     pub label: String,
     /// Histogram slots (nodes) built.
     pub nodes: usize,
+    /// Scans of the binned table (1 unless the level's state exceeds
+    /// [`MAX_STATE_VALUES`]).
+    pub queries: usize,
     /// `f64` values in each partial state (the per-partition network cost is 8× this).
     pub state_values: usize,
-    /// Size of the plan literal (JSON bytes).
+    /// Size of the plan literal(s) (JSON bytes).
     pub plan_bytes: usize,
     /// Wall time of the query, seconds.
     pub seconds: f64,
@@ -220,30 +238,39 @@ pub async fn train_distributed(
         positives: pos as u64,
     };
 
-    // 2. Bin edges from the distributed sample.
+    // 2. Bin edges from the distributed sample (as many features per query
+    // as fit in one message).
     let rate = sample_rate(n as usize, DEFAULT_BIN_SAMPLE);
+    let expected = (n as f64 * rate.min(1.0) * 1.05) as usize + 1_000;
+    let budget = opts
+        .max_state_values
+        .unwrap_or(MAX_STATE_VALUES)
+        .clamp(1, MAX_STATE_VALUES);
+    let per_query = (budget / expected).max(1);
     let sample = udaf(BinSampleFunc::new());
-    let aggs: Vec<Expr> = feature_names
-        .iter()
-        .enumerate()
-        .map(|(j, f)| {
-            sample
-                .call(vec![
-                    cast(ident(f), DataType::Float64),
-                    cast(ident(row_id), DataType::Int64),
-                    lit(rate),
-                ])
-                .alias(format!("s{j}"))
-        })
-        .collect();
-    let res = df.clone().aggregate(vec![], aggs)?.collect().await?;
-    let b = first_row(&res)?;
     let max_bins = spec.max_bins();
-    let edges = BinEdges {
-        features: (0..feature_names.len())
-            .map(|j| list_at(b, j).map(|v| feature_bins(v, max_bins)))
-            .collect::<Result<Vec<_>>>()?,
-    };
+    let mut features = Vec::with_capacity(feature_names.len());
+    for chunk in feature_names.chunks(per_query) {
+        let aggs: Vec<Expr> = chunk
+            .iter()
+            .enumerate()
+            .map(|(j, f)| {
+                sample
+                    .call(vec![
+                        cast(ident(f), DataType::Float64),
+                        cast(ident(row_id), DataType::Int64),
+                        lit(rate),
+                    ])
+                    .alias(format!("s{j}"))
+            })
+            .collect();
+        let res = df.clone().aggregate(vec![], aggs)?.collect().await?;
+        let b = first_row(&res)?;
+        for j in 0..chunk.len() {
+            features.push(feature_bins(list_at(b, j)?, max_bins));
+        }
+    }
+    let edges = BinEdges { features };
 
     // 3. The binned table, written once.
     let bin = ScalarUDF::new_from_impl(BinFunc::new());
@@ -317,21 +344,30 @@ pub async fn train_distributed(
     let mut passes = Vec::new();
     while let Some(plan) = trainer.next_pass()? {
         let t = Instant::now();
-        let literal = plan.to_literal();
-        let plan_bytes = literal.try_as_str().flatten().map_or(0, str::len);
-        let mut args = vec![lit(literal), col(LABEL), col(ROW_ID)];
-        args.extend(bin_cols.iter().map(|c| col(c.as_str())));
-        let res = binned
-            .clone()
-            .aggregate(vec![], vec![level.call(args).alias("h")])?
-            .collect()
-            .await?;
-        let sums = list_at(first_row(&res)?, 0)?;
+        // Normally one query; a level whose state exceeds one message is
+        // scanned once per part (whole nodes per part).
+        let parts = plan.split(budget);
+        let mut results = Vec::with_capacity(parts.len());
+        let mut plan_bytes = 0;
+        for part in &parts {
+            let literal = part.to_literal();
+            plan_bytes += literal.try_as_str().flatten().map_or(0, str::len);
+            let mut args = vec![lit(literal), col(LABEL), col(ROW_ID)];
+            args.extend(bin_cols.iter().map(|c| col(c.as_str())));
+            let res = binned
+                .clone()
+                .aggregate(vec![], vec![level.call(args).alias("h")])?
+                .collect()
+                .await?;
+            results.push(list_at(first_row(&res)?, 0)?);
+        }
+        let sums = plan.join(&parts, &results)?;
         trainer.absorb(&sums)?;
         let timing = PassTiming {
             pass: passes.len(),
             label: trainer.pass_label().to_string(),
             nodes: plan.slots.len(),
+            queries: parts.len(),
             state_values: plan.result_len(),
             plan_bytes,
             seconds: t.elapsed().as_secs_f64(),
@@ -439,6 +475,7 @@ pub(crate) async fn train_pipeline_model(
     let scratch = format!("{dir}/_binned-{}/", uuid::Uuid::new_v4().simple());
     let opts = DistributedOptions {
         binned_url: Some(rc.lake.table_url(&scratch)),
+        ..DistributedOptions::default()
     };
     info!(model = %model.name, "training on the executors");
     let fit = train_distributed(

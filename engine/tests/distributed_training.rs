@@ -193,8 +193,8 @@ fn print_passes(what: &str, fit: &DistributedFit) {
     );
     for p in &fit.passes {
         println!(
-            "  pass {:3} {:45} {:8} values {:7.3} s",
-            p.pass, p.label, p.state_values, p.seconds
+            "  pass {:3} {:45} {:8} values {} queries {:7.3} s",
+            p.pass, p.label, p.state_values, p.queries, p.seconds
         );
     }
 }
@@ -340,8 +340,12 @@ async fn cluster_distributed_training_equals_embedded() {
                     .unwrap()
             }
         };
+        // The forest also runs with a small state budget on the cluster:
+        // its deeper levels are split into several scans and joined.
+        let budget = (name == "rf").then_some(60_000);
         let opts = |tag: &str| DistributedOptions {
             binned_url: Some(lake.table_url(&format!("binned/{name}/{tag}/"))),
+            max_state_values: if tag == "cluster" { budget } else { None },
         };
         let embedded = train_distributed(
             &emb,
@@ -367,6 +371,12 @@ async fn cluster_distributed_training_equals_embedded() {
         .unwrap();
         print_passes(&format!("embedded (4 partitions) {name}"), &embedded);
         print_passes(&format!("cluster (2 executors) {name}"), &on_cluster);
+        if budget.is_some() {
+            assert!(
+                on_cluster.passes.iter().any(|p| p.queries > 1),
+                "{name}: no level was split"
+            );
+        }
         assert_same_model(&on_cluster.model, &embedded.model, &x, name);
         let local = sluice_ml::train(&spec, &x, &y).unwrap();
         assert_same_model(&on_cluster.model, &local, &x, name);

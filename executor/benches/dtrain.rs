@@ -96,6 +96,7 @@ async fn measure(
             .unwrap();
         let opts = DistributedOptions {
             binned_url: Some(lake.table_url(&format!("binned/{tag}/{mname}/"))),
+            ..DistributedOptions::default()
         };
         let t = Instant::now();
         let fit = train_distributed(ctx, df, &names, "y", "row_id", spec, &opts)
@@ -107,8 +108,8 @@ async fn measure(
         eprintln!("{tag} {mname}: {total:.2} s");
         for p in &fit.passes {
             eprintln!(
-                "  pass {:3} {:45} {:9} values {:7.3} s",
-                p.pass, p.label, p.state_values, p.seconds
+                "  pass {:3} {:45} {:9} values {} queries {:7.3} s",
+                p.pass, p.label, p.state_values, p.queries, p.seconds
             );
         }
         out.push(Row {

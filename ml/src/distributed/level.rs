@@ -282,6 +282,100 @@ impl LevelPlan {
         self.layout().1
     }
 
+    /// Splits the plan into plans whose states have at most `max_values`
+    /// values each (whole slots, at least one per part; the validation sums
+    /// go with the first part), for transports that bound a message (Ballista's
+    /// gRPC limit: an aggregate state is one row). [`Self::join`] reassembles
+    /// the parts' results into this plan's result.
+    pub fn split(&self, max_values: usize) -> Vec<LevelPlan> {
+        if self.result_len() <= max_values || self.slots.len() <= 1 {
+            return vec![self.clone()];
+        }
+        let mut groups: Vec<std::ops::Range<usize>> = Vec::new();
+        let mut start = 0;
+        let mut size = 0;
+        for (s, feats) in self.slots.iter().enumerate() {
+            let v: usize = feats
+                .iter()
+                .map(|&j| self.n_bins[j as usize] as usize * 3)
+                .sum();
+            if s > start && size + v > max_values {
+                groups.push(start..s);
+                start = s;
+                size = 0;
+            }
+            size += v;
+        }
+        groups.push(start..self.slots.len());
+        groups
+            .iter()
+            .enumerate()
+            .map(|(gi, g)| LevelPlan {
+                n_bins: self.n_bins.clone(),
+                targets: self.targets.clone(),
+                trees: self
+                    .trees
+                    .iter()
+                    .filter(|t| t.slot.iter().any(|&s| s >= 0 && g.contains(&(s as usize))))
+                    .map(|t| GrowingTree {
+                        index: t.index,
+                        shape: t.shape.clone(),
+                        slot: t
+                            .slot
+                            .iter()
+                            .map(|&s| {
+                                if s >= 0 && g.contains(&(s as usize)) {
+                                    s - g.start as i32
+                                } else {
+                                    -1
+                                }
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+                slots: self.slots[g.clone()].to_vec(),
+                eval: self.eval && gi == 0,
+            })
+            .collect()
+    }
+
+    /// This plan's result from the results of its [`Self::split`] parts.
+    pub fn join(&self, parts: &[LevelPlan], results: &[Vec<f64>]) -> MlResult<Vec<f64>> {
+        let len = self.result_len();
+        let mut out = Vec::with_capacity(len);
+        let mut eval: Option<&[f64]> = None;
+        if parts.len() != results.len() {
+            return Err(MlError::Internal("split plan: results missing".into()));
+        }
+        for (p, r) in parts.iter().zip(results) {
+            if r.len() != p.result_len() {
+                return Err(MlError::Internal(format!(
+                    "split plan: a part returned {} values, expected {}",
+                    r.len(),
+                    p.result_len()
+                )));
+            }
+            if p.eval {
+                out.extend_from_slice(&r[..r.len() - 2]);
+                eval = Some(&r[r.len() - 2..]);
+            } else {
+                out.extend_from_slice(r);
+            }
+        }
+        if self.eval {
+            out.extend_from_slice(
+                eval.ok_or_else(|| MlError::Internal("split plan: no validation part".into()))?,
+            );
+        }
+        if out.len() != len {
+            return Err(MlError::Internal(format!(
+                "split plan: {} values joined, expected {len}",
+                out.len()
+            )));
+        }
+        Ok(out)
+    }
+
     /// Splits a result into one [`Histogram`] per slot (unrequested features
     /// stay zero) and the validation (loss sum, rows) when `eval`.
     pub fn decode(&self, sums: &[f64]) -> MlResult<(Vec<Histogram>, Option<(f64, f64)>)> {
@@ -868,6 +962,63 @@ mod tests {
         assert_eq!(f[1].grad, sigmoid(-0.5) as f32 as f64);
         assert_eq!(f[2].grad, sigmoid(0.5) as f32 as f64);
         assert_eq!(f[1].count + f[2].count, 2.0);
+    }
+
+    #[test]
+    fn split_parts_join_to_the_whole_result() {
+        let bins: Vec<Vec<u8>> = vec![
+            (0..40).map(|i| (i % 3) as u8).collect(),
+            (0..40).map(|i| (i % 2 + 1) as u8).collect(),
+        ];
+        let cols: Vec<&[u8]> = bins.iter().map(|c| c.as_slice()).collect();
+        let y: Vec<u8> = (0..40).map(|i| (i % 5 == 0) as u8).collect();
+        let ids: Vec<i64> = (0..40).collect();
+        let shape = CompactTree::from_tree(&stump(), false);
+        let plan = LevelPlan {
+            n_bins: vec![3, 3],
+            targets: PlanTargets::Gbt {
+                init_score: 0.1,
+                trees: vec![CompactTree::from_tree(&stump(), true)],
+                seed: 5,
+                round: 1,
+                subsampling_rate: 1.0,
+                holdout: Some(Holdout {
+                    seed: 5,
+                    threshold: [Some(u64::MAX / 4), Some(u64::MAX / 4)],
+                }),
+            },
+            trees: vec![
+                GrowingTree {
+                    index: 0,
+                    shape: shape.clone(),
+                    slot: vec![-1, 0, 1],
+                },
+                GrowingTree {
+                    index: 1,
+                    shape,
+                    slot: vec![-1, 2, -1],
+                },
+            ],
+            slots: vec![vec![0, 1], vec![1], vec![0]],
+            eval: true,
+        };
+        let run = |p: &LevelPlan| {
+            let mut a = LevelHistogramsAccumulator::new(p.clone());
+            a.update_rows(&y, &ids, &cols);
+            a.sums().to_vec()
+        };
+        let whole = run(&plan);
+        let parts = plan.split(10);
+        assert_eq!(parts.len(), 3);
+        assert!(parts[0].eval && !parts[1].eval);
+        assert_eq!(
+            parts[2].trees.len(),
+            1,
+            "trees without a slot in the part are left out"
+        );
+        let results: Vec<Vec<f64>> = parts.iter().map(run).collect();
+        assert_eq!(plan.join(&parts, &results).unwrap(), whole);
+        assert_eq!(plan.split(1 << 20), vec![plan.clone()]);
     }
 
     #[test]
