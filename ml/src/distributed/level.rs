@@ -193,6 +193,10 @@ impl Holdout {
     }
 }
 
+/// A decoded pass result: one histogram per slot, and the validation
+/// (log-loss sum, rows) when the plan asked for it.
+pub type Decoded = (Vec<Histogram>, Option<(f64, f64)>);
+
 /// Everything the executors need for one distributed pass.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LevelPlan {
@@ -378,7 +382,7 @@ impl LevelPlan {
 
     /// Splits a result into one [`Histogram`] per slot (unrequested features
     /// stay zero) and the validation (loss sum, rows) when `eval`.
-    pub fn decode(&self, sums: &[f64]) -> MlResult<(Vec<Histogram>, Option<(f64, f64)>)> {
+    pub fn decode(&self, sums: &[f64]) -> MlResult<Decoded> {
         let (starts, len) = self.layout();
         if sums.len() != len {
             return Err(MlError::Internal(format!(

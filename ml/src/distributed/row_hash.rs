@@ -49,7 +49,7 @@ pub fn row_hash_array(seed: u64, stream: u64, rows: &Int64Array) -> UInt64Array 
 fn scalar_u64(v: &ColumnarValue, what: &str) -> Result<u64> {
     match v {
         ColumnarValue::Scalar(ScalarValue::UInt64(Some(s))) => Ok(*s),
-        ColumnarValue::Array(a) if a.len() > 0 && a.null_count() == 0 => {
+        ColumnarValue::Array(a) if !a.is_empty() && a.null_count() == 0 => {
             let a = a.as_primitive::<UInt64Type>();
             let s = a.value(0);
             if a.values().iter().any(|&x| x != s) {

@@ -296,7 +296,11 @@ impl LevelGrower {
             let seed = self.seeds[o.tree];
             let mk = |heap_id: u64, totals: BinStats| Pending {
                 tree: o.tree,
-                node: if heap_id % 2 == 0 { li } else { li + 1 },
+                node: if heap_id.is_multiple_of(2) {
+                    li
+                } else {
+                    li + 1
+                },
                 heap_id,
                 depth: o.depth + 1,
                 features: node_features(nf, p.n_sub_features, seed, heap_id),
@@ -349,7 +353,10 @@ struct GbtRun {
 #[derive(Debug)]
 enum Run {
     Gbt(Box<GbtRun>),
-    Forest { p: RfParams, grower: LevelGrower },
+    Forest {
+        p: RfParams,
+        grower: Box<LevelGrower>,
+    },
 }
 
 /// Drives one distributed fit: hands out a [`LevelPlan`] per pass, takes
@@ -475,7 +482,11 @@ impl DistributedTrainer {
                     .collect();
                 Run::Forest {
                     p: p.clone(),
-                    grower: LevelGrower::new(grow_params_rf(p, nf), n_bins.clone(), &trees),
+                    grower: Box::new(LevelGrower::new(
+                        grow_params_rf(p, nf),
+                        n_bins.clone(),
+                        &trees,
+                    )),
                 }
             }
         };
