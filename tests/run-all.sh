@@ -42,7 +42,7 @@ cleanup() { [ -n "$AZURITE_PID" ] && kill "$AZURITE_PID" 2>/dev/null; true; }
 trap cleanup EXIT
 
 run "cargo fmt --check" cargo fmt --all --check
-section "cargo clippy (report only: lints still open, see issue notes)"; cargo clippy --release --workspace --all-targets 2>&1 | tail -5 || true
+run "cargo clippy -D warnings" cargo clippy --release --workspace --all-targets -- -D warnings
 run "build binaries" cargo build --release --workspace --bins
 run "start azurite" start_azurite
 

@@ -611,7 +611,8 @@ async fn deploy<'a>(
     let best = eval.extra["best"].as_str().unwrap_or_default().to_string();
     let score = eval.extra["best_score"].as_f64().unwrap_or(f64::NAN);
     if let Some(min) = s.min_metric {
-        if !(score >= min) {
+        // A NaN score (metric not computed) does not pass either.
+        if score.is_nan() || score < min {
             return Err(EngineError::Step {
                 step: "deploy".into(),
                 message: format!(
