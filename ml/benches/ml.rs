@@ -2,6 +2,9 @@
 //!
 //! `cargo bench -p sluice-ml --bench ml` (set `ML_BENCH_ROWS` to change the row count).
 
+// `criterion_group!` defines an undocumented `pub fn benches`.
+#![allow(missing_docs)]
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use sluice_ml::*;
 

@@ -5,7 +5,7 @@ use rayon::prelude::*;
 use crate::binning::BinnedMatrix;
 use crate::error::{MlError, Result};
 use crate::histogram::{LocalHistogramSource, Targets};
-use crate::learner::{grow_trees, Criterion, GrowParams, TreeJob};
+use crate::learner::{grow_trees_with_leaf_rows, Criterion, GrowParams, TreeJob};
 use crate::params::GbtParams;
 use crate::progress::{emit, Progress, TrainEvent};
 use crate::sampling::{hash2, unit};
@@ -42,6 +42,20 @@ pub(crate) fn holdout(rows: &[u32], y: &[u8], fraction: f64, seed: u64) -> (Vec<
     keep.sort_unstable();
     out.sort_unstable();
     (keep, out)
+}
+
+/// The elements of ascending `all` that are not in its ascending subset `sub`.
+fn sorted_difference(all: &[u32], sub: &[u32]) -> Vec<u32> {
+    let mut out = Vec::with_capacity(all.len() - sub.len());
+    let mut k = 0;
+    for &r in all {
+        if sub.get(k) == Some(&r) {
+            k += 1;
+        } else {
+            out.push(r);
+        }
+    }
+    out
 }
 
 fn log_loss_rows(scores: &[f64], y: &[u8], rows: &[u32]) -> f64 {
@@ -138,18 +152,30 @@ pub(crate) fn fit_gbt(
             rows: tree_rows,
             seed: hash2(p.seed, 0x7ee, it as u64),
         };
-        let mut tree = grow_trees(&source, binned, &gp, std::slice::from_ref(&job))?
-            .pop()
-            .ok_or_else(|| MlError::Internal("learner returned no tree".into()))?;
+        let (mut tree, leaves) =
+            grow_trees_with_leaf_rows(&source, binned, &gp, std::slice::from_ref(&job))?
+                .pop()
+                .ok_or_else(|| MlError::Internal("learner returned no tree".into()))?;
         for nd in &mut tree.nodes {
             nd.value *= p.step_size;
         }
-        let deltas: Vec<f64> = scored
-            .par_iter()
-            .map(|&r| tree.predict_binned(binned, r as usize))
-            .collect();
-        for (&r, d) in scored.iter().zip(deltas) {
-            scores[r as usize] += d;
+        // The tree's own rows get their leaf's value; other scored rows
+        // (validation holdout, rows left out of this round's subsample) are routed.
+        for (node, leaf_rows) in &leaves {
+            let v = tree.nodes[*node].value;
+            for &r in leaf_rows {
+                scores[r as usize] += v;
+            }
+        }
+        if job.rows.len() < scored.len() {
+            let others = sorted_difference(&scored, &job.rows);
+            let deltas: Vec<f64> = others
+                .par_iter()
+                .map(|&r| tree.predict_binned(binned, r as usize))
+                .collect();
+            for (&r, d) in others.iter().zip(deltas) {
+                scores[r as usize] += d;
+            }
         }
         trees.push(tree);
         let mut validation_loss = None;

@@ -150,9 +150,18 @@ impl Histogram {
 }
 
 /// Adds the rows' stats into one feature's bins. The hot loop of training.
+///
+/// Accumulates in fixed 256-entry arrays (indexing by `u8` needs no bounds
+/// check). A feature with few bins (one-hot, flags, hour of day) sends
+/// consecutive rows to the same bin, and each addition then waits for the
+/// previous one to the same slot; such features alternate rows between four
+/// copies of the accumulator, summed at the end.
 #[inline]
 fn fill_feature(out: &mut [BinStats], col: &[u8], rows: &[u32], grad: &[f32], hess: &[f32]) {
-    // Accumulate in a fixed 256-entry array: indexing by u8 needs no bounds check.
+    if out.len() <= FEW_BINS && rows.len() >= 4 * 256 {
+        fill_feature_split(out, col, rows, grad, hess);
+        return;
+    }
     let mut acc = [[0f64; 3]; 256];
     for ((&r, &g), &h) in rows.iter().zip(grad).zip(hess) {
         let s = &mut acc[col[r as usize] as usize];
@@ -164,6 +173,73 @@ fn fill_feature(out: &mut [BinStats], col: &[u8], rows: &[u32], grad: &[f32], he
         o.grad += a[0];
         o.hess += a[1];
         o.count += a[2];
+    }
+}
+
+/// One or two features' histograms filled by one task.
+enum FillTask<'a> {
+    One((usize, &'a mut [BinStats])),
+    Two((usize, &'a mut [BinStats]), (usize, &'a mut [BinStats])),
+    Four([(usize, &'a mut [BinStats]); 4]),
+}
+
+/// [`fill_feature`] of `N` features in one pass over the rows.
+fn fill_group<const N: usize>(
+    out: [&mut [BinStats]; N],
+    cols: [&[u8]; N],
+    rows: &[u32],
+    grad: &[f32],
+    hess: &[f32],
+) {
+    let mut acc = [[[0f64; 3]; 256]; N];
+    for ((&r, &g), &h) in rows.iter().zip(grad).zip(hess) {
+        let (g, h) = (g as f64, h as f64);
+        for (a, col) in acc.iter_mut().zip(cols) {
+            let s = &mut a[col[r as usize] as usize];
+            s[0] += g;
+            s[1] += h;
+            s[2] += 1.0;
+        }
+    }
+    for (o, a) in out.into_iter().zip(&acc) {
+        for (o, a) in o.iter_mut().zip(a.iter()) {
+            o.grad += a[0];
+            o.hess += a[1];
+            o.count += a[2];
+        }
+    }
+}
+
+/// Features with at most this many bins (missing bin included) use four accumulators.
+const FEW_BINS: usize = 32;
+
+fn fill_feature_split(out: &mut [BinStats], col: &[u8], rows: &[u32], grad: &[f32], hess: &[f32]) {
+    let mut acc = [[[0f64; 3]; 256]; 4];
+    let n4 = rows.len() / 4 * 4;
+    for ((r4, g4), h4) in rows[..n4]
+        .chunks_exact(4)
+        .zip(grad[..n4].chunks_exact(4))
+        .zip(hess[..n4].chunks_exact(4))
+    {
+        for k in 0..4 {
+            let s = &mut acc[k][col[r4[k] as usize] as usize];
+            s[0] += g4[k] as f64;
+            s[1] += h4[k] as f64;
+            s[2] += 1.0;
+        }
+    }
+    for ((&r, &g), &h) in rows[n4..].iter().zip(&grad[n4..]).zip(&hess[n4..]) {
+        let s = &mut acc[0][col[r as usize] as usize];
+        s[0] += g as f64;
+        s[1] += h as f64;
+        s[2] += 1.0;
+    }
+    for (b, o) in out.iter_mut().enumerate() {
+        for a in &acc {
+            o.grad += a[b][0];
+            o.hess += a[b][1];
+            o.count += a[b][2];
+        }
     }
 }
 
@@ -271,12 +347,46 @@ impl<'a> LocalHistogramSource<'a> {
         for &j in req.features {
             wanted[j] = true;
         }
-        hist.features_mut()
-            .into_par_iter()
-            .with_min_len(if req.rows.len() < 4096 { 64 } else { 1 })
+        // Few-bin features alone (four accumulators); the others in pairs
+        // that share each row's index and target loads.
+        let (few, mut many): (Vec<_>, Vec<_>) = hist
+            .features_mut()
+            .into_iter()
             .enumerate()
             .filter(|(j, _)| wanted[*j])
-            .for_each(|(j, out)| fill_feature(out, self.binned.column(j), req.rows, &g, &h));
+            .partition(|(_, out)| out.len() <= FEW_BINS);
+        let mut tasks: Vec<FillTask<'_>> = few.into_iter().map(FillTask::One).collect();
+        while many.len() >= 4 {
+            let g: Vec<_> = many.drain(many.len() - 4..).collect();
+            if let Ok(g) = <[_; 4]>::try_from(g) {
+                tasks.push(FillTask::Four(g));
+            }
+        }
+        while let Some(a) = many.pop() {
+            tasks.push(match many.pop() {
+                Some(b) => FillTask::Two(a, b),
+                None => FillTask::One(a),
+            });
+        }
+        let col = |j: usize| self.binned.column(j);
+        tasks
+            .into_par_iter()
+            .with_min_len(if req.rows.len() < 4096 { 64 } else { 1 })
+            .for_each(|t| match t {
+                FillTask::One((j, out)) => fill_feature(out, col(j), req.rows, &g, &h),
+                FillTask::Two((ja, a), (jb, b)) => {
+                    fill_group([a, b], [col(ja), col(jb)], req.rows, &g, &h)
+                }
+                FillTask::Four(four) => {
+                    let cols = [
+                        col(four[0].0),
+                        col(four[1].0),
+                        col(four[2].0),
+                        col(four[3].0),
+                    ];
+                    fill_group(four.map(|(_, o)| o), cols, req.rows, &g, &h)
+                }
+            });
         hist
     }
 }

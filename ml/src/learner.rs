@@ -222,11 +222,11 @@ fn best_split_feature(
         }
     };
     let mut acc = BinStats::default();
-    for t in 1..n {
-        if bins[t].count == 0.0 {
+    for (t, b) in bins.iter().enumerate().skip(1) {
+        if b.count == 0.0 {
             continue;
         }
-        acc.add(&bins[t]);
+        acc.add(b);
         if t == n - 1 {
             // All values left, missing right.
             if has_missing {
@@ -288,6 +288,50 @@ pub fn best_split_of(
         .reduce(|| None, pick)
 }
 
+/// Rows per task when partitioning one node's rows in parallel.
+const PARTITION_CHUNK: usize = 1 << 16;
+
+/// Splits a node's ascending `rows` into (left, right) rows, both ascending.
+/// Branch-free (a split is a coin flip for the branch predictor) and
+/// parallel over chunks for large nodes.
+fn partition_rows(rows: &[u32], col: &[u8], s: &Split) -> (Vec<u32>, Vec<u32>) {
+    let mut goes_left = [false; 256];
+    for (b, g) in goes_left.iter_mut().enumerate() {
+        *g = if b == 0 {
+            s.missing_left
+        } else {
+            b <= s.bin as usize
+        };
+    }
+    let part = |rows: &[u32]| {
+        let mut left = vec![0u32; rows.len()];
+        let mut right = vec![0u32; rows.len()];
+        let (mut nl, mut nr) = (0usize, 0usize);
+        for &r in rows {
+            let l = goes_left[col[r as usize] as usize];
+            left[nl] = r;
+            right[nr] = r;
+            nl += l as usize;
+            nr += !l as usize;
+        }
+        left.truncate(nl);
+        right.truncate(nr);
+        (left, right)
+    };
+    if rows.len() <= 2 * PARTITION_CHUNK {
+        return part(rows);
+    }
+    let parts: Vec<(Vec<u32>, Vec<u32>)> = rows.par_chunks(PARTITION_CHUNK).map(part).collect();
+    let n_left: usize = parts.iter().map(|p| p.0.len()).sum();
+    let mut left = Vec::with_capacity(n_left);
+    let mut right = Vec::with_capacity(rows.len() - n_left);
+    for (l, r) in parts {
+        left.extend_from_slice(&l);
+        right.extend_from_slice(&r);
+    }
+    (left, right)
+}
+
 /// Grows one tree per job, all trees level by level with one histogram
 /// request per level. Leaves hold `criterion.leaf_value` (unscaled).
 pub fn grow_trees(
@@ -296,6 +340,34 @@ pub fn grow_trees(
     p: &GrowParams,
     jobs: &[TreeJob<'_>],
 ) -> Result<Vec<Tree>> {
+    Ok(grow(source, binned, p, jobs, false)?
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect())
+}
+
+/// The rows of each leaf of a grown tree: (node index, ascending rows).
+pub(crate) type LeafRows = Vec<(usize, Vec<u32>)>;
+
+/// [`grow_trees`] that also returns every leaf's rows, so boosting can add
+/// the leaf values to the training scores without routing rows again.
+pub(crate) fn grow_trees_with_leaf_rows(
+    source: &dyn HistogramSource,
+    binned: &BinnedMatrix,
+    p: &GrowParams,
+    jobs: &[TreeJob<'_>],
+) -> Result<Vec<(Tree, LeafRows)>> {
+    grow(source, binned, p, jobs, true)
+}
+
+fn grow(
+    source: &dyn HistogramSource,
+    binned: &BinnedMatrix,
+    p: &GrowParams,
+    jobs: &[TreeJob<'_>],
+    keep_leaf_rows: bool,
+) -> Result<Vec<(Tree, LeafRows)>> {
+    let mut leaves: Vec<LeafRows> = jobs.iter().map(|_| Vec::new()).collect();
     let nf = binned.n_features();
     let all_features = p.n_sub_features >= nf;
     let mut trees: Vec<Tree> = jobs.iter().map(|_| Tree { nodes: Vec::new() }).collect();
@@ -338,23 +410,18 @@ pub fn grow_trees(
 
     while !open.is_empty() {
         let splits: Vec<Option<Split>> = open.par_iter().map(|o| best_split(o, p)).collect();
+        if keep_leaf_rows {
+            for (o, s) in open.iter_mut().zip(&splits) {
+                if s.is_none() {
+                    leaves[o.tree].push((o.node, std::mem::take(&mut o.rows)));
+                }
+            }
+        }
         // Partition rows of split nodes.
         let parts: Vec<Option<(Vec<u32>, Vec<u32>)>> = open
             .par_iter()
             .zip(&splits)
-            .map(|(o, s)| {
-                s.map(|s| {
-                    let col = binned.column(s.feature);
-                    o.rows.iter().partition(|&&r| {
-                        let b = col[r as usize];
-                        if b == 0 {
-                            s.missing_left
-                        } else {
-                            b <= s.bin
-                        }
-                    })
-                })
-            })
+            .map(|(o, s)| s.map(|s| partition_rows(&o.rows, binned.column(s.feature), &s)))
             .collect();
 
         // Create children and plan the next level's histogram requests.
@@ -392,7 +459,11 @@ pub fn grow_trees(
             let seed = jobs[o.tree].seed;
             let mk = |heap_id: u64, rows: Vec<u32>, totals: BinStats| Child {
                 tree: o.tree,
-                node: if heap_id % 2 == 0 { li } else { li + 1 },
+                node: if heap_id.is_multiple_of(2) {
+                    li
+                } else {
+                    li + 1
+                },
                 heap_id,
                 depth: o.depth + 1,
                 rows,
@@ -405,6 +476,10 @@ pub fn grow_trees(
             let can_split_further = o.depth + 1 < p.max_depth;
             if !can_split_further {
                 // Children will be leaves: no histogram needed.
+                if keep_leaf_rows {
+                    leaves[o.tree].push((l.node, l.rows));
+                    leaves[o.tree].push((r.node, r.rows));
+                }
                 continue;
             }
             let base = children.len();
@@ -466,7 +541,7 @@ pub fn grow_trees(
             })
             .collect();
     }
-    Ok(trees)
+    Ok(trees.into_iter().zip(leaves).collect())
 }
 
 #[cfg(test)]
@@ -509,28 +584,35 @@ mod tests {
         assert!((t.nodes[0].gain - 0.5 * (2.0 / 1.5)).abs() < 1e-12);
     }
 
-    #[test]
-    fn missing_values_learn_their_direction() {
-        // Missing rows are positive like the high values: they must go right.
-        let b = BinnedMatrix::from_columns(vec![vec![1, 1, 2, 2, 0, 0]], vec![3]).unwrap();
-        let y = [0u8, 0, 1, 1, 1, 1];
+    /// Grows one single-feature Gini tree on labels `y` (all rows, weight 1).
+    fn gini_tree(
+        bins: Vec<u8>,
+        n_bins: u16,
+        y: &[u8],
+        max_depth: usize,
+        min_instances: f64,
+    ) -> Tree {
+        let b = BinnedMatrix::from_columns(vec![bins], vec![n_bins]).unwrap();
         let p = GrowParams {
-            max_depth: 1,
-            min_instances: 1.0,
+            max_depth,
+            min_instances,
             min_info_gain: 0.0,
             criterion: Criterion::Impurity(Impurity::Gini),
             n_sub_features: 1,
         };
         let job = TreeJob {
-            targets: Targets::Labels {
-                y: &y,
-                weights: None,
-            },
-            rows: (0..6).collect(),
+            targets: Targets::Labels { y, weights: None },
+            rows: (0..y.len() as u32).collect(),
             seed: 0,
         };
         let src = LocalHistogramSource::new(&b);
-        let t = &grow_trees(&src, &b, &p, &[job]).unwrap()[0];
+        grow_trees(&src, &b, &p, &[job]).unwrap().remove(0)
+    }
+
+    #[test]
+    fn missing_values_learn_their_direction() {
+        // Missing rows are positive like the high values: they must go right.
+        let t = gini_tree(vec![1, 1, 2, 2, 0, 0], 3, &[0, 0, 1, 1, 1, 1], 1, 1.0);
         assert!(!t.nodes[0].missing_left);
         assert_eq!(t.nodes[0].threshold_bin, 1);
         assert_eq!(t.nodes[1].value, 0.0);
@@ -541,25 +623,7 @@ mod tests {
 
     #[test]
     fn min_instances_blocks_small_children() {
-        let b = BinnedMatrix::from_columns(vec![vec![1, 2, 2, 2]], vec![3]).unwrap();
-        let y = [1u8, 0, 0, 0];
-        let p = GrowParams {
-            max_depth: 3,
-            min_instances: 2.0,
-            min_info_gain: 0.0,
-            criterion: Criterion::Impurity(Impurity::Gini),
-            n_sub_features: 1,
-        };
-        let job = TreeJob {
-            targets: Targets::Labels {
-                y: &y,
-                weights: None,
-            },
-            rows: (0..4).collect(),
-            seed: 0,
-        };
-        let src = LocalHistogramSource::new(&b);
-        let t = &grow_trees(&src, &b, &p, &[job]).unwrap()[0];
+        let t = gini_tree(vec![1, 2, 2, 2], 3, &[1, 0, 0, 0], 3, 2.0);
         assert_eq!(t.nodes.len(), 1);
         assert_eq!(t.nodes[0].value, 0.25);
     }

@@ -184,7 +184,8 @@ mod tests {
         assert_eq!(m.column(0), &[1.0, 0.0, 1.0, 0.0]);
         assert_eq!(m.column(1)[0], 1.0);
         assert!(m.column(1)[1].is_nan());
-        let err = FeatureMatrix::from_batches(&[batch.clone()], &["s".into()]).unwrap_err();
+        let err =
+            FeatureMatrix::from_batches(std::slice::from_ref(&batch), &["s".into()]).unwrap_err();
         assert!(err.to_string().contains("`s` has type Utf8"), "{err}");
         let err = FeatureMatrix::from_batches(&[batch], &["zz".into()]).unwrap_err();
         assert!(err.to_string().contains("`zz` not found"), "{err}");

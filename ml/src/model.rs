@@ -12,7 +12,7 @@ use crate::gbt::{fit_gbt, sigmoid};
 use crate::matrix::{column_as_f64, FeatureMatrix};
 use crate::params::ModelSpec;
 use crate::progress::Progress;
-use crate::tree::{FlatTree, Tree, FLAT_BLOCK};
+use crate::tree::{FlatTree, RowBlock, Tree, FLAT_BLOCK, ROW_BLOCK};
 
 /// Model family of a [`TrainedModel`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -219,9 +219,14 @@ impl TrainedModel {
     }
 
     fn finish(&self, raw: f64) -> f64 {
+        self.finish_n(raw, self.trees.len())
+    }
+
+    /// P(class 1) from the summed tree outputs `raw` of `n_trees` trees.
+    fn finish_n(&self, raw: f64, n_trees: usize) -> f64 {
         match self.kind {
             ModelKind::Gbt => sigmoid(self.init_score + raw),
-            ModelKind::RandomForest => raw / self.trees.len().max(1) as f64,
+            ModelKind::RandomForest => raw / n_trees.max(1) as f64,
         }
     }
 
@@ -242,14 +247,25 @@ impl TrainedModel {
             )));
         }
         let flat: Vec<FlatTree> = self.trees.iter().map(FlatTree::new).collect();
+        let by_rows = !cols.is_empty() && flat.iter().all(FlatTree::rows_exact);
         let mut out = vec![0.0; n_rows];
         out.par_chunks_mut(PREDICT_BLOCK)
             .enumerate()
             .for_each(|(bi, chunk)| {
                 let start = bi * PREDICT_BLOCK;
-                for (k, sub) in chunk.chunks_mut(FLAT_BLOCK).enumerate() {
-                    for t in &flat {
-                        t.add_block(cols, start + k * FLAT_BLOCK, sub);
+                if by_rows {
+                    let mut block = RowBlock::new(cols.len());
+                    for (k, sub) in chunk.chunks_mut(ROW_BLOCK).enumerate() {
+                        block.load(cols, start + k * ROW_BLOCK, sub.len());
+                        for t in &flat {
+                            t.add_block_rows(&block, sub);
+                        }
+                    }
+                } else {
+                    for (k, sub) in chunk.chunks_mut(FLAT_BLOCK).enumerate() {
+                        for t in &flat {
+                            t.add_block(cols, start + k * FLAT_BLOCK, sub);
+                        }
                     }
                 }
                 for v in chunk.iter_mut() {
@@ -316,6 +332,47 @@ impl TrainedModel {
                         .sum(),
                 )
             })
+            .collect()
+    }
+
+    /// For each `(n_trees, max_depth)` of `cuts`, exactly
+    /// `self.truncated(n_trees, max_depth).predict_binned_rows(binned, rows)`,
+    /// routing each row through each tree once for all cuts (grid search
+    /// scores many truncations of one forest on the same validation rows).
+    pub(crate) fn predict_binned_rows_truncated(
+        &self,
+        binned: &BinnedMatrix,
+        rows: &[u32],
+        cuts: &[(usize, usize)],
+    ) -> Vec<Vec<f64>> {
+        let n_trees = cuts
+            .iter()
+            .map(|c| c.0)
+            .max()
+            .unwrap_or(0)
+            .min(self.trees.len());
+        let depths = cuts.iter().map(|c| c.1).max().unwrap_or(0) + 1;
+        let per_row: Vec<Vec<f64>> = rows
+            .par_iter()
+            .with_min_len(256)
+            .map_init(
+                || vec![0.0; n_trees * depths],
+                |path, &r| {
+                    for (t, out) in self.trees[..n_trees].iter().zip(path.chunks_mut(depths)) {
+                        t.path_values_binned(binned, r as usize, out);
+                    }
+                    cuts.iter()
+                        .map(|&(nt, d)| {
+                            let nt = nt.min(n_trees);
+                            let raw: f64 = path.chunks(depths).take(nt).map(|p| p[d]).sum();
+                            self.finish_n(raw, nt)
+                        })
+                        .collect()
+                },
+            )
+            .collect();
+        (0..cuts.len())
+            .map(|c| per_row.iter().map(|p| p[c]).collect())
             .collect()
     }
 

@@ -210,63 +210,97 @@ pub enum ModelSpec {
 /// Largest supported tree depth.
 pub const MAX_DEPTH: usize = 30;
 
-fn check(ok: bool, param: &str, msg: impl FnOnce() -> String) -> Result<()> {
+/// Fails with a parameter error naming `param` unless `ok`.
+fn require(param: &str, ok: bool, got: impl std::fmt::Display, expected: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(MlError::params(param, msg()))
+        Err(MlError::params(
+            param,
+            format!("got {got}, expected {expected}"),
+        ))
     }
+}
+
+/// Checks of the tree parameters both families share.
+fn validate_tree_params(
+    max_depth: usize,
+    min_instances_per_node: usize,
+    min_info_gain: f64,
+    subsampling_rate: f64,
+    max_bins: usize,
+) -> Result<()> {
+    require(
+        "maxDepth",
+        max_depth <= MAX_DEPTH,
+        max_depth,
+        &format!("0..={MAX_DEPTH}"),
+    )?;
+    require(
+        "minInstancesPerNode",
+        min_instances_per_node >= 1,
+        min_instances_per_node,
+        ">= 1",
+    )?;
+    require("minInfoGain", min_info_gain >= 0.0, min_info_gain, ">= 0")?;
+    require(
+        "subsamplingRate",
+        subsampling_rate > 0.0 && subsampling_rate <= 1.0,
+        subsampling_rate,
+        "(0, 1]",
+    )?;
+    require(
+        "maxBins",
+        (2..=MAX_VALUE_BINS).contains(&max_bins),
+        max_bins,
+        &format!("2..={MAX_VALUE_BINS}"),
+    )
+}
+
+/// [`validate_tree_params`] of a params struct (both families use the same field names).
+macro_rules! check_tree_params {
+    ($p:expr) => {
+        validate_tree_params(
+            $p.max_depth,
+            $p.min_instances_per_node,
+            $p.min_info_gain,
+            $p.subsampling_rate,
+            $p.max_bins,
+        )
+    };
 }
 
 impl GbtParams {
     /// Checks every value range; the error names the parameter.
     pub fn validate(&self) -> Result<()> {
-        check(self.max_iter >= 1, "maxIter", || {
-            format!("got {}, expected >= 1", self.max_iter)
-        })?;
-        check(self.max_depth <= MAX_DEPTH, "maxDepth", || {
-            format!("got {}, expected 0..={MAX_DEPTH}", self.max_depth)
-        })?;
-        check(
-            self.step_size > 0.0 && self.step_size <= 1.0,
+        require("maxIter", self.max_iter >= 1, self.max_iter, ">= 1")?;
+        check_tree_params!(self)?;
+        require(
             "stepSize",
-            || format!("got {}, expected (0, 1]", self.step_size),
+            self.step_size > 0.0 && self.step_size <= 1.0,
+            self.step_size,
+            "(0, 1]",
         )?;
-        check(
-            self.min_instances_per_node >= 1,
-            "minInstancesPerNode",
-            || "expected >= 1".into(),
-        )?;
-        check(self.min_info_gain >= 0.0, "minInfoGain", || {
-            format!("got {}, expected >= 0", self.min_info_gain)
-        })?;
-        check(
-            self.subsampling_rate > 0.0 && self.subsampling_rate <= 1.0,
-            "subsamplingRate",
-            || format!("got {}, expected (0, 1]", self.subsampling_rate),
-        )?;
-        check(self.reg_lambda >= 0.0, "regLambda", || {
-            format!("got {}, expected >= 0", self.reg_lambda)
-        })?;
-        check(
-            self.min_hessian_per_node >= 0.0,
+        require("regLambda", self.reg_lambda >= 0.0, self.reg_lambda, ">= 0")?;
+        require(
             "minHessianPerNode",
-            || "expected >= 0".into(),
-        )?;
-        check(
-            (2..=MAX_VALUE_BINS).contains(&self.max_bins),
-            "maxBins",
-            || format!("got {}, expected 2..={MAX_VALUE_BINS}", self.max_bins),
+            self.min_hessian_per_node >= 0.0,
+            self.min_hessian_per_node,
+            ">= 0",
         )?;
         if let Some(f) = self.validation_fraction {
-            check(f > 0.0 && f < 1.0, "validationFraction", || {
-                format!("got {f}, expected (0, 1) or null")
-            })?;
+            require(
+                "validationFraction",
+                f > 0.0 && f < 1.0,
+                f,
+                "(0, 1) or null",
+            )?;
         }
-        check(
-            self.early_stopping_rounds >= 1,
+        require(
             "earlyStoppingRounds",
-            || "expected >= 1".into(),
+            self.early_stopping_rounds >= 1,
+            self.early_stopping_rounds,
+            ">= 1",
         )
     }
 }
@@ -274,30 +308,8 @@ impl GbtParams {
 impl RfParams {
     /// Checks every value range; the error names the parameter.
     pub fn validate(&self) -> Result<()> {
-        check(self.num_trees >= 1, "numTrees", || {
-            format!("got {}, expected >= 1", self.num_trees)
-        })?;
-        check(self.max_depth <= MAX_DEPTH, "maxDepth", || {
-            format!("got {}, expected 0..={MAX_DEPTH}", self.max_depth)
-        })?;
-        check(
-            self.min_instances_per_node >= 1,
-            "minInstancesPerNode",
-            || "expected >= 1".into(),
-        )?;
-        check(self.min_info_gain >= 0.0, "minInfoGain", || {
-            format!("got {}, expected >= 0", self.min_info_gain)
-        })?;
-        check(
-            self.subsampling_rate > 0.0 && self.subsampling_rate <= 1.0,
-            "subsamplingRate",
-            || format!("got {}, expected (0, 1]", self.subsampling_rate),
-        )?;
-        check(
-            (2..=MAX_VALUE_BINS).contains(&self.max_bins),
-            "maxBins",
-            || format!("got {}, expected 2..={MAX_VALUE_BINS}", self.max_bins),
-        )
+        require("numTrees", self.num_trees >= 1, self.num_trees, ">= 1")?;
+        check_tree_params!(self)
     }
 }
 

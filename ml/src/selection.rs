@@ -21,7 +21,7 @@ use crate::sampling::hash2;
 fn shuffled_by_class(y: &[u8], seed: u64) -> [Vec<usize>; 2] {
     let mut out: [Vec<(u64, usize)>; 2] = [Vec::new(), Vec::new()];
     for (r, &c) in y.iter().enumerate() {
-        out[(c > 0) as usize].push((hash2(seed, 0x5971_17, r as u64), r));
+        out[(c > 0) as usize].push((hash2(seed, 0x0059_7117, r as u64), r));
     }
     out.map(|mut v| {
         v.sort_unstable();
@@ -303,12 +303,16 @@ fn run_grid(
             let (tr, va) = &fold_rows[f];
             let model = fit_binned(&fit.spec, &edges, x.names(), &binned, y, tr, None)?;
             let yv: Vec<u8> = va.iter().map(|&r| y[r as usize]).collect();
+            let cuts: Vec<(usize, usize)> = fit.consumers.iter().filter_map(|c| c.1).collect();
+            let mut cut_probas = model
+                .predict_binned_rows_truncated(&binned, va, &cuts)
+                .into_iter();
             let out = fit
                 .consumers
                 .iter()
                 .map(|&(pi, cut)| {
                     let proba = match cut {
-                        Some((t, d)) => model.truncated(t, d).predict_binned_rows(&binned, va),
+                        Some(_) => cut_probas.next().unwrap_or_default(),
                         None => model.predict_binned_rows(&binned, va),
                     };
                     (pi, f, evaluate(&yv, &proba, 0.5).get(cfg.metric))
@@ -400,6 +404,29 @@ mod tests {
         assert_eq!(te.len(), 200);
         assert_eq!(tr.len() + te.len(), 1000);
         assert_eq!(te.iter().filter(|&&r| y[r] == 1).count(), 50);
+    }
+
+    #[test]
+    fn truncated_predictions_in_one_pass_equal_truncated_models() {
+        let (x, y) = crate::synthetic::generate(1500, 3);
+        let edges = BinEdges::fit(&x, 255, DEFAULT_BIN_SAMPLE).unwrap();
+        let binned = edges.transform(&x).unwrap();
+        let rows: Vec<u32> = (0..1500).collect();
+        let spec = ModelSpec::RandomForest(RfParams {
+            num_trees: 6,
+            max_depth: 4,
+            ..Default::default()
+        });
+        let m = fit_binned(&spec, &edges, x.names(), &binned, &y, &rows[..1000], None).unwrap();
+        let cuts = [(6, 4), (2, 1), (4, 0), (9, 3), (3, 4)];
+        let got = m.predict_binned_rows_truncated(&binned, &rows[1000..], &cuts);
+        for (&(t, d), p) in cuts.iter().zip(&got) {
+            assert_eq!(
+                p,
+                &m.truncated(t, d)
+                    .predict_binned_rows(&binned, &rows[1000..])
+            );
+        }
     }
 
     #[test]

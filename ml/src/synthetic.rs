@@ -22,7 +22,7 @@ fn normal(seed: u64, row: u64, col: u64) -> f64 {
 /// Generates `n` rows: the feature matrix and 0/1 labels.
 pub fn generate(n: usize, seed: u64) -> (FeatureMatrix, Vec<u8>) {
     let mut names = Vec::with_capacity(N_FEATURES);
-    let mut cols: Vec<Vec<f64>> = vec![Vec::with_capacity(n); N_FEATURES];
+    let mut cols: Vec<Vec<f64>> = (0..N_FEATURES).map(|_| Vec::with_capacity(n)).collect();
     for i in 0..12 {
         names.push(format!("num_{i}"));
     }

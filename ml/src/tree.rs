@@ -10,7 +10,9 @@ use crate::binning::BinnedMatrix;
 pub struct Node {
     /// Split feature (index into the model's feature names).
     pub feature: u32,
-    /// Raw split threshold: `value <= threshold` goes left.
+    /// Raw split threshold: `value <= threshold` goes left. `+inf` (the
+    /// split "every value left, missing right") is written as `"inf"`.
+    #[serde(with = "threshold_json")]
     pub threshold: f64,
     /// The same split on bins: `bin <= thresholdBin` goes left (bin 0 = missing excluded).
     pub threshold_bin: u8,
@@ -28,6 +30,60 @@ pub struct Node {
     pub count: f64,
 }
 
+/// JSON has no infinity (`serde_json` writes `null` and cannot read it back
+/// as `f64`): thresholds are numbers when finite, else `"inf"` / `"-inf"` / `"nan"`.
+mod threshold_json {
+    use serde::de::{self, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_finite() {
+            s.serialize_f64(*v)
+        } else if v.is_nan() {
+            s.serialize_str("nan")
+        } else if *v > 0.0 {
+            s.serialize_str("inf")
+        } else {
+            s.serialize_str("-inf")
+        }
+    }
+
+    struct Threshold;
+
+    impl Visitor<'_> for Threshold {
+        type Value = f64;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a number or one of \"inf\", \"-inf\", \"nan\"")
+        }
+
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<f64, E> {
+            Ok(v)
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<f64, E> {
+            Ok(v as f64)
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<f64, E> {
+            Ok(v as f64)
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<f64, E> {
+            match v {
+                "inf" => Ok(f64::INFINITY),
+                "-inf" => Ok(f64::NEG_INFINITY),
+                "nan" => Ok(f64::NAN),
+                other => Err(E::invalid_value(de::Unexpected::Str(other), &self)),
+            }
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        d.deserialize_any(Threshold)
+    }
+}
+
 impl Node {
     /// A leaf with the given value.
     pub fn leaf(value: f64, count: f64) -> Self {
@@ -42,6 +98,18 @@ impl Node {
             gain: 0.0,
             count,
         }
+    }
+
+    /// The child that row `r` of binned columns goes to (a split node's).
+    #[inline]
+    fn child_binned(&self, binned: &BinnedMatrix, r: usize) -> usize {
+        let b = binned.column(self.feature as usize)[r];
+        let go_left = if b == 0 {
+            self.missing_left
+        } else {
+            b <= self.threshold_bin
+        };
+        (if go_left { self.left } else { self.right }) as usize
     }
 
     /// True when the node has no children.
@@ -83,13 +151,21 @@ impl Tree {
             if n.is_leaf() {
                 return n.value;
             }
-            let b = binned.column(n.feature as usize)[r];
-            let go_left = if b == 0 {
-                n.missing_left
-            } else {
-                b <= n.threshold_bin
-            };
-            i = if go_left { n.left } else { n.right } as usize;
+            i = n.child_binned(binned, r);
+        }
+    }
+
+    /// The values row `r` of binned columns reaches at each depth:
+    /// `out[d]` is what the tree cut at depth `d` ([`Tree::truncated`])
+    /// predicts for the row (the leaf's value once the path ends).
+    pub fn path_values_binned(&self, binned: &BinnedMatrix, r: usize, out: &mut [f64]) {
+        let mut i = 0usize;
+        for o in out.iter_mut() {
+            let n = &self.nodes[i];
+            *o = n.value;
+            if !n.is_leaf() {
+                i = n.child_binned(binned, r);
+            }
         }
     }
 
@@ -114,23 +190,30 @@ impl Tree {
     }
 
     /// The tree cut at `max_depth`: deeper nodes removed, nodes at that depth become leaves.
+    ///
+    /// Nodes are numbered breadth-first with siblings adjacent, the order the
+    /// learner creates them in, so the cut tree is node-for-node the tree the
+    /// learner grows with `max_depth` directly.
     pub fn truncated(&self, max_depth: usize) -> Tree {
-        let mut nodes = Vec::new();
-        fn copy(t: &Tree, i: usize, depth: usize, max_depth: usize, out: &mut Vec<Node>) -> u32 {
-            let idx = out.len();
-            let n = &t.nodes[i];
+        let mut nodes = Vec::with_capacity(self.nodes.len());
+        // (source node, depth), in output order.
+        let mut queue = std::collections::VecDeque::from([(0usize, 0usize)]);
+        while let Some((i, depth)) = queue.pop_front() {
+            let n = &self.nodes[i];
             if n.is_leaf() || depth >= max_depth {
-                out.push(Node::leaf(n.value, n.count));
-                return idx as u32;
+                nodes.push(Node::leaf(n.value, n.count));
+                continue;
             }
-            out.push(n.clone());
-            let l = copy(t, n.left as usize, depth + 1, max_depth, out);
-            let r = copy(t, n.right as usize, depth + 1, max_depth, out);
-            out[idx].left = l;
-            out[idx].right = r;
-            idx as u32
+            // Queued nodes are output before this node's children.
+            let left = (nodes.len() + queue.len() + 1) as u32;
+            nodes.push(Node {
+                left,
+                right: left + 1,
+                ..n.clone()
+            });
+            queue.push_back((n.left as usize, depth + 1));
+            queue.push_back((n.right as usize, depth + 1));
         }
-        copy(self, 0, 0, max_depth, &mut nodes);
         Tree { nodes }
     }
 }
@@ -140,15 +223,35 @@ impl Tree {
 /// `depth` branch-free steps, and a block of rows advances level by level, so
 /// the steps of different rows overlap in the CPU instead of waiting on each
 /// other's loads.
+///
+/// [`FlatTree::add_block_rows`] reads rows from a [`RowBlock`], where every
+/// value is stored twice, once with missing as `+inf` and once as `-inf`: a
+/// node whose missing values go left reads the second copy, so a step is a
+/// single `v <= threshold` comparison.
 #[derive(Debug, Clone)]
 pub struct FlatTree {
-    feature: Vec<u32>,
-    threshold: Vec<f64>,
-    missing_left: Vec<bool>,
-    left: Vec<u32>,
+    nodes: Vec<FlatNode>,
+    /// The same nodes for [`RowBlock`]s: `feature` indexes the doubled row.
+    row_nodes: Vec<FlatNode>,
+    /// False when a threshold is `f64::MAX` or NaN, which the row layout cannot tell apart.
+    rows_exact: bool,
     value: Vec<f64>,
     depth: usize,
 }
+
+/// One node of a [`FlatTree`] in 16 bytes (one load for a step).
+#[derive(Debug, Clone, Copy)]
+struct FlatNode {
+    /// `value <= threshold` goes left (`+inf` on leaves).
+    threshold: f64,
+    /// Split feature; the top bit set when missing values go left.
+    feature: u32,
+    /// Left child (the right child is `left + 1`); a leaf points to itself.
+    left: u32,
+}
+
+/// The `missing_left` bit of [`FlatNode::feature`].
+const MISSING_LEFT: u32 = 1 << 31;
 
 /// Rows advanced together by [`FlatTree::add_block`].
 pub const FLAT_BLOCK: usize = 256;
@@ -157,11 +260,10 @@ impl FlatTree {
     /// Converts a tree.
     pub fn new(tree: &Tree) -> Self {
         let mut f = FlatTree {
-            feature: Vec::new(),
-            threshold: Vec::new(),
-            missing_left: Vec::new(),
-            left: Vec::new(),
-            value: Vec::new(),
+            nodes: Vec::with_capacity(tree.nodes.len()),
+            row_nodes: Vec::with_capacity(tree.nodes.len()),
+            rows_exact: true,
+            value: Vec::with_capacity(tree.nodes.len()),
             depth: tree.depth(),
         };
         // Breadth-first: (source node) in the order they are placed.
@@ -169,21 +271,42 @@ impl FlatTree {
         let mut k = 0;
         while k < order.len() {
             let n = &tree.nodes[order[k]];
-            let me = k as u32;
             f.value.push(n.value);
             if n.is_leaf() {
-                f.feature.push(0);
-                f.threshold.push(f64::INFINITY);
-                f.missing_left.push(true);
-                f.left.push(me);
+                f.row_nodes.push(FlatNode {
+                    threshold: f64::INFINITY,
+                    feature: 0,
+                    left: k as u32,
+                });
             } else {
-                f.feature.push(n.feature);
-                f.threshold.push(n.threshold);
-                f.missing_left.push(n.missing_left);
-                f.left.push(order.len() as u32);
+                // In a row block +inf values are stored as f64::MAX, missing as +-inf.
+                f.rows_exact &= n.threshold != f64::MAX && !n.threshold.is_nan();
+                f.row_nodes.push(FlatNode {
+                    threshold: if n.threshold == f64::INFINITY {
+                        f64::MAX
+                    } else {
+                        n.threshold
+                    },
+                    feature: 2 * n.feature + n.missing_left as u32,
+                    left: order.len() as u32,
+                });
+            }
+            f.nodes.push(if n.is_leaf() {
+                FlatNode {
+                    threshold: f64::INFINITY,
+                    feature: MISSING_LEFT,
+                    left: k as u32,
+                }
+            } else {
+                let node = FlatNode {
+                    threshold: n.threshold,
+                    feature: n.feature | if n.missing_left { MISSING_LEFT } else { 0 },
+                    left: order.len() as u32,
+                };
                 order.push(n.left as usize);
                 order.push(n.right as usize);
-            }
+                node
+            });
             k += 1;
         }
         f
@@ -196,14 +319,77 @@ impl FlatTree {
         let mut idx = [0u32; FLAT_BLOCK];
         for _ in 0..self.depth {
             for (r, i) in idx[..n].iter_mut().enumerate() {
-                let node = *i as usize;
-                let v = cols[self.feature[node] as usize][start + r];
-                let go_left = (v <= self.threshold[node]) | (self.missing_left[node] & v.is_nan());
-                *i = self.left[node] + (!go_left) as u32;
+                let node = self.nodes[*i as usize];
+                let v = cols[(node.feature & !MISSING_LEFT) as usize][start + r];
+                let go_left =
+                    (v <= node.threshold) | ((node.feature & MISSING_LEFT != 0) & v.is_nan());
+                *i = node.left + (!go_left) as u32;
             }
         }
         for (o, &i) in out[..n].iter_mut().zip(&idx[..n]) {
             *o += self.value[i as usize];
+        }
+    }
+
+    /// Whether [`FlatTree::add_block_rows`] gives exactly [`FlatTree::add_block`]'s result.
+    pub fn rows_exact(&self) -> bool {
+        self.rows_exact
+    }
+
+    /// Adds the leaf values of the rows of `block` to `out` (`out.len()` = its rows).
+    pub fn add_block_rows(&self, block: &RowBlock, out: &mut [f64]) {
+        let n = out.len().min(ROW_BLOCK);
+        let width = block.width;
+        let mut idx = [0u32; ROW_BLOCK];
+        for _ in 0..self.depth {
+            for (row, i) in block.values.chunks_exact(width).zip(idx[..n].iter_mut()) {
+                let node = self.row_nodes[*i as usize];
+                let go_left = row[node.feature as usize] <= node.threshold;
+                *i = node.left + (!go_left) as u32;
+            }
+        }
+        for (o, &i) in out[..n].iter_mut().zip(&idx[..n]) {
+            *o += self.value[i as usize];
+        }
+    }
+}
+
+/// Rows of a [`RowBlock`].
+pub const ROW_BLOCK: usize = 16;
+
+/// Up to [`ROW_BLOCK`] rows copied row-major for [`FlatTree::add_block_rows`]:
+/// per row, feature `j` at `2j` (missing as `+inf`) and `2j + 1` (missing as
+/// `-inf`); `+inf` itself is stored as `f64::MAX`.
+#[derive(Debug, Clone)]
+pub struct RowBlock {
+    values: Vec<f64>,
+    width: usize,
+}
+
+impl RowBlock {
+    /// An empty block for `n_features` features.
+    pub fn new(n_features: usize) -> Self {
+        Self {
+            values: vec![0.0; ROW_BLOCK * 2 * n_features],
+            width: 2 * n_features,
+        }
+    }
+
+    /// Loads rows `start..start + n` (`n <= ROW_BLOCK`) of `cols`.
+    pub fn load(&mut self, cols: &[&[f64]], start: usize, n: usize) {
+        let n = n.min(ROW_BLOCK);
+        for (j, c) in cols.iter().enumerate() {
+            for (k, &v) in c[start..start + n].iter().enumerate() {
+                let v = if v == f64::INFINITY { f64::MAX } else { v };
+                let (hi, lo) = if v.is_nan() {
+                    (f64::INFINITY, f64::NEG_INFINITY)
+                } else {
+                    (v, v)
+                };
+                let at = k * self.width + 2 * j;
+                self.values[at] = hi;
+                self.values[at + 1] = lo;
+            }
         }
     }
 }
@@ -248,5 +434,104 @@ mod tests {
         let mut out = vec![0.0; 4];
         flat.add_block(&cols, 0, &mut out);
         assert_eq!(out, preds);
+    }
+
+    fn split(feature: u32, threshold: f64, left: u32) -> Node {
+        Node {
+            feature,
+            threshold,
+            threshold_bin: 1,
+            missing_left: false,
+            left,
+            right: left + 1,
+            value: 0.0,
+            gain: 1.0,
+            count: 4.0,
+        }
+    }
+
+    #[test]
+    fn truncation_keeps_the_learners_breadth_first_order() {
+        // Depth 3, nodes numbered as the learner creates them (level by level, siblings adjacent).
+        let t = Tree {
+            nodes: vec![
+                split(0, 0.0, 1),
+                split(1, 1.0, 3),
+                split(1, 2.0, 5),
+                split(0, 3.0, 7),
+                Node::leaf(0.4, 1.0),
+                Node::leaf(0.5, 1.0),
+                Node::leaf(0.6, 1.0),
+                Node::leaf(0.7, 1.0),
+                Node::leaf(0.8, 1.0),
+            ],
+        };
+        assert_eq!(t.truncated(3), t);
+        assert_eq!(t.truncated(9), t);
+        let cut = t.truncated(2);
+        assert_eq!(cut.nodes.len(), 7);
+        assert_eq!(cut.nodes[..3], t.nodes[..3]);
+        assert_eq!(cut.nodes[3], Node::leaf(0.0, 4.0));
+        assert_eq!(cut.nodes[4..], t.nodes[4..7]);
+        assert_eq!(cut.depth(), 2);
+    }
+
+    #[test]
+    fn infinite_thresholds_survive_json() {
+        let mut t = stump();
+        t.nodes[0].threshold = f64::INFINITY;
+        let s = serde_json::to_string(&t).unwrap();
+        assert!(s.contains(r#""threshold":"inf""#), "{s}");
+        let back: Tree = serde_json::from_str(&s).unwrap();
+        assert_eq!(back, t);
+        let back: Tree = serde_json::from_str(&serde_json::to_string(&stump()).unwrap()).unwrap();
+        assert_eq!(back, stump());
+    }
+
+    #[test]
+    fn row_blocks_route_missing_and_infinite_values_like_columns() {
+        // Root: every value left, missing right (threshold +inf); children
+        // split with missing left and missing right.
+        let mut root = split(0, f64::INFINITY, 1);
+        root.missing_left = false;
+        let mut l = split(1, 0.5, 3);
+        l.missing_left = true;
+        let mut r = split(1, -1.0, 5);
+        r.missing_left = false;
+        let mut nodes = vec![root, l, r];
+        nodes.extend((0..4).map(|k| Node::leaf(k as f64 + 1.0, 1.0)));
+        let t = Tree { nodes };
+        let vals = [
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            0.5,
+            0.7,
+            -1.0,
+            -3.0,
+        ];
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for &x in &vals {
+            for &y in &vals {
+                a.push(x);
+                b.push(y);
+            }
+        }
+        let cols: Vec<&[f64]> = vec![&a, &b];
+        let flat = FlatTree::new(&t);
+        assert!(flat.rows_exact());
+        let mut block = RowBlock::new(2);
+        for start in (0..a.len()).step_by(ROW_BLOCK) {
+            let n = ROW_BLOCK.min(a.len() - start);
+            let mut by_cols = vec![0.0; n];
+            flat.add_block(&cols, start, &mut by_cols);
+            block.load(&cols, start, n);
+            let mut by_rows = vec![0.0; n];
+            flat.add_block_rows(&block, &mut by_rows);
+            assert_eq!(by_rows, by_cols);
+            for (k, v) in by_cols.iter().enumerate() {
+                assert_eq!(*v, t.predict_row(&cols, start + k));
+            }
+        }
     }
 }

@@ -7,34 +7,17 @@
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, Float64Array, UInt8Array};
-use arrow::datatypes::{DataType, Field, Float64Type};
+use arrow::datatypes::{DataType, Float64Type};
 use datafusion::common::{exec_err, Result, ScalarValue};
-use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
-};
+use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature};
 
+use super::common::{f64_list, f64_list_type, function_struct};
 use crate::binning::FeatureBins;
 
-/// The `sluice_bin` scalar function.
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct BinFunc {
-    signature: Signature,
-}
-
-impl Default for BinFunc {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl BinFunc {
-    /// Creates the function.
-    pub fn new() -> Self {
-        Self {
-            signature: Signature::user_defined(Volatility::Immutable),
-        }
-    }
-}
+function_struct!(
+    /// The `sluice_bin` scalar function.
+    BinFunc
+);
 
 /// The kernel: bins of `values` under `bins` (null → 0).
 pub fn bin_array(values: &Float64Array, bins: &FeatureBins) -> UInt8Array {
@@ -46,13 +29,7 @@ pub fn bin_array(values: &Float64Array, bins: &FeatureBins) -> UInt8Array {
 
 /// The literal list argument of `sluice_bin` for these edges.
 pub fn bounds_literal(bins: &FeatureBins) -> ScalarValue {
-    let arr = Float64Array::from(bins.upper_bounds.clone());
-    ScalarValue::List(Arc::new(arrow::array::ListArray::new(
-        Arc::new(Field::new_list_field(DataType::Float64, true)),
-        arrow::buffer::OffsetBuffer::from_lengths([arr.len()]),
-        Arc::new(arr),
-        None,
-    )))
+    f64_list(&bins.upper_bounds)
 }
 
 impl ScalarUDFImpl for BinFunc {
@@ -71,10 +48,7 @@ impl ScalarUDFImpl for BinFunc {
                 arg_types.len()
             );
         }
-        Ok(vec![
-            DataType::Float64,
-            DataType::List(Arc::new(Field::new_list_field(DataType::Float64, true))),
-        ])
+        Ok(vec![DataType::Float64, f64_list_type()])
     }
 
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {

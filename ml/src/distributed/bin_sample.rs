@@ -9,14 +9,13 @@
 //! non-missing values; partial states merge by concatenation; the state is
 //! bounded by the sample size (`rate × rows`), not by the data size.
 
-use std::sync::Arc;
-
-use arrow::array::{Array, ArrayRef, AsArray, Float64Array, ListArray};
-use arrow::datatypes::{DataType, Field, FieldRef, Float64Type, Int64Type};
+use arrow::array::{Array, ArrayRef, AsArray, Float64Array};
+use arrow::datatypes::{DataType, FieldRef, Float64Type, Int64Type};
 use datafusion::common::{exec_err, Result, ScalarValue};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
-use datafusion::logical_expr::utils::format_state_name;
-use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, Signature, Volatility};
+use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, Signature};
+
+use super::common::{f64_list, f64_list_state, f64_list_type, for_each_f64_list, function_struct};
 
 use crate::binning::FeatureBins;
 use crate::sampling::{hash2, unit};
@@ -45,30 +44,10 @@ pub fn feature_bins(values: Vec<f64>, max_bins: usize) -> FeatureBins {
     FeatureBins::from_values(values, max_bins)
 }
 
-/// The `sluice_bin_sample` aggregate.
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct BinSampleFunc {
-    signature: Signature,
-}
-
-impl Default for BinSampleFunc {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl BinSampleFunc {
-    /// Creates the function; arguments are coerced to (Float64, Int64, Float64).
-    pub fn new() -> Self {
-        Self {
-            signature: Signature::user_defined(Volatility::Immutable),
-        }
-    }
-}
-
-fn list_type() -> DataType {
-    DataType::List(Arc::new(Field::new_list_field(DataType::Float64, true)))
-}
+function_struct!(
+    /// The `sluice_bin_sample` aggregate; arguments are coerced to (Float64, Int64, Float64).
+    BinSampleFunc
+);
 
 impl AggregateUDFImpl for BinSampleFunc {
     fn name(&self) -> &str {
@@ -90,15 +69,11 @@ impl AggregateUDFImpl for BinSampleFunc {
     }
 
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
-        Ok(list_type())
+        Ok(f64_list_type())
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
-        Ok(vec![Arc::new(Field::new(
-            format_state_name(args.name, "sample"),
-            list_type(),
-            true,
-        ))])
+        Ok(f64_list_state(args.name, "sample"))
     }
 
     fn accumulator(&self, _acc_args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
@@ -133,16 +108,6 @@ pub fn sample_batch(
     }
 }
 
-fn to_list(values: &[f64]) -> ScalarValue {
-    let arr = Float64Array::from(values.to_vec());
-    ScalarValue::List(Arc::new(ListArray::new(
-        Arc::new(Field::new_list_field(DataType::Float64, true)),
-        arrow::buffer::OffsetBuffer::from_lengths([arr.len()]),
-        Arc::new(arr),
-        None,
-    )))
-}
-
 impl Accumulator for BinSampleAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
         if values.len() != 3 {
@@ -161,24 +126,18 @@ impl Accumulator for BinSampleAccumulator {
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let lists = states[0].as_list::<i32>();
-        for i in 0..lists.len() {
-            if lists.is_null(i) {
-                continue;
-            }
-            let part = lists.value(i);
-            let part = part.as_primitive::<Float64Type>();
+        for_each_f64_list(&states[0], |part| {
             self.values.extend(part.iter().flatten());
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        Ok(vec![to_list(&self.values)])
+        Ok(vec![f64_list(&self.values)])
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        Ok(to_list(&self.values))
+        Ok(f64_list(&self.values))
     }
 
     fn size(&self) -> usize {
@@ -188,6 +147,8 @@ impl Accumulator for BinSampleAccumulator {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use arrow::array::Int64Array;
 

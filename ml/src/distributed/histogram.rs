@@ -8,14 +8,13 @@
 //! floats per partition, independent of the number of rows.
 //! [`to_histogram`] turns the result into the ML core's [`Histogram`].
 
-use std::sync::Arc;
-
-use arrow::array::{Array, ArrayRef, AsArray, Float64Array, ListArray, UInt8Array};
-use arrow::datatypes::{DataType, Field, FieldRef, Float64Type, UInt8Type};
+use arrow::array::{Array, ArrayRef, AsArray, Float64Array, UInt8Array};
+use arrow::datatypes::{DataType, FieldRef, Float64Type, UInt8Type};
 use datafusion::common::{exec_err, Result, ScalarValue};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
-use datafusion::logical_expr::utils::format_state_name;
-use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, Signature, Volatility};
+use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, Signature};
+
+use super::common::{f64_list, f64_list_state, f64_list_type, for_each_f64_list, function_struct};
 
 use crate::error::{MlError, Result as MlResult};
 use crate::histogram::{BinStats, Histogram};
@@ -23,30 +22,10 @@ use crate::histogram::{BinStats, Histogram};
 /// Bin slots per feature in the state (every `u8` bin).
 pub const SLOTS: usize = 256;
 
-/// The `sluice_histogram` aggregate.
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct HistogramFunc {
-    signature: Signature,
-}
-
-impl Default for HistogramFunc {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl HistogramFunc {
-    /// Creates the function; `grad`/`hess` are coerced to Float64, bins to UInt8.
-    pub fn new() -> Self {
-        Self {
-            signature: Signature::user_defined(Volatility::Immutable),
-        }
-    }
-}
-
-fn list_type() -> DataType {
-    DataType::List(Arc::new(Field::new_list_field(DataType::Float64, true)))
-}
+function_struct!(
+    /// The `sluice_histogram` aggregate; `grad`/`hess` are coerced to Float64, bins to UInt8.
+    HistogramFunc
+);
 
 impl AggregateUDFImpl for HistogramFunc {
     fn name(&self) -> &str {
@@ -70,15 +49,11 @@ impl AggregateUDFImpl for HistogramFunc {
     }
 
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
-        Ok(list_type())
+        Ok(f64_list_type())
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
-        Ok(vec![Arc::new(Field::new(
-            format_state_name(args.name, "sums"),
-            list_type(),
-            true,
-        ))])
+        Ok(f64_list_state(args.name, "sums"))
     }
 
     fn accumulator(&self, acc_args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
@@ -134,16 +109,6 @@ pub fn accumulate(
     }
 }
 
-fn to_list(values: &[f64]) -> ScalarValue {
-    let arr = Float64Array::from(values.to_vec());
-    ScalarValue::List(Arc::new(ListArray::new(
-        Arc::new(Field::new_list_field(DataType::Float64, true)),
-        arrow::buffer::OffsetBuffer::from_lengths([arr.len()]),
-        Arc::new(arr),
-        None,
-    )))
-}
-
 impl Accumulator for HistogramAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
         let nf = values.len().saturating_sub(2);
@@ -168,13 +133,7 @@ impl Accumulator for HistogramAccumulator {
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let lists = states[0].as_list::<i32>();
-        for i in 0..lists.len() {
-            if lists.is_null(i) {
-                continue;
-            }
-            let part = lists.value(i);
-            let part = part.as_primitive::<Float64Type>();
+        for_each_f64_list(&states[0], |part| {
             if part.len() != self.sums.len() {
                 return exec_err!(
                     "sluice_histogram: partial state of {} values, expected {}",
@@ -185,16 +144,16 @@ impl Accumulator for HistogramAccumulator {
             for (s, v) in self.sums.iter_mut().zip(part.values().iter()) {
                 *s += v;
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        Ok(vec![to_list(&self.sums)])
+        Ok(vec![f64_list(&self.sums)])
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        Ok(to_list(&self.sums))
+        Ok(f64_list(&self.sums))
     }
 
     fn size(&self) -> usize {
@@ -218,15 +177,14 @@ pub fn to_histogram(sums: &[f64], n_bins: &[u16]) -> MlResult<Histogram> {
     for (j, &nb) in n_bins.iter().enumerate() {
         let base = j * SLOTS * 3;
         let out = h.feature_mut(j);
-        for b in 0..SLOTS {
-            let k = base + b * 3;
+        for (b, c) in sums[base..base + SLOTS * 3].chunks_exact(3).enumerate() {
             let s = BinStats {
-                grad: sums[k],
-                hess: sums[k + 1],
-                count: sums[k + 2],
+                grad: c[0],
+                hess: c[1],
+                count: c[2],
             };
-            if b < nb as usize {
-                out[b] = s;
+            if let Some(o) = out.get_mut(b) {
+                *o = s;
             } else if s.count != 0.0 {
                 return Err(MlError::Internal(format!(
                     "feature {j}: {} rows in bin {b}, but the feature has {nb} bins",
@@ -240,6 +198,8 @@ pub fn to_histogram(sums: &[f64], n_bins: &[u16]) -> MlResult<Histogram> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     #[test]

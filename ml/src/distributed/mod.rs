@@ -22,12 +22,14 @@
 //! a random forest groups by `(tree, node)` to grow every tree's level in
 //! the same pass.
 //!
-//! To add a function: one file here with its `XxxFunc` and kernel, and one
-//! line in [`aggregate_udfs`] or [`scalar_udfs`] (the engine's one list reads
-//! both).
+//! To add a function: one file here with its `XxxFunc` (declared with
+//! `common::function_struct!`; `common` also has the `List(Float64)` state
+//! helpers) and kernel, and one line in [`aggregate_udfs`] or
+//! [`scalar_udfs`] (the engine's one list reads both).
 
 pub mod bin;
 pub mod bin_sample;
+mod common;
 pub mod histogram;
 pub mod level;
 pub mod row_hash;

@@ -712,7 +712,7 @@ mod tests {
     /// A noisy two-class problem with a missing-heavy and a discrete feature.
     fn data(n: usize) -> (FeatureMatrix, Vec<u8>) {
         let u = |r: usize, k: u64| crate::sampling::unit(hash2(9, k, r as u64));
-        let mut cols = vec![Vec::with_capacity(n); 5];
+        let mut cols: Vec<Vec<f64>> = (0..5).map(|_| Vec::with_capacity(n)).collect();
         let mut y = Vec::with_capacity(n);
         for r in 0..n {
             let a = u(r, 1) * 4.0 - 2.0;
