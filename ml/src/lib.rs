@@ -61,4 +61,4 @@ pub use selection::{
     expand_grid, grid_search, grid_search_with_progress, split_train_test, stratified_folds,
     GridPoint, GridSearchConfig, GridSearchResult,
 };
-pub use tree::{FlatTree, Node, RowBlock, Tree};
+pub use tree::{FlatTree, Node, RowBlock, RowLayout, Tree};

@@ -12,7 +12,7 @@ use crate::gbt::{fit_gbt, sigmoid};
 use crate::matrix::{column_as_f64, FeatureMatrix};
 use crate::params::ModelSpec;
 use crate::progress::Progress;
-use crate::tree::{FlatTree, RowBlock, Tree, FLAT_BLOCK, ROW_BLOCK};
+use crate::tree::{FlatTree, RowBlock, RowLayout, Tree, FLAT_BLOCK, ROW_BLOCK};
 
 /// Model family of a [`TrainedModel`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -246,15 +246,21 @@ impl TrainedModel {
                 c.len()
             )));
         }
-        let flat: Vec<FlatTree> = self.trees.iter().map(FlatTree::new).collect();
-        let by_rows = !cols.is_empty() && flat.iter().all(FlatTree::rows_exact);
+        // Row blocks hold only the (feature, missing direction) copies the splits read.
+        let layout = RowLayout::of_trees(cols.len(), &self.trees);
+        let flat: Vec<FlatTree> = self
+            .trees
+            .iter()
+            .map(|t| FlatTree::with_layout(t, &layout))
+            .collect();
+        let by_rows = layout.width() > 0 && flat.iter().all(FlatTree::rows_exact);
         let mut out = vec![0.0; n_rows];
         out.par_chunks_mut(PREDICT_BLOCK)
             .enumerate()
             .for_each(|(bi, chunk)| {
                 let start = bi * PREDICT_BLOCK;
                 if by_rows {
-                    let mut block = RowBlock::new(cols.len());
+                    let mut block = RowBlock::new(&layout);
                     for (k, sub) in chunk.chunks_mut(ROW_BLOCK).enumerate() {
                         block.load(cols, start + k * ROW_BLOCK, sub.len());
                         for t in &flat {

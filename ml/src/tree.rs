@@ -224,10 +224,10 @@ impl Tree {
 /// the steps of different rows overlap in the CPU instead of waiting on each
 /// other's loads.
 ///
-/// [`FlatTree::add_block_rows`] reads rows from a [`RowBlock`], where every
-/// value is stored twice, once with missing as `+inf` and once as `-inf`: a
-/// node whose missing values go left reads the second copy, so a step is a
-/// single `v <= threshold` comparison.
+/// [`FlatTree::add_block_rows`] reads rows from a [`RowBlock`], where a
+/// feature is stored with missing as `+inf` for splits that send missing
+/// right and as `-inf` for splits that send it left ([`RowLayout`]), so a
+/// step is a single `v <= threshold` comparison.
 #[derive(Debug, Clone)]
 pub struct FlatTree {
     nodes: Vec<FlatNode>,
@@ -257,8 +257,18 @@ const MISSING_LEFT: u32 = 1 << 31;
 pub const FLAT_BLOCK: usize = 256;
 
 impl FlatTree {
-    /// Converts a tree.
+    /// Converts a tree, for row blocks of [`RowLayout::full`].
     pub fn new(tree: &Tree) -> Self {
+        Self::build(tree, |j, missing_left| 2 * j + missing_left as u32)
+    }
+
+    /// Converts a tree, for row blocks of `layout` (which must hold every
+    /// (feature, missing direction) of the tree's splits).
+    pub fn with_layout(tree: &Tree, layout: &RowLayout) -> Self {
+        Self::build(tree, |j, missing_left| layout.slot(j, missing_left))
+    }
+
+    fn build(tree: &Tree, slot: impl Fn(u32, bool) -> u32) -> Self {
         let mut f = FlatTree {
             nodes: Vec::with_capacity(tree.nodes.len()),
             row_nodes: Vec::with_capacity(tree.nodes.len()),
@@ -287,7 +297,7 @@ impl FlatTree {
                     } else {
                         n.threshold
                     },
-                    feature: 2 * n.feature + n.missing_left as u32,
+                    feature: slot(n.feature, n.missing_left),
                     left: order.len() as u32,
                 });
             }
@@ -357,38 +367,97 @@ impl FlatTree {
 /// Rows of a [`RowBlock`].
 pub const ROW_BLOCK: usize = 16;
 
-/// Up to [`ROW_BLOCK`] rows copied row-major for [`FlatTree::add_block_rows`]:
-/// per row, feature `j` at `2j` (missing as `+inf`) and `2j + 1` (missing as
-/// `-inf`); `+inf` itself is stored as `f64::MAX`.
+/// The values a [`RowBlock`] holds per row: slots of (feature, missing
+/// direction). A slot for missing-right splits stores missing as `+inf`, one
+/// for missing-left splits as `-inf`; `+inf` itself is stored as `f64::MAX`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowLayout {
+    slots: Vec<(u32, bool)>,
+    /// Per feature, the slot of each missing direction (`u32::MAX` = none).
+    index: Vec<[u32; 2]>,
+}
+
+impl RowLayout {
+    /// Both copies of every feature: feature `j` at slots `2j` and `2j + 1`.
+    pub fn full(n_features: usize) -> Self {
+        Self::from_slots(
+            n_features,
+            (0..n_features as u32).flat_map(|j| [(j, false), (j, true)]),
+        )
+    }
+
+    /// Only the copies the splits of `trees` read.
+    pub fn of_trees(n_features: usize, trees: &[Tree]) -> Self {
+        let mut used: Vec<(u32, bool)> = trees
+            .iter()
+            .flat_map(|t| t.nodes.iter().filter(|n| !n.is_leaf()))
+            .map(|n| (n.feature, n.missing_left))
+            .collect();
+        used.sort_unstable();
+        used.dedup();
+        Self::from_slots(n_features, used)
+    }
+
+    fn from_slots(n_features: usize, slots: impl IntoIterator<Item = (u32, bool)>) -> Self {
+        let slots: Vec<(u32, bool)> = slots.into_iter().collect();
+        let mut index = vec![[u32::MAX; 2]; n_features];
+        for (s, &(j, ml)) in slots.iter().enumerate() {
+            if let Some(ix) = index.get_mut(j as usize) {
+                ix[ml as usize] = s as u32;
+            }
+        }
+        Self { slots, index }
+    }
+
+    /// Values per row.
+    pub fn width(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The slot of (feature `j`, missing direction); `u32::MAX` when absent.
+    pub fn slot(&self, j: u32, missing_left: bool) -> u32 {
+        self.index
+            .get(j as usize)
+            .map_or(u32::MAX, |ix| ix[missing_left as usize])
+    }
+}
+
+/// Up to [`ROW_BLOCK`] rows copied row-major for [`FlatTree::add_block_rows`],
+/// one value per slot of a [`RowLayout`].
 #[derive(Debug, Clone)]
 pub struct RowBlock {
     values: Vec<f64>,
+    slots: Vec<(u32, bool)>,
     width: usize,
 }
 
 impl RowBlock {
-    /// An empty block for `n_features` features.
-    pub fn new(n_features: usize) -> Self {
+    /// An empty block of `layout`.
+    pub fn new(layout: &RowLayout) -> Self {
         Self {
-            values: vec![0.0; ROW_BLOCK * 2 * n_features],
-            width: 2 * n_features,
+            values: vec![0.0; ROW_BLOCK * layout.width()],
+            slots: layout.slots.clone(),
+            width: layout.width(),
         }
     }
 
     /// Loads rows `start..start + n` (`n <= ROW_BLOCK`) of `cols`.
     pub fn load(&mut self, cols: &[&[f64]], start: usize, n: usize) {
         let n = n.min(ROW_BLOCK);
-        for (j, c) in cols.iter().enumerate() {
-            for (k, &v) in c[start..start + n].iter().enumerate() {
-                let v = if v == f64::INFINITY { f64::MAX } else { v };
-                let (hi, lo) = if v.is_nan() {
-                    (f64::INFINITY, f64::NEG_INFINITY)
+        for (s, &(j, missing_left)) in self.slots.iter().enumerate() {
+            let missing = if missing_left {
+                f64::NEG_INFINITY
+            } else {
+                f64::INFINITY
+            };
+            for (k, &v) in cols[j as usize][start..start + n].iter().enumerate() {
+                self.values[k * self.width + s] = if v.is_nan() {
+                    missing
+                } else if v == f64::INFINITY {
+                    f64::MAX
                 } else {
-                    (v, v)
+                    v
                 };
-                let at = k * self.width + 2 * j;
-                self.values[at] = hi;
-                self.values[at + 1] = lo;
             }
         }
     }
@@ -518,19 +587,22 @@ mod tests {
             }
         }
         let cols: Vec<&[f64]> = vec![&a, &b];
-        let flat = FlatTree::new(&t);
-        assert!(flat.rows_exact());
-        let mut block = RowBlock::new(2);
-        for start in (0..a.len()).step_by(ROW_BLOCK) {
-            let n = ROW_BLOCK.min(a.len() - start);
-            let mut by_cols = vec![0.0; n];
-            flat.add_block(&cols, start, &mut by_cols);
-            block.load(&cols, start, n);
-            let mut by_rows = vec![0.0; n];
-            flat.add_block_rows(&block, &mut by_rows);
-            assert_eq!(by_rows, by_cols);
-            for (k, v) in by_cols.iter().enumerate() {
-                assert_eq!(*v, t.predict_row(&cols, start + k));
+        let column_wise = FlatTree::new(&t);
+        for layout in [RowLayout::full(2), RowLayout::of_trees(2, &[t.clone()])] {
+            let flat = FlatTree::with_layout(&t, &layout);
+            assert!(flat.rows_exact());
+            let mut block = RowBlock::new(&layout);
+            for start in (0..a.len()).step_by(ROW_BLOCK) {
+                let n = ROW_BLOCK.min(a.len() - start);
+                let mut by_cols = vec![0.0; n];
+                column_wise.add_block(&cols, start, &mut by_cols);
+                block.load(&cols, start, n);
+                let mut by_rows = vec![0.0; n];
+                flat.add_block_rows(&block, &mut by_rows);
+                assert_eq!(by_rows, by_cols);
+                for (k, v) in by_cols.iter().enumerate() {
+                    assert_eq!(*v, t.predict_row(&cols, start + k));
+                }
             }
         }
     }
