@@ -588,7 +588,10 @@ mod tests {
         }
         let cols: Vec<&[f64]> = vec![&a, &b];
         let column_wise = FlatTree::new(&t);
-        for layout in [RowLayout::full(2), RowLayout::of_trees(2, &[t.clone()])] {
+        for layout in [
+            RowLayout::full(2),
+            RowLayout::of_trees(2, std::slice::from_ref(&t)),
+        ] {
             let flat = FlatTree::with_layout(&t, &layout);
             assert!(flat.rows_exact());
             let mut block = RowBlock::new(&layout);

@@ -28,17 +28,15 @@
 //! same hashes of the row id as in the local trainer, so the trees are the
 //! local trainer's trees (up to the summation order of `f64` sums).
 
-use std::sync::Arc;
-
-use arrow::array::{Array, ArrayRef, AsArray, Float64Array, ListArray, UInt8Array};
-use arrow::datatypes::{DataType, Field, FieldRef, Float64Type, Int64Type, UInt8Type};
+use arrow::array::{Array, ArrayRef, AsArray, UInt8Array};
+use arrow::datatypes::{DataType, FieldRef, Int64Type, UInt8Type};
 use datafusion::common::{exec_err, Result, ScalarValue};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
-use datafusion::logical_expr::utils::format_state_name;
-use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, Signature, Volatility};
+use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, Signature};
 use datafusion::physical_expr::expressions::Literal;
 use serde::{Deserialize, Serialize};
 
+use super::common::{f64_list, f64_list_state, f64_list_type, for_each_f64_list, function_struct};
 use crate::error::{MlError, Result as MlResult};
 use crate::histogram::{BinStats, Histogram};
 use crate::sampling::{hash2, row_weight, unit};
@@ -609,30 +607,11 @@ impl LevelKernel {
     }
 }
 
-/// The `sluice_level_histograms` aggregate.
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct LevelHistogramsFunc {
-    signature: Signature,
-}
-
-impl Default for LevelHistogramsFunc {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl LevelHistogramsFunc {
-    /// Creates the function: (plan literal, label → UInt8, row_id → Int64, bins → UInt8).
-    pub fn new() -> Self {
-        Self {
-            signature: Signature::user_defined(Volatility::Immutable),
-        }
-    }
-}
-
-fn list_type() -> DataType {
-    DataType::List(Arc::new(Field::new_list_field(DataType::Float64, true)))
-}
+function_struct!(
+    /// The `sluice_level_histograms` aggregate: (plan literal, label → UInt8,
+    /// row_id → Int64, bins → UInt8).
+    LevelHistogramsFunc
+);
 
 /// The plan from the first argument's literal.
 fn plan_of(args: &AccumulatorArgs) -> Result<LevelPlan> {
@@ -685,15 +664,11 @@ impl AggregateUDFImpl for LevelHistogramsFunc {
     }
 
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
-        Ok(list_type())
+        Ok(f64_list_type())
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
-        Ok(vec![Arc::new(Field::new(
-            format_state_name(args.name, "sums"),
-            list_type(),
-            true,
-        ))])
+        Ok(f64_list_state(args.name, "sums"))
     }
 
     fn accumulator(&self, acc_args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
@@ -735,16 +710,6 @@ impl LevelHistogramsAccumulator {
         self.kernel
             .accumulate(&mut self.sums, label, row_id, None, bins);
     }
-}
-
-fn to_list(values: &[f64]) -> ScalarValue {
-    let arr = Float64Array::from(values.to_vec());
-    ScalarValue::List(Arc::new(ListArray::new(
-        Arc::new(Field::new_list_field(DataType::Float64, true)),
-        arrow::buffer::OffsetBuffer::from_lengths([arr.len()]),
-        Arc::new(arr),
-        None,
-    )))
 }
 
 /// The values of a bin column, with nulls read as the missing bin 0.
@@ -790,13 +755,7 @@ impl Accumulator for LevelHistogramsAccumulator {
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let lists = states[0].as_list::<i32>();
-        for i in 0..lists.len() {
-            if lists.is_null(i) {
-                continue;
-            }
-            let part = lists.value(i);
-            let part = part.as_primitive::<Float64Type>();
+        for_each_f64_list(&states[0], |part| {
             if part.len() != self.sums.len() {
                 return exec_err!(
                     "sluice_level_histograms: partial state of {} values, expected {}",
@@ -807,16 +766,16 @@ impl Accumulator for LevelHistogramsAccumulator {
             for (s, v) in self.sums.iter_mut().zip(part.values().iter()) {
                 *s += v;
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        Ok(vec![to_list(&self.sums)])
+        Ok(vec![f64_list(&self.sums)])
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        Ok(to_list(&self.sums))
+        Ok(f64_list(&self.sums))
     }
 
     fn size(&self) -> usize {
@@ -826,6 +785,8 @@ impl Accumulator for LevelHistogramsAccumulator {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use crate::tree::Node;
     use arrow::array::Int64Array;

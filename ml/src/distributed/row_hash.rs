@@ -12,32 +12,15 @@ use std::sync::Arc;
 use arrow::array::{Array, AsArray, Int64Array, UInt64Array};
 use arrow::datatypes::{DataType, Int64Type, UInt64Type};
 use datafusion::common::{exec_err, Result, ScalarValue};
-use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
-};
+use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature};
 
+use super::common::function_struct;
 use crate::sampling::hash2;
 
-/// The `sluice_row_hash` scalar function.
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct RowHashFunc {
-    signature: Signature,
-}
-
-impl Default for RowHashFunc {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl RowHashFunc {
-    /// Creates the function; arguments are coerced to (UInt64, UInt64, Int64).
-    pub fn new() -> Self {
-        Self {
-            signature: Signature::user_defined(Volatility::Immutable),
-        }
-    }
-}
+function_struct!(
+    /// The `sluice_row_hash` scalar function; arguments are coerced to (UInt64, UInt64, Int64).
+    RowHashFunc
+);
 
 /// The kernel: `hash2(seed, stream, row)` per row id (null stays null).
 pub fn row_hash_array(seed: u64, stream: u64, rows: &Int64Array) -> UInt64Array {
