@@ -16,8 +16,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/sluice-target}
-cargo build --release -p sluice-engine --bin sluice >/dev/null
-SLUICE=$CARGO_TARGET_DIR/release/sluice
+# SLUICE_BIN: use an already built binary instead of building one.
+if [ -z "${SLUICE_BIN:-}" ]; then
+  cargo build --release -p sluice-engine --bin sluice >/dev/null
+fi
+SLUICE=${SLUICE_BIN:-$CARGO_TARGET_DIR/release/sluice}
 SAMPLES=${SAMPLES:-38000000}
 WORK=${BENCH_DIR:-/tmp/sluice-bench}/inference
 LAKE="$WORK/lake-$SAMPLES"

@@ -76,6 +76,12 @@ pub struct EngineSettings {
     /// Rows per Arrow record batch (default 8192).
     #[serde(default)]
     pub batch_size: Option<usize>,
+    /// Any DataFusion setting by its full key, e.g.
+    /// `datafusion.optimizer.prefer_hash_join: "false"` (sort-merge joins,
+    /// which spill, for joins whose build sides exceed `memory_limit`).
+    /// Unknown keys are an error naming the key.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub options: std::collections::BTreeMap<String, String>,
 }
 
 /// Parses `8GiB`, `512MiB`, `1.5GB`, `1000000` into bytes.
@@ -332,14 +338,19 @@ impl ObjectStoreRegistry for LakeStoreRegistry {
 // ---------------------------------------------------------------------------
 
 /// The session config shared by every process.
-pub fn session_config(settings: &EngineSettings) -> SessionConfig {
+pub fn session_config(settings: &EngineSettings) -> Result<SessionConfig> {
     let mut cfg = SessionConfig::new()
         .with_information_schema(true)
         .with_batch_size(settings.batch_size.unwrap_or(8192));
     if let Some(p) = settings.target_partitions {
         cfg = cfg.with_target_partitions(p.max(1));
     }
-    cfg
+    for (key, value) in &settings.options {
+        cfg.options_mut()
+            .set(key, value)
+            .map_err(|e| EngineError::config(format!("engine.options.{key}"), e.to_string()))?;
+    }
+    Ok(cfg)
 }
 
 /// A runtime environment with the [`LakeStoreRegistry`], an optional memory
@@ -383,7 +394,7 @@ pub fn session_state(settings: &EngineSettings, lake: Option<&Lake>) -> Result<S
             runtime.register_object_store(&lake.store_url(), lake.store());
         }
     }
-    Ok(state_from_parts(session_config(settings), runtime))
+    Ok(state_from_parts(session_config(settings)?, runtime))
 }
 
 // ---------------------------------------------------------------------------
@@ -497,6 +508,26 @@ async fn probe_scheduler(host: &str, port: u16) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn datafusion_options_pass_through_and_unknown_keys_are_named() {
+        let mut s = EngineSettings::default();
+        s.options.insert(
+            "datafusion.optimizer.prefer_hash_join".into(),
+            "false".into(),
+        );
+        let cfg = session_config(&s).unwrap();
+        assert!(!cfg.options().optimizer.prefer_hash_join);
+        s.options.insert(
+            "datafusion.optimizer.prefer_hash_jion".into(),
+            "false".into(),
+        );
+        let e = session_config(&s).unwrap_err().to_string();
+        assert!(
+            e.contains("engine.options.datafusion.optimizer.prefer_hash_jion"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn parses_sizes() {
