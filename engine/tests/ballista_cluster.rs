@@ -284,7 +284,11 @@ async fn wait_for_task(path: &std::path::Path, timeout: Duration) -> bool {
     }
     let log = std::fs::read_to_string(path).unwrap_or_default();
     let tail: Vec<&str> = log.lines().rev().take(15).collect();
-    eprintln!("executor log {} (last lines, newest first):\n{}", path.display(), tail.join("\n"));
+    eprintln!(
+        "executor log {} (last lines, newest first):\n{}",
+        path.display(),
+        tail.join("\n")
+    );
     false
 }
 

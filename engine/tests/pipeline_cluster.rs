@@ -64,7 +64,10 @@ async fn training_and_inference_on_a_cluster_match_embedded() {
     for m in ["gbt", "rf"] {
         let e = &emb.summary["evaluation"][m];
         let d = &dist.summary["evaluation"][m];
-        let (ea, da) = (e["accuracy"].as_f64().unwrap(), d["accuracy"].as_f64().unwrap());
+        let (ea, da) = (
+            e["accuracy"].as_f64().unwrap(),
+            d["accuracy"].as_f64().unwrap(),
+        );
         let (eu, du) = (e["auc"].as_f64().unwrap(), d["auc"].as_f64().unwrap());
         assert!(
             (ea - da).abs() <= 0.01 && (eu - du).abs() <= 0.005,

@@ -360,12 +360,25 @@ mod tests {
         };
         let raw = "Execution error: h2 protocol error: error reading a body from connection";
         let msg = explain_cluster_failure(&ballista, "r1", raw.into());
-        assert!(msg.contains("df://127.0.0.1:50050") && msg.contains("--resume r1") && msg.contains(raw));
+        assert!(
+            msg.contains("df://127.0.0.1:50050")
+                && msg.contains("--resume r1")
+                && msg.contains(raw)
+        );
         // Other errors, and the embedded engine, pass unchanged.
-        assert_eq!(explain_cluster_failure(&ballista, "r1", "bad column".into()), "bad column");
-        assert_eq!(explain_cluster_failure(&EngineSettings::default(), "r1", raw.into()), raw);
+        assert_eq!(
+            explain_cluster_failure(&ballista, "r1", "bad column".into()),
+            "bad column"
+        );
+        assert_eq!(
+            explain_cluster_failure(&EngineSettings::default(), "r1", raw.into()),
+            raw
+        );
         let stale = "Could not parse plan: NotImplemented(\\\"LogicalExtensionCodec is not provided for scalar function signal_level\\\")";
         let msg = explain_cluster_failure(&ballista, "r1", stale.into());
-        assert!(msg.contains("`signal_level`") && msg.contains("same version"), "{msg}");
+        assert!(
+            msg.contains("`signal_level`") && msg.contains("same version"),
+            "{msg}"
+        );
     }
 }
