@@ -41,6 +41,54 @@ macro_rules! function_struct {
 }
 pub(crate) use function_struct;
 
+/// The `Accumulator` methods of an aggregate whose state and result are its
+/// field `sums: Vec<f64>`, merged by addition (`$name` names the function in
+/// errors): `merge_batch`, `state`, `evaluate`, `size`.
+macro_rules! dense_sums_state {
+    ($name:literal) => {
+        fn merge_batch(
+            &mut self,
+            states: &[arrow::array::ArrayRef],
+        ) -> datafusion::common::Result<()> {
+            $crate::distributed::common::add_partial_sums($name, &mut self.sums, states)
+        }
+
+        fn state(&mut self) -> datafusion::common::Result<Vec<datafusion::common::ScalarValue>> {
+            Ok(vec![$crate::distributed::common::f64_list(&self.sums)])
+        }
+
+        fn evaluate(&mut self) -> datafusion::common::Result<datafusion::common::ScalarValue> {
+            Ok($crate::distributed::common::f64_list(&self.sums))
+        }
+
+        fn size(&self) -> usize {
+            std::mem::size_of_val(self) + self.sums.capacity() * 8
+        }
+    };
+}
+pub(crate) use dense_sums_state;
+
+/// Adds every partial state in `states[0]` (a `List(Float64)` column of
+/// `sums.len()` values each) to `sums`.
+pub(crate) fn add_partial_sums(name: &str, sums: &mut [f64], states: &[ArrayRef]) -> Result<()> {
+    let Some(col) = states.first() else {
+        return datafusion::common::exec_err!("{name}: no state column to merge");
+    };
+    for_each_f64_list(col, |part| {
+        if part.len() != sums.len() {
+            return datafusion::common::exec_err!(
+                "{name}: partial state of {} values, expected {}",
+                part.len(),
+                sums.len()
+            );
+        }
+        for (s, v) in sums.iter_mut().zip(part.values().iter()) {
+            *s += v;
+        }
+        Ok(())
+    })
+}
+
 /// `List(Float64)`, the type of every state and list result here.
 pub(crate) fn f64_list_type() -> DataType {
     DataType::List(Arc::new(Field::new_list_field(DataType::Float64, true)))

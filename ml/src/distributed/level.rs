@@ -36,7 +36,7 @@ use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, Signature};
 use datafusion::physical_expr::expressions::Literal;
 use serde::{Deserialize, Serialize};
 
-use super::common::{f64_list, f64_list_state, f64_list_type, for_each_f64_list, function_struct};
+use super::common::{dense_sums_state, f64_list_state, f64_list_type, function_struct};
 use crate::error::{MlError, Result as MlResult};
 use crate::histogram::{BinStats, Histogram};
 use crate::sampling::{hash2, row_weight, unit};
@@ -754,33 +754,7 @@ impl Accumulator for LevelHistogramsAccumulator {
         Ok(())
     }
 
-    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        for_each_f64_list(&states[0], |part| {
-            if part.len() != self.sums.len() {
-                return exec_err!(
-                    "sluice_level_histograms: partial state of {} values, expected {}",
-                    part.len(),
-                    self.sums.len()
-                );
-            }
-            for (s, v) in self.sums.iter_mut().zip(part.values().iter()) {
-                *s += v;
-            }
-            Ok(())
-        })
-    }
-
-    fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        Ok(vec![f64_list(&self.sums)])
-    }
-
-    fn evaluate(&mut self) -> Result<ScalarValue> {
-        Ok(f64_list(&self.sums))
-    }
-
-    fn size(&self) -> usize {
-        std::mem::size_of_val(self) + self.sums.capacity() * 8
-    }
+    dense_sums_state!("sluice_level_histograms");
 }
 
 #[cfg(test)]
