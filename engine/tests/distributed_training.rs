@@ -44,7 +44,7 @@ const F: usize = 6;
 /// `f5` pure noise; the label is a noisy function of the others.
 fn table() -> RecordBatch {
     let u = |r: usize, k: u64| unit(hash2(11, k, r as u64));
-    let mut cols: Vec<Vec<Option<f64>>> = vec![Vec::with_capacity(N); F];
+    let mut cols: Vec<Vec<Option<f64>>> = (0..F).map(|_| Vec::with_capacity(N)).collect();
     let mut y = Vec::with_capacity(N);
     for r in 0..N {
         let a = u(r, 1) * 4.0 - 2.0;
