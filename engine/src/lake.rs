@@ -243,9 +243,15 @@ fn classify(e: &object_store::Error, url: &Url, endpoint: Option<&str>) -> Strin
     } else {
         "the credentials"
     };
+    // object_store reports any 403 as PermissionDenied; the body's code tells
+    // a bad signature (AuthorizationFailure, AuthenticationFailed) from a
+    // missing role assignment.
+    let bad_signature = lower.contains("authorizationfailure")
+        || lower.contains("authenticationfailed")
+        || lower.contains("signaturedoesnotmatch");
     if lower.contains("authorizationpermissionmismatch")
         || lower.contains("accessdenied")
-        || matches!(e, object_store::Error::PermissionDenied { .. })
+        || (matches!(e, object_store::Error::PermissionDenied { .. }) && !bad_signature)
     {
         return format!(
             "the identity is authenticated but lacks permission on `{container}`{at}: grant it `Storage Blob Data Contributor` on the storage account or container (Azure) or the equivalent read/write/list/delete permissions"

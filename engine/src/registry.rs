@@ -76,17 +76,22 @@ pub struct Publish<'a> {
 /// Publishes a new version and then moves `latest` to it.
 ///
 /// Idempotent per run: when a version published by the same pipeline run
-/// from the same inputs already exists (a resumed run killed after
+/// from the same inputs with the same artefact bytes already exists (a resumed run killed after
 /// publishing but before its deploy step committed), that version is
 /// returned and `latest` set to it, instead of publishing a duplicate.
 pub async fn publish(lake: &Lake, p: Publish<'_>) -> Result<ModelVersion> {
     validate_name(p.name)?;
     let versions = list_versions(lake, p.name).await?;
     let params_fp = commit::fingerprint_json(&p.params);
+    let artefact_hash = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&p.artefact));
     if let Some(v) = versions.iter().rev().find(|v| {
         v.manifest.pipeline == p.pipeline
             && v.manifest.run_id == p.run_id
             && v.manifest.matches(&params_fp, &p.inputs)
+            && v.manifest
+                .files
+                .iter()
+                .any(|f| f.path.ends_with(ARTEFACT_FILE) && f.xxh3 == artefact_hash)
     }) {
         lake.put(
             &format!("models/{}/latest", p.name),
@@ -282,6 +287,11 @@ mod tests {
             (v1.version.as_str(), v2.version.as_str()),
             ("v0001", "v0002")
         );
+        // The same run publishing the same artefact again (a resumed deploy)
+        // gets its version back instead of a duplicate.
+        let again = publish_one(&lake, b"two").await;
+        assert_eq!(again.version, "v0002");
+        assert_eq!(list_versions(&lake, "m").await.unwrap().len(), 2);
         let r = resolve(&lake, "m", "latest").await.unwrap();
         assert_eq!(r.version, "v0002");
         assert_eq!(load_artefact(&lake, &r).await.unwrap().as_ref(), b"two");

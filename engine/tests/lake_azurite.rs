@@ -260,7 +260,8 @@ fn unreachable_endpoint_wrong_key_and_missing_container_are_named() {
     );
     assert!(!ok);
     assert!(
-        e.contains("az://lake-bad/l/raw/") && e.contains("cannot reach") && e.contains(&dead),
+        // The first object the run touches is its `runs/.../_run.json` marker.
+        e.contains("az://lake-bad/l/") && e.contains("cannot reach") && e.contains(&dead),
         "{e}"
     );
     assert!(
@@ -275,7 +276,7 @@ fn unreachable_endpoint_wrong_key_and_missing_container_are_named() {
     let (ok, e) = sluice_run(&good, &[("AZURE_STORAGE_ACCOUNT_KEY", &wrong)]);
     assert!(!ok);
     assert!(
-        e.contains("az://lake-bad/l/raw/")
+        e.contains("az://lake-bad/l/")
             && e.contains("rejected the credentials")
             && e.contains("AZURE_STORAGE_ACCOUNT_KEY"),
         "{e}"
@@ -293,7 +294,7 @@ fn unreachable_endpoint_wrong_key_and_missing_container_are_named() {
     let (ok, e) = sluice_run(&missing, &[]);
     assert!(!ok);
     assert!(
-        e.contains("az://no-such-container/l/raw/")
+        e.contains("az://no-such-container/l/")
             && e.contains("container `no-such-container` does not exist"),
         "{e}"
     );

@@ -265,19 +265,19 @@ pub async fn run(cfg: &LoadedConfig, opts: &RunOptions) -> Result<RunOutcome> {
     // The run exists from its first moment (not only from its first commit),
     // so a run killed before any step committed can still be resumed.
     let marker = format!("runs/{}/{run_id}/{RUN_MARKER}", cfg.config.name);
-    if !lake.exists(&marker).await? {
-        let body = serde_json::json!({
-            "pipeline": cfg.config.name,
-            "run_id": run_id,
-            "started_at": started_at,
-            "config": cfg.path,
-        });
-        lake.put(
-            &marker,
-            bytes::Bytes::from(serde_json::to_vec_pretty(&body).unwrap_or_default()),
-        )
-        .await?;
-    }
+    // Written on every start (a plain PUT: the first request of a run, so a
+    // wrong key or a missing permission is reported precisely).
+    let body = serde_json::json!({
+        "pipeline": cfg.config.name,
+        "run_id": run_id,
+        "last_started_at": started_at,
+        "config": cfg.path,
+    });
+    lake.put(
+        &marker,
+        bytes::Bytes::from(serde_json::to_vec_pretty(&body).unwrap_or_default()),
+    )
+    .await?;
     info!(pipeline = %cfg.config.name, run_id = %run_id, lake = %crate::lake::redact(lake.url()), mode = ?engine.mode, "run started");
     let mut effective = cfg.clone();
     // Steps see the engine this run uses (`--scheduler` overrides the file).
