@@ -36,6 +36,10 @@ pub const BIN_DIR_ENV: &str = "SLUICE_BIN_DIR";
 #[derive(Debug, Clone)]
 pub struct ClusterOptions {
     /// The scheduler's port; executors use the ports above it.
+    ///
+    /// Ports inside the kernel's ephemeral range (Linux: 32768-60999) can be
+    /// taken by any outgoing connection between the free-port check and the
+    /// bind; tests and benches therefore use bases below 32768.
     pub base_port: u16,
     /// Directory of the state file, logs and executor work dirs.
     pub dir: PathBuf,

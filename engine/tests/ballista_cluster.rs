@@ -186,7 +186,7 @@ async fn distributed_features_match_embedded() {
     let lake = Lake::open(dir.path().join("lake").to_str().unwrap()).unwrap();
     write_lake(&lake, POINTS).await;
 
-    let cluster = LocalCluster::start(2, opts(46050, dir.path()))
+    let cluster = LocalCluster::start(2, opts(21050, dir.path()))
         .await
         .unwrap();
 
@@ -302,7 +302,7 @@ async fn executor_killed_during_a_job() {
     let dir = tempfile::tempdir().unwrap();
     let lake = Lake::open(dir.path().join("lake").to_str().unwrap()).unwrap();
     write_lake(&lake, POINTS * 3).await;
-    let mut cluster = LocalCluster::start(2, opts(46150, dir.path()))
+    let mut cluster = LocalCluster::start(2, opts(21150, dir.path()))
         .await
         .unwrap();
 
@@ -362,7 +362,7 @@ async fn scheduler_killed_fails_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let lake = Lake::open(dir.path().join("lake").to_str().unwrap()).unwrap();
     write_lake(&lake, POINTS * 3).await;
-    let mut cluster = LocalCluster::start(1, opts(46250, dir.path()))
+    let mut cluster = LocalCluster::start(1, opts(21250, dir.path()))
         .await
         .unwrap();
     let url = cluster.scheduler_url();
@@ -467,7 +467,7 @@ async fn distributed_histograms_match_local() {
     let local_edges = BinEdges::fit(&m, 32, SAMPLE).unwrap();
     let local_binned = local_edges.transform(&m).unwrap();
 
-    let cluster = LocalCluster::start(2, opts(46350, dir.path()))
+    let cluster = LocalCluster::start(2, opts(21350, dir.path()))
         .await
         .unwrap();
     let dist = connect(&ballista(&cluster.scheduler_url()), Some(&lake))

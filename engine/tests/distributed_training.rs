@@ -320,7 +320,7 @@ async fn cluster_distributed_training_equals_embedded() {
         .await
         .unwrap();
 
-    let cluster = LocalCluster::start(2, cluster_opts(46550, dir.path()))
+    let cluster = LocalCluster::start(2, cluster_opts(21550, dir.path()))
         .await
         .unwrap();
     let dist = connect(&ballista(&cluster.scheduler_url()), Some(&lake))
@@ -417,7 +417,7 @@ steps:
     let cfg = common::cfg(PIPELINE, lake_dir.to_str().unwrap());
 
     let embedded = pipeline::run(&cfg, &RunOptions::default()).await.unwrap();
-    let cluster = LocalCluster::start(2, cluster_opts(46650, dir.path()))
+    let cluster = LocalCluster::start(2, cluster_opts(21650, dir.path()))
         .await
         .unwrap();
     let opts = RunOptions {

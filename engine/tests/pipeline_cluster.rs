@@ -33,7 +33,7 @@ async fn training_and_inference_on_a_cluster_match_embedded() {
     let cluster = LocalCluster::start(
         2,
         ClusterOptions {
-            base_port: 46750,
+            base_port: 21750,
             dir: dir.path().join("cluster"),
             ..ClusterOptions::default()
         },

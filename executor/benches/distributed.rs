@@ -8,7 +8,7 @@
 //!   training (`sluice_histogram ... GROUP BY node` over a binned table).
 //!
 //! Env: `SLUICE_BENCH_ROWS` (default 2,000,000), `SLUICE_BENCH_REPS` (3),
-//! `SLUICE_BENCH_BASE_PORT` (47050). Prints a Markdown table (median seconds).
+//! `SLUICE_BENCH_BASE_PORT` (22050). Prints a Markdown table (median seconds).
 
 use std::time::Instant;
 
@@ -147,7 +147,7 @@ fn main() {
     rt.block_on(async {
         let rows = env_usize("SLUICE_BENCH_ROWS", 2_000_000);
         let reps = env_usize("SLUICE_BENCH_REPS", 3);
-        let base = env_usize("SLUICE_BENCH_BASE_PORT", 47050) as u16;
+        let base = env_usize("SLUICE_BENCH_BASE_PORT", 22050) as u16;
         let dir = tempfile::tempdir().unwrap();
         let lake = Lake::open(dir.path().join("lake").to_str().unwrap()).unwrap();
         eprintln!("writing {rows} rows ...");

@@ -10,7 +10,7 @@
 //!
 //! Env: `SLUICE_BENCH_ROWS` (544,500: the training set of the thesis),
 //! `SLUICE_BENCH_FEATURES` (40), `SLUICE_BENCH_EXECUTORS` (`1,2`),
-//! `SLUICE_BENCH_BASE_PORT` (47550), `SLUICE_BENCH_LOCAL` (1: also time the
+//! `SLUICE_BENCH_BASE_PORT` (22550), `SLUICE_BENCH_LOCAL` (1: also time the
 //! local trainer). Prints a Markdown table: seconds to prepare (stats, bin
 //! edges, binned table), passes, mean and median seconds per pass, total.
 
@@ -133,7 +133,7 @@ fn main() {
     rt.block_on(async {
         let rows = env_usize("SLUICE_BENCH_ROWS", 544_500);
         let features = env_usize("SLUICE_BENCH_FEATURES", 40);
-        let base = env_usize("SLUICE_BENCH_BASE_PORT", 47550) as u16;
+        let base = env_usize("SLUICE_BENCH_BASE_PORT", 22550) as u16;
         let executors: Vec<usize> = std::env::var("SLUICE_BENCH_EXECUTORS")
             .unwrap_or_else(|_| "1,2".into())
             .split(',')
