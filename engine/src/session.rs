@@ -129,10 +129,12 @@ pub fn sluice_scalar_udfs() -> Vec<Arc<ScalarUDF>> {
     v
 }
 
-/// Every Sluice aggregate UDF (the distributed-training aggregates from
-/// `sluice_ml::distributed`).
+/// Every Sluice aggregate UDF: the distributed-training aggregates from
+/// `sluice_ml::distributed` and ingestion's key-order check.
 pub fn sluice_aggregate_udfs() -> Vec<Arc<AggregateUDF>> {
-    sluice_ml::distributed::aggregate_udfs()
+    let mut v = sluice_ml::distributed::aggregate_udfs();
+    v.push(Arc::new(crate::ingest::keys_ordered_udaf()));
+    v
 }
 
 /// Every Sluice window UDF (none yet; listed so the registry stays one list).

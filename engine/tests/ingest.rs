@@ -4,14 +4,17 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, AsArray, RecordBatch, StringArray};
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use bytes::Bytes;
 use datafusion::prelude::{col, ParquetReadOptions, SessionContext};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use sluice_engine::datagen::{generate, DatagenConfig};
-use sluice_engine::ingest::{inference_input, training_input, write_parquet, IngestOptions};
+use sluice_engine::ingest::{
+    inference_input, inference_input_sliced, keys_proven_unique, training_input, write_parquet,
+    IngestOptions,
+};
 use sluice_engine::lake::Lake;
 use sluice_engine::schema::{training_schema, unified_schema};
 use sluice_engine::session::{connect, EngineSettings};
@@ -196,6 +199,63 @@ async fn raw_tables_join_into_one_row_per_sample() {
         .await
         .unwrap();
     assert_eq!(with_lat, located);
+}
+
+/// Every row of a table as text, sorted (an order-free comparison).
+async fn sorted_rows(parts: Vec<datafusion::prelude::DataFrame>) -> Vec<String> {
+    let mut rows = Vec::new();
+    for df in parts {
+        for b in df.collect().await.unwrap() {
+            let text: Vec<ArrayRef> = b
+                .columns()
+                .iter()
+                .map(|c| arrow::compute::cast(c, &DataType::Utf8).unwrap())
+                .collect();
+            for r in 0..b.num_rows() {
+                let row: Vec<&str> = text
+                    .iter()
+                    .map(|c| {
+                        let c = c.as_string::<i32>();
+                        if c.is_null(r) {
+                            "∅"
+                        } else {
+                            c.value(r)
+                        }
+                    })
+                    .collect();
+                rows.push(row.join("|"));
+            }
+        }
+    }
+    rows.sort_unstable();
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sliced_join_equals_the_single_join() {
+    let (_dir, lake, ctx) = small_lake().await;
+    let whole = inference_input(&ctx, &lake).await.unwrap();
+    assert!(whole.slices.is_empty(), "no memory limit: one slice");
+    let sliced = inference_input_sliced(&ctx, &lake, Some(3)).await.unwrap();
+    assert_eq!(sliced.slices.len(), 3);
+    let mut counts = Vec::new();
+    for s in &sliced.slices {
+        counts.push(s.clone().count().await.unwrap());
+    }
+    assert!(counts.iter().all(|&n| n > 0), "empty slice: {counts:?}");
+    assert_eq!(
+        sorted_rows(sliced.parts()).await,
+        sorted_rows(whole.parts()).await
+    );
+
+    // A memory limit derives the slice count from the tables' sizes.
+    let limited = EngineSettings {
+        memory_limit: Some("4MiB".into()),
+        ..Default::default()
+    };
+    let small = connect(&limited, Some(&lake)).await.unwrap();
+    let auto = inference_input(&small, &lake).await.unwrap();
+    assert!(auto.slices.len() > 1, "{} slices", auto.slices.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -493,4 +553,39 @@ async fn glob_without_files_is_named() {
         e.contains("labels/*.csv") && e.contains("no training CSV"),
         "{e}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_tables_are_proven_unique_by_order() {
+    let (_dir, lake, ctx) = small_lake().await;
+    for (table, key) in [
+        ("samples", "sample_id"),
+        ("radio", "sample_id"),
+        ("devices", "device_id"),
+    ] {
+        let df = ctx
+            .read_parquet(
+                lake.table_url(&format!("raw/{table}/")),
+                ParquetReadOptions::default(),
+            )
+            .await
+            .unwrap();
+        let plan = df
+            .clone()
+            .aggregate(
+                vec![],
+                vec![sluice_engine::ingest::keys_ordered_udaf().call(vec![col(key)])],
+            )
+            .unwrap()
+            .create_physical_plan()
+            .await
+            .unwrap();
+        let shown = datafusion::physical_plan::displayable(plan.as_ref())
+            .indent(true)
+            .to_string();
+        assert!(
+            keys_proven_unique(&df, key).await.unwrap(),
+            "{table}:\n{shown}"
+        );
+    }
 }

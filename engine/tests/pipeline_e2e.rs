@@ -153,6 +153,26 @@ async fn training_then_inference_end_to_end() {
     }
     assert_eq!(ids.len(), raw, "one prediction per raw sample");
 
+    // Features computed inside predict's plan (not materialized): the same
+    // predictions, and no feature table in the lake.
+    let fused_cfg = INFERENCE.replace(
+        "  - step: features\n",
+        "  - step: features\n    materialize: false\n",
+    );
+    let fused = pipeline::run(&cfg(&fused_cfg, tmp.path()), &RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        predictions_by_id(&ctx, &lake, &fused.run_id).await,
+        predictions_by_id(&ctx, &lake, &infer.run_id).await
+    );
+    let feats_dir = root.join(format!("runs/t-infer/{}/features", fused.run_id));
+    let parquet = walk(&feats_dir)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .count();
+    assert_eq!(parquet, 0, "a non-materialized features step wrote Parquet");
+
     // Partial rerun from train reuses ingest/features of the earlier run.
     let opts = RunOptions {
         from: Some(StepName::Train),
@@ -208,6 +228,15 @@ fn config_errors_are_precise() {
         "{e}"
     );
 
+    let unmaterialized = "name: x\nkind: training\nlake: /tmp/x\nsteps:\n  - step: features\n    materialize: false\n";
+    let e = config::parse(unmaterialized, "f.yaml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("steps[0].materialize") && e.contains("inference"),
+        "{e}"
+    );
+
     let bad_grid = "name: x\nkind: training\nlake: /tmp/x\nsteps:\n  - step: train\n    models:\n      - name: g\n        type: gbt\n        grid: {maxDepthh: [1, 2]}\n";
     let e = config::parse(bad_grid, "g.yaml").unwrap_err().to_string();
     assert!(e.contains("maxDepthh") && e.contains("maxDepth"), "{e}");
@@ -241,4 +270,48 @@ fn example_configs_validate() {
         let c = config::load(&root.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
         assert!(!c.config.steps.is_empty());
     }
+}
+
+/// `(sample_id, indoor_probability bits, indoor)` of a run's predictions,
+/// sorted by id.
+async fn predictions_by_id(
+    ctx: &datafusion::prelude::SessionContext,
+    lake: &Lake,
+    run_id: &str,
+) -> Vec<(i64, u64, i32)> {
+    let batches = ctx
+        .read_parquet(
+            lake.table_url(&format!("predictions/run={run_id}/")),
+            Default::default(),
+        )
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let mut rows = Vec::new();
+    for b in &batches {
+        let id = b["sample_id"].as_primitive::<Int64Type>();
+        let p = b["indoor_probability"].as_primitive::<arrow::datatypes::Float64Type>();
+        let y = b["indoor"].as_primitive::<arrow::datatypes::Int32Type>();
+        for r in 0..b.num_rows() {
+            rows.push((id.value(r), p.value(r).to_bits(), y.value(r)));
+        }
+    }
+    rows.sort_unstable();
+    rows
+}
+
+/// Every file under `dir`, recursively.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }

@@ -4,7 +4,7 @@
 use clap::ValueEnum;
 
 use crate::ingest::{
-    inference_input, raw_table_input, training_input, write_parquet, IngestOptions,
+    inference_input_sliced, raw_table_input, training_input, write_parquet, IngestOptions,
 };
 use crate::lake::Lake;
 use crate::session::{connect, EngineSettings};
@@ -44,6 +44,10 @@ pub struct IngestArgs {
     /// Where rejected rows go (default `<out>-rejected`).
     #[arg(long)]
     pub rejected_out: Option<String>,
+    /// Inference input: run the join as N `sample_id` range slices, one
+    /// after another (bounds the hash tables' memory to one slice's).
+    #[arg(long)]
+    pub join_slices: Option<usize>,
 }
 
 /// Runs `sluice ingest`.
@@ -59,12 +63,14 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<i32> {
             };
             training_input(&ctx, &lake, &opts).await?
         }
-        InputKind::Inference => inference_input(&ctx, &lake).await?,
+        InputKind::Inference => inference_input_sliced(&ctx, &lake, args.join_slices).await?,
         InputKind::Table => raw_table_input(&ctx, &lake, &args.table).await?,
     };
     let out_dir = args.out.trim_end_matches('/').to_string();
     lake.delete_prefix(&out_dir).await?;
-    write_parquet(out.df, &lake, &out_dir).await?;
+    for part in out.parts() {
+        write_parquet(part, &lake, &out_dir).await?;
+    }
     if let Some(rejected) = out.rejected {
         let dir = args
             .rejected_out

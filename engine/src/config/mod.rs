@@ -146,6 +146,12 @@ pub struct IngestStep {
     /// Route unparsable CSV rows to `rejected/` (counted) instead of failing.
     #[serde(default)]
     pub reject_bad_rows: bool,
+    /// Inference input: run the seven-table join as this many `sample_id`
+    /// range slices, one after another. Default: as many as needed for the
+    /// join's hash tables to fit 40 % of `engine.memory_limit` (one without
+    /// a limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join_slices: Option<usize>,
 }
 
 /// The feature chain: `default` (the reference chain) or an explicit list.
@@ -165,13 +171,34 @@ impl Default for TransformsConfig {
 }
 
 /// `step: features`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FeaturesStep {
     /// The transform chain (training only; inference applies the deployed
     /// model's fitted chain).
     #[serde(default)]
     pub transforms: TransformsConfig,
+    /// Write the feature table to the lake (default). `false` commits only
+    /// the fitted state and a manifest; the next step (`predict`) then
+    /// computes the features from the ingest output inside its own plan,
+    /// which saves writing and reading one Float64 column per feature.
+    /// Training needs the table (train and evaluate read it), so `false` is
+    /// refused there.
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    pub materialize: bool,
+}
+
+impl Default for FeaturesStep {
+    fn default() -> Self {
+        Self {
+            transforms: TransformsConfig::default(),
+            materialize: true,
+        }
+    }
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 fn default_test_fraction() -> f64 {
@@ -544,6 +571,12 @@ pub fn validate(cfg: &PipelineConfig, origin: &str) -> Result<()> {
                     validate_grid(&m.spec, &m.grid)
                         .map_err(|msg| err(&format!("steps[{i}].models[{j}].grid"), msg))?;
                 }
+            }
+            StepConfig::Features(f) if !f.materialize && cfg.kind == PipelineKind::Training => {
+                return Err(err(
+                    &format!("steps[{i}].materialize"),
+                    "`false` is for inference pipelines only: train and evaluate read the feature table from the lake".into(),
+                ));
             }
             StepConfig::Evaluate(e) if !(0.0..=1.0).contains(&e.threshold) => {
                 return Err(err(

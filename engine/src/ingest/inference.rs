@@ -1,5 +1,6 @@
 //! Inference input: the seven raw tables joined as one DataFusion plan.
 
+use arrow::array::Array;
 use arrow::datatypes::DataType;
 use datafusion::common::Column;
 use datafusion::functions_aggregate::expr_fn::count;
@@ -38,6 +39,22 @@ fn exact(e: Expr, ty: &DataType, name: &str) -> Expr {
 /// plan: `samples` inner-joined with `devices` and left-joined with the
 /// others, projected to the unified column order and validated.
 pub async fn inference_input(ctx: &SessionContext, lake: &Lake) -> Result<IngestOutput> {
+    inference_input_sliced(ctx, lake, None).await
+}
+
+/// [`inference_input`] with the join split into key-range slices
+/// ([`IngestOutput::slices`]) so the hash tables of one slice fit the
+/// session's memory limit: `join_slices` gives the count, `None` derives it
+/// from the tables' row counts and the memory pool's limit (one slice when
+/// the session has no limit). Each slice filters every table joined on
+/// `sample_id` to one key range, so a slice's build sides hold only that
+/// range; Parquet row-group statistics skip the rest of a table stored in
+/// key order.
+pub async fn inference_input_sliced(
+    ctx: &SessionContext,
+    lake: &Lake,
+    join_slices: Option<usize>,
+) -> Result<IngestOutput> {
     lake.register(ctx);
     let mut frames = Vec::new();
     let mut diagnostics = IngestDiagnostics::default();
@@ -49,12 +66,139 @@ pub async fn inference_input(ctx: &SessionContext, lake: &Lake) -> Result<Ingest
 
     check_unique_keys(&frames).await?;
 
+    let n_slices = match join_slices {
+        Some(n) => n.max(1),
+        None => auto_slices(ctx, &frames).await?,
+    };
+    let df = join_frames(frames.clone(), None)?;
+    let mut slices = Vec::new();
+    if n_slices > 1 {
+        let base_key = frames
+            .first()
+            .map(|(t, _)| t.key.clone())
+            .ok_or_else(|| EngineError::Internal("the schema file lists no tables".into()))?;
+        for range in key_ranges(&frames[0].1, &base_key, n_slices).await? {
+            slices.push(join_frames(frames.clone(), Some((&base_key, range)))?);
+        }
+        tracing::info!(
+            slices = slices.len(),
+            "seven-table join split into sample_id ranges to fit the memory limit"
+        );
+    }
+    Ok(IngestOutput {
+        df,
+        slices,
+        rejected: None,
+        diagnostics,
+    })
+}
+
+/// Bytes a hash-join build side holds per row of `schema` (values plus
+/// hash-table entry), a deliberate over-estimate.
+fn build_bytes_per_row(schema: &arrow::datatypes::Schema) -> usize {
+    let values: usize = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => 24,
+            DataType::Boolean => 1,
+            t => t.primitive_width().unwrap_or(16),
+        })
+        .sum();
+    values + 32
+}
+
+/// Slices needed so the left-joined per-sample tables' build sides use at
+/// most 40 % of the memory pool's limit; 1 without a limit.
+async fn auto_slices(ctx: &SessionContext, frames: &[(&RawTable, DataFrame)]) -> Result<usize> {
+    use datafusion::execution::memory_pool::MemoryLimit;
+    let MemoryLimit::Finite(limit) = ctx.runtime_env().memory_pool.memory_limit() else {
+        return Ok(1);
+    };
+    let Some(base_key) = frames.first().map(|(t, _)| t.key.as_str()) else {
+        return Ok(1);
+    };
+    let mut bytes = 0u64;
+    for (table, df) in frames.iter().skip(1) {
+        if table.key != base_key {
+            continue; // dimension tables (devices, cells) are small
+        }
+        let rows = df.clone().count().await? as u64;
+        bytes += rows * build_bytes_per_row(df.schema().as_arrow()) as u64;
+    }
+    let budget = (limit as u64 * 2 / 5).max(1);
+    Ok(bytes.div_ceil(budget).max(1) as usize)
+}
+
+/// `n` half-open ranges `[lo, hi)` of equal width covering the base table's
+/// key values.
+async fn key_ranges(base: &DataFrame, key: &str, n: usize) -> Result<Vec<(i64, i64)>> {
+    use datafusion::functions_aggregate::expr_fn::{max, min};
+    let k = Expr::Column(Column::from_name(key));
+    let b = base
+        .clone()
+        .aggregate(vec![], vec![min(k.clone()), max(k)])?
+        .collect()
+        .await?;
+    let bounds = b.iter().find(|b| b.num_rows() > 0).and_then(|b| {
+        let lo = b
+            .column(0)
+            .as_any()
+            .downcast_ref::<arrow::array::Int64Array>()?;
+        let hi = b
+            .column(1)
+            .as_any()
+            .downcast_ref::<arrow::array::Int64Array>()?;
+        (lo.is_valid(0) && hi.is_valid(0)).then(|| (lo.value(0), hi.value(0)))
+    });
+    let Some((lo, hi)) = bounds else {
+        return Ok(vec![(i64::MIN, i64::MAX)]);
+    };
+    let span = (hi as i128 - lo as i128 + 1).max(1);
+    let n = (n as i128).min(span);
+    let mut out = Vec::new();
+    for i in 0..n {
+        let a = if i == 0 {
+            i64::MIN
+        } else {
+            (lo as i128 + span * i / n) as i64
+        };
+        let z = if i == n - 1 {
+            i64::MAX
+        } else {
+            (lo as i128 + span * (i + 1) / n) as i64
+        };
+        out.push((a, z));
+    }
+    Ok(out)
+}
+
+/// The join of the checked tables, optionally restricted to one key range
+/// of the base key (applied to every table joined on it), projected to the
+/// unified column order and validated.
+fn join_frames(
+    frames: Vec<(&RawTable, DataFrame)>,
+    slice: Option<(&str, (i64, i64))>,
+) -> Result<DataFrame> {
+    let restrict = |table: &RawTable, df: DataFrame| -> Result<DataFrame> {
+        match slice {
+            Some((key, (lo, hi))) if table.key == key => {
+                let k = Expr::Column(Column::from_name(key));
+                let mut cond = k.clone().gt_eq(lit(lo));
+                if hi != i64::MAX {
+                    cond = cond.and(k.lt(lit(hi)));
+                }
+                Ok(df.filter(cond)?)
+            }
+            _ => Ok(df),
+        }
+    };
     let mut frames = frames.into_iter();
     let (base_table, base) = frames
         .next()
         .ok_or_else(|| EngineError::Internal("the schema file lists no tables".into()))?;
     let base_name = base_table.name.as_str();
-    let mut df = base.alias(base_name)?;
+    let mut df = restrict(base_table, base)?.alias(base_name)?;
     let mut select: Vec<Expr> = base_table
         .schema
         .fields()
@@ -73,7 +217,7 @@ pub async fn inference_input(ctx: &SessionContext, lake: &Lake) -> Result<Ingest
             }
         };
         let on = qcol(base_name, &table.key).eq(qcol(&table.name, &table.key));
-        df = df.join_on(frame.alias(&table.name)?, join, [on])?;
+        df = df.join_on(restrict(table, frame)?.alias(&table.name)?, join, [on])?;
         select.extend(
             table
                 .schema
@@ -89,11 +233,7 @@ pub async fn inference_input(ctx: &SessionContext, lake: &Lake) -> Result<Ingest
         &unified_schema(),
         "unified inference input",
     )?;
-    Ok(IngestOutput {
-        df,
-        rejected: None,
-        diagnostics,
-    })
+    Ok(df)
 }
 
 /// Reads one raw table after checking that its directory holds Parquet
@@ -139,6 +279,7 @@ pub async fn raw_table_input(
     let df = read_raw_table(ctx, lake, table).await?;
     Ok(IngestOutput {
         df,
+        slices: Vec::new(),
         rejected: None,
         diagnostics: IngestDiagnostics {
             sources: vec![format!("raw/{name}/")],
@@ -147,12 +288,20 @@ pub async fn raw_table_input(
     })
 }
 
-/// One aggregate per table over its key (a single Int64 group column, the
-/// fast path of DataFusion's hash aggregate): `(table, key, rows)` for keys
-/// seen more than once. A clean lake returns nothing.
+/// Per table: a table stored in key order is proven duplicate-free by one
+/// streaming pass ([`super::keys_proven_unique`]); any other table gets one
+/// aggregate over its key (a single Int64 group column, the fast path of
+/// DataFusion's hash aggregate) reporting `(table, key, rows)` for keys seen
+/// more than once. A clean lake returns nothing.
 async fn check_unique_keys(frames: &[(&RawTable, DataFrame)]) -> Result<()> {
     let mut found: Vec<(String, Vec<String>)> = Vec::new();
     for (table, df) in frames {
+        let t0 = std::time::Instant::now();
+        if super::keys_proven_unique(df, &table.key).await? {
+            tracing::debug!(table = %table.name, seconds = t0.elapsed().as_secs_f64(), "keys unique by storage order");
+            continue;
+        }
+        tracing::debug!(table = %table.name, seconds = t0.elapsed().as_secs_f64(), "keys not proven unique by order: GROUP BY check");
         let dups = df
             .clone()
             .aggregate(

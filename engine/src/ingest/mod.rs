@@ -14,9 +14,11 @@
 //! [`write_parquet`] for the CLI and tests).
 
 mod inference;
+mod ordered;
 mod training;
 
-pub use inference::{inference_input, raw_table_input};
+pub use inference::{inference_input, inference_input_sliced, raw_table_input};
+pub use ordered::{keys_ordered_udaf, keys_proven_unique, KEYS_ORDERED_UDAF};
 pub use training::training_input;
 
 use datafusion::dataframe::DataFrameWriteOptions;
@@ -72,11 +74,27 @@ pub struct IngestDiagnostics {
 pub struct IngestOutput {
     /// The validated table in the reference column order and types.
     pub df: DataFrame,
+    /// When not empty: the same table as disjoint key-range slices to be
+    /// executed one after another (see [`inference_input_sliced`]), so peak
+    /// memory is one slice's. Writers use [`IngestOutput::parts`].
+    pub slices: Vec<DataFrame>,
     /// Rows that failed validation (all input columns as text plus
     /// `_source_file` and `_bad_columns`), when `reject_bad_rows` is set.
     pub rejected: Option<DataFrame>,
     /// What was read and rejected.
     pub diagnostics: IngestDiagnostics,
+}
+
+impl IngestOutput {
+    /// The plans to execute in order to produce the table: the slices when
+    /// the table was sliced, otherwise the one plan.
+    pub fn parts(&self) -> Vec<DataFrame> {
+        if self.slices.is_empty() {
+            vec![self.df.clone()]
+        } else {
+            self.slices.clone()
+        }
+    }
 }
 
 /// Writes a DataFrame as Parquet files under the lake directory `rel`

@@ -120,6 +120,7 @@ pub async fn training_input(
     };
     Ok(IngestOutput {
         df,
+        slices: Vec::new(),
         rejected,
         diagnostics,
     })

@@ -8,7 +8,7 @@ use arrow::array::{Array, AsArray, Int64Array};
 use arrow::datatypes::Int64Type;
 use bytes::Bytes;
 use datafusion::logical_expr::{col, lit, ScalarUDF};
-use datafusion::prelude::Expr;
+use datafusion::prelude::{DataFrame, Expr};
 use serde_json::json;
 use sluice_ml::{FeatureMatrix, Metric, ModelArtefact, TrainedModel};
 use sluice_transforms::{FeaturePipeline, FittedPipeline};
@@ -173,8 +173,11 @@ async fn ingest<'a>(rc: &'a RunContext, s: &IngestStep) -> Result<(Commit<'a>, s
             };
             crate::ingest::training_input(&rc.ctx, &rc.lake, &opts).await?
         }
-        PipelineKind::Inference => crate::ingest::inference_input(&rc.ctx, &rc.lake).await?,
+        PipelineKind::Inference => {
+            crate::ingest::inference_input_sliced(&rc.ctx, &rc.lake, s.join_slices).await?
+        }
     };
+    let parts = out.parts();
     let mut extra = json!({});
     if let Some(rej) = out.rejected {
         let mut rc2 = Commit::begin(&rc.lake, &format!("{dir}/rejected"));
@@ -195,9 +198,15 @@ async fn ingest<'a>(rc: &'a RunContext, s: &IngestStep) -> Result<(Commit<'a>, s
     }
     let mut c = Commit::begin(&rc.lake, &dir);
     let pb = crate::progress::spinner("ingest");
-    let rows = c.write_parquet(out.df).await?;
+    let mut rows = 0;
+    for part in parts.iter() {
+        rows += c.write_parquet(part.clone()).await?;
+    }
     pb.finish_and_clear();
     extra["rows"] = json!(rows);
+    if parts.len() > 1 {
+        extra["join_slices"] = json!(parts.len());
+    }
     Ok((c, extra))
 }
 
@@ -274,13 +283,37 @@ async fn features<'a>(
         Bytes::from(serde_json::to_vec_pretty(&state).unwrap_or_default()),
     )
     .await?;
-    let pb = crate::progress::spinner("features");
-    let rows = c.write_parquet(out).await?;
-    pb.finish_and_clear();
+    let rows = if s.materialize {
+        let pb = crate::progress::spinner("features");
+        let rows = c.write_parquet(out).await?;
+        pb.finish_and_clear();
+        rows
+    } else {
+        // The chain maps rows one to one; the plan was built (and every
+        // column checked) above, the predict step runs it.
+        info!("features not materialized: predict computes them from the ingest output");
+        ingest.rows.unwrap_or(0)
+    };
     Ok((
         c,
-        json!({"rows": rows, "feature_names": fitted.feature_names(), "model": model_ref}),
+        json!({"rows": rows, "feature_names": fitted.feature_names(), "model": model_ref, "materialized": s.materialize}),
     ))
+}
+
+/// The feature table of a features output: read from the lake, or (when the
+/// step did not materialize it) the fitted chain applied to the ingest
+/// output, as part of the caller's plan.
+async fn feature_frame(rc: &RunContext, feats: &Manifest) -> Result<DataFrame> {
+    if feats.extra["materialized"].as_bool() != Some(false) {
+        return commit::read_parquet(&rc.ctx, &rc.lake, feats).await;
+    }
+    let (_, ingest) = rc.upstream(StepName::Ingest, None).await?;
+    let state = fitted_state(rc, feats).await?;
+    let fitted: FittedPipeline = serde_json::from_value(state).map_err(|e| {
+        EngineError::Internal(format!("features output: fitted state unreadable: {e}"))
+    })?;
+    let df = commit::read_parquet(&rc.ctx, &rc.lake, &ingest).await?;
+    Ok(fitted.transform(df)?)
 }
 
 /// The fitted state stored in a features output.
@@ -683,7 +716,7 @@ async fn predict(
         .threshold
         .or_else(|| art.extra.get("threshold").and_then(|t| t.as_f64()))
         .unwrap_or(0.5);
-    let df = commit::read_parquet(&rc.ctx, &rc.lake, &feats).await?;
+    let df = feature_frame(rc, &feats).await?;
     let udf: Arc<ScalarUDF> = Arc::new(predict_udf());
     let mut args: Vec<Expr> = vec![lit(rc.lake.table_url(&v.artefact_path()))];
     args.extend(art.feature_names.iter().map(|n| col(format!("\"{n}\""))));
