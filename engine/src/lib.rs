@@ -31,5 +31,6 @@ pub mod report;
 mod report_build;
 pub mod schema;
 pub mod session;
+pub mod slices;
 
 pub use error::{EngineError, Result};

@@ -153,12 +153,18 @@ async fn training_then_inference_end_to_end() {
     }
     assert_eq!(ids.len(), raw, "one prediction per raw sample");
 
-    // Features computed inside predict's plan (not materialized): the same
+    // Features computed inside predict's plan (not materialized) in three
+    // device_id slices, after a join in four sample_id slices: the same
     // predictions, and no feature table in the lake.
-    let fused_cfg = INFERENCE.replace(
-        "  - step: features\n",
-        "  - step: features\n    materialize: false\n",
-    );
+    let fused_cfg = INFERENCE
+        .replace(
+            "  - step: ingest\n",
+            "  - step: ingest\n    join_slices: 4\n",
+        )
+        .replace(
+            "  - step: features\n",
+            "  - step: features\n    materialize: false\n    slices: 3\n",
+        );
     let fused = pipeline::run(&cfg(&fused_cfg, tmp.path()), &RunOptions::default())
         .await
         .unwrap();

@@ -339,6 +339,20 @@ impl FittedPipeline {
         apply_steps(df, &self.steps, &mut PlanCtx::default())
     }
 
+    /// Whether the chain can run on disjoint slices of `column`'s values
+    /// and give the same rows as on the whole table: true when every
+    /// row-order-dependent step (`LagCalculator`, `LeadCalculator`)
+    /// partitions by `column`; every other transform maps each row on its
+    /// own, with state fixed at fit time.
+    pub fn sliceable_by(&self, column: &str) -> bool {
+        self.steps.iter().all(|s| match &s.spec {
+            TransformSpec::LagCalculator(p) | TransformSpec::LeadCalculator(p) => {
+                p.partition_by == column
+            }
+            _ => true,
+        })
+    }
+
     /// The feature columns of the last `VectorAssembler`, in output order
     /// (empty without one).
     pub fn feature_names(&self) -> Vec<String> {

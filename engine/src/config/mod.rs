@@ -186,6 +186,12 @@ pub struct FeaturesStep {
     /// refused there.
     #[serde(default = "default_true", skip_serializing_if = "is_true")]
     pub materialize: bool,
+    /// Run the chain as this many `device_id` range slices, one after
+    /// another (each sorts only its slice for the lag/lead windows).
+    /// Default: as many as needed for the table to fit 40 % of
+    /// `engine.memory_limit` (one without a limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slices: Option<usize>,
 }
 
 impl Default for FeaturesStep {
@@ -193,6 +199,7 @@ impl Default for FeaturesStep {
         Self {
             transforms: TransformsConfig::default(),
             materialize: true,
+            slices: None,
         }
     }
 }

@@ -1,6 +1,5 @@
 //! Inference input: the seven raw tables joined as one DataFusion plan.
 
-use arrow::array::Array;
 use arrow::datatypes::DataType;
 use datafusion::common::Column;
 use datafusion::functions_aggregate::expr_fn::count;
@@ -77,7 +76,7 @@ pub async fn inference_input_sliced(
             .first()
             .map(|(t, _)| t.key.clone())
             .ok_or_else(|| EngineError::Internal("the schema file lists no tables".into()))?;
-        for range in key_ranges(&frames[0].1, &base_key, n_slices).await? {
+        for range in crate::slices::key_ranges(&frames[0].1, &base_key, n_slices).await? {
             slices.push(join_frames(frames.clone(), Some((&base_key, range)))?);
         }
         tracing::info!(
@@ -93,28 +92,10 @@ pub async fn inference_input_sliced(
     })
 }
 
-/// Bytes a hash-join build side holds per row of `schema` (values plus
-/// hash-table entry), a deliberate over-estimate.
-fn build_bytes_per_row(schema: &arrow::datatypes::Schema) -> usize {
-    let values: usize = schema
-        .fields()
-        .iter()
-        .map(|f| match f.data_type() {
-            DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => 24,
-            DataType::Boolean => 1,
-            t => t.primitive_width().unwrap_or(16),
-        })
-        .sum();
-    values + 32
-}
-
-/// Slices needed so the left-joined per-sample tables' build sides use at
-/// most 40 % of the memory pool's limit; 1 without a limit.
+/// Slices needed so the left-joined per-sample tables' hash-join build
+/// sides (values plus about 32 bytes of hash entry per row) fit the memory
+/// limit ([`crate::slices::slices_for`]).
 async fn auto_slices(ctx: &SessionContext, frames: &[(&RawTable, DataFrame)]) -> Result<usize> {
-    use datafusion::execution::memory_pool::MemoryLimit;
-    let MemoryLimit::Finite(limit) = ctx.runtime_env().memory_pool.memory_limit() else {
-        return Ok(1);
-    };
     let Some(base_key) = frames.first().map(|(t, _)| t.key.as_str()) else {
         return Ok(1);
     };
@@ -124,53 +105,9 @@ async fn auto_slices(ctx: &SessionContext, frames: &[(&RawTable, DataFrame)]) ->
             continue; // dimension tables (devices, cells) are small
         }
         let rows = df.clone().count().await? as u64;
-        bytes += rows * build_bytes_per_row(df.schema().as_arrow()) as u64;
+        bytes += rows * (crate::slices::row_bytes(df.schema().as_arrow()) + 32) as u64;
     }
-    let budget = (limit as u64 * 2 / 5).max(1);
-    Ok(bytes.div_ceil(budget).max(1) as usize)
-}
-
-/// `n` half-open ranges `[lo, hi)` of equal width covering the base table's
-/// key values.
-async fn key_ranges(base: &DataFrame, key: &str, n: usize) -> Result<Vec<(i64, i64)>> {
-    use datafusion::functions_aggregate::expr_fn::{max, min};
-    let k = Expr::Column(Column::from_name(key));
-    let b = base
-        .clone()
-        .aggregate(vec![], vec![min(k.clone()), max(k)])?
-        .collect()
-        .await?;
-    let bounds = b.iter().find(|b| b.num_rows() > 0).and_then(|b| {
-        let lo = b
-            .column(0)
-            .as_any()
-            .downcast_ref::<arrow::array::Int64Array>()?;
-        let hi = b
-            .column(1)
-            .as_any()
-            .downcast_ref::<arrow::array::Int64Array>()?;
-        (lo.is_valid(0) && hi.is_valid(0)).then(|| (lo.value(0), hi.value(0)))
-    });
-    let Some((lo, hi)) = bounds else {
-        return Ok(vec![(i64::MIN, i64::MAX)]);
-    };
-    let span = (hi as i128 - lo as i128 + 1).max(1);
-    let n = (n as i128).min(span);
-    let mut out = Vec::new();
-    for i in 0..n {
-        let a = if i == 0 {
-            i64::MIN
-        } else {
-            (lo as i128 + span * i / n) as i64
-        };
-        let z = if i == n - 1 {
-            i64::MAX
-        } else {
-            (lo as i128 + span * (i + 1) / n) as i64
-        };
-        out.push((a, z));
-    }
-    Ok(out)
+    Ok(crate::slices::slices_for(ctx, bytes))
 }
 
 /// The join of the checked tables, optionally restricted to one key range
@@ -182,13 +119,8 @@ fn join_frames(
 ) -> Result<DataFrame> {
     let restrict = |table: &RawTable, df: DataFrame| -> Result<DataFrame> {
         match slice {
-            Some((key, (lo, hi))) if table.key == key => {
-                let k = Expr::Column(Column::from_name(key));
-                let mut cond = k.clone().gt_eq(lit(lo));
-                if hi != i64::MAX {
-                    cond = cond.and(k.lt(lit(hi)));
-                }
-                Ok(df.filter(cond)?)
+            Some((key, range)) if table.key == key => {
+                Ok(df.filter(crate::slices::range_filter(key, range))?)
             }
             _ => Ok(df),
         }

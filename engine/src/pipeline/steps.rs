@@ -274,7 +274,6 @@ async fn features<'a>(
             (f, json!({"name": v.name, "version": v.version}))
         }
     };
-    let out = fitted.transform(df)?;
     let mut c = Commit::begin(&rc.lake, &rc.step_dir(StepName::Features));
     let state = serde_json::to_value(&fitted)
         .map_err(|e| EngineError::Internal(format!("fitted state serialization: {e}")))?;
@@ -283,9 +282,14 @@ async fn features<'a>(
         Bytes::from(serde_json::to_vec_pretty(&state).unwrap_or_default()),
     )
     .await?;
+    let parts = feature_parts(rc, &fitted, &ingest, s.slices).await?;
+    let n_parts = parts.len();
     let rows = if s.materialize {
         let pb = crate::progress::spinner("features");
-        let rows = c.write_parquet(out).await?;
+        let mut rows = 0;
+        for part in parts {
+            rows += c.write_parquet(part).await?;
+        }
         pb.finish_and_clear();
         rows
     } else {
@@ -296,24 +300,60 @@ async fn features<'a>(
     };
     Ok((
         c,
-        json!({"rows": rows, "feature_names": fitted.feature_names(), "model": model_ref, "materialized": s.materialize}),
+        json!({"rows": rows, "feature_names": fitted.feature_names(), "model": model_ref, "materialized": s.materialize, "slices": n_parts}),
     ))
 }
 
-/// The feature table of a features output: read from the lake, or (when the
-/// step did not materialize it) the fitted chain applied to the ingest
-/// output, as part of the caller's plan.
-async fn feature_frame(rc: &RunContext, feats: &Manifest) -> Result<DataFrame> {
+/// The fitted chain over the ingest output, as `device_id` range slices
+/// (one plan each, run one after another) when sorting the whole table for
+/// the lag/lead windows would not fit the memory limit and the chain's
+/// windows all partition by `device_id` ([`crate::slices`]).
+async fn feature_parts(
+    rc: &RunContext,
+    fitted: &FittedPipeline,
+    ingest: &Manifest,
+    slices: Option<usize>,
+) -> Result<Vec<DataFrame>> {
+    const KEY: &str = "device_id";
+    let df = commit::read_parquet(&rc.ctx, &rc.lake, ingest).await?;
+    let sliceable = fitted.sliceable_by(KEY) && df.schema().has_column_with_unqualified_name(KEY);
+    let n = match slices {
+        _ if !sliceable => 1,
+        Some(n) => n,
+        None => {
+            let row = crate::slices::row_bytes(df.schema().as_arrow()) as u64;
+            crate::slices::slices_for(&rc.ctx, ingest.rows.unwrap_or(0) * row)
+        }
+    };
+    if n <= 1 {
+        return Ok(vec![fitted.transform(df)?]);
+    }
+    info!(
+        slices = n,
+        "feature chain split into device_id ranges to fit the memory limit"
+    );
+    let mut parts = Vec::with_capacity(n);
+    for range in crate::slices::key_ranges(&df, KEY, n).await? {
+        let slice = df.clone().filter(crate::slices::range_filter(KEY, range))?;
+        parts.push(fitted.transform(slice)?);
+    }
+    Ok(parts)
+}
+
+/// The feature table of a features output, as plans to run one after
+/// another: read from the lake, or (when the step did not materialize it)
+/// the fitted chain applied to the ingest output, inside the caller's plan.
+async fn feature_frames(rc: &RunContext, feats: &Manifest) -> Result<Vec<DataFrame>> {
     if feats.extra["materialized"].as_bool() != Some(false) {
-        return commit::read_parquet(&rc.ctx, &rc.lake, feats).await;
+        return Ok(vec![commit::read_parquet(&rc.ctx, &rc.lake, feats).await?]);
     }
     let (_, ingest) = rc.upstream(StepName::Ingest, None).await?;
     let state = fitted_state(rc, feats).await?;
     let fitted: FittedPipeline = serde_json::from_value(state).map_err(|e| {
         EngineError::Internal(format!("features output: fitted state unreadable: {e}"))
     })?;
-    let df = commit::read_parquet(&rc.ctx, &rc.lake, &ingest).await?;
-    Ok(fitted.transform(df)?)
+    let slices = feats.extra["slices"].as_u64().map(|n| n as usize);
+    feature_parts(rc, &fitted, &ingest, slices).await
 }
 
 /// The fitted state stored in a features output.
@@ -716,31 +756,36 @@ async fn predict(
         .threshold
         .or_else(|| art.extra.get("threshold").and_then(|t| t.as_f64()))
         .unwrap_or(0.5);
-    let df = feature_frame(rc, &feats).await?;
     let udf: Arc<ScalarUDF> = Arc::new(predict_udf());
     let mut args: Vec<Expr> = vec![lit(rc.lake.table_url(&v.artefact_path()))];
     args.extend(art.feature_names.iter().map(|n| col(format!("\"{n}\""))));
     let proba = udf.call(args);
-    let out = df.select(vec![
-        col("sample_id"),
-        col("device_id"),
-        col("ts"),
-        proba.clone().alias("indoor_probability"),
-    ])?;
-    let out = out.select(vec![
-        col("sample_id"),
-        col("device_id"),
-        col("ts"),
-        col("indoor_probability"),
-        datafusion::logical_expr::when(col("indoor_probability").gt_eq(lit(threshold)), lit(1i32))
-            .otherwise(lit(0i32))?
-            .alias("indoor"),
-        lit(format!("{}/{}", v.name, v.version)).alias("model_version"),
-    ])?;
     let dir = predictions_dir(rc);
     let mut c = Commit::begin(&rc.lake, &dir);
     let pb = crate::progress::spinner("predict");
-    let rows = c.write_parquet(out).await?;
+    let mut rows = 0;
+    for df in feature_frames(rc, &feats).await? {
+        let out = df.select(vec![
+            col("sample_id"),
+            col("device_id"),
+            col("ts"),
+            proba.clone().alias("indoor_probability"),
+        ])?;
+        let out = out.select(vec![
+            col("sample_id"),
+            col("device_id"),
+            col("ts"),
+            col("indoor_probability"),
+            datafusion::logical_expr::when(
+                col("indoor_probability").gt_eq(lit(threshold)),
+                lit(1i32),
+            )
+            .otherwise(lit(0i32))?
+            .alias("indoor"),
+            lit(format!("{}/{}", v.name, v.version)).alias("model_version"),
+        ])?;
+        rows += c.write_parquet(out).await?;
+    }
     pb.finish_and_clear();
     c.promote_files().await?;
     let mut extra = json!({"rows": rows, "model": {"name": v.name, "version": v.version}, "threshold": threshold});
