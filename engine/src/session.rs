@@ -137,9 +137,12 @@ pub fn sluice_aggregate_udfs() -> Vec<Arc<AggregateUDF>> {
     v
 }
 
-/// Every Sluice window UDF (none yet; listed so the registry stays one list).
+/// Every Sluice window UDF (`sluice_shift` from `sluice_transforms`).
 pub fn sluice_window_udfs() -> Vec<Arc<WindowUDF>> {
-    Vec::new()
+    sluice_transforms::window_udfs()
+        .into_iter()
+        .map(Arc::new)
+        .collect()
 }
 
 /// Registers every Sluice function (the one list) on a state builder, on top

@@ -8,7 +8,9 @@
 //!   training (`sluice_histogram ... GROUP BY node` over a binned table).
 //!
 //! Env: `SLUICE_BENCH_ROWS` (default 2,000,000), `SLUICE_BENCH_REPS` (3),
-//! `SLUICE_BENCH_BASE_PORT` (22050). Prints a Markdown table (median seconds).
+//! `SLUICE_BENCH_BASE_PORT` (22050), `SLUICE_BENCH_PARTITIONS` (4: the
+//! Ballista runs' `target_partitions`, i.e. shuffle partitions per stage).
+//! Prints a Markdown table (median seconds).
 
 use std::time::Instant;
 
@@ -148,6 +150,7 @@ fn main() {
         let rows = env_usize("SLUICE_BENCH_ROWS", 2_000_000);
         let reps = env_usize("SLUICE_BENCH_REPS", 3);
         let base = env_usize("SLUICE_BENCH_BASE_PORT", 22050) as u16;
+        let ballista_partitions = env_usize("SLUICE_BENCH_PARTITIONS", 4);
         let dir = tempfile::tempdir().unwrap();
         let lake = Lake::open(dir.path().join("lake").to_str().unwrap()).unwrap();
         eprintln!("writing {rows} rows ...");
@@ -171,11 +174,11 @@ fn main() {
             let s = EngineSettings {
                 mode: EngineMode::Ballista,
                 scheduler: Some(cluster.scheduler_url()),
-                target_partitions: Some(2),
+                target_partitions: Some(ballista_partitions),
                 ..EngineSettings::default()
             };
             let ctx = connect(&s, Some(&lake)).await.unwrap();
-            eprintln!("ballista, {n} executor(s) ...");
+            eprintln!("ballista, {n} executor(s), {ballista_partitions} partitions ...");
             results.push((format!("ballista, {n} executor(s) x 1 slot"), measure(&ctx, &lake, &format!("bal{n}"), reps).await));
         }
         println!("\n| setup | features-{rows} (s) | hist-level-{rows}-{FEATURES}f-8nodes (s) |");

@@ -43,7 +43,7 @@ use std::sync::Arc;
 
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::registry::FunctionRegistry;
-use datafusion::logical_expr::ScalarUDF;
+use datafusion::logical_expr::{ScalarUDF, WindowUDF};
 use datafusion::prelude::SessionContext;
 
 pub use assemble::assemble;
@@ -63,10 +63,21 @@ pub fn scalar_udfs() -> Vec<ScalarUDF> {
         .collect()
 }
 
+/// Every Sluice window UDF (`sluice_shift`, the lag/lead transforms).
+pub fn window_udfs() -> Vec<WindowUDF> {
+    functions::all_udwfs()
+        .into_iter()
+        .map(|u| WindowUDF::clone(&u))
+        .collect()
+}
+
 /// Registers every Sluice UDF on a session context.
 pub fn register_all(ctx: &SessionContext) {
     for udf in scalar_udfs() {
         ctx.register_udf(udf);
+    }
+    for udwf in window_udfs() {
+        ctx.register_udwf(udwf);
     }
 }
 
@@ -75,6 +86,9 @@ pub fn register_all(ctx: &SessionContext) {
 pub fn register_all_in(registry: &mut dyn FunctionRegistry) -> datafusion::error::Result<()> {
     for udf in functions::all_udfs() {
         registry.register_udf(udf)?;
+    }
+    for udwf in functions::all_udwfs() {
+        registry.register_udwf(udwf)?;
     }
     Ok(())
 }
@@ -86,6 +100,11 @@ pub fn with_sluice_functions(mut builder: SessionStateBuilder) -> SessionStateBu
     for udf in functions::all_udfs() {
         funcs.retain(|f| f.name() != udf.name());
         funcs.push(Arc::clone(&udf));
+    }
+    let windows = builder.window_functions().get_or_insert_with(Vec::new);
+    for udwf in functions::all_udwfs() {
+        windows.retain(|f| f.name() != udwf.name());
+        windows.push(Arc::clone(&udwf));
     }
     builder
 }

@@ -8,7 +8,6 @@ use std::collections::{BTreeMap, HashSet};
 
 use arrow::datatypes::DataType;
 use datafusion::common::{Column, DFSchema};
-use datafusion::functions_window::expr_fn::{lag, lead};
 use datafusion::logical_expr::{case, cast, Expr, ExprFunctionExt};
 use datafusion::prelude::{ident, lit, DataFrame};
 
@@ -326,11 +325,9 @@ fn apply_shifts(df: DataFrame, steps: &[FittedStep]) -> Result<DataFrame, Transf
         }
         for c in &p.columns {
             require(schema, name, c, Kind::Any)?;
-            let f = if is_lead {
-                lead(ident(c), Some(i64::from(p.offset)), None)
-            } else {
-                lag(ident(c), Some(i64::from(p.offset)), None)
-            };
+            let k = i64::from(p.offset);
+            let f = crate::functions::shift::shift_udwf()
+                .call(vec![ident(c), lit(if is_lead { -k } else { k })]);
             let w = f
                 .partition_by(vec![ident(&p.partition_by)])
                 .order_by(order.clone())

@@ -304,10 +304,16 @@ async fn features<'a>(
     ))
 }
 
+/// Most rows per feature slice: the lag/lead window operator buffers each
+/// of its input partitions whole, so a slice bounds its memory even without
+/// a memory limit.
+const FEATURE_SLICE_ROWS: u64 = 4_000_000;
+
 /// The fitted chain over the ingest output, as `device_id` range slices
-/// (one plan each, run one after another) when sorting the whole table for
-/// the lag/lead windows would not fit the memory limit and the chain's
-/// windows all partition by `device_id` ([`crate::slices`]).
+/// (one plan each, run one after another) when the table has more than
+/// [`FEATURE_SLICE_ROWS`] rows or sorting it for the lag/lead windows would
+/// not fit the memory limit, and the chain's windows all partition by
+/// `device_id` ([`crate::slices`]).
 async fn feature_parts(
     rc: &RunContext,
     fitted: &FittedPipeline,
@@ -321,8 +327,10 @@ async fn feature_parts(
         _ if !sliceable => 1,
         Some(n) => n,
         None => {
+            let rows = ingest.rows.unwrap_or(0);
             let row = crate::slices::row_bytes(df.schema().as_arrow()) as u64;
-            crate::slices::slices_for(&rc.ctx, ingest.rows.unwrap_or(0) * row)
+            crate::slices::slices_for(&rc.ctx, rows * row)
+                .max(rows.div_ceil(FEATURE_SLICE_ROWS) as usize)
         }
     };
     if n <= 1 {

@@ -1,14 +1,16 @@
-//! Sluice's scalar functions (one function per file) and their single list.
+//! Sluice's scalar and window functions (one function per file) and their
+//! single lists.
 
 pub mod fill_null;
 pub mod haversine;
 pub mod indicator;
 pub mod local_time;
+pub mod shift;
 pub mod signal_level;
 
 use std::sync::Arc;
 
-use datafusion::logical_expr::ScalarUDF;
+use datafusion::logical_expr::{ScalarUDF, WindowUDF};
 
 /// Every Sluice scalar UDF, as shared instances.
 pub fn all_udfs() -> Vec<Arc<ScalarUDF>> {
@@ -21,4 +23,9 @@ pub fn all_udfs() -> Vec<Arc<ScalarUDF>> {
         indicator::indicator_f64_udf(),
         signal_level::signal_level_udf(),
     ]
+}
+
+/// Every Sluice window UDF, as shared instances.
+pub fn all_udwfs() -> Vec<Arc<WindowUDF>> {
+    vec![shift::shift_udwf()]
 }
