@@ -164,8 +164,13 @@ fn explain_cluster_failure(engine: &EngineSettings, run_id: &str, message: Strin
         "stream closed",
     ];
     let lower = message.to_ascii_lowercase();
-    const UNKNOWN_FN: &str = "LogicalExtensionCodec is not provided for scalar function ";
-    if let (Some(url), Some(rest)) = (&engine.scheduler, message.split(UNKNOWN_FN).nth(1)) {
+    const UNKNOWN_FN: &str = "LogicalExtensionCodec is not provided for ";
+    let unknown = message
+        .split(UNKNOWN_FN)
+        .nth(1)
+        .and_then(|rest| rest.split_once(" function "))
+        .map(|(_, name)| name);
+    if let (Some(url), Some(rest)) = (&engine.scheduler, unknown) {
         let name: String = rest
             .chars()
             .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
@@ -380,5 +385,8 @@ mod tests {
             msg.contains("`signal_level`") && msg.contains("same version"),
             "{msg}"
         );
+        let stale_window = "Plan(\\\"DataFusion error: NotImplemented(\\\\\\\"LogicalExtensionCodec is not provided for window function sluice_shift\\\\\\\")\\\")";
+        let msg = explain_cluster_failure(&ballista, "r1", stale_window.into());
+        assert!(msg.contains("`sluice_shift`"), "{msg}");
     }
 }
