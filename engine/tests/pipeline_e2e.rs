@@ -8,58 +8,20 @@ use std::path::Path;
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::Int64Type;
 use sluice_engine::config::{self, StepName};
-use sluice_engine::datagen::{self, DatagenConfig};
 use sluice_engine::lake::Lake;
 use sluice_engine::pipeline::{self, RunOptions};
 
-const TRAINING: &str = r#"
-name: t-train
-kind: training
-lake: LAKE
-steps:
-  - step: ingest
-  - step: features
-  - step: train
-    test_fraction: 0.25
-    seed: 7
-    models:
-      - name: gbt
-        type: gbt
-        params: {maxIter: 30, maxDepth: 5, stepSize: 0.2}
-      - name: rf
-        type: random_forest
-        params: {numTrees: 15, maxDepth: 8}
-  - step: evaluate
-    metric: auc
-  - step: deploy
-    model_name: io
-"#;
+mod common;
 
-const INFERENCE: &str = r#"
-name: t-infer
-kind: inference
-lake: LAKE
-steps:
-  - step: ingest
-  - step: features
-  - step: predict
-    model_name: io
-"#;
+use common::{INFERENCE, TRAINING};
 
 fn cfg(text: &str, lake: &Path) -> config::LoadedConfig {
-    config::parse(
-        &text.replace("LAKE", &lake.display().to_string()),
-        "test.yaml",
-    )
-    .unwrap()
+    common::cfg(text, &lake.display().to_string())
 }
 
 async fn generated_lake(dir: &Path) -> Lake {
     let lake = Lake::open(dir.to_str().unwrap()).unwrap();
-    let mut c = DatagenConfig::new(40_000);
-    c.devices = 40;
-    c.train_rows = 40_000;
-    datagen::generate(&lake, &c).await.unwrap();
+    common::generate(&lake, 40_000).await;
     lake
 }
 
@@ -99,7 +61,7 @@ async fn training_then_inference_end_to_end() {
         assert!(root.join("models/io/v0001").join(f).exists(), "{f} missing");
     }
     // Reports.
-    let run_dir = root.join(format!("runs/t-train/{}", train.run_id));
+    let run_dir = root.join(format!("runs/lt-train/{}", train.run_id));
     let html = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
     assert!(html.contains("<svg") && html.contains("gbt") && html.contains("rf"));
     let json: serde_json::Value =
@@ -169,10 +131,10 @@ async fn training_then_inference_end_to_end() {
         .await
         .unwrap();
     assert_eq!(
-        predictions_by_id(&ctx, &lake, &fused.run_id).await,
-        predictions_by_id(&ctx, &lake, &infer.run_id).await
+        common::predictions(&lake, &fused.run_id).await,
+        common::predictions(&lake, &infer.run_id).await
     );
-    let feats_dir = root.join(format!("runs/t-infer/{}/features", fused.run_id));
+    let feats_dir = root.join(format!("runs/lt-infer/{}/features", fused.run_id));
     let parquet = walk(&feats_dir)
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
@@ -276,36 +238,6 @@ fn example_configs_validate() {
         let c = config::load(&root.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
         assert!(!c.config.steps.is_empty());
     }
-}
-
-/// `(sample_id, indoor_probability bits, indoor)` of a run's predictions,
-/// sorted by id.
-async fn predictions_by_id(
-    ctx: &datafusion::prelude::SessionContext,
-    lake: &Lake,
-    run_id: &str,
-) -> Vec<(i64, u64, i32)> {
-    let batches = ctx
-        .read_parquet(
-            lake.table_url(&format!("predictions/run={run_id}/")),
-            Default::default(),
-        )
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
-    let mut rows = Vec::new();
-    for b in &batches {
-        let id = b["sample_id"].as_primitive::<Int64Type>();
-        let p = b["indoor_probability"].as_primitive::<arrow::datatypes::Float64Type>();
-        let y = b["indoor"].as_primitive::<arrow::datatypes::Int32Type>();
-        for r in 0..b.num_rows() {
-            rows.push((id.value(r), p.value(r).to_bits(), y.value(r)));
-        }
-    }
-    rows.sort_unstable();
-    rows
 }
 
 /// Every file under `dir`, recursively.
