@@ -176,6 +176,19 @@ impl<'a> Commit<'a> {
         Ok(rows)
     }
 
+    /// Writes each DataFrame in turn (the slices of one table) under the
+    /// attempt prefix; returns the rows written by all of them.
+    pub async fn write_parquet_parts(
+        &mut self,
+        parts: impl IntoIterator<Item = DataFrame>,
+    ) -> Result<u64> {
+        let mut rows = 0;
+        for part in parts {
+            rows += self.write_parquet(part).await?;
+        }
+        Ok(rows)
+    }
+
     /// Writes one object (`name` relative to the attempt prefix).
     pub async fn put(&mut self, name: &str, bytes: Bytes) -> Result<()> {
         let rel = format!("{}/{name}", self.attempt);

@@ -65,19 +65,19 @@ pub async fn inference_input_sliced(
 
     check_unique_keys(&frames).await?;
 
+    let (base_table, base) = frames
+        .first()
+        .ok_or_else(|| EngineError::Internal("the schema file lists no tables".into()))?;
+    let base_key = base_table.key.as_str();
     let n_slices = match join_slices {
         Some(n) => n.max(1),
-        None => auto_slices(ctx, &frames).await?,
+        None => auto_slices(ctx, &frames, base_key).await?,
     };
     let df = join_frames(frames.clone(), None)?;
     let mut slices = Vec::new();
     if n_slices > 1 {
-        let base_key = frames
-            .first()
-            .map(|(t, _)| t.key.clone())
-            .ok_or_else(|| EngineError::Internal("the schema file lists no tables".into()))?;
-        for range in crate::slices::key_ranges(&frames[0].1, &base_key, n_slices).await? {
-            slices.push(join_frames(frames.clone(), Some((&base_key, range)))?);
+        for range in crate::slices::key_ranges(base, base_key, n_slices).await? {
+            slices.push(join_frames(frames.clone(), Some((base_key, range)))?);
         }
         tracing::info!(
             slices = slices.len(),
@@ -92,13 +92,14 @@ pub async fn inference_input_sliced(
     })
 }
 
-/// Slices needed so the left-joined per-sample tables' hash-join build
-/// sides (values plus about 32 bytes of hash entry per row) fit the memory
-/// limit ([`crate::slices::slices_for`]).
-async fn auto_slices(ctx: &SessionContext, frames: &[(&RawTable, DataFrame)]) -> Result<usize> {
-    let Some(base_key) = frames.first().map(|(t, _)| t.key.as_str()) else {
-        return Ok(1);
-    };
+/// Slices needed so the build sides of the tables joined on `base_key`
+/// (values plus about 32 bytes of hash entry per row) fit the memory limit
+/// ([`crate::slices::slices_for`]).
+async fn auto_slices(
+    ctx: &SessionContext,
+    frames: &[(&RawTable, DataFrame)],
+    base_key: &str,
+) -> Result<usize> {
     let mut bytes = 0u64;
     for (table, df) in frames.iter().skip(1) {
         if table.key != base_key {

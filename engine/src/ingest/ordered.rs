@@ -48,8 +48,9 @@ pub fn keys_ordered_udaf() -> AggregateUDF {
     AggregateUDF::new_from_impl(KeysOrderedFunc::default())
 }
 
-fn interval_list_type() -> DataType {
-    DataType::List(Arc::new(Field::new_list_field(DataType::Int64, true)))
+/// The item field of the state's list of run bounds.
+fn bound_field() -> FieldRef {
+    Arc::new(Field::new_list_field(DataType::Int64, true))
 }
 
 impl AggregateUDFImpl for KeysOrderedFunc {
@@ -74,7 +75,7 @@ impl AggregateUDFImpl for KeysOrderedFunc {
             )),
             Arc::new(Field::new(
                 format_state_name(args.name, "intervals"),
-                interval_list_type(),
+                DataType::List(bound_field()),
                 true,
             )),
         ])
@@ -213,7 +214,7 @@ impl Accumulator for KeysOrderedAccumulator {
         let flat: Vec<i64> = self.intervals().iter().flat_map(|&(a, b)| [a, b]).collect();
         let values = Int64Array::from(flat);
         let list = ListArray::new(
-            Arc::new(Field::new_list_field(DataType::Int64, true)),
+            bound_field(),
             OffsetBuffer::from_lengths([values.len()]),
             Arc::new(values),
             None,

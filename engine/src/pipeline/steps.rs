@@ -198,14 +198,12 @@ async fn ingest<'a>(rc: &'a RunContext, s: &IngestStep) -> Result<(Commit<'a>, s
     }
     let mut c = Commit::begin(&rc.lake, &dir);
     let pb = crate::progress::spinner("ingest");
-    let mut rows = 0;
-    for part in parts.iter() {
-        rows += c.write_parquet(part.clone()).await?;
-    }
+    let n_parts = parts.len();
+    let rows = c.write_parquet_parts(parts).await?;
     pb.finish_and_clear();
     extra["rows"] = json!(rows);
-    if parts.len() > 1 {
-        extra["join_slices"] = json!(parts.len());
+    if n_parts > 1 {
+        extra["join_slices"] = json!(n_parts);
     }
     Ok((c, extra))
 }
@@ -282,14 +280,11 @@ async fn features<'a>(
         Bytes::from(serde_json::to_vec_pretty(&state).unwrap_or_default()),
     )
     .await?;
-    let parts = feature_parts(rc, &fitted, &ingest, s.slices).await?;
+    let parts = feature_parts(rc, &fitted, df, ingest.rows.unwrap_or(0), s.slices).await?;
     let n_parts = parts.len();
     let rows = if s.materialize {
         let pb = crate::progress::spinner("features");
-        let mut rows = 0;
-        for part in parts {
-            rows += c.write_parquet(part).await?;
-        }
+        let rows = c.write_parquet_parts(parts).await?;
         pb.finish_and_clear();
         rows
     } else {
@@ -313,21 +308,21 @@ const FEATURE_SLICE_ROWS: u64 = 4_000_000;
 /// (one plan each, run one after another) when the table has more than
 /// [`FEATURE_SLICE_ROWS`] rows or sorting it for the lag/lead windows would
 /// not fit the memory limit, and the chain's windows all partition by
-/// `device_id` ([`crate::slices`]).
+/// `device_id` ([`crate::slices`]). `df` is the ingest output, `rows` its
+/// row count.
 async fn feature_parts(
     rc: &RunContext,
     fitted: &FittedPipeline,
-    ingest: &Manifest,
+    df: DataFrame,
+    rows: u64,
     slices: Option<usize>,
 ) -> Result<Vec<DataFrame>> {
     const KEY: &str = "device_id";
-    let df = commit::read_parquet(&rc.ctx, &rc.lake, ingest).await?;
     let sliceable = fitted.sliceable_by(KEY) && df.schema().has_column_with_unqualified_name(KEY);
     let n = match slices {
         _ if !sliceable => 1,
         Some(n) => n,
         None => {
-            let rows = ingest.rows.unwrap_or(0);
             let row = crate::slices::row_bytes(df.schema().as_arrow()) as u64;
             crate::slices::slices_for(&rc.ctx, rows * row)
                 .max(rows.div_ceil(FEATURE_SLICE_ROWS) as usize)
@@ -361,7 +356,8 @@ async fn feature_frames(rc: &RunContext, feats: &Manifest) -> Result<Vec<DataFra
         EngineError::Internal(format!("features output: fitted state unreadable: {e}"))
     })?;
     let slices = feats.extra["slices"].as_u64().map(|n| n as usize);
-    feature_parts(rc, &fitted, &ingest, slices).await
+    let df = commit::read_parquet(&rc.ctx, &rc.lake, &ingest).await?;
+    feature_parts(rc, &fitted, df, ingest.rows.unwrap_or(0), slices).await
 }
 
 /// The fitted state stored in a features output.
@@ -771,7 +767,7 @@ async fn predict(
     let dir = predictions_dir(rc);
     let mut c = Commit::begin(&rc.lake, &dir);
     let pb = crate::progress::spinner("predict");
-    let mut rows = 0;
+    let mut outs = Vec::new();
     for df in feature_frames(rc, &feats).await? {
         let out = df.select(vec![
             col("sample_id"),
@@ -792,8 +788,9 @@ async fn predict(
             .alias("indoor"),
             lit(format!("{}/{}", v.name, v.version)).alias("model_version"),
         ])?;
-        rows += c.write_parquet(out).await?;
+        outs.push(out);
     }
+    let rows = c.write_parquet_parts(outs).await?;
     pb.finish_and_clear();
     c.promote_files().await?;
     let mut extra = json!({"rows": rows, "model": {"name": v.name, "version": v.version}, "threshold": threshold});
