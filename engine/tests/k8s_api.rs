@@ -6,8 +6,15 @@
 //! label, pod logs, deployment scale, get deployment, list Jobs) and records
 //! every request; kube-rs reaches it through a generated kubeconfig (plain
 //! http, bearer token), exactly as it would reach AKS.
+//!
+//! RBAC is derived from the code: the server authorizes every request with
+//! the chart's `<release>-submitter` Role rules
+//! (`helm/sluice/files/rbac/submitter-rules.yaml`, what the chart renders)
+//! and answers 403 to anything not granted, as the API server would; and
+//! `the_submitter_role_grants_exactly_what_the_commands_use` runs every
+//! command and compares the requests made with the Role, rule by rule.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -35,10 +42,83 @@ enum Scenario {
     Succeed,
     Fail,
     Forbidden,
+    /// The driver pod's log stream never ends (a Job still running).
+    EndlessLogs,
+}
+
+/// One authorization attribute set: (API group, resource[/subresource], verb).
+type Grant = (String, String, String);
+
+/// The Role's rules, as the chart renders them for release `sluice`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Rule {
+    api_groups: Vec<String>,
+    resources: Vec<String>,
+    verbs: Vec<String>,
+    #[serde(default)]
+    resource_names: Vec<String>,
+}
+
+fn submitter_rules() -> Vec<Rule> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../helm/sluice/files/rbac/submitter-rules.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    serde_yaml::from_str(&text.replace("${RELEASE}", "sluice")).unwrap()
+}
+
+/// The request attributes Kubernetes authorizes: (group, resource, verb, name).
+fn attributes(req: &Recorded) -> Option<(Grant, Option<String>)> {
+    let segments: Vec<&str> = req.path.trim_matches('/').split('/').collect();
+    let (group, rest) = match segments.as_slice() {
+        ["api", "v1", rest @ ..] => ("", rest),
+        ["apis", group, _version, rest @ ..] => (*group, rest),
+        _ => return None,
+    };
+    let (resource, name, sub) = match rest {
+        ["namespaces", _, resource] => (*resource, None, None),
+        ["namespaces", _, resource, name] => (*resource, Some(*name), None),
+        ["namespaces", _, resource, name, sub] => (*resource, Some(*name), Some(*sub)),
+        _ => return None,
+    };
+    let watch = req.query.split('&').any(|kv| kv == "watch=true");
+    let verb = match (req.method.as_str(), name) {
+        ("POST", None) => "create",
+        ("GET", None) if watch => "watch",
+        ("GET", None) => "list",
+        ("GET", Some(_)) => "get",
+        ("PATCH", Some(_)) => "patch",
+        ("PUT", Some(_)) => "update",
+        ("DELETE", Some(_)) => "delete",
+        _ => "unknown",
+    };
+    let resource = match sub {
+        Some(sub) => format!("{resource}/{sub}"),
+        None => resource.to_string(),
+    };
+    Some((
+        (group.to_string(), resource, verb.to_string()),
+        name.map(str::to_string),
+    ))
+}
+
+/// Kubernetes' RBAC rule match: group, resource and verb listed, and the
+/// object named in `resourceNames` when the rule has any.
+fn allowed(rules: &[Rule], grant: &Grant, name: Option<&str>) -> bool {
+    let (group, resource, verb) = grant;
+    rules.iter().any(|r| {
+        r.api_groups.contains(group)
+            && r.resources.contains(resource)
+            && r.verbs.contains(verb)
+            && (r.resource_names.is_empty()
+                || name.is_some_and(|n| r.resource_names.iter().any(|x| x == n)))
+    })
 }
 
 struct State {
     scenario: Scenario,
+    rules: Vec<Rule>,
+    used: Vec<Grant>,
     status_polls: usize,
     executor_replicas: i64,
     config_maps: BTreeMap<String, Value>,
@@ -48,6 +128,7 @@ struct State {
 struct FakeApi {
     url: String,
     requests: Arc<Mutex<Vec<Recorded>>>,
+    state: Arc<Mutex<State>>,
 }
 
 impl FakeApi {
@@ -57,20 +138,32 @@ impl FakeApi {
         let requests = Arc::new(Mutex::new(Vec::new()));
         let state = Arc::new(Mutex::new(State {
             scenario,
+            rules: submitter_rules(),
+            used: Vec::new(),
             status_polls: 0,
             executor_replicas: 3,
             config_maps: BTreeMap::new(),
             jobs: BTreeMap::new(),
         }));
         let recorded = requests.clone();
+        let shared = state.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { break };
-                let (recorded, state) = (recorded.clone(), state.clone());
+                let (recorded, state) = (recorded.clone(), shared.clone());
                 std::thread::spawn(move || serve(stream, &recorded, &state));
             }
         });
-        FakeApi { url, requests }
+        FakeApi {
+            url,
+            requests,
+            state,
+        }
+    }
+
+    /// Every (group, resource, verb) the Role allowed so far.
+    fn used(&self) -> BTreeSet<Grant> {
+        self.state.lock().unwrap().used.iter().cloned().collect()
     }
 
     fn requests(&self) -> Vec<Recorded> {
@@ -129,6 +222,16 @@ fn serve(stream: TcpStream, recorded: &Mutex<Vec<Recorded>>, state: &Mutex<State
             body: (!body.is_empty()).then(|| serde_json::from_slice(&body).unwrap()),
         };
         recorded.lock().unwrap().push(request.clone());
+        let endless = state.lock().unwrap().scenario == Scenario::EndlessLogs
+            && request.path.ends_with("/log");
+        if endless {
+            let head = "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n";
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(b"e\r\nstill training\n\r\n");
+            let _ = stream.flush();
+            std::thread::sleep(Duration::from_secs(60));
+            return;
+        }
         let (code, content_type, payload) = route(&request, &mut state.lock().unwrap());
         let head = format!(
             "HTTP/1.1 {code} X\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
@@ -166,6 +269,21 @@ fn route(req: &Recorded, state: &mut State) -> (u16, &'static str, Vec<u8>) {
             "Forbidden",
             "jobs.batch is forbidden: User \"tester\" cannot create resource",
         );
+    }
+    // The API server's authorizer, with the chart's submitter Role.
+    if let Some((grant, name)) = attributes(req) {
+        if !allowed(&state.rules, &grant, name.as_deref()) {
+            let (group, resource, verb) = &grant;
+            return status(
+                403,
+                "Forbidden",
+                &format!(
+                    "{resource}.{group} \"{}\" is forbidden: User \"tester\" cannot {verb} resource \"{resource}\" in API group \"{group}\"",
+                    name.unwrap_or_default()
+                ),
+            );
+        }
+        state.used.push(grant);
     }
     match (req.method.as_str(), segments.as_slice()) {
         ("POST", ["api", "v1", "namespaces", _, "configmaps"]) => {
@@ -389,6 +507,8 @@ async fn submit_creates_configmap_and_job_streams_logs_and_succeeds() {
             "/etc/sluice/config.yaml",
             "--steps",
             "train",
+            "--run-id",
+            "sluice-training-test",
             "--model",
             "gbt"
         ])
@@ -545,10 +665,12 @@ async fn scale_patches_the_executor_scale_subresource() {
         release: "other".into(),
         ..opts
     };
+    // The Role names this release's executor Deployment only.
     let err = k8s::scale_executors(&missing).await.unwrap_err();
     assert!(
-        err.to_string().contains("deployment/other-executor/scale")
-            && err.to_string().contains("NotFound"),
+        matches!(err, K8sError::Api { code: 403, .. })
+            && err.to_string().contains("deployment/other-executor/scale")
+            && err.to_string().contains("submitter"),
         "{err}"
     );
 }
@@ -607,6 +729,7 @@ async fn status_reports_deployments_and_recent_jobs() {
         list.query
     );
 
+    // Another release's Deployments are outside this release's Role.
     let other = k8s::status(&StatusOptions {
         namespace: None,
         release: "nothere".into(),
@@ -614,10 +737,12 @@ async fn status_reports_deployments_and_recent_jobs() {
         connect,
     })
     .await
-    .unwrap();
-    assert!(other.scheduler.is_none() && other.executors.is_none());
-    assert!(!other.healthy());
-    assert!(other.to_string().contains("missing"));
+    .unwrap_err();
+    assert!(
+        matches!(other, K8sError::Api { code: 403, .. })
+            && other.to_string().contains("deployment/nothere-scheduler"),
+        "{other}"
+    );
 }
 
 #[tokio::test]
@@ -739,10 +864,223 @@ fn bad_steps_and_names_are_refused_before_any_request() {
         })
     ));
     opts.name = None;
+    opts.image = Some("sluiceacr.azurecr.io/sluice:0.1.0".into());
+    opts.workload_identity = true;
     let rendered = k8s::render_submission(&opts, "sluice").unwrap();
     let name = rendered.job.metadata.name.unwrap();
     assert!(
         name.starts_with("sluice-training-") && name.len() <= 52,
         "{name}"
+    );
+}
+
+#[tokio::test]
+async fn the_submitter_role_grants_exactly_what_the_commands_use() {
+    let api = FakeApi::start(Scenario::Succeed);
+    let dir = tempfile::tempdir().unwrap();
+    let submit = SubmitOptions {
+        wait: true,
+        ..submit_options(dir.path(), &api)
+    };
+    let conn = k8s::connect(&submit.connect).await.unwrap();
+    k8s::submit_with(&conn, &submit, &mut Vec::new())
+        .await
+        .unwrap();
+    k8s::scale_executors(&ScaleOptions {
+        replicas: 3,
+        namespace: None,
+        release: "sluice".into(),
+        connect: submit.connect.clone(),
+    })
+    .await
+    .unwrap();
+    k8s::status(&StatusOptions {
+        namespace: None,
+        release: "sluice".into(),
+        jobs: 5,
+        connect: submit.connect.clone(),
+    })
+    .await
+    .unwrap();
+    let refused: Vec<_> = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.path != "/version")
+        .filter(|r| {
+            let (grant, name) = attributes(r).unwrap();
+            !allowed(&submitter_rules(), &grant, name.as_deref())
+        })
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert!(refused.is_empty(), "the Role lacks: {refused:?}");
+    let granted: BTreeSet<Grant> = submitter_rules()
+        .iter()
+        .flat_map(|r| {
+            r.api_groups.iter().flat_map(move |g| {
+                r.resources.iter().flat_map(move |res| {
+                    r.verbs
+                        .iter()
+                        .map(move |v| (g.clone(), res.clone(), v.clone()))
+                })
+            })
+        })
+        .collect();
+    let used = api.used();
+    let unused: Vec<_> = granted.difference(&used).collect();
+    assert!(
+        unused.is_empty(),
+        "the Role grants what no command uses (too broad): {unused:?}"
+    );
+    assert_eq!(used, granted);
+}
+
+#[test]
+fn submitted_pods_get_the_run_id_lake_and_scheduler() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("training.yaml");
+    std::fs::write(
+        &path,
+        "name: t\nkind: training\nlake: ${SLUICE_LAKE}\nengine:\n  mode: ballista\n  scheduler: ${SLUICE_SCHEDULER}\nsteps: []\n",
+    )
+    .unwrap();
+    let mut opts = SubmitOptions::new(&path);
+    opts.release = "prod".into();
+    opts.name = Some("prod-training-1".into());
+    opts.image = Some("acr.io/sluice:1".into());
+    opts.workload_identity = true;
+    opts.steps = vec!["ingest".into()];
+    opts.lake = Some("abfss://lake@acct.dfs.core.windows.net/".into());
+    let job = k8s::render_submission(&opts, "sluice").unwrap().job;
+    let pod = job.spec.unwrap().template.spec.unwrap();
+    let container = &pod.containers[0];
+    // The Job's retries re-run the same args: the same run continues.
+    assert_eq!(
+        container.args.as_ref().unwrap(),
+        &[
+            "run",
+            "/etc/sluice/config.yaml",
+            "--steps",
+            "ingest",
+            "--run-id",
+            "prod-training-1"
+        ]
+    );
+    let env: BTreeMap<_, _> = container
+        .env
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|e| (e.name.as_str(), e.value.clone().unwrap_or_default()))
+        .collect();
+    assert_eq!(env["SLUICE_LAKE"], "abfss://lake@acct.dfs.core.windows.net/");
+    assert_eq!(env["SLUICE_SCHEDULER"], "df://prod-scheduler:50050");
+
+    opts.run_id = Some("daily-2026-11-26".into());
+    opts.env = vec![("HTTPS_PROXY".into(), "http://proxy:3128".into())];
+    let job = k8s::render_submission(&opts, "sluice").unwrap().job;
+    let container = &job.spec.unwrap().template.spec.unwrap().containers[0];
+    let args = container.args.as_ref().unwrap();
+    assert_eq!(args[args.len() - 1], "daily-2026-11-26");
+    assert!(container
+        .env
+        .as_ref()
+        .unwrap()
+        .iter()
+        .any(|e| e.name == "HTTPS_PROXY"));
+}
+
+#[test]
+fn submit_refuses_a_pod_without_a_usable_lake_or_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, lake: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("name: t\nkind: training\nlake: {lake}\nsteps: []\n"))
+            .unwrap();
+        path
+    };
+    let base = |path: &Path| {
+        let mut opts = SubmitOptions::new(path);
+        opts.image = Some("acr.io/sluice:1".into());
+        opts.workload_identity = true;
+        opts
+    };
+    // ${SLUICE_LAKE} without --lake (the chart has no default lake.url).
+    let err = k8s::render_submission(&base(&write("a.yaml", "${SLUICE_LAKE}")), "sluice")
+        .unwrap_err();
+    assert!(
+        matches!(err, K8sError::Options { option: "--lake", .. }),
+        "{err}"
+    );
+    // An Azure lake and no credentials for the pod.
+    let mut opts = base(&write(
+        "b.yaml",
+        "abfss://lake@acct.dfs.core.windows.net/x?sig=SECRETSAS",
+    ));
+    opts.workload_identity = false;
+    let text = k8s::render_submission(&opts, "sluice")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        text.contains("b.yaml")
+            && text.contains("key 'lake'")
+            && text.contains("--workload-identity")
+            && !text.contains("SECRETSAS"),
+        "{text}"
+    );
+    opts.storage_key_secret = Some("lake-key".into());
+    assert!(k8s::render_submission(&opts, "sluice").is_ok());
+    // A local lake would be written to the pod's read-only root filesystem.
+    let text = k8s::render_submission(&base(&write("c.yaml", "./lake")), "sluice")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        text.contains("c.yaml") && text.contains("read-only root filesystem"),
+        "{text}"
+    );
+    // No image: the chart names none by default.
+    let mut opts = base(&write("d.yaml", "abfss://lake@acct.dfs.core.windows.net/"));
+    opts.image = None;
+    assert!(matches!(
+        k8s::render_submission(&opts, "sluice"),
+        Err(K8sError::Options {
+            option: "--image",
+            ..
+        })
+    ));
+    // A bad run id names the option.
+    let mut opts = base(&write("e.yaml", "abfss://lake@acct.dfs.core.windows.net/"));
+    opts.run_id = Some("a/b".into());
+    assert!(matches!(
+        k8s::render_submission(&opts, "sluice"),
+        Err(K8sError::Options {
+            option: "--run-id",
+            ..
+        })
+    ));
+}
+
+#[tokio::test]
+async fn the_timeout_also_bounds_following_the_logs() {
+    let api = FakeApi::start(Scenario::EndlessLogs);
+    let dir = tempfile::tempdir().unwrap();
+    let opts = SubmitOptions {
+        wait: true,
+        timeout: Some(Duration::from_secs(2)),
+        ..submit_options(dir.path(), &api)
+    };
+    let conn = k8s::connect(&opts.connect).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut logs = Vec::new();
+    let err = k8s::submit_with(&conn, &opts, &mut logs)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, K8sError::Timeout { seconds: 2, .. }),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "gave up after {:?}",
+        started.elapsed()
     );
 }

@@ -6,6 +6,13 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = sluice_scheduler::SchedulerArgs::parse();
+    // SLUICE_CHECK_ARGS=1: parse and check the command line, print it, exit
+    // (tests/deploy checks the chart's rendered args with this).
+    if std::env::var_os("SLUICE_CHECK_ARGS").is_some() {
+    args.bind_addr()?;
+        println!("{args:?}");
+        return Ok(());
+    }
     sluice_scheduler::init_logging(args.log_json);
     sluice_scheduler::run(args).await?;
     Ok(())

@@ -1,6 +1,9 @@
 """The DAGs import with DagBag (no database), have the expected task graph
-(train GBT || train RF truly parallel), retries and timeouts, and each task's
-pod renders to a manifest that validates strictly against Kubernetes."""
+(train GBT || train RF truly parallel; inference gated on a deployed model),
+retries and timeouts, and each task's pod renders to a manifest that validates
+strictly against Kubernetes and carries what the cluster needs (the release's
+NetworkPolicy labels, the chart's pipelines ConfigMap, SLUICE_LAKE and
+SLUICE_SCHEDULER)."""
 
 from __future__ import annotations
 
@@ -10,19 +13,9 @@ from types import SimpleNamespace
 import kubernetes_validate
 import pytest
 
-from conftest import DAGS, KUBE_VERSION
+from conftest import DAGS, KUBE_VERSION, NAMESPACE, RELEASE, load_values, manifests_of, render_chart
 
-
-@pytest.fixture(scope="module")
-def dagbag(tmp_path_factory):
-    home = tmp_path_factory.mktemp("airflow-home")
-    os.environ["AIRFLOW_HOME"] = str(home)
-    os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
-    os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(DAGS)
-    os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
-    from airflow.dag_processing.dagbag import DagBag
-
-    return DagBag(dag_folder=str(DAGS))
+from conftest import DAG_LAKE as LAKE
 
 
 def edges(dag) -> set[tuple[str, str]]:
@@ -53,9 +46,25 @@ def test_training_graph_trains_gbt_and_rf_in_parallel(dagbag):
     assert rf.arguments[-2:] == ["--model", "rf"]
 
 
-def test_inference_graph(dagbag):
+def test_inference_graph_waits_for_a_deployed_model(dagbag):
     dag = dagbag.dags["sluice_inference"]
-    assert edges(dag) == {("ingest", "features"), ("features", "predict")}
+    assert edges(dag) == {("model_ready", "ingest"), ("ingest", "features"), ("features", "predict")}
+    gate = dag.get_task("model_ready")
+    assert gate.cmds == ["sluice"]
+    assert gate.arguments == ["models", "show", "indoor-outdoor", "latest"]
+    assert gate.retries >= 12, "polls like a sensor until the first deploy"
+    # The training DAG's deploy task publishes the model Asset.
+    deploy = dagbag.dags["sluice_training"].get_task("deploy")
+    assert [a.uri for a in deploy.outlets] == ["sluice://models/indoor-outdoor"]
+
+
+def test_a_dag_without_a_lake_fails_to_import_naming_the_param(monkeypatch, tmp_path):
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.delenv("SLUICE_LAKE", raising=False)
+    bag = DagBag(dag_folder=str(DAGS))
+    errors = " ".join(bag.import_errors.values())
+    assert "param lake" in errors, errors
 
 
 @pytest.mark.parametrize("dag_id", ["sluice_training", "sluice_inference"])
@@ -68,13 +77,15 @@ def test_tasks_have_retries_timeouts_and_run_one_step(dagbag, dag_id):
         assert task.execution_timeout is not None, task.task_id
         assert task.cmds == ["sluice"]
         args = task.arguments
+        if task.task_id == "model_ready":
+            continue
         assert args[0] == "run" and args[1] == "{{ params.config }}"
         assert args[2] == "--steps" and args[3] in {"ingest", "features", "train", "evaluate", "deploy", "predict"}
         assert "--run-id" in args, "step pods of one DAG run share one Sluice run"
         assert task.image == "{{ params.image }}"
 
 
-def _render_pod(dag, task):
+def _render_pod(dag, task, try_number=1):
     """Render the task's templates with a minimal context and build its pod."""
     from kubernetes.client import ApiClient
 
@@ -86,19 +97,27 @@ def _render_pod(dag, task):
         "ds": "2026-11-26",
         "task": task,
         "dag": dag,
+        "ti": SimpleNamespace(try_number=try_number),
     }
     env = dag.get_template_env()
-    for field in ("image", "namespace", "arguments"):
+    for field in ("image", "namespace", "arguments", "env_vars"):
         setattr(task, field, task.render_template(getattr(task, field), context, env))
     pod = task.build_pod_request_obj(dry_run=True)
     return ApiClient().sanitize_for_serialization(pod)
 
 
+@pytest.fixture(scope="module")
+def chart_docs():
+    return manifests_of(render_chart(load_values("production")))
+
+
 @pytest.mark.parametrize("dag_id", ["sluice_training", "sluice_inference"])
-def test_task_pods_validate_and_are_hardened(dagbag, dag_id):
+def test_task_pods_validate_and_are_hardened(dagbag, dag_id, chart_docs):
     import copy
 
     dag = dagbag.dags[dag_id]
+    pipelines = next(d for d in chart_docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == f"{RELEASE}-pipelines")
+    policies = [d for d in chart_docs if d["kind"] == "NetworkPolicy"]
     for original in dag.tasks:
         task = copy.deepcopy(original)
         pod = _render_pod(dag, task)
@@ -106,12 +125,41 @@ def test_task_pods_validate_and_are_hardened(dagbag, dag_id):
         spec = pod["spec"]
         container = spec["containers"][0]
         assert container["image"] == "sluiceacr.azurecr.io/sluice:0.1.0"
-        assert container["args"][5] == "scheduled__2026-11-26T00-00-00-00-00"
-        assert pod["metadata"]["namespace"] == "sluice"
-        assert pod["metadata"]["labels"]["azure.workload.identity/use"] == "true"
+        if original.task_id != "model_ready":
+            assert container["args"][5] == "scheduled__2026-11-26T00-00-00-00-00"
+            # The config the pod reads is a key of the chart's ConfigMap.
+            config_file = container["args"][1]
+            assert config_file.startswith("/etc/sluice/"), config_file
+            assert config_file.removeprefix("/etc/sluice/") in pipelines["data"]
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        assert volumes["config"]["configMap"]["name"] == f"{RELEASE}-pipelines"
+        assert pod["metadata"]["namespace"] == NAMESPACE
+        labels = pod["metadata"]["labels"]
+        assert labels["azure.workload.identity/use"] == "true"
+        # Admitted by the release's NetworkPolicies towards scheduler and executors.
+        for policy in policies:
+            for rule in policy["spec"]["ingress"]:
+                for peer in rule.get("from", []):
+                    wanted = peer.get("podSelector", {}).get("matchLabels", {})
+                    assert all(labels.get(k) == v for k, v in wanted.items()), (policy["metadata"]["name"], wanted)
         assert spec["serviceAccountName"] == "sluice"
         assert spec["securityContext"]["runAsNonRoot"] is True
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
         assert container["securityContext"]["allowPrivilegeEscalation"] is False
         assert container["resources"]["limits"]["memory"]
-        assert not any(e["name"] == "AZURE_STORAGE_ACCOUNT_KEY" for e in container.get("env", []))
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        assert "AZURE_STORAGE_ACCOUNT_KEY" not in env
+        assert env["SLUICE_LAKE"] == LAKE
+        assert env["SLUICE_SCHEDULER"] == f"df://{RELEASE}-scheduler:50050"
+
+
+def test_a_retried_task_continues_the_same_run(dagbag):
+    """Retries render the same --run-id: `sluice run --run-id` continues the run."""
+    import copy
+
+    dag = dagbag.dags["sluice_training"]
+    first = _render_pod(dag, copy.deepcopy(dag.get_task("train_gbt")), try_number=1)
+    retry = _render_pod(dag, copy.deepcopy(dag.get_task("train_gbt")), try_number=3)
+    args = first["spec"]["containers"][0]["args"]
+    assert args == retry["spec"]["containers"][0]["args"]
+    assert args[args.index("--run-id") + 1] == "scheduled__2026-11-26T00-00-00-00-00"

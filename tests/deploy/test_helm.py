@@ -53,22 +53,23 @@ def test_expected_objects_are_rendered(rendered):
     assert set(deployments) == {"sluice-scheduler", "sluice-executor"}
     assert "sluice-scheduler" in _by_kind(docs, "Service")
     assert "sluice" in _by_kind(docs, "ServiceAccount")
-    assert "sluice-submitter" in _by_kind(docs, "Role")
+    assert set(_by_kind(docs, "Role")) == {"sluice-submitter", "sluice-airflow"}
     assert "sluice-executor" in _by_kind(docs, "PodDisruptionBudget")
     assert len(_by_kind(docs, "NetworkPolicy")) == 3
     for doc in docs:
         assert doc["metadata"].get("namespace") == "sluice", f"{doc['kind']}/{doc['metadata']['name']} has no namespace"
-    jobs = _by_kind(docs, "Job")
-    if name == "production":
-        assert set(jobs) == {"sluice-training"}
-        assert "sluice-training-config" in _by_kind(docs, "ConfigMap")
-    else:
-        assert not jobs, "the pipeline Job is opt-in (pipelineJob.enabled)"
+    # The chart keeps the long-lived parts only: pipeline runs are Jobs/pods
+    # that `sluice submit` and Airflow create, never a Helm hook.
+    assert not _by_kind(docs, "Job") and not _by_kind(docs, "CronJob")
+    assert set(_by_kind(docs, "ConfigMap")) == {"sluice-pipelines"}
+    for doc in docs:
+        annotations = doc["metadata"].get("annotations") or {}
+        assert not any(k.startswith("helm.sh/hook") for k in annotations), doc["metadata"]["name"]
 
 
 def _pod_specs(docs):
     for doc in docs:
-        if doc["kind"] in ("Deployment", "Job"):
+        if doc["kind"] == "Deployment":
             yield doc["metadata"]["name"], doc["spec"]["template"]["spec"]
 
 
@@ -94,21 +95,28 @@ def test_probes_and_ports(rendered):
     deployments = _by_kind(docs, "Deployment")
     sched = deployments["sluice-scheduler"]["spec"]["template"]["spec"]["containers"][0]
     assert sched["command"] == ["sluice-scheduler"]
-    assert sched["readinessProbe"]["httpGet"]["path"] == "/api/state"
-    assert sched["livenessProbe"]["httpGet"]["port"] == "grpc"
+    # sluice-scheduler serves /healthz and /readyz on its gRPC port (there is no /api/state).
+    assert sched["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "grpc"}
+    assert sched["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "grpc"}
     assert {p["containerPort"] for p in sched["ports"]} == {50050}
+    assert "--port=50050" in sched["args"]
     exe = deployments["sluice-executor"]["spec"]["template"]["spec"]["containers"][0]
     assert exe["command"] == ["sluice-executor"]
-    assert exe["readinessProbe"]["tcpSocket"]["port"] == "flight"
-    assert exe["livenessProbe"]["tcpSocket"]["port"] == "flight"
-    assert {p["containerPort"] for p in exe["ports"]} == {50051, 50052}
+    # The executor's health server, on the port the chart passes with --health-port.
+    assert exe["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
+    assert exe["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    ports = {p["name"]: p["containerPort"] for p in exe["ports"]}
+    assert ports == {"flight": 50051, "grpc": 50052, "health": 50053}
+    assert f"--health-port={ports['health']}" in exe["args"]
+    assert f"--port={ports['flight']}" in exe["args"]
+    assert f"--grpc-port={ports['grpc']}" in exe["args"]
     assert "--scheduler-host=sluice-scheduler" in exe["args"]
     assert "--external-host=$(POD_IP)" in exe["args"]
 
 
 def test_executor_replicas_anti_affinity_and_pdb(rendered):
     name, docs = rendered
-    values = load_values(name) or helm.Chart.load(str(CHART)).values
+    values = helm.Chart.load(str(CHART)).values if name == "default" else load_values(name)
     exe = _by_kind(docs, "Deployment")["sluice-executor"]
     assert exe["spec"]["replicas"] == values["executor"]["replicas"]
     anti = exe["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
@@ -148,7 +156,7 @@ def test_workload_identity_wiring_in_production():
         assert env["AZURE_STORAGE_ACCOUNT_NAME"]["value"] == "sluicelake", name
         assert "AZURE_STORAGE_ACCOUNT_KEY" not in env, f"{name}: workload identity needs no key"
     for doc in docs:
-        if doc["kind"] in ("Deployment", "Job"):
+        if doc["kind"] == "Deployment":
             assert doc["spec"]["template"]["metadata"]["labels"]["azure.workload.identity/use"] == "true"
 
 
@@ -164,23 +172,80 @@ def test_storage_key_comes_only_from_a_secret_reference():
         assert "value" not in env["AZURE_STORAGE_ACCOUNT_KEY"], name
 
 
-def test_pipeline_job_runs_the_configured_steps():
+def test_pipelines_configmap_holds_the_cluster_configs():
+    """The DAGs' configs: abfss:// lake from SLUICE_LAKE, Ballista on the release's scheduler."""
     values = load_values("production")
-    values["pipelineJob"]["steps"] = ["train"]
-    values["pipelineJob"]["extraArgs"] = ["--model", "gbt"]
-    values["pipelineJob"]["config"]["note"] = "costs ${HOME} nothing"
     docs = manifests_of(render_chart(values))
-    job = _by_kind(docs, "Job")["sluice-training"]
-    container = job["spec"]["template"]["spec"]["containers"][0]
-    assert container["command"] == ["sluice"]
-    assert container["args"] == ["run", "/etc/sluice/config.yaml", "--steps", "train", "--model", "gbt"]
-    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
-    assert job["spec"]["backoffLimit"] == 1
-    cm = _by_kind(docs, "ConfigMap")["sluice-training-config"]
-    # The config round-trips exactly, '$' included (escaped as \u0024 in transit).
-    assert yaml.safe_load(cm["data"]["config.yaml"]) == values["pipelineJob"]["config"]
-    volumes = {v["name"]: v for v in job["spec"]["template"]["spec"]["volumes"]}
-    assert volumes["config"]["configMap"]["name"] == "sluice-training-config"
+    cm = _by_kind(docs, "ConfigMap")["sluice-pipelines"]
+    assert set(cm["data"]) == {"training.yaml", "inference.yaml"}
+    for key, kind in (("training.yaml", "training"), ("inference.yaml", "inference")):
+        config = yaml.safe_load(cm["data"][key])
+        assert config["kind"] == kind
+        assert config["lake"] == "${SLUICE_LAKE}"
+        assert config["engine"] == {"mode": "ballista", "scheduler": "${SLUICE_SCHEDULER}"}
+    # Every Sluice container gets the lake URL.
+    for name, spec in _pod_specs(docs):
+        env = {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
+        assert env["SLUICE_LAKE"] == "abfss://lake@sluicelake.dfs.core.windows.net/", name
+    # A value replaces a shipped config ('$' survives).
+    values["pipelines"] = {"training": {"name": "small", "kind": "training", "lake": "${SLUICE_LAKE}", "steps": []}}
+    cm = _by_kind(manifests_of(render_chart(values)), "ConfigMap")["sluice-pipelines"]
+    assert yaml.safe_load(cm["data"]["training.yaml"])["lake"] == "${SLUICE_LAKE}"
+    assert yaml.safe_load(cm["data"]["inference.yaml"])["kind"] == "inference"
+
+
+def test_resource_names_follow_the_release_name():
+    """`sluice scale/status --release R` address R-executor / R-scheduler for any R."""
+    import helm_python as helm_mod
+
+    chart = helm_mod.Chart.load(str(CHART))
+    docs = manifests_of(chart.render(load_values("production"), name="prod", namespace="sluice", is_install=True))
+    assert set(_by_kind(docs, "Deployment")) == {"prod-scheduler", "prod-executor"}
+    exe = _by_kind(docs, "Deployment")["prod-executor"]["spec"]["template"]["spec"]["containers"][0]
+    assert "--scheduler-host=prod-scheduler" in exe["args"]
+    role = _by_kind(docs, "Role")["prod-submitter"]
+    scale = next(r for r in role["rules"] if r["resources"] == ["deployments/scale"])
+    assert scale["resourceNames"] == ["prod-executor"]
+
+
+def test_submitter_role_is_the_rules_file_and_minimal():
+    """One source for the Role: files/rbac/submitter-rules.yaml (the code's
+    requests are checked against it in engine/tests/k8s_api.rs)."""
+    docs = manifests_of(render_chart(load_values("production")))
+    role = _by_kind(docs, "Role")["sluice-submitter"]
+    rules_file = (CHART / "files" / "rbac" / "submitter-rules.yaml").read_text().replace("${RELEASE}", "sluice")
+    assert role["rules"] == yaml.safe_load(rules_file)
+    granted = {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+    assert ("", "configmaps", "patch") in granted, "submit patches the owner reference"
+    assert ("batch", "jobs/status", "get") in granted, "submit --wait reads the Job status"
+    assert not any(r == "pods" and v in ("create", "delete", "patch") for _, r, v in granted), "only Airflow creates pods"
+    for rule in role["rules"]:
+        if rule["resources"] in (["deployments"], ["deployments/scale"]):
+            assert rule.get("resourceNames"), rule
+    airflow = _by_kind(docs, "Role")["sluice-airflow"]
+    assert {r for rule in airflow["rules"] for r in rule["resources"]} == {"pods", "pods/log", "events"}
+    binding = _by_kind(docs, "RoleBinding")["sluice-airflow"]
+    assert binding["subjects"][0]["name"] == "airflow-worker"
+
+
+def _schema_error(values) -> str:
+    chart = helm.Chart.load(str(CHART))
+    chart.render(load_values("production"), name="sluice", namespace="sluice", is_install=True)
+    with pytest.raises(helm.HelmError) as err:
+        chart.render(values, name="sluice", namespace="sluice", is_install=True)
+    return str(err.value)
+
+
+def test_render_fails_naming_the_key_for_a_missing_tag_and_a_lake_without_credentials():
+    values = load_values("production")
+    del values["image"]["tag"]
+    text = _schema_error(values)
+    assert "image.tag is required" in text, text
+    values = load_values("production")
+    values["azure"]["workloadIdentity"] = {"enabled": False, "clientId": ""}
+    values["azure"]["existingSecret"] = ""
+    text = _schema_error(values)
+    assert "lake.url" in text and "azure.workloadIdentity.enabled" in text, text
 
 
 @pytest.mark.parametrize(
@@ -188,7 +253,9 @@ def test_pipeline_job_runs_the_configured_steps():
     [
         ({"image": {"repository": "x", "tag": "latest", "pullPolicy": "Always"}}, "tag"),
         ({"executor": {"replicas": -1}}, "replicas"),
-        ({"pipelineJob": {"steps": ["trian"]}}, "steps"),
+        ({"pipelineJob": {"backoffLimit": -1}}, "backoffLimit"),
+        ({"executor": {"healthPort": 0}}, "healthPort"),
+        ({"lake": {"url": "ftp://x"}}, "url"),
         ({"extraEnv": [{"name": "AZURE_STORAGE_ACCOUNT_KEY", "value": "x"}]}, "extraEnv"),
         ({"unknownKey": 1}, "unknownKey"),
     ],

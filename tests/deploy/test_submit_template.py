@@ -1,12 +1,12 @@
-"""`sluice submit` and the chart render the pipeline Job from one template
-(helm/sluice/files/pipeline-job.yaml): with the same inputs both produce the
-same pod spec, and the CLI's manifests validate strictly. Needs a built
-`sluice` binary with the submit subcommand (run.sh finds it in
-$CARGO_TARGET_DIR); the Rust side is also covered by engine/tests/k8s_api.rs."""
+"""`sluice submit` renders its Job from the chart's files/pipeline-job.yaml
+with the chart's values.yaml defaults (both embedded in the binary): the pod
+it creates follows the rendered chart (image, ServiceAccount, the env of
+every Sluice container plus SLUICE_SCHEDULER, security contexts, selector
+labels admitted by the NetworkPolicies), it is a plain Job (no Helm hook),
+and its manifests validate strictly. Needs the built `sluice` binary."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 
 import kubernetes_validate
@@ -16,53 +16,85 @@ import yaml
 from conftest import CHART, KUBE_VERSION, load_values, manifests_of, render_chart, strip_source
 
 
-@pytest.fixture(scope="module")
-def sluice_bin() -> str:
-    path = os.environ.get("SLUICE_BIN")
-    if not path or not os.access(path, os.X_OK):
-        pytest.skip("no built sluice binary (SLUICE_BIN / $CARGO_TARGET_DIR/release/sluice): build it with cargo build --release -p sluice-engine")
-    probe = subprocess.run([path, "submit", "--help"], capture_output=True, text=True)
-    if probe.returncode != 0 or "--dry-run" not in probe.stdout:
-        pytest.skip(f"{path} has no `submit --dry-run` subcommand yet")
-    return path
-
-
-def test_cli_and_chart_render_the_same_job(sluice_bin, tmp_path):
-    values = load_values("production")
-    config = values["pipelineJob"]["config"]
-    config_file = tmp_path / "training.yaml"
-    config_file.write_text(yaml.safe_dump(config, sort_keys=True))
-    values["pipelineJob"]["config"] = yaml.safe_load(config_file.read_text())
-    values["pipelineJob"]["steps"] = ["train"]
-    values["pipelineJob"]["extraArgs"] = ["--model", "gbt"]
-    # The CLI takes the chart's defaults for what it has no flag for.
-    chart_defaults = yaml.safe_load((CHART / "values.yaml").read_text())
-    for key in ("resources", "nodeSelector", "tolerations", "tmpSizeLimit", "backoffLimit", "activeDeadlineSeconds", "ttlSecondsAfterFinished"):
-        values["pipelineJob"][key] = chart_defaults["pipelineJob"][key]
-    values["logLevel"] = chart_defaults["logLevel"]
-    chart_docs = manifests_of(render_chart(values))
-    chart_job = next(d for d in chart_docs if d["kind"] == "Job")
-
-    image = f"{values['image']['repository']}:{values['image']['tag']}"
+def submit_dry_run(binaries, config, *extra) -> list[dict]:
     proc = subprocess.run(
-        [sluice_bin, "submit", str(config_file), "--dry-run", "--namespace", "sluice", "--release", "sluice",
-         "--image", image, "--steps", "train", "--model", "gbt", "--name", "sluice-training",
-         "--storage-account", values["azure"]["storageAccountName"], "--workload-identity"],
-        capture_output=True, text=True, check=True,
+        [str(binaries / "sluice"), "submit", str(config), "--dry-run", "--namespace", "sluice", "--release", "sluice", *extra],
+        capture_output=True, text=True,
     )
-    cli_docs = [d for d in yaml.safe_load_all(proc.stdout) if d]
-    assert sorted(d["kind"] for d in cli_docs) == ["ConfigMap", "Job"]
-    for doc in cli_docs:
-        kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
-    cli_job = next(d for d in cli_docs if d["kind"] == "Job")
-    cli_cm = next(d for d in cli_docs if d["kind"] == "ConfigMap")
-    assert yaml.safe_load(cli_cm["data"]["config.yaml"]) == config
+    assert proc.returncode == 0, proc.stderr
+    return [d for d in yaml.safe_load_all(proc.stdout) if d]
 
-    # Same pod spec; metadata differs only by who manages it (Helm vs sluice-submit).
-    assert cli_job["spec"]["template"]["spec"] == strip_source(chart_job)["spec"]["template"]["spec"]
-    for key in ("backoffLimit", "activeDeadlineSeconds", "ttlSecondsAfterFinished"):
-        assert cli_job["spec"][key] == chart_job["spec"][key], key
-    shared = {"app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component", "sluice.dev/pipeline", "azure.workload.identity/use"}
-    cli_labels = cli_job["spec"]["template"]["metadata"]["labels"]
-    chart_labels = chart_job["spec"]["template"]["metadata"]["labels"]
-    assert {k: cli_labels[k] for k in shared} == {k: chart_labels[k] for k in shared}
+
+def test_cli_job_follows_the_rendered_chart(binaries, tmp_path):
+    values = load_values("production")
+    # What the CLI takes from the chart's values.yaml defaults.
+    values["logLevel"] = yaml.safe_load((CHART / "values.yaml").read_text())["logLevel"]
+    chart_docs = manifests_of(render_chart(values))
+    exe = next(d for d in chart_docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "sluice-executor")
+    chart_pod = strip_source(exe)["spec"]["template"]
+    chart_container = chart_pod["spec"]["containers"][0]
+
+    config = tmp_path / "training.yaml"
+    config.write_text((CHART / "files" / "pipelines" / "training.yaml").read_text())
+    image = f"{values['image']['repository']}:{values['image']['tag']}"
+    docs = submit_dry_run(
+        binaries, config, "--image", image, "--steps", "train", "--model", "gbt", "--name", "sluice-training-1",
+        "--storage-account", values["azure"]["storageAccountName"], "--workload-identity", "--lake", values["lake"]["url"],
+    )
+    assert sorted(d["kind"] for d in docs) == ["ConfigMap", "Job"]
+    for doc in docs:
+        kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+        assert not any(k.startswith("helm.sh/hook") for k in (doc["metadata"].get("annotations") or {}))
+    job = next(d for d in docs if d["kind"] == "Job")
+    cm = next(d for d in docs if d["kind"] == "ConfigMap")
+    assert cm["data"]["config.yaml"] == config.read_text()
+    pod = job["spec"]["template"]
+    container = pod["spec"]["containers"][0]
+    assert container["image"] == chart_container["image"]
+    assert pod["spec"]["serviceAccountName"] == chart_pod["spec"]["serviceAccountName"]
+    assert pod["spec"]["securityContext"] == chart_pod["spec"]["securityContext"]
+    assert container["securityContext"] == chart_container["securityContext"]
+    # The chart's env list, plus the scheduler URL of this release.
+    chart_env = [e for e in chart_container["env"] if e["name"] != "POD_IP"]
+    expected = chart_env + [{"name": "SLUICE_SCHEDULER", "value": "df://sluice-scheduler:50050"}]
+    assert container["env"] == expected
+    assert container["args"] == ["run", "/etc/sluice/config.yaml", "--steps", "train", "--run-id", "sluice-training-1", "--model", "gbt"]
+    labels = pod["metadata"]["labels"]
+    for key in ("app.kubernetes.io/name", "app.kubernetes.io/instance", "azure.workload.identity/use"):
+        assert labels[key] == chart_pod["metadata"]["labels"][key], key
+    assert labels["app.kubernetes.io/component"] == "pipeline"
+    # The driver pod is admitted by the release's NetworkPolicies.
+    for policy in (d for d in chart_docs if d["kind"] == "NetworkPolicy"):
+        for rule in policy["spec"]["ingress"]:
+            for peer in rule.get("from", []):
+                for k, v in peer.get("podSelector", {}).get("matchLabels", {}).items():
+                    assert labels.get(k) == v, (policy["metadata"]["name"], k)
+
+
+@pytest.mark.parametrize(
+    "lake_line, extra, message",
+    [
+        ("lake: ${SLUICE_LAKE}", [], "--lake"),
+        ("lake: abfss://lake@acct.dfs.core.windows.net/", [], "key 'lake'"),
+        ("lake: ./lake", ["--workload-identity"], "read-only root filesystem"),
+    ],
+)
+def test_submit_refuses_a_lake_the_pod_cannot_use(binaries, tmp_path, lake_line, extra, message):
+    config = tmp_path / "bad.yaml"
+    config.write_text(f"name: t\nkind: training\n{lake_line}\nsteps: []\n")
+    proc = subprocess.run(
+        [str(binaries / "sluice"), "submit", str(config), "--dry-run", "--namespace", "sluice", "--image", "acr.io/sluice:1", *extra],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 1, proc
+    assert message in proc.stderr, proc.stderr
+
+
+def test_submit_without_an_image_names_the_option(binaries, tmp_path):
+    config = tmp_path / "t.yaml"
+    config.write_text("name: t\nkind: training\nlake: abfss://lake@acct.dfs.core.windows.net/\nsteps: []\n")
+    proc = subprocess.run(
+        [str(binaries / "sluice"), "submit", str(config), "--dry-run", "--namespace", "sluice", "--workload-identity"],
+        capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode == 1 and "--image" in proc.stderr, proc

@@ -56,6 +56,15 @@ pub struct SubmitArgs {
     /// Job name (default: <release>-<pipeline>-<UTC timestamp>).
     #[arg(long)]
     pub name: Option<String>,
+    /// Sluice run id of the driver (default: the Job name); a retried pod continues it.
+    #[arg(long)]
+    pub run_id: Option<String>,
+    /// Lake URL given to the pod as SLUICE_LAKE (default: the chart's lake.url).
+    #[arg(long)]
+    pub lake: Option<String>,
+    /// Extra environment of the driver pod, KEY=VALUE (repeatable; no credentials).
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env_pair)]
+    pub env: Vec<(String, String)>,
     /// Lake storage account, exported to the pod as AZURE_STORAGE_ACCOUNT_NAME.
     #[arg(long, env = "AZURE_STORAGE_ACCOUNT_NAME")]
     pub storage_account: Option<String>,
@@ -68,7 +77,7 @@ pub struct SubmitArgs {
     /// Wait for the Job, streaming its logs; exit with its outcome.
     #[arg(long)]
     pub wait: bool,
-    /// Stop waiting after this many seconds (the Job keeps running).
+    /// Stop waiting (and following logs) after this many seconds; the Job keeps running.
     #[arg(long)]
     pub timeout: Option<u64>,
     /// Print the ConfigMap and Job as YAML instead of creating them.
@@ -88,6 +97,9 @@ impl SubmitArgs {
             opts.extra_args = vec!["--model".into(), model.clone()];
         }
         opts.name = self.name.clone();
+        opts.run_id = self.run_id.clone();
+        opts.lake = self.lake.clone();
+        opts.env = self.env.clone();
         opts.storage_account = self.storage_account.clone();
         opts.workload_identity = self.workload_identity;
         opts.storage_key_secret = self.storage_key_secret.clone();
@@ -96,6 +108,13 @@ impl SubmitArgs {
         opts.connect = self.cluster.connect();
         opts
     }
+}
+
+/// Parses `KEY=VALUE` of `--env`.
+fn parse_env_pair(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("'{s}' is not KEY=VALUE"))
 }
 
 /// `sluice submit`; returns the exit code (the Job's outcome with `--wait`).

@@ -24,7 +24,7 @@ mod error;
 pub mod template;
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::{AsyncBufReadExt, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -137,6 +137,14 @@ pub struct SubmitOptions {
     pub extra_args: Vec<String>,
     /// Job name; default `<release>-<pipeline>-<UTC timestamp>`.
     pub name: Option<String>,
+    /// `sluice run --run-id` of the driver; default: the Job name. Every pod
+    /// the Job retries continues this run instead of starting a new one.
+    pub run_id: Option<String>,
+    /// Lake URL (`SLUICE_LAKE` in the pod; the shipped cluster configs use
+    /// `lake: ${SLUICE_LAKE}`); default: the chart's `lake.url`.
+    pub lake: Option<String>,
+    /// Extra environment of the driver (`KEY=VALUE`), after the chart's `extraEnv`.
+    pub env: Vec<(String, String)>,
     /// Lake storage account (`AZURE_STORAGE_ACCOUNT_NAME` in the pod).
     pub storage_account: Option<String>,
     /// Label the pod for Azure workload identity.
@@ -164,6 +172,9 @@ impl SubmitOptions {
             steps: Vec::new(),
             extra_args: Vec::new(),
             name: None,
+            run_id: None,
+            lake: None,
+            env: Vec::new(),
             storage_account: None,
             workload_identity: false,
             storage_key_secret: None,
@@ -327,6 +338,21 @@ pub fn render_submission(opts: &SubmitOptions, namespace: &str) -> Result<Render
         }
     }
 
+    let run_id = opts.run_id.clone().unwrap_or_else(|| job_name.clone());
+    if run_id.is_empty()
+        || run_id.len() > 100
+        || !run_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(K8sError::Options {
+            option: "--run-id",
+            detail: format!(
+                "'{run_id}' must be 1-100 letters, digits, '-' or '_' (a path segment of the lake)"
+            ),
+        });
+    }
+
     let defaults = ChartDefaults::embedded()?;
     let mut input = JobInput::from_defaults(&defaults);
     input.release = opts.release.clone();
@@ -336,9 +362,20 @@ pub fn render_submission(opts: &SubmitOptions, namespace: &str) -> Result<Render
     input.config_yaml = config_yaml;
     input.steps = opts.steps.clone();
     input.extra_args = opts.extra_args.clone();
-    if let Some(image) = &opts.image {
-        input.image = image.clone();
-    }
+    input.run_id = run_id;
+    input.scheduler_url = format!("df://{}-scheduler:{}", opts.release, defaults.scheduler.port);
+    input.image = match (&opts.image, defaults.image.reference()) {
+        (Some(image), _) if !image.is_empty() => image.clone(),
+        (_, Some(image)) => image,
+        _ => {
+            return Err(K8sError::Options {
+                option: "--image",
+                detail: "no image given and the chart has no default image.tag: pass --image \
+                         <acr>.azurecr.io/sluice:<tag> (or set SLUICE_IMAGE)"
+                    .into(),
+            })
+        }
+    };
     if let Some(account) = &opts.storage_account {
         input.storage_account = Some(account.clone()).filter(|a| !a.is_empty());
     }
@@ -347,7 +384,96 @@ pub fn render_submission(opts: &SubmitOptions, namespace: &str) -> Result<Render
         input.storage_key_secret =
             Some((secret.clone(), defaults.azure.existing_secret_key.clone()));
     }
+    for (key, value) in &opts.env {
+        if key.is_empty()
+            || !key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            || key.as_bytes()[0].is_ascii_digit()
+        {
+            return Err(K8sError::Options {
+                option: "--env",
+                detail: format!("'{key}' is not an environment variable name (A-Z, 0-9, _)"),
+            });
+        }
+        if key.contains("KEY") || key.contains("SECRET") || key.contains("PASSWORD") {
+            return Err(K8sError::Options {
+                option: "--env",
+                detail: format!(
+                    "'{key}' looks like a credential; the Job would carry it in clear text. \
+                     Use --storage-key-secret or workload identity"
+                ),
+            });
+        }
+        input.extra_env.push(json!({"name": key, "value": value}));
+    }
+    if let Some(lake) = &opts.lake {
+        input.lake = Some(lake.clone()).filter(|l| !l.is_empty());
+    }
+    check_pod_lake(&parsed, &input, &opts.config_path)?;
     template::render_job(&input)
+}
+
+/// The lake a submitted pod will use must exist for it: a config that
+/// reads `SLUICE_LAKE` needs `--lake` (or the chart's `lake.url`), a local
+/// path would land on the pod's read-only root filesystem, and an Azure lake
+/// needs credentials in the pod (workload identity, a storage key Secret, or
+/// the emulator settings of a test).
+fn check_pod_lake(
+    config: &serde_yaml::Value,
+    input: &JobInput,
+    path: &std::path::Path,
+) -> Result<(), K8sError> {
+    let config_err = |detail: String| K8sError::Config {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let Some(written) = config.get("lake").and_then(|l| l.as_str()) else {
+        return Err(config_err(
+            "key 'lake' is missing or not a URL string; the cluster configs use `lake: ${SLUICE_LAKE}` with --lake".into(),
+        ));
+    };
+    let lake = if written.contains("${SLUICE_LAKE") {
+        match (&input.lake, written.split_once(":-")) {
+            (Some(lake), _) => lake.clone(),
+            (None, Some((_, default))) => default.trim_end_matches('}').to_string(),
+            (None, None) => {
+                return Err(K8sError::Options {
+                    option: "--lake",
+                    detail: format!(
+                        "{} has 'lake: {written}' and no lake URL is given: pass --lake \
+                         abfss://<container>@<account>.dfs.core.windows.net/ (terraform output lake_url)",
+                        path.display()
+                    ),
+                })
+            }
+        }
+    } else {
+        written.to_string()
+    };
+    let scheme = lake.split_once("://").map(|(s, _)| s).unwrap_or("");
+    match scheme {
+        "abfss" | "abfs" | "az" | "azure" | "adl" => {
+            let emulator = input.extra_env.iter().any(|e| {
+                e.get("name").and_then(|n| n.as_str()) == Some("AZURE_STORAGE_USE_EMULATOR")
+            });
+            if !(input.workload_identity || input.storage_key_secret.is_some() || emulator) {
+                return Err(config_err(format!(
+                    "key 'lake' is {} but the pod would have no credentials for it: pass \
+                     --workload-identity (the chart's ServiceAccount carries the client id) or \
+                     --storage-key-secret <secret>",
+                    lake.split('?').next().unwrap_or_default()
+                )));
+            }
+            Ok(())
+        }
+        "s3" | "gs" | "http" | "https" => Ok(()),
+        _ => Err(config_err(format!(
+            "key 'lake' is the local path '{lake}': in a pod it would be written to the \
+             container's read-only root filesystem and lost; use the cluster lake \
+             (`lake: ${{SLUICE_LAKE}}` with --lake abfss://...)"
+        ))),
+    }
 }
 
 /// `sluice submit`: connects, then runs [`submit_with`] with logs on stdout.
@@ -414,7 +540,26 @@ where
             job: job_name,
         });
     }
-    wait_for_job(conn, &namespace, &job_name, opts, out).await
+    // The timeout covers following the logs too (a log stream only ends
+    // with its pod).
+    match opts.timeout {
+        None => wait_for_job(conn, &namespace, &job_name, opts, out).await,
+        Some(timeout) => {
+            match tokio::time::timeout(
+                timeout,
+                wait_for_job(conn, &namespace, &job_name, opts, out),
+            )
+            .await
+            {
+                Ok(outcome) => outcome,
+                Err(_) => Err(K8sError::Timeout {
+                    job: job_name,
+                    namespace,
+                    seconds: timeout.as_secs(),
+                }),
+            }
+        }
+    }
 }
 
 /// Waits for `job` to finish, streaming the logs of each of its pods once.
@@ -430,7 +575,6 @@ where
 {
     let jobs: Api<Job> = Api::namespaced(conn.client.clone(), namespace);
     let pods: Api<Pod> = Api::namespaced(conn.client.clone(), namespace);
-    let started = Instant::now();
     let mut streamed: Vec<String> = Vec::new();
     loop {
         if let Some(outcome) = job_outcome(&jobs, namespace, job).await? {
@@ -439,15 +583,6 @@ where
             return Ok(outcome);
         }
         stream_new_pods(&pods, namespace, job, &mut streamed, out).await?;
-        if let Some(timeout) = opts.timeout {
-            if started.elapsed() >= timeout {
-                return Err(K8sError::Timeout {
-                    job: job.to_string(),
-                    namespace: namespace.to_string(),
-                    seconds: timeout.as_secs(),
-                });
-            }
-        }
         tokio::time::sleep(opts.poll_interval).await;
     }
 }

@@ -1,9 +1,9 @@
 //! The pipeline ConfigMap + Job, rendered from the chart's own template.
 //!
 //! `helm/sluice/files/pipeline-job.yaml` is the single source of truth for the
-//! Job's shape: the chart renders it (helper `sluice.sharedJob`) and this
-//! module embeds it at compile time, together with the chart's `values.yaml`
-//! for the defaults (image, resources, deadlines, environment). Each
+//! Job's shape: this module embeds it at compile time, together with the
+//! chart's `values.yaml` for the defaults (image, resources, deadlines,
+//! environment, lake, scheduler port), so a submitted pod follows the chart. Each
 //! `${SLUICE_<KEY>}` placeholder is replaced by the JSON of its value, with
 //! `$` escaped as `\u0024` so a value can never form a placeholder; the
 //! result is YAML (JSON is YAML flow syntax) that deserializes into
@@ -44,8 +44,26 @@ pub struct ChartDefaults {
     pub extra_env: Vec<Value>,
     /// `azure`.
     pub azure: AzureValues,
+    /// `lake`.
+    pub lake: LakeValues,
+    /// `scheduler`.
+    pub scheduler: SchedulerValues,
     /// `pipelineJob`.
     pub pipeline_job: PipelineJobValues,
+}
+
+/// `lake` values.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LakeValues {
+    /// Lake URL (`SLUICE_LAKE` of every pod), empty when not set.
+    pub url: String,
+}
+
+/// `scheduler` values (the part a pipeline driver needs).
+#[derive(Debug, Clone, Deserialize)]
+pub struct SchedulerValues {
+    /// gRPC port of the scheduler Service.
+    pub port: u16,
 }
 
 /// `image` values.
@@ -64,12 +82,16 @@ pub struct ImageValues {
 }
 
 impl ImageValues {
-    /// `repository@digest` or `repository:tag`, as the chart's `sluice.image` helper.
-    pub fn reference(&self) -> String {
-        if self.digest.is_empty() {
-            format!("{}:{}", self.repository, self.tag)
+    /// `repository@digest` or `repository:tag`, as the chart's `sluice.image`
+    /// helper; `None` when neither a tag nor a digest is set (the chart's
+    /// default: the image is the operator's to name).
+    pub fn reference(&self) -> Option<String> {
+        if !self.digest.is_empty() {
+            Some(format!("{}@{}", self.repository, self.digest))
+        } else if !self.tag.is_empty() {
+            Some(format!("{}:{}", self.repository, self.tag))
         } else {
-            format!("{}@{}", self.repository, self.digest)
+            None
         }
     }
 }
@@ -148,6 +170,13 @@ pub struct JobInput {
     pub image: String,
     /// Image pull policy.
     pub image_pull_policy: String,
+    /// `sluice run --run-id`: a retried pod continues this run.
+    pub run_id: String,
+    /// Lake URL (`SLUICE_LAKE` in the pod), if any.
+    pub lake: Option<String>,
+    /// Ballista scheduler URL (`SLUICE_SCHEDULER` in the pod: `sluice run`
+    /// runs on it whatever the config's engine says).
+    pub scheduler_url: String,
     /// Storage account of the lake (`AZURE_STORAGE_ACCOUNT_NAME`), if any.
     pub storage_account: Option<String>,
     /// Label the pod for Azure workload identity.
@@ -189,8 +218,11 @@ impl JobInput {
             config_yaml: String::new(),
             steps: Vec::new(),
             extra_args: Vec::new(),
-            image: defaults.image.reference(),
+            image: defaults.image.reference().unwrap_or_default(),
             image_pull_policy: defaults.image.pull_policy.clone(),
+            run_id: String::new(),
+            lake: Some(defaults.lake.url.clone()).filter(|s| !s.is_empty()),
+            scheduler_url: format!("df://sluice-scheduler:{}", defaults.scheduler.port),
             storage_account: Some(azure.storage_account_name.clone()).filter(|s| !s.is_empty()),
             workload_identity: azure.workload_identity.enabled,
             storage_key_secret: Some((
@@ -230,18 +262,24 @@ impl JobInput {
         ])
     }
 
-    /// `sluice run` arguments of the driver container.
+    /// `sluice run` arguments of the driver container. `--run-id` is always
+    /// passed, so a pod the Job retries continues the same run.
     pub fn args(&self) -> Vec<String> {
         let mut args = vec!["run".to_string(), CONFIG_MOUNT_PATH.to_string()];
         if !self.steps.is_empty() {
             args.push("--steps".into());
             args.push(self.steps.join(","));
         }
+        if !self.run_id.is_empty() {
+            args.push("--run-id".into());
+            args.push(self.run_id.clone());
+        }
         args.extend(self.extra_args.iter().cloned());
         args
     }
 
-    /// The driver's environment, in the order of the chart's `sluice.envList`.
+    /// The driver's environment, in the order of the chart's `sluice.envList`
+    /// with `SLUICE_SCHEDULER` after `SLUICE_LAKE`.
     pub fn env(&self) -> Vec<Value> {
         let mut env = vec![json!({"name": "RUST_LOG", "value": self.log_level})];
         if let Some(account) = &self.storage_account {
@@ -253,6 +291,10 @@ impl JobInput {
                 "valueFrom": {"secretKeyRef": {"name": name, "key": key}}
             }));
         }
+        if let Some(lake) = &self.lake {
+            env.push(json!({"name": "SLUICE_LAKE", "value": lake}));
+        }
+        env.push(json!({"name": "SLUICE_SCHEDULER", "value": self.scheduler_url}));
         env.extend(self.extra_env.iter().cloned());
         env
     }
@@ -270,8 +312,6 @@ impl JobInput {
             ("NAMESPACE", json!(self.namespace)),
             ("LABELS", json!(labels)),
             ("POD_LABELS", json!(pod_labels)),
-            ("CONFIGMAP_ANNOTATIONS", json!({})),
-            ("JOB_ANNOTATIONS", json!({})),
             ("CONFIG_YAML", json!(self.config_yaml)),
             ("BACKOFF_LIMIT", json!(self.backoff_limit)),
             (
@@ -441,6 +481,8 @@ mod tests {
         input.pipeline = "training".into();
         input.config_yaml =
             "pipeline: training\nlake: abfss://lake@acct.dfs.core.windows.net/\n".into();
+        input.image = "sluiceacr.azurecr.io/sluice:0.1.0".into();
+        input.run_id = "sluice-training-1".into();
         input
     }
 
@@ -449,7 +491,12 @@ mod tests {
         let defaults = ChartDefaults::embedded().unwrap();
         assert_eq!(defaults.pipeline_job.backoff_limit, 1);
         assert!(defaults.pipeline_job.resources["limits"]["memory"].is_string());
-        assert_eq!(defaults.image.reference(), "sluice:0.1.0");
+        assert_eq!(
+            defaults.image.reference(),
+            None,
+            "the chart names no default image tag"
+        );
+        assert_eq!(defaults.scheduler.port, 50050);
     }
 
     #[test]
@@ -474,7 +521,7 @@ mod tests {
         let container = &pod.containers[0];
         assert_eq!(
             container.args.as_ref().unwrap(),
-            &["run", CONFIG_MOUNT_PATH]
+            &["run", CONFIG_MOUNT_PATH, "--run-id", "sluice-training-1"]
         );
         assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
         assert_eq!(pod.service_account_name.as_deref(), Some("sluice"));
@@ -524,12 +571,19 @@ mod tests {
                 CONFIG_MOUNT_PATH,
                 "--steps",
                 "train",
+                "--run-id",
+                "sluice-training-1",
                 "--model",
                 "gbt"
             ]
         );
         let env = container.env.as_ref().unwrap();
         assert_eq!(env[1].name, "AZURE_STORAGE_ACCOUNT_NAME");
+        let scheduler = env.iter().find(|e| e.name == "SLUICE_SCHEDULER").unwrap();
+        assert_eq!(
+            scheduler.value.as_deref(),
+            Some("df://sluice-scheduler:50050")
+        );
         assert!(env.iter().all(|e| e.name != "AZURE_STORAGE_ACCOUNT_KEY"));
     }
 

@@ -6,21 +6,20 @@ Chart name, truncated to the 63 characters a DNS label allows.
 {{- end -}}
 
 {{/*
-Full name prefix of every resource. A release named "sluice" gives
-sluice-scheduler / sluice-executor, the names `sluice submit/scale/status` and
-the pipeline configs (df://sluice-scheduler:50050) expect by default.
+Full name prefix of every resource: the release name (or fullnameOverride).
+Resources are <release>-scheduler, <release>-executor, <release>-submitter,
+<release>-pipelines: the names `sluice submit/scale/status --release <release>`
+and the Airflow DAGs (SLUICE_RELEASE) derive, whatever the release is called.
 */}}
 {{- define "sluice.fullname" -}}
-{{- if .Values.fullnameOverride -}}
-{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
-{{- else -}}
-{{- $name := default .Chart.Name .Values.nameOverride -}}
-{{- if contains $name .Release.Name -}}
-{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
-{{- else -}}
-{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- default .Release.Name .Values.fullnameOverride | trunc 40 | trimSuffix "-" -}}
 {{- end -}}
-{{- end -}}
+
+{{/*
+The scheduler URL pipeline drivers use (SLUICE_SCHEDULER in their pods).
+*/}}
+{{- define "sluice.schedulerUrl" -}}
+{{- printf "df://%s-scheduler:%d" (include "sluice.fullname" .) (int .Values.scheduler.port) -}}
 {{- end -}}
 
 {{/*
@@ -69,7 +68,8 @@ Image reference: repository@digest when image.digest is set, else repository:tag
 {{- if .Values.image.digest -}}
 {{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
 {{- else -}}
-{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | toString) -}}
+{{- $tag := required "image.tag is required (or image.digest): the version pushed to your registry, e.g. --set image.tag=0.1.0" .Values.image.tag -}}
+{{- printf "%s:%s" .Values.image.repository ($tag | toString) -}}
 {{- end -}}
 {{- end -}}
 
@@ -78,6 +78,7 @@ Environment of every Sluice container, as a list (rendered with toYaml or
 toJson). `sluice submit` builds the same list (engine/src/k8s/template.rs).
 */}}
 {{- define "sluice.envList" -}}
+{{- include "sluice.checkLake" . -}}
 {{- $env := list (dict "name" "RUST_LOG" "value" (.Values.logLevel | toString)) -}}
 {{- if .Values.azure.storageAccountName -}}
 {{- $env = append $env (dict "name" "AZURE_STORAGE_ACCOUNT_NAME" "value" .Values.azure.storageAccountName) -}}
@@ -86,10 +87,33 @@ toJson). `sluice submit` builds the same list (engine/src/k8s/template.rs).
 {{- $ref := dict "name" .Values.azure.existingSecret "key" .Values.azure.existingSecretKey -}}
 {{- $env = append $env (dict "name" "AZURE_STORAGE_ACCOUNT_KEY" "valueFrom" (dict "secretKeyRef" $ref)) -}}
 {{- end -}}
+{{- if .Values.lake.url -}}
+{{- $env = append $env (dict "name" "SLUICE_LAKE" "value" .Values.lake.url) -}}
+{{- end -}}
 {{- range .Values.extraEnv -}}
 {{- $env = append $env . -}}
 {{- end -}}
 {{- toJson $env -}}
+{{- end -}}
+
+{{/*
+A cloud lake URL needs credentials: workload identity, a storage key Secret,
+or (tests only) the Azurite emulator through extraEnv. Fails naming the keys.
+*/}}
+{{- define "sluice.checkLake" -}}
+{{- $url := .Values.lake.url | toString -}}
+{{- if or (hasPrefix "abfss://" $url) (hasPrefix "az://" $url) (hasPrefix "azure://" $url) (hasPrefix "abfs://" $url) -}}
+{{- $emulator := false -}}
+{{- range .Values.extraEnv -}}
+{{- if eq .name "AZURE_STORAGE_USE_EMULATOR" -}}{{- $emulator = true -}}{{- end -}}
+{{- end -}}
+{{- if not (or .Values.azure.workloadIdentity.enabled .Values.azure.existingSecret $emulator) -}}
+{{- fail (printf "lake.url %s has no credentials configured: set azure.workloadIdentity.enabled=true (with azure.workloadIdentity.clientId) or azure.existingSecret" $url) -}}
+{{- end -}}
+{{- if and (not .Values.azure.storageAccountName) (not $emulator) -}}
+{{- fail (printf "lake.url %s needs azure.storageAccountName (the account in the URL's host)" $url) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 
 {{/*
@@ -115,25 +139,4 @@ runAsNonRoot: true
 privileged: false
 capabilities:
   drop: ["ALL"]
-{{- end -}}
-
-{{/*
-Render files/pipeline-job.yaml, the template shared with `sluice submit`.
-Each placeholder ${SLUICE_<KEY>} becomes the JSON of .vars.<KEY>, with '$'
-escaped as \u0024 so that no value can form a placeholder. Fails on leftovers.
-Usage: include "sluice.sharedJob" (dict "root" $ "vars" $vars)
-*/}}
-{{- define "sluice.sharedJob" -}}
-{{- $out := .root.Files.Get "files/pipeline-job.yaml" -}}
-{{- if not $out -}}
-{{- fail "files/pipeline-job.yaml is missing from the chart: it is the Job template shared with `sluice submit`" -}}
-{{- end -}}
-{{- range $key, $value := .vars -}}
-{{- $json := toJson $value | replace "$" "\\u0024" -}}
-{{- $out = replace (printf "${SLUICE_%s}" $key) $json $out -}}
-{{- end -}}
-{{- if contains "${SLUICE_" $out -}}
-{{- fail (printf "files/pipeline-job.yaml has a placeholder the chart does not fill (vars given: %s)" (keys .vars | sortAlpha | join ", ")) -}}
-{{- end -}}
-{{- $out -}}
 {{- end -}}
