@@ -10,33 +10,56 @@
 # This machine has no Docker engine, so the image is not built by the test
 # suite; tests/deploy/test_dockerfile.py checks this file's structure.
 
-ARG RUST_VERSION=1.95
-ARG DEBIAN_RELEASE=bookworm
+# Base images are pinned by digest (reproducible, tamper-evident builds).
+# Bump both together: docker buildx imagetools inspect rust:1.95-slim-bookworm
+# (and debian:bookworm-slim), then replace the sha256 below.
+ARG RUST_IMAGE=rust:1.95-slim-bookworm@sha256:d7482085ff5b415f84dba5647ae71606650bdef00db7aeb69f4b3d170c3e4082
+ARG RUNTIME_IMAGE=debian:bookworm-slim@sha256:7b140f374b289a7c2befc338f42ebe6441b7ea838a042bbd5acbfca6ec875818
+# The cargo profile of the image: release + stripped symbols (Cargo.toml).
+ARG PROFILE=dist
 
-############################ build stage ############################
-FROM rust:${RUST_VERSION}-slim-${DEBIAN_RELEASE} AS build
-
+############################ chef stage ############################
+# cargo-chef splits the build in two layers: the dependencies (DataFusion,
+# Ballista, Arrow: the 30-minute part) are compiled from a recipe that only
+# changes with Cargo.toml/Cargo.lock, so a source change rebuilds Sluice's
+# own crates only.
+FROM ${RUST_IMAGE} AS chef
 # C toolchain for the -sys crates (zstd, lz4, ring); nothing here reaches the
-# runtime stage.
+# runtime stage. Versions: the digest-pinned base's bookworm snapshot.
+# hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends pkg-config gcc g++ make \
-    && rm -rf /var/lib/apt/lists/*
-
+    && rm -rf /var/lib/apt/lists/* \
+    && cargo install cargo-chef --locked --version 0.1.73 \
+    && rm -rf /usr/local/cargo/registry
 WORKDIR /src
-COPY . .
 
-# The workspace's single release profile; the binaries leave the cache mount
-# by copy so that the layer keeps only them.
+############################ planner stage ############################
+FROM chef AS planner
+COPY . .
+RUN cargo chef prepare --recipe-path recipe.json
+
+############################ build stage ############################
+FROM chef AS build
+ARG PROFILE
+COPY --from=planner /src/recipe.json recipe.json
+# Dependencies only: cached as long as recipe.json (the manifests and the
+# lock file) is unchanged.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
-    --mount=type=cache,target=/src/target \
-    cargo build --release --locked \
+    cargo chef cook --profile ${PROFILE} --locked --recipe-path recipe.json \
+        -p sluice-engine -p sluice-scheduler -p sluice-executor
+# Then Sluice itself; the binaries leave the target dir by copy so that the
+# layer keeps only them.
+COPY . .
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    cargo build --profile ${PROFILE} --locked \
         -p sluice-engine -p sluice-scheduler -p sluice-executor \
     && mkdir -p /out \
-    && cp target/release/sluice target/release/sluice-scheduler \
-          target/release/sluice-executor /out/
+    && cp target/${PROFILE}/sluice target/${PROFILE}/sluice-scheduler \
+          target/${PROFILE}/sluice-executor /out/
 
 ############################ runtime stage ############################
-FROM debian:${DEBIAN_RELEASE}-slim AS runtime
+FROM ${RUNTIME_IMAGE} AS runtime
 
 ARG VERSION=0.1.0
 ARG REVISION=unknown
@@ -49,7 +72,9 @@ LABEL org.opencontainers.image.title="sluice" \
       org.opencontainers.image.vendor="Sluice"
 
 # CA certificates for TLS to ADLS / Entra ID, tzdata for the features' time
-# zone (Europe/Berlin by default). No compilers, no package caches.
+# zone (Europe/Berlin by default). No compilers, no package caches. The
+# package versions come from the digest-pinned base's bookworm snapshot.
+# hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates tzdata \
     && rm -rf /var/lib/apt/lists/* \
@@ -66,12 +91,13 @@ ENV RUST_LOG=info \
 WORKDIR /home/sluice
 USER 10001:10001
 
-# Scheduler: 50050 (gRPC + REST /api/state). Executor: 50051 (Flight), 50052 (gRPC).
-EXPOSE 50050 50051 50052
+# Scheduler: 50050 (gRPC + /healthz, /readyz). Executor: 50051 (Flight),
+# 50052 (gRPC), 50053 (/healthz, /readyz).
+EXPOSE 50050 50051 50052 50053
 
-# A TCP probe of the service port: 50050 for the scheduler (the default);
-# run executors with SLUICE_HEALTH_PORT=50051. Kubernetes uses the chart's
-# own probes instead; a one-shot `sluice run` container does not need it.
+# A TCP probe of the health port: 50050 for the scheduler (the default); run
+# executors with SLUICE_HEALTH_PORT=50053. Kubernetes uses the chart's own
+# HTTP probes instead; a one-shot `sluice run` container does not need it.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/${SLUICE_HEALTH_PORT}"]
 

@@ -5,12 +5,17 @@ resource "azurerm_container_registry" "sluice" {
   sku                 = "Premium"
   admin_enabled       = false
 
-  anonymous_pull_enabled    = false
-  data_endpoint_enabled     = true
-  zone_redundancy_enabled   = true
-  quarantine_policy_enabled = true
+  anonymous_pull_enabled  = false
+  data_endpoint_enabled   = true
+  zone_redundancy_enabled = true
+  # Quarantine stays off: with it on, a pushed image cannot be pulled until
+  # a scanner marks it passed, and this stack runs no scanner (scan in CI or
+  # with Defender for Containers, which reads without quarantine).
+  quarantine_policy_enabled = false
   retention_policy_in_days  = 30
-  trust_policy_enabled      = true
+  # Docker Content Trust cannot be enabled on new registries (Azure retired
+  # it); sign images with Notation instead if signing is required.
+  trust_policy_enabled = false
 
   network_rule_set {
     default_action = "Allow"

@@ -1,3 +1,6 @@
+# Node disks use encryption at host: the subscription needs the
+# Microsoft.Compute/EncryptionAtHost feature registered once before apply
+# (docs/DEPLOY.md step 1), or node pool creation fails.
 resource "azurerm_kubernetes_cluster" "sluice" {
   name                = "${var.prefix}-aks"
   location            = azurerm_resource_group.sluice.location
@@ -22,11 +25,28 @@ resource "azurerm_kubernetes_cluster" "sluice" {
     admin_group_object_ids = var.admin_group_object_ids
   }
 
-  dynamic "api_server_access_profile" {
-    for_each = length(var.api_server_authorized_ip_ranges) > 0 ? [1] : []
-    content {
-      authorized_ip_ranges = var.api_server_authorized_ip_ranges
-    }
+  # Never open to the internet: only the listed ranges reach the API server.
+  api_server_access_profile {
+    authorized_ip_ranges = var.api_server_authorized_ip_ranges
+  }
+
+  # Upgrades and node image updates only in the weekly window.
+  maintenance_window_auto_upgrade {
+    frequency   = "Weekly"
+    interval    = 1
+    day_of_week = var.maintenance_window.day_of_week
+    start_time  = var.maintenance_window.start_time
+    duration    = var.maintenance_window.hours
+    utc_offset  = "+00:00"
+  }
+
+  maintenance_window_node_os {
+    frequency   = "Weekly"
+    interval    = 1
+    day_of_week = var.maintenance_window.day_of_week
+    start_time  = var.maintenance_window.start_time
+    duration    = var.maintenance_window.hours
+    utc_offset  = "+00:00"
   }
 
   default_node_pool {

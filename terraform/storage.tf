@@ -39,6 +39,11 @@ resource "azurerm_storage_account" "lake" {
     expiration_action = "Log"
   }
 
+  # The lake holds every run and model: `terraform destroy` must not take it.
+  lifecycle {
+    prevent_destroy = true
+  }
+
   tags = var.tags
 }
 
@@ -48,6 +53,10 @@ resource "azurerm_storage_container" "lake" {
   name                  = var.lake_container
   storage_account_id    = azurerm_storage_account.lake.id
   container_access_type = "private"
+
+  lifecycle {
+    prevent_destroy = true
+  }
 }
 
 # Audit trail of lake reads, writes and deletes in Log Analytics.

@@ -88,13 +88,31 @@ variable "vnet_address_space" {
 }
 
 variable "api_server_authorized_ip_ranges" {
-  description = "CIDR ranges allowed to reach the AKS API server (your office or CI egress). Empty leaves the API server open to all addresses."
+  description = "CIDR ranges allowed to reach the AKS API server (your office, VPN or CI egress). Required: the API server is never open to all addresses."
   type        = list(string)
-  default     = []
 
   validation {
-    condition     = alltrue([for r in var.api_server_authorized_ip_ranges : can(cidrhost(r, 0))])
-    error_message = "Every api_server_authorized_ip_ranges entry must be a CIDR block."
+    condition     = length(var.api_server_authorized_ip_ranges) > 0 && alltrue([for r in var.api_server_authorized_ip_ranges : can(cidrhost(r, 0)) && r != "0.0.0.0/0"])
+    error_message = "api_server_authorized_ip_ranges needs at least one CIDR block, and not 0.0.0.0/0."
+  }
+}
+
+variable "maintenance_window" {
+  description = "Weekly window (UTC) in which AKS applies Kubernetes patch upgrades and node image updates; keep it clear of the training schedule."
+  type = object({
+    day_of_week = string
+    start_time  = string
+    hours       = number
+  })
+  default = {
+    day_of_week = "Sunday"
+    start_time  = "02:00"
+    hours       = 4
+  }
+
+  validation {
+    condition     = contains(["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"], var.maintenance_window.day_of_week) && can(regex("^([01][0-9]|2[0-3]):[0-5][0-9]$", var.maintenance_window.start_time)) && var.maintenance_window.hours >= 4 && var.maintenance_window.hours <= 24
+    error_message = "maintenance_window needs a weekday name, an HH:MM start_time and 4-24 hours (AKS' minimum is 4)."
   }
 }
 

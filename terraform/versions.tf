@@ -1,6 +1,12 @@
 terraform {
   required_version = ">= 1.6.0"
 
+  # Remote state in an Azure storage account of its own (not the lake),
+  # configured at init time: terraform init -backend-config=backend.hcl
+  # (backend.hcl.example lists the keys). State holds resource ids, never keys:
+  # the backend authenticates with Entra ID (use_azuread_auth).
+  backend "azurerm" {}
+
   required_providers {
     azurerm = {
       source  = "hashicorp/azurerm"

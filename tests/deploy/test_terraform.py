@@ -129,3 +129,37 @@ def test_outputs_feed_the_helm_values(tf):
         assert name in outputs, name
         assert _unquote(outputs[name].get("description", "")), name
     assert "dfs.core.windows.net" in str(outputs["lake_url"]["value"])
+
+
+def test_acr_images_are_pullable_after_push(tf):
+    """Quarantine without a scanner blocks every pull; DCT cannot be enabled on new registries."""
+    acr = resources(tf, "azurerm_container_registry")["sluice"]
+    assert attr(acr, "quarantine_policy_enabled") is False
+    assert attr(acr, "trust_policy_enabled") is False
+
+
+def test_state_backend_is_remote(tf):
+    backends = [b for t in tf["terraform"] for b in t.get("backend", [])]
+    assert backends and [_unquote(k) for k in backends[0]] == ["azurerm"], backends
+    example = (TERRAFORM / "backend.hcl.example").read_text()
+    for key in ("resource_group_name", "storage_account_name", "container_name", "key", "use_azuread_auth"):
+        assert key in example, key
+
+
+def test_api_server_is_never_public_and_upgrades_wait_for_the_window(tf):
+    variables = {_unquote(k): v for item in tf["variable"] for k, v in item.items()}
+    ranges = variables["api_server_authorized_ip_ranges"]
+    assert "default" not in ranges, "no default: an empty list would leave the API server public"
+    assert "length(var.api_server_authorized_ip_ranges) > 0" in str(ranges["validation"])
+    aks = resources(tf, "azurerm_kubernetes_cluster")["sluice"]
+    assert "var.api_server_authorized_ip_ranges" in str(block(aks, "api_server_access_profile")["authorized_ip_ranges"])
+    for window in ("maintenance_window_auto_upgrade", "maintenance_window_node_os"):
+        body = block(aks, window)
+        assert attr(body, "frequency") == "Weekly", window
+        assert "var.maintenance_window" in str(body["day_of_week"]), window
+
+
+def test_the_lake_cannot_be_destroyed_by_terraform(tf):
+    for rtype in ("azurerm_storage_account", "azurerm_storage_container"):
+        lake = resources(tf, rtype)["lake"]
+        assert block(lake, "lifecycle")["prevent_destroy"] is True, rtype
