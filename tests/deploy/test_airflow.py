@@ -85,15 +85,15 @@ def test_tasks_have_retries_timeouts_and_run_one_step(dagbag, dag_id):
         assert task.image == "{{ params.image }}"
 
 
-def _render_pod(dag, task, try_number=1):
+def _render_pod(dag, task, try_number=1, run_id="scheduled__2026-11-26T00:00:00+00:00"):
     """Render the task's templates with a minimal context and build its pod."""
     from kubernetes.client import ApiClient
 
     params = {k: dag.params[k] for k in dag.params.keys()}
     context = {
         "params": params,
-        "dag_run": SimpleNamespace(run_id="scheduled__2026-11-26T00:00:00+00:00"),
-        "run_id": "scheduled__2026-11-26T00:00:00+00:00",
+        "dag_run": SimpleNamespace(run_id=run_id),
+        "run_id": run_id,
         "ds": "2026-11-26",
         "task": task,
         "dag": dag,
