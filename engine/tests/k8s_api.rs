@@ -225,9 +225,13 @@ fn serve(stream: TcpStream, recorded: &Mutex<Vec<Recorded>>, state: &Mutex<State
         let endless = state.lock().unwrap().scenario == Scenario::EndlessLogs
             && request.path.ends_with("/log");
         if endless {
-            let head = "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n";
+            let head =
+                "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n";
             let _ = stream.write_all(head.as_bytes());
-            let _ = stream.write_all(b"e\r\nstill training\n\r\n");
+            let line = b"still training\n";
+            let _ = stream.write_all(format!("{:x}\r\n", line.len()).as_bytes());
+            let _ = stream.write_all(line);
+            let _ = stream.write_all(b"\r\n");
             let _ = stream.flush();
             std::thread::sleep(Duration::from_secs(60));
             return;
@@ -972,7 +976,10 @@ fn submitted_pods_get_the_run_id_lake_and_scheduler() {
         .iter()
         .map(|e| (e.name.as_str(), e.value.clone().unwrap_or_default()))
         .collect();
-    assert_eq!(env["SLUICE_LAKE"], "abfss://lake@acct.dfs.core.windows.net/");
+    assert_eq!(
+        env["SLUICE_LAKE"],
+        "abfss://lake@acct.dfs.core.windows.net/"
+    );
     assert_eq!(env["SLUICE_SCHEDULER"], "df://prod-scheduler:50050");
 
     opts.run_id = Some("daily-2026-11-26".into());
@@ -994,8 +1001,11 @@ fn submit_refuses_a_pod_without_a_usable_lake_or_image() {
     let dir = tempfile::tempdir().unwrap();
     let write = |name: &str, lake: &str| {
         let path = dir.path().join(name);
-        std::fs::write(&path, format!("name: t\nkind: training\nlake: {lake}\nsteps: []\n"))
-            .unwrap();
+        std::fs::write(
+            &path,
+            format!("name: t\nkind: training\nlake: {lake}\nsteps: []\n"),
+        )
+        .unwrap();
         path
     };
     let base = |path: &Path| {
@@ -1005,10 +1015,16 @@ fn submit_refuses_a_pod_without_a_usable_lake_or_image() {
         opts
     };
     // ${SLUICE_LAKE} without --lake (the chart has no default lake.url).
-    let err = k8s::render_submission(&base(&write("a.yaml", "${SLUICE_LAKE}")), "sluice")
-        .unwrap_err();
+    let err =
+        k8s::render_submission(&base(&write("a.yaml", "${SLUICE_LAKE}")), "sluice").unwrap_err();
     assert!(
-        matches!(err, K8sError::Options { option: "--lake", .. }),
+        matches!(
+            err,
+            K8sError::Options {
+                option: "--lake",
+                ..
+            }
+        ),
         "{err}"
     );
     // An Azure lake and no credentials for the pod.
@@ -1071,13 +1087,8 @@ async fn the_timeout_also_bounds_following_the_logs() {
     let conn = k8s::connect(&opts.connect).await.unwrap();
     let started = std::time::Instant::now();
     let mut logs = Vec::new();
-    let err = k8s::submit_with(&conn, &opts, &mut logs)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, K8sError::Timeout { seconds: 2, .. }),
-        "{err}"
-    );
+    let err = k8s::submit_with(&conn, &opts, &mut logs).await.unwrap_err();
+    assert!(matches!(err, K8sError::Timeout { seconds: 2, .. }), "{err}");
     assert!(
         started.elapsed() < Duration::from_secs(20),
         "gave up after {:?}",

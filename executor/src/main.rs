@@ -9,7 +9,7 @@ async fn main() -> anyhow::Result<()> {
     // SLUICE_CHECK_ARGS=1: parse and check the command line, print it, exit
     // (tests/deploy checks the chart's rendered args with this).
     if std::env::var_os("SLUICE_CHECK_ARGS").is_some() {
-    args.health_addr()?;
+        args.health_addr()?;
         println!("{args:?}");
         return Ok(());
     }

@@ -194,6 +194,9 @@ class Pod:
     liveness_failures: int = 0
     created: str = ""
 
+    def __post_init__(self) -> None:
+        self.created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
     @property
     def container(self) -> dict:
         return self.spec["containers"][0]
@@ -220,8 +223,10 @@ class Pod:
     def start(self) -> "Pod":
         c = self.cluster
         self.ns, self.ip = c.net.add_namespace()
-        self.created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        root = c.base / "pods" / self.name
+        root, attempt = c.base / "pods" / self.name, 1
+        while root.exists():  # a retried task's pod: a fresh sandbox
+            attempt += 1
+            root = c.base / "pods" / f"{self.name}-{attempt}"
         root.mkdir(parents=True)
         security = self.spec.get("securityContext") or {}
         uid, gid = security.get("runAsUser", 0), security.get("runAsGroup", 0)
@@ -527,7 +532,7 @@ class FakeKube:
         selector = urllib.parse.unquote(dict(kv.split("=", 1) for kv in query.split("&") if "=" in kv).get("labelSelector", ""))
         job = selector.removeprefix("batch.kubernetes.io/job-name=")
         items = [{"metadata": {"name": p.name, "namespace": self.namespace, "creationTimestamp": p.created, "labels": p.labels},
-                  "status": {"phase": p.phase, "podIP": p.ip}} for p in self.job_pods.get(job, [])]
+                  "status": {"phase": p.phase, **({"podIP": p.ip} if p.ip else {})}} for p in self.job_pods.get(job, [])]
         self.reply(h, 200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items})
 
     def r_get_pods_log(self, h, name, query, body):

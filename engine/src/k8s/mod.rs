@@ -363,7 +363,10 @@ pub fn render_submission(opts: &SubmitOptions, namespace: &str) -> Result<Render
     input.steps = opts.steps.clone();
     input.extra_args = opts.extra_args.clone();
     input.run_id = run_id;
-    input.scheduler_url = format!("df://{}-scheduler:{}", opts.release, defaults.scheduler.port);
+    input.scheduler_url = format!(
+        "df://{}-scheduler:{}",
+        opts.release, defaults.scheduler.port
+    );
     input.image = match (&opts.image, defaults.image.reference()) {
         (Some(image), _) if !image.is_empty() => image.clone(),
         (_, Some(image)) => image,
@@ -386,9 +389,7 @@ pub fn render_submission(opts: &SubmitOptions, namespace: &str) -> Result<Render
     }
     for (key, value) in &opts.env {
         if key.is_empty()
-            || !key
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
             || key.as_bytes()[0].is_ascii_digit()
         {
             return Err(K8sError::Options {
