@@ -104,3 +104,27 @@ def test_submitted_job_args_parse_with_the_cli(binaries, tmp_path):
     assert checked.returncode == 0, checked.stderr
     assert f'run_id: Some("{job["metadata"]["name"]}")' in checked.stdout, checked.stdout
     assert 'model: Some(["gbt"])' in checked.stdout, checked.stdout
+
+
+@pytest.mark.parametrize("pipeline", ["training", "inference"])
+def test_cluster_configs_validate_and_match_the_reference_configs(binaries, pipeline):
+    """The chart's pipeline configs are config/<pipeline>.yaml on the cluster:
+    same steps, lake from SLUICE_LAKE, Ballista on SLUICE_SCHEDULER; and the
+    CLI's own config loader accepts them."""
+    from conftest import CHART, ROOT
+
+    cluster_file = CHART / "files" / "pipelines" / f"{pipeline}.yaml"
+    proc = subprocess.run(
+        [str(binaries / "sluice"), "validate", str(cluster_file)],
+        env={"PATH": os.environ["PATH"], "SLUICE_LAKE": "abfss://lake@acct.dfs.core.windows.net/",
+             "SLUICE_SCHEDULER": "df://sluice-scheduler:50050"},
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    cluster = yaml.safe_load(cluster_file.read_text())
+    reference = yaml.safe_load((ROOT / "config" / f"{pipeline}.yaml").read_text())
+    assert cluster.pop("lake") == "${SLUICE_LAKE}"
+    assert cluster.pop("engine") == {"mode": "ballista", "scheduler": "${SLUICE_SCHEDULER}"}
+    reference.pop("lake")
+    reference.pop("engine", None)
+    assert cluster == reference, "the cluster config drifted from config/%s.yaml" % pipeline
