@@ -59,6 +59,8 @@ echo "cargo test summary: $passed passed, $failed failed, $ignored ignored"
 # Quality (not speed) against LightGBM and scikit-learn on the same features
 # and hyperparameters; installs both from PyPI into a cached virtualenv.
 run "ML quality vs LightGBM/scikit-learn" bash bench/ml/run.sh --rows 150000 --test-rows 50000 --threads 2
+# Bad inputs and real writers (pyarrow, pandas, PySpark) through the sluice binary.
+run "bad-input catalogue" bash tests/catalogue/run.sh
 if [ -x tests/deploy/run.sh ]; then
   run "deployment checks" bash tests/deploy/run.sh
 fi

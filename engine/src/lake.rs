@@ -159,6 +159,18 @@ impl Lake {
         r.bytes().await.map_err(|e| self.err(rel, "read", e))
     }
 
+    /// Reads byte ranges of the object at `rel` (one result per range).
+    pub async fn get_ranges(
+        &self,
+        rel: &str,
+        ranges: &[std::ops::Range<u64>],
+    ) -> Result<Vec<Bytes>> {
+        self.store
+            .get_ranges(&self.path(rel), ranges)
+            .await
+            .map_err(|e| self.err(rel, "read", e))
+    }
+
     /// Whether an object exists at `rel`.
     pub async fn exists(&self, rel: &str) -> Result<bool> {
         match self.store.head(&self.path(rel)).await {
@@ -198,6 +210,14 @@ impl Lake {
             .unwrap_or(full)
             .trim_start_matches('/')
             .to_string()
+    }
+
+    /// Deletes the object at `rel` (missing is fine).
+    pub async fn delete(&self, rel: &str) -> Result<()> {
+        match self.store.delete(&self.path(rel)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.err(rel, "delete", e)),
+        }
     }
 
     /// Deletes every object under `rel` (used to clean abandoned attempts).

@@ -45,6 +45,38 @@ pub struct RawTable {
     pub join: JoinKind,
     /// Its schema (names, types, nullability).
     pub schema: SchemaRef,
+    /// The value checks of its columns (physical bounds, timestamps not in
+    /// the future), in column order.
+    pub checks: Vec<ValueCheck>,
+}
+
+/// A declared bound on the values of one raw column.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ValueCheck {
+    /// Inclusive bounds of a numeric column; NaN and infinities are outside.
+    Range {
+        /// The column.
+        column: String,
+        /// Smallest allowed value.
+        min: f64,
+        /// Largest allowed value.
+        max: f64,
+    },
+    /// A timestamp column whose values may lie at most
+    /// [`future_tolerance_seconds`] after the run's start.
+    NotInFuture {
+        /// The column.
+        column: String,
+    },
+}
+
+impl ValueCheck {
+    /// The column checked.
+    pub fn column(&self) -> &str {
+        match self {
+            ValueCheck::Range { column, .. } | ValueCheck::NotInFuture { column } => column,
+        }
+    }
 }
 
 impl RawTable {
@@ -60,6 +92,10 @@ struct ColumnSpec {
     #[serde(rename = "type")]
     ty: String,
     nullable: bool,
+    #[serde(default)]
+    min: Option<f64>,
+    #[serde(default)]
+    max: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -73,6 +109,7 @@ struct TableSpec {
 #[derive(Deserialize)]
 struct SchemaFile {
     version: u32,
+    future_tolerance_seconds: u64,
     tables: Vec<TableSpec>,
     unified: Vec<ColumnSpec>,
     training_extra: Vec<ColumnSpec>,
@@ -81,6 +118,7 @@ struct SchemaFile {
 
 struct Loaded {
     version: u32,
+    future_tolerance_seconds: u64,
     tables: Vec<RawTable>,
     unified: SchemaRef,
     training: SchemaRef,
@@ -110,6 +148,22 @@ fn to_schema(columns: &[ColumnSpec]) -> SchemaRef {
     ))
 }
 
+fn value_check(c: &ColumnSpec) -> Option<ValueCheck> {
+    if c.ty == "Timestamp" {
+        return Some(ValueCheck::NotInFuture {
+            column: c.name.clone(),
+        });
+    }
+    if c.min.is_none() && c.max.is_none() {
+        return None;
+    }
+    Some(ValueCheck::Range {
+        column: c.name.clone(),
+        min: c.min.unwrap_or(f64::MIN),
+        max: c.max.unwrap_or(f64::MAX),
+    })
+}
+
 fn loaded() -> &'static Loaded {
     static LOADED: OnceLock<Loaded> = OnceLock::new();
     LOADED.get_or_init(|| {
@@ -129,6 +183,7 @@ fn loaded() -> &'static Loaded {
         );
         Loaded {
             version: file.version,
+            future_tolerance_seconds: file.future_tolerance_seconds,
             tables: file
                 .tables
                 .iter()
@@ -137,6 +192,7 @@ fn loaded() -> &'static Loaded {
                     key: t.key.clone(),
                     join: t.join,
                     schema: to_schema(&t.columns),
+                    checks: t.columns.iter().filter_map(value_check).collect(),
                 })
                 .collect(),
             unified,
@@ -149,6 +205,12 @@ fn loaded() -> &'static Loaded {
 /// The contract's timestamp type: `Timestamp(Microsecond, "UTC")`.
 pub fn timestamp_type() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some(TIMESTAMP_TZ.into()))
+}
+
+/// How far after the run's start a raw timestamp may lie (clock skew of
+/// the devices) before it counts as a value in the future.
+pub fn future_tolerance_seconds() -> u64 {
+    loaded().future_tolerance_seconds
 }
 
 /// The version of the compiled-in reference schema file.
@@ -327,6 +389,21 @@ mod tests {
         assert_eq!(t.field(n - 2).data_type(), &DataType::Int32);
         assert_eq!(t.field(n - 1).name(), "label_source");
         assert_eq!(schema_version(), 1);
+    }
+
+    #[test]
+    fn value_checks_come_from_the_schema_file() {
+        let loc = raw_table("locations").unwrap();
+        assert!(loc.checks.contains(&ValueCheck::Range {
+            column: "latitude".into(),
+            min: -90.0,
+            max: 90.0
+        }));
+        assert!(loc.checks.contains(&ValueCheck::NotInFuture {
+            column: "fix_ts".into()
+        }));
+        assert!(raw_table("devices").unwrap().checks.is_empty());
+        assert_eq!(future_tolerance_seconds(), 86_400);
     }
 
     #[test]

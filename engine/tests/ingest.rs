@@ -324,24 +324,354 @@ async fn extra_column_in_a_raw_table_is_named() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nullable_key_column_in_a_raw_table_is_named() {
-    let (_dir, lake, ctx) = small_lake().await;
-    rewrite_table(&lake, "activity", |b| {
-        let fields: Vec<Field> = b
+/// Rewrites every part of a raw table with each column mapped by `f`
+/// (field and values), as another writer would have stored it.
+async fn map_columns(lake: &Lake, table: &str, f: impl Fn(&Field, ArrayRef) -> (Field, ArrayRef)) {
+    rewrite_table(lake, table, |b| {
+        let (fields, cols): (Vec<Field>, Vec<ArrayRef>) = b
             .schema()
             .fields()
             .iter()
-            .map(|f| f.as_ref().clone().with_nullable(true))
+            .zip(b.columns())
+            .map(|(field, c)| f(field, Arc::clone(c)))
+            .unzip();
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap()
+    })
+    .await;
+}
+
+/// The first part file of a raw table.
+async fn first_part(lake: &Lake, table: &str) -> String {
+    let m = lake.list(&format!("raw/{table}/")).await.unwrap();
+    lake.relative(&m[0].location)
+}
+
+/// Issue 16: a lake as pyarrow/Spark write it (every column declared
+/// nullable, timestamps in nanoseconds naive or zoned, narrower or wider
+/// integers, other string encodings) joins into exactly the same unified
+/// table as the generator's lake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_nullable_lake_in_other_physical_types_joins_the_same() {
+    use arrow::datatypes::TimeUnit;
+    let (_dir, lake, ctx) = small_lake().await;
+    let before = sorted_rows(inference_input(&ctx, &lake).await.unwrap().parts()).await;
+    for t in sluice_engine::schema::raw_tables() {
+        map_columns(&lake, &t.name, |f, c| {
+            let (ty, nullable) = match (f.name().as_str(), f.data_type()) {
+                ("ts", _) => (DataType::Timestamp(TimeUnit::Nanosecond, None), true),
+                ("fix_ts", _) => (
+                    DataType::Timestamp(TimeUnit::Nanosecond, Some("Europe/Berlin".into())),
+                    true,
+                ),
+                ("confidence", _) => (DataType::Int8, true),
+                ("mcc" | "mnc", _) => (DataType::Int64, true),
+                ("cell_id", _) => (DataType::Float64, true),
+                ("manufacturer", _) => (
+                    DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+                    true,
+                ),
+                (_, DataType::Utf8) => (DataType::LargeUtf8, true),
+                (_, t) => (t.clone(), true),
+            };
+            let c = arrow::compute::cast(&c, &ty).unwrap();
+            (Field::new(f.name(), ty, nullable), c)
+        })
+        .await;
+    }
+    // A fresh session: DataFusion caches the listing (file sizes) of a
+    // table it has read, and the files were rewritten in place.
+    let ctx = connect(&EngineSettings::default(), Some(&lake))
+        .await
+        .unwrap();
+    let out = inference_input(&ctx, &lake).await.unwrap();
+    assert_eq!(out.df.schema().as_arrow(), unified_schema().as_ref());
+    assert_eq!(out.diagnostics.expected_rows, Some(SAMPLES));
+    let after = sorted_rows(out.parts()).await;
+    assert_eq!(before.len() as u64, SAMPLES);
+    assert!(before == after, "the rewritten lake joins differently");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_nulls_in_a_not_null_column_name_the_file_column_and_count() {
+    let (_dir, lake, ctx) = small_lake().await;
+    map_columns(&lake, "devices", |f, c| {
+        if f.name() != "model" {
+            return (f.clone().with_nullable(true), c);
+        }
+        let s = c.as_string::<i32>();
+        let v: StringArray = (0..s.len()).map(|i| (i >= 3).then(|| s.value(i))).collect();
+        (f.clone().with_nullable(true), Arc::new(v) as ArrayRef)
+    })
+    .await;
+    let file = first_part(&lake, "devices").await;
+    let e = inference_input(&ctx, &lake).await.unwrap_err().to_string();
+    assert!(
+        e.contains(&file) && e.contains("`model`") && e.contains("holds 3 null value(s)"),
+        "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lossy_coercions_name_file_column_and_first_value() {
+    use arrow::datatypes::TimeUnit;
+    let (_dir, lake, ctx) = small_lake().await;
+    // Nanoseconds with a sub-microsecond part.
+    map_columns(&lake, "samples", |f, c| {
+        if f.name() != "ts" {
+            return (f.clone(), c);
+        }
+        let ty = DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()));
+        let c = arrow::compute::cast(&c, &ty).unwrap();
+        let ns = c.as_primitive::<arrow::datatypes::TimestampNanosecondType>();
+        let v: arrow::array::TimestampNanosecondArray = ns
+            .iter()
+            .enumerate()
+            .map(|(i, x)| x.map(|x| if i == 5 { x + 123 } else { x }))
             .collect();
-        RecordBatch::try_new(Arc::new(Schema::new(fields)), b.columns().to_vec()).unwrap()
+        (
+            Field::new("ts", ty.clone(), false),
+            Arc::new(v.with_timezone("UTC")) as ArrayRef,
+        )
+    })
+    .await;
+    let file = first_part(&lake, "samples").await;
+    let e = inference_input(&ctx, &lake).await.unwrap_err().to_string();
+    assert!(
+        e.contains(&file)
+            && e.contains("`ts`")
+            && e.contains("sub-microsecond")
+            && e.contains("123 ns)"),
+        "{e}"
+    );
+
+    let (_dir2, lake, ctx) = small_lake().await;
+    // A fraction in a float column where the contract has Int64, and a
+    // value too large for Int32.
+    map_columns(&lake, "cells", |f, c| match f.name().as_str() {
+        "cell_id" => {
+            let c = arrow::compute::cast(&c, &DataType::Float64).unwrap();
+            let v: arrow::array::Float64Array = c
+                .as_primitive::<arrow::datatypes::Float64Type>()
+                .iter()
+                .enumerate()
+                .map(|(i, x)| x.map(|x| if i == 2 { 1.5 } else { x }))
+                .collect();
+            (
+                Field::new("cell_id", DataType::Float64, true),
+                Arc::new(v) as ArrayRef,
+            )
+        }
+        _ => (f.clone(), c),
+    })
+    .await;
+    let file = first_part(&lake, "cells").await;
+    let e = inference_input(&ctx, &lake).await.unwrap_err().to_string();
+    assert!(
+        e.contains(&file)
+            && e.contains("`cell_id`")
+            && e.contains("value 1.5 is not a whole number"),
+        "{e}"
+    );
+    map_columns(&lake, "cells", |f, c| match f.name().as_str() {
+        "cell_id" => (
+            Field::new("cell_id", DataType::Int64, false),
+            arrow::compute::cast(&c, &DataType::Int64).unwrap(),
+        ),
+        "mcc" => {
+            let v: arrow::array::Int64Array = c
+                .as_primitive::<arrow::datatypes::Int32Type>()
+                .iter()
+                .enumerate()
+                .map(|(i, x)| x.map(|x| if i == 0 { 5_000_000_000 } else { x as i64 }))
+                .collect();
+            (
+                Field::new("mcc", DataType::Int64, false),
+                Arc::new(v) as ArrayRef,
+            )
+        }
+        _ => (f.clone(), c),
     })
     .await;
     let e = inference_input(&ctx, &lake).await.unwrap_err().to_string();
     assert!(
-        e.contains("raw/activity")
-            && e.contains("`sample_id`")
-            && e.contains("expected not null, found nullable"),
+        e.contains(&file) && e.contains("`mcc`") && e.contains("value 5000000000"),
+        "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_files_name_the_file_and_what_is_wrong() {
+    let (_dir, lake, ctx) = small_lake().await;
+    let good = lake.get(&first_part(&lake, "radio").await).await.unwrap();
+    let mut garbage_head = good.to_vec();
+    garbage_head[..4].copy_from_slice(b"XXXX");
+    let cases: Vec<(&str, Bytes, &str)> = vec![
+        (
+            "raw/radio/part-zero.parquet",
+            Bytes::new(),
+            "empty file (0 bytes)",
+        ),
+        (
+            "raw/radio/part-cut.parquet",
+            good.slice(..good.len() / 2),
+            "truncated Parquet file",
+        ),
+        (
+            "raw/radio/part-csv.parquet",
+            Bytes::from_static(b"sample_id,rsrp_dbm\n1,-80\n"),
+            "not a Parquet file",
+        ),
+        (
+            "raw/radio/part-head.parquet",
+            Bytes::from(garbage_head),
+            "does not start with PAR1",
+        ),
+        (
+            "raw/radio/part-footer.parquet",
+            {
+                let mut b = good.to_vec();
+                let n = b.len();
+                for x in &mut b[n - 200..n - 8] {
+                    *x = 0xAB;
+                }
+                Bytes::from(b)
+            },
+            "corrupt Parquet footer",
+        ),
+    ];
+    for (rel, bytes, words) in cases {
+        lake.put(rel, bytes).await.unwrap();
+        let e = inference_input(&ctx, &lake).await.unwrap_err().to_string();
+        assert!(e.contains(rel) && e.contains(words), "{rel}: {e}");
+        lake.delete(rel).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spark_bookkeeping_files_are_ignored() {
+    let (_dir, lake, ctx) = small_lake().await;
+    for t in ["samples", "radio"] {
+        for name in [
+            "_SUCCESS",
+            "_committed_4471",
+            "_started_4471",
+            ".part-00000.parquet.crc",
+        ] {
+            lake.put(&format!("raw/{t}/{name}"), Bytes::from_static(b"x"))
+                .await
+                .unwrap();
+        }
+        lake.put(
+            &format!("raw/{t}/_temporary/0/part-00009.snappy.parquet"),
+            Bytes::from_static(b"half-written"),
+        )
+        .await
+        .unwrap();
+    }
+    let out = inference_input(&ctx, &lake).await.unwrap();
+    assert_eq!(out.df.count().await.unwrap() as u64, SAMPLES);
+}
+
+/// Moves each part of the per-sample tables into `date=2026-11-<20+k>/`
+/// (the generator's parts of all tables hold the same devices' samples).
+async fn partition_by_day(lake: &Lake) -> usize {
+    let mut days = 0;
+    for t in ["samples", "locations", "radio", "activity", "environment"] {
+        let parts = lake.list(&format!("raw/{t}/")).await.unwrap();
+        days = parts.len();
+        for (k, m) in parts.iter().enumerate() {
+            let rel = lake.relative(&m.location);
+            let name = rel.rsplit('/').next().unwrap().to_string();
+            let bytes = lake.get(&rel).await.unwrap();
+            lake.put(&format!("raw/{t}/date=2026-11-{}/{name}", 20 + k), bytes)
+                .await
+                .unwrap();
+            lake.delete(&rel).await.unwrap();
+        }
+    }
+    days
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_filter_reads_only_that_days_files() {
+    use sluice_engine::ingest::{inference_input_with, InferenceOptions, PartitionFilter};
+    let (_dir, lake, ctx) = small_lake().await;
+    let days = partition_by_day(&lake).await;
+    assert!(days >= 3, "{days} parts");
+    let whole = inference_input(&ctx, &lake).await.unwrap();
+    assert_eq!(whole.diagnostics.expected_rows, Some(SAMPLES));
+    let opts = |p: &str| InferenceOptions {
+        partitions: vec![PartitionFilter::parse(p).unwrap()],
+        ..Default::default()
+    };
+    let day = inference_input_with(&ctx, &lake, &opts("date=2026-11-21"))
+        .await
+        .unwrap();
+    // devices and cells are not partitioned: read whole; five tables read
+    // one day's file each, the other days' files are never opened.
+    let devices_cells = whole.diagnostics.files_read - 5 * days;
+    assert_eq!(day.diagnostics.files_read, devices_cells + 5);
+    assert_eq!(day.diagnostics.files_pruned, 5 * (days - 1));
+    let rows = day.df.count().await.unwrap() as u64;
+    assert!(rows > 0 && rows < SAMPLES, "{rows}");
+    assert_eq!(day.diagnostics.expected_rows, Some(rows));
+    let range = inference_input_with(&ctx, &lake, &opts("date=2026-11-20..2026-11-21"))
+        .await
+        .unwrap();
+    assert_eq!(range.diagnostics.files_pruned, 5 * (days - 2));
+
+    let e = inference_input_with(&ctx, &lake, &opts("date=2026-12-01"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("raw/samples")
+            && e.contains("date=2026-12-01 matches none")
+            && e.contains("2026-11-20, 2026-11-21"),
+        "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orphan_device_ids_and_empty_samples_are_data_errors() {
+    use sluice_engine::ingest::{check_joined_rows, InferenceOptions};
+    let (_dir, lake, ctx) = small_lake().await;
+    // Remove the device of the first sample from devices: its samples
+    // have no device.
+    let first = read_part(&lake, &first_part(&lake, "samples").await).await;
+    let gone = first
+        .column_by_name("device_id")
+        .unwrap()
+        .as_primitive::<Int64Type>()
+        .value(0);
+    rewrite_table(&lake, "devices", |b| {
+        let ids = b.column(0).as_primitive::<Int64Type>();
+        let keep: arrow::array::BooleanArray = ids.iter().map(|v| Some(v != Some(gone))).collect();
+        arrow::compute::filter_record_batch(&b, &keep).unwrap()
+    })
+    .await;
+    let out = inference_input(&ctx, &lake).await.unwrap();
+    let expected = out.diagnostics.expected_rows.unwrap();
+    let rows = out.df.count().await.unwrap() as u64;
+    assert!(rows < expected);
+    let e = check_joined_rows(&ctx, &lake, &InferenceOptions::default(), expected, rows)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("raw/samples")
+            && e.contains(&format!("{} of {expected} samples", expected - rows))
+            && e.contains(&format!("`device_id` that is not in raw/devices: {gone} (")),
+        "{e}"
+    );
+
+    rewrite_table(&lake, "samples", |b| b.slice(0, 0)).await;
+    let ctx = connect(&EngineSettings::default(), Some(&lake))
+        .await
+        .unwrap();
+    let e = inference_input(&ctx, &lake).await.unwrap_err().to_string();
+    assert!(
+        e.contains("raw/samples") && e.contains("has no rows"),
         "{e}"
     );
 }

@@ -4,7 +4,8 @@
 use clap::ValueEnum;
 
 use crate::ingest::{
-    inference_input_sliced, raw_table_input, training_input, write_parquet, IngestOptions,
+    check_joined_rows, inference_input_with, raw_table_input, training_input, write_parquet,
+    InferenceOptions, IngestOptions, PartitionFilter,
 };
 use crate::lake::Lake;
 use crate::session::{connect, EngineSettings};
@@ -48,6 +49,35 @@ pub struct IngestArgs {
     /// after another (bounds the hash tables' memory to one slice's).
     #[arg(long)]
     pub join_slices: Option<usize>,
+    /// Inference input: read only these Hive partitions of the raw tables
+    /// (`date=2026-11-28` or `date=2026-11-01..2026-11-07`; repeatable).
+    #[arg(long = "partition", value_name = "KEY=VALUE")]
+    pub partition: Vec<String>,
+    /// Inference input: rows outside the contract's value bounds fail
+    /// (`fail`), go to `--rejected-out` (`reject`), or are not checked (`off`).
+    #[arg(long, value_enum, default_value = "fail")]
+    pub value_checks: ValueChecksArg,
+}
+
+/// `--value-checks` (see [`crate::ingest::ValueChecks`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ValueChecksArg {
+    /// Fail naming file, column, row and value.
+    Fail,
+    /// Route the rows to the rejected output.
+    Reject,
+    /// No value checks.
+    Off,
+}
+
+impl From<ValueChecksArg> for crate::ingest::ValueChecks {
+    fn from(v: ValueChecksArg) -> Self {
+        match v {
+            ValueChecksArg::Fail => Self::Fail,
+            ValueChecksArg::Reject => Self::Reject,
+            ValueChecksArg::Off => Self::Off,
+        }
+    }
 }
 
 /// Runs `sluice ingest`.
@@ -55,6 +85,7 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<i32> {
     let lake = Lake::open(&args.lake)?;
     let ctx = connect(&EngineSettings::default(), Some(&lake)).await?;
     let started = std::time::Instant::now();
+    let mut checked = None;
     let out = match args.input {
         InputKind::Training => {
             let opts = IngestOptions {
@@ -63,13 +94,45 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<i32> {
             };
             training_input(&ctx, &lake, &opts).await?
         }
-        InputKind::Inference => inference_input_sliced(&ctx, &lake, args.join_slices).await?,
+        InputKind::Inference => {
+            let opts = InferenceOptions {
+                join_slices: args.join_slices,
+                value_checks: args.value_checks.into(),
+                now: Some(chrono::Utc::now()),
+                partitions: args
+                    .partition
+                    .iter()
+                    .map(|p| PartitionFilter::parse(p))
+                    .collect::<Result<Vec<_>, _>>()?,
+            };
+            checked = Some(opts.clone());
+            inference_input_with(&ctx, &lake, &opts).await?
+        }
         InputKind::Table => raw_table_input(&ctx, &lake, &args.table).await?,
     };
     let out_dir = args.out.trim_end_matches('/').to_string();
     lake.delete_prefix(&out_dir).await?;
     for part in out.parts() {
         write_parquet(part, &lake, &out_dir).await?;
+    }
+    if let (Some(opts), Some(expected)) = (checked, out.diagnostics.expected_rows) {
+        // Rows written, from the output files' footers.
+        let mut rows = 0u64;
+        for meta in lake.list(&out_dir).await? {
+            let file = crate::ingest::raw::RawFile {
+                rel: lake.relative(&meta.location),
+                size: meta.size,
+                partition: Vec::new(),
+            };
+            rows += crate::ingest::raw::read_footer(&lake, &file)
+                .await?
+                .file_metadata()
+                .num_rows() as u64;
+        }
+        if let Err(e) = check_joined_rows(&ctx, &lake, &opts, expected, rows).await {
+            lake.delete_prefix(&out_dir).await?;
+            return Err(e.into());
+        }
     }
     if let Some(rejected) = out.rejected {
         let dir = args

@@ -32,6 +32,47 @@ pub struct RunArgs {
     /// Override the config's lake location.
     #[arg(long, env = "SLUICE_LAKE")]
     pub lake: Option<String>,
+    /// Inference: read only these Hive partitions of the raw tables
+    /// (`date=2026-11-28`, or a range `date=2026-11-01..2026-11-07`;
+    /// repeatable), replacing the ingest step's `partitions`. Predictions of
+    /// a single day go to `predictions/date=<day>/`.
+    #[arg(long = "partition", value_name = "KEY=VALUE")]
+    pub partition: Vec<String>,
+}
+
+/// Sets the ingest step's partition filters from `--partition`.
+pub fn apply_partitions(
+    cfg: &mut config::LoadedConfig,
+    partition: &[String],
+) -> anyhow::Result<()> {
+    if partition.is_empty() {
+        return Ok(());
+    }
+    let filters = partition
+        .iter()
+        .map(|p| crate::ingest::PartitionFilter::parse(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    if cfg.config.kind != config::PipelineKind::Inference {
+        anyhow::bail!(crate::error::EngineError::config(
+            "--partition",
+            format!(
+                "partition filters apply to inference pipelines; `{}` is a training pipeline",
+                cfg.path
+            ),
+        ));
+    }
+    let ingest = cfg.config.steps.iter_mut().find_map(|s| match s {
+        config::StepConfig::Ingest(i) => Some(i),
+        _ => None,
+    });
+    match ingest {
+        Some(i) => i.partitions = filters,
+        None => anyhow::bail!(crate::error::EngineError::config(
+            "--partition",
+            format!("`{}` has no ingest step to filter", cfg.path),
+        )),
+    }
+    Ok(())
 }
 
 /// Arguments of `sluice validate`.
@@ -120,7 +161,8 @@ pub fn print_outcome(o: &RunOutcome) {
 
 /// Runs `sluice run`.
 pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
-    let cfg = config::load(&args.config)?;
+    let mut cfg = config::load(&args.config)?;
+    apply_partitions(&mut cfg, &args.partition)?;
     let opts = options(&args, &cfg)?;
     let outcome = pipeline::run(&cfg, &opts).await?;
     print_outcome(&outcome);

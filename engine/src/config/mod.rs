@@ -152,6 +152,25 @@ pub struct IngestStep {
     /// a limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub join_slices: Option<usize>,
+    /// Inference input: Hive partition filters (`date=2026-11-28` or
+    /// `date=2026-11-01..2026-11-07`, inclusive) applied to every raw table
+    /// partitioned by the key, before any file is opened. `sluice run
+    /// --partition` sets them from the command line. Predictions of a run
+    /// with one single-value filter per key go to
+    /// `predictions/<key>=<value>/`, replaced atomically by a rerun.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partitions: Vec<crate::ingest::PartitionFilter>,
+    /// Inference input: rows outside the contract's value bounds (latitude,
+    /// longitude, accuracy, speed, signal levels, timestamps in the future):
+    /// `fail` (default) names file, column, `sample_id` and value;
+    /// `reject` routes them to `ingest/rejected/` (counted) and predicts
+    /// the other samples; `off` skips the check.
+    #[serde(default, skip_serializing_if = "is_default_checks")]
+    pub value_checks: crate::ingest::ValueChecks,
+}
+
+fn is_default_checks(v: &crate::ingest::ValueChecks) -> bool {
+    *v == crate::ingest::ValueChecks::default()
 }
 
 /// The feature chain: `default` (the reference chain) or an explicit list.
@@ -276,9 +295,32 @@ impl TryFrom<RawModelConfig> for ModelConfig {
 
     fn try_from(r: RawModelConfig) -> std::result::Result<Self, String> {
         let params = r.params.unwrap_or_else(|| serde_json::json!({}));
-        let spec =
-            serde_json::from_value(serde_json::json!({"type": r.model_type, "params": params}))
-                .map_err(|e| format!("model `{}`: {e}", r.name))?;
+        // The error starts with the key path inside the model entry
+        // (`params.numTrees: ...`), which `parse` joins to the step's path.
+        fn typed<T: serde::de::DeserializeOwned>(
+            params: serde_json::Value,
+            name: &str,
+        ) -> std::result::Result<T, String> {
+            serde_path_to_error::deserialize(params).map_err(|e| {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                if path == "." {
+                    format!("params: {inner} (model `{name}`)")
+                } else {
+                    format!("params.{path}: {inner} (model `{name}`)")
+                }
+            })
+        }
+        let spec = match r.model_type.as_str() {
+            "gbt" => ModelSpecConfig::Gbt(typed(params, &r.name)?),
+            "random_forest" => ModelSpecConfig::RandomForest(typed(params, &r.name)?),
+            other => {
+                return Err(format!(
+                    "type: unknown model type `{other}`; expected `gbt` or `random_forest` (model `{}`)",
+                    r.name
+                ))
+            }
+        };
         Ok(ModelConfig {
             name: r.name,
             spec,
@@ -422,10 +464,14 @@ pub fn parse(raw: &str, origin: &str) -> Result<LoadedConfig> {
                 let bare = full
                     .rsplit_once(" at line ")
                     .map_or(full.as_str(), |(m, _)| m);
-                let msg = match key {
-                    Some(k) if !bare.contains(&format!("`{k}`")) => format!("key `{k}`: {bare}"),
+                let msg = match (key_path(&text), key) {
+                    (Some((path, inner)), _) => format!("key `{path}`: {inner}"),
+                    (None, Some(k)) if !bare.contains(&format!("`{k}`")) => {
+                        format!("key `{k}`: {bare}")
+                    }
                     _ => bare.to_string(),
                 };
+                let msg = format!("{msg}{}", secret_hint(&msg));
                 return EngineError::config(format!("{origin}:{line}:{col}"), msg);
             }
             None => origin.to_string(),
@@ -438,6 +484,92 @@ pub fn parse(raw: &str, origin: &str) -> Result<LoadedConfig> {
         path: origin.to_string(),
         raw: raw.to_string(),
     })
+}
+
+/// The key path of a deserialization error (`steps[2].models[1].params.numTrees`)
+/// and the message without location, or `None` when the text is not YAML
+/// or the path says nothing more than the top level.
+///
+/// serde buffers internally tagged enums (the steps), which hides the path
+/// below `steps[i]`; the step is then deserialized again as its own struct
+/// (chosen by its `step:` tag) to find the rest of the path. Model entries
+/// put the path inside the entry at the start of their message
+/// (`params.numTrees: ...`), which is joined here too.
+fn key_path(text: &str) -> Option<(String, String)> {
+    let value: serde_yaml::Value = serde_yaml::from_str(text).ok()?;
+    let e = serde_path_to_error::deserialize::<_, PipelineConfig>(value.clone()).err()?;
+    let mut path = e.path().to_string();
+    let mut message = strip_location(&e.into_inner().to_string());
+    if let Some(i) = step_index(&path) {
+        let step = value.get("steps")?.get(i)?.clone();
+        let mut map = step.as_mapping()?.clone();
+        let tag = map.remove("step")?;
+        let inner = serde_yaml::Value::Mapping(map);
+        fn sub<T: serde::de::DeserializeOwned>(v: serde_yaml::Value) -> Option<(String, String)> {
+            let e = serde_path_to_error::deserialize::<_, T>(v).err()?;
+            Some((
+                e.path().to_string(),
+                strip_location(&e.into_inner().to_string()),
+            ))
+        }
+        let found = match tag.as_str()? {
+            "ingest" => sub::<IngestStep>(inner),
+            "features" => sub::<FeaturesStep>(inner),
+            "train" => sub::<TrainStep>(inner),
+            "evaluate" => sub::<EvaluateStep>(inner),
+            "deploy" => sub::<DeployStep>(inner),
+            "predict" => sub::<PredictStep>(inner),
+            _ => None,
+        };
+        if let Some((p, m)) = found {
+            if p != "." {
+                path = format!("steps[{i}].{p}");
+            }
+            message = m;
+        }
+    }
+    // `params.numTrees: invalid value ...` from a model entry.
+    if let Some((head, rest)) = message.split_once(": ") {
+        if (head.starts_with("params") || head == "type") && !head.contains(' ') {
+            path = format!("{path}.{head}");
+            message = rest.to_string();
+        }
+    }
+    (path != "." && !path.is_empty()).then_some((path, message))
+}
+
+/// For an unknown key that looks like a credential: where credentials go
+/// instead. (The value is never echoed: serde names only the key.)
+fn secret_hint(message: &str) -> &'static str {
+    let Some(key) = message
+        .split("unknown field `")
+        .nth(1)
+        .and_then(|r| r.split('`').next())
+    else {
+        return "";
+    };
+    let k = key.to_ascii_lowercase();
+    let secret = ["key", "secret", "token", "password", "sas", "credential"]
+        .iter()
+        .any(|w| k.contains(w));
+    if secret {
+        "; credentials never go in the config file: set them in the environment (AZURE_STORAGE_ACCOUNT_KEY, AZURE_STORAGE_SAS_TOKEN, AWS_SECRET_ACCESS_KEY, ... or workload identity; see docs/LAKE.md) and reference non-secret values as ${VAR}"
+    } else {
+        ""
+    }
+}
+
+/// `Some(i)` for the path `steps[i]` (and below).
+fn step_index(path: &str) -> Option<usize> {
+    let rest = path.strip_prefix("steps[")?;
+    rest[..rest.find(']')?].parse().ok()
+}
+
+/// A serde_yaml message without its " at line L column C" suffix.
+fn strip_location(m: &str) -> String {
+    m.rsplit_once(" at line ")
+        .map_or(m, |(head, _)| head)
+        .to_string()
 }
 
 /// serde_yaml places errors inside internally tagged enums (our steps) at
@@ -575,6 +707,16 @@ pub fn validate(cfg: &PipelineConfig, origin: &str) -> Result<()> {
                             ));
                         }
                     }
+                    if let Err(e) = m.spec.to_spec().validate() {
+                        return Err(match e {
+                            sluice_ml::MlError::Params { param, message } => {
+                                err(&format!("steps[{i}].models[{j}].params.{param}"), message)
+                            }
+                            other => {
+                                err(&format!("steps[{i}].models[{j}].params"), other.to_string())
+                            }
+                        });
+                    }
                     validate_grid(&m.spec, &m.grid)
                         .map_err(|msg| err(&format!("steps[{i}].models[{j}].grid"), msg))?;
                 }
@@ -628,7 +770,10 @@ pub fn validate_grid(
         for v in values {
             let mut candidate = base.clone();
             candidate["params"][key] = v.clone();
-            serde_json::from_value::<ModelSpecConfig>(candidate)
+            let spec = serde_json::from_value::<ModelSpecConfig>(candidate)
+                .map_err(|e| format!("value {v} for `{key}` is invalid: {e}"))?;
+            spec.to_spec()
+                .validate()
                 .map_err(|e| format!("value {v} for `{key}` is invalid: {e}"))?;
         }
     }

@@ -4,8 +4,11 @@ use arrow::datatypes::DataType;
 use datafusion::common::Column;
 use datafusion::functions_aggregate::expr_fn::count;
 use datafusion::logical_expr::{cast, col, lit, Expr, JoinType};
-use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext};
+use datafusion::prelude::{DataFrame, SessionContext};
 
+use super::checks::{first_violation, rejected_rows, valid_rows, ValueChecks};
+use super::partition::PartitionFilter;
+use super::raw::{scan_raw_table, RawTableScan};
 use super::{IngestDiagnostics, IngestOutput};
 use crate::error::{EngineError, Result};
 use crate::lake::Lake;
@@ -30,13 +33,16 @@ fn exact(e: Expr, ty: &DataType, name: &str) -> Expr {
 /// Builds the unified inference table from `raw/<table>/` of the lake.
 ///
 /// Checks, in order: every table directory exists and holds Parquet files
-/// (a missing one is named); every table's schema matches the contract
-/// (names, types, nullability; the table is named); no key is duplicated in
-/// any table (`sample_id` in the per-sample tables, `device_id` in
-/// `devices`, `cell_key` in `cells`): duplicates are reported with the table
-/// and a few keys instead of silently multiplying rows. The result is one
-/// plan: `samples` inner-joined with `devices` and left-joined with the
-/// others, projected to the unified column order and validated.
+/// (a missing one is named); every file matches the contract by meaning
+/// ([`super::raw`]: names, coercible types, no nulls where the contract
+/// requires values; the file is named); `samples` has rows; no key is
+/// duplicated in any table (`sample_id` in the per-sample tables,
+/// `device_id` in `devices`, `cell_key` in `cells`): duplicates are
+/// reported with the table and a few keys instead of silently multiplying
+/// rows. The result is one plan: `samples` inner-joined with `devices` and
+/// left-joined with the others, projected to the unified column order and
+/// validated. [`IngestDiagnostics::expected_rows`] holds the row count of
+/// `samples`, which the join must keep (see [`check_joined_rows`]).
 pub async fn inference_input(ctx: &SessionContext, lake: &Lake) -> Result<IngestOutput> {
     inference_input_sliced(ctx, lake, None).await
 }
@@ -54,14 +60,113 @@ pub async fn inference_input_sliced(
     lake: &Lake,
     join_slices: Option<usize>,
 ) -> Result<IngestOutput> {
+    inference_input_with(
+        ctx,
+        lake,
+        &InferenceOptions {
+            join_slices,
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+/// Options of [`inference_input_with`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InferenceOptions {
+    /// See [`inference_input_sliced`].
+    pub join_slices: Option<usize>,
+    /// Hive partition filters applied to every table partitioned by their
+    /// key, before any file is opened.
+    pub partitions: Vec<PartitionFilter>,
+    /// What to do with rows outside the contract's value bounds.
+    pub value_checks: ValueChecks,
+    /// The run's start, the reference of the "not in the future" checks
+    /// (default: now). Pass the same value to [`check_joined_rows`].
+    pub now: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl InferenceOptions {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.now.unwrap_or_else(chrono::Utc::now)
+    }
+}
+
+/// [`inference_input_sliced`] with partition filters.
+pub async fn inference_input_with(
+    ctx: &SessionContext,
+    lake: &Lake,
+    opts: &InferenceOptions,
+) -> Result<IngestOutput> {
     lake.register(ctx);
+    let now = opts.now();
     let mut frames = Vec::new();
+    let mut partition_keys: Vec<String> = Vec::new();
     let mut diagnostics = IngestDiagnostics::default();
     for table in raw_tables() {
-        let df = read_raw_table(ctx, lake, table).await?;
+        let scan = read_raw_table(ctx, lake, table, &opts.partitions).await?;
         diagnostics.sources.push(format!("raw/{}/", table.name));
-        frames.push((table, df));
+        diagnostics.files_read += scan.files.len();
+        diagnostics.files_pruned += scan.pruned;
+        if table.join == JoinKind::Base {
+            if scan.rows == 0 {
+                return Err(EngineError::data(
+                    format!("raw/{}", table.name),
+                    format!(
+                        "the table has no rows ({} file(s){}, all empty): there is nothing to predict; an empty input is an error, not an empty result",
+                        scan.files.len(),
+                        if opts.partitions.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" in partition {}", partitions_text(&opts.partitions))
+                        }
+                    ),
+                ));
+            }
+            diagnostics.expected_rows = Some(scan.rows);
+        }
+        if table.join == JoinKind::Inner && scan.rows == 0 {
+            return Err(EngineError::data(
+                format!("raw/{}", table.name),
+                format!(
+                    "the table has no rows: every sample would be dropped by the inner join on `{}`",
+                    table.key
+                ),
+            ));
+        }
+        for f in &scan.files {
+            for (k, _) in &f.partition {
+                if !partition_keys.contains(k) {
+                    partition_keys.push(k.clone());
+                }
+            }
+        }
+        frames.push((table, scan.df));
     }
+    if let Some(f) = opts
+        .partitions
+        .iter()
+        .find(|f| !partition_keys.contains(&f.key))
+    {
+        return Err(EngineError::data(
+            "raw/",
+            format!(
+                "the partition filter {f} names key `{}`, but no raw table is partitioned by it (partition keys found: {}); expected directories like raw/samples/{}=<value>/",
+                f.key,
+                if partition_keys.is_empty() {
+                    "none".to_string()
+                } else {
+                    partition_keys.join(", ")
+                },
+                f.key
+            ),
+        ));
+    }
+    tracing::info!(
+        files = diagnostics.files_read,
+        pruned = diagnostics.files_pruned,
+        "raw tables checked"
+    );
 
     check_unique_keys(&frames).await?;
 
@@ -69,15 +174,36 @@ pub async fn inference_input_sliced(
         .first()
         .ok_or_else(|| EngineError::Internal("the schema file lists no tables".into()))?;
     let base_key = base_table.key.as_str();
-    let n_slices = match join_slices {
+    let n_slices = match opts.join_slices {
         Some(n) => n.max(1),
         None => auto_slices(ctx, &frames, base_key).await?,
     };
-    let df = join_frames(frames.clone(), None)?;
+    let valid = match opts.value_checks {
+        ValueChecks::Off => None,
+        ValueChecks::Fail | ValueChecks::Reject => valid_rows(raw_tables(), now),
+    };
+    let rejected = if opts.value_checks == ValueChecks::Reject {
+        let r = rejected_union(&frames, now)?;
+        diagnostics.rejected_rows = r.clone().count().await? as u64;
+        if diagnostics.rejected_rows > 0 {
+            tracing::warn!(
+                rows = diagnostics.rejected_rows,
+                "raw rows outside the contract's value bounds go to the rejected output"
+            );
+        }
+        Some(r)
+    } else {
+        None
+    };
+    let df = join_frames(frames.clone(), None, valid.clone())?;
     let mut slices = Vec::new();
     if n_slices > 1 {
         for range in crate::slices::key_ranges(base, base_key, n_slices).await? {
-            slices.push(join_frames(frames.clone(), Some((base_key, range)))?);
+            slices.push(join_frames(
+                frames.clone(),
+                Some((base_key, range)),
+                valid.clone(),
+            )?);
         }
         tracing::info!(
             slices = slices.len(),
@@ -87,9 +213,128 @@ pub async fn inference_input_sliced(
     Ok(IngestOutput {
         df,
         slices,
-        rejected: None,
+        rejected,
         diagnostics,
     })
+}
+
+/// The rejected raw rows of every checked table, as one plan.
+fn rejected_union(
+    frames: &[(&RawTable, DataFrame)],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<DataFrame> {
+    let mut out: Option<DataFrame> = None;
+    for (table, df) in frames {
+        if let Some(r) = rejected_rows(table, df.clone(), now)? {
+            out = Some(match out {
+                None => r,
+                Some(acc) => acc.union(r)?,
+            });
+        }
+    }
+    out.ok_or_else(|| EngineError::Internal("the schema file declares no value checks".into()))
+}
+
+fn partitions_text(p: &[PartitionFilter]) -> String {
+    p.iter()
+        .map(|f| f.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// After the join was written: `rows` must equal the row count of
+/// `samples`. Fewer rows mean samples whose `device_id` is not in `devices`
+/// (the inner join drops them); they are named with a few of the ids.
+pub async fn check_joined_rows(
+    ctx: &SessionContext,
+    lake: &Lake,
+    opts: &InferenceOptions,
+    expected: u64,
+    rows: u64,
+) -> Result<()> {
+    let now = opts.now();
+    let expected = if opts.value_checks == ValueChecks::Reject {
+        // Samples with a rejected raw row are not in the joined table.
+        let mut frames = Vec::new();
+        for t in raw_tables() {
+            frames.push((t, read_raw_table(ctx, lake, t, &opts.partitions).await?.df));
+        }
+        let rejected = rejected_union(&frames, now)?
+            .aggregate(vec![col("sample_id")], vec![])?
+            .count()
+            .await? as u64;
+        expected.saturating_sub(rejected)
+    } else {
+        expected
+    };
+    if rows == expected {
+        return Ok(());
+    }
+    let tables = raw_tables();
+    let (Some(base), Some(inner)) = (
+        tables.iter().find(|t| t.join == JoinKind::Base),
+        tables.iter().find(|t| t.join == JoinKind::Inner),
+    ) else {
+        return Err(EngineError::Internal(
+            "the schema file has no base or inner table".into(),
+        ));
+    };
+    let key = inner.key.as_str();
+    let samples = read_raw_table(ctx, lake, base, &opts.partitions).await?.df;
+    let dims = read_raw_table(ctx, lake, inner, &opts.partitions)
+        .await?
+        .df
+        .select(vec![qcol_bare(key).alias("dim_key")])?;
+    let orphans = samples
+        .join_on(
+            dims,
+            JoinType::LeftAnti,
+            [qcol_bare(key).eq(col("dim_key"))],
+        )?
+        .aggregate(
+            vec![qcol_bare(key).alias("key")],
+            vec![count(lit(1)).alias("n")],
+        )?
+        .sort(vec![col("key").sort(true, true)])?
+        .limit(0, Some(DUPLICATES_SHOWN))?
+        .collect()
+        .await?;
+    if orphans.iter().all(|b| b.num_rows() == 0) {
+        if opts.value_checks == ValueChecks::Fail {
+            if let Some(e) = first_violation(ctx, lake, tables, &opts.partitions, now).await? {
+                return Err(e);
+            }
+        }
+        return Err(EngineError::Internal(format!(
+            "the joined table has {rows} rows where raw/{} has {expected}, and no orphan key or value outside the bounds explains it",
+            base.name
+        )));
+    }
+    let mut shown = Vec::new();
+    for b in &orphans {
+        let k = arrow::compute::cast(b.column(0), &DataType::Utf8)?;
+        let n = arrow::compute::cast(b.column(1), &DataType::Int64)?;
+        let k = k.as_any().downcast_ref::<arrow::array::StringArray>();
+        let n = n.as_any().downcast_ref::<arrow::array::Int64Array>();
+        if let (Some(k), Some(n)) = (k, n) {
+            for r in 0..b.num_rows() {
+                shown.push(format!("{} ({} samples)", k.value(r), n.value(r)));
+            }
+        }
+    }
+    Err(EngineError::data(
+        format!("raw/{}", base.name),
+        format!(
+            "{} of {expected} samples have a `{key}` that is not in raw/{}: {}; every sample must have its device (add the devices or remove the samples)",
+            expected.saturating_sub(rows),
+            inner.name,
+            if shown.is_empty() { "(ids not found)".to_string() } else { shown.join(", ") }
+        ),
+    ))
+}
+
+fn qcol_bare(name: &str) -> Expr {
+    Expr::Column(Column::from_name(name))
 }
 
 /// Slices needed so the build sides of the tables joined on `base_key`
@@ -117,6 +362,7 @@ async fn auto_slices(
 fn join_frames(
     frames: Vec<(&RawTable, DataFrame)>,
     slice: Option<(&str, (i64, i64))>,
+    valid: Option<Expr>,
 ) -> Result<DataFrame> {
     let restrict = |table: &RawTable, df: DataFrame| -> Result<DataFrame> {
         match slice {
@@ -160,7 +406,10 @@ fn join_frames(
                 .map(|f| exact(qcol(&table.name, f.name()), f.data_type(), f.name())),
         );
     }
-    let df = df.select(select)?;
+    let mut df = df.select(select)?;
+    if let Some(valid) = valid {
+        df = df.filter(valid)?;
+    }
     validate_schema(
         df.schema().as_arrow(),
         &unified_schema(),
@@ -169,34 +418,20 @@ fn join_frames(
     Ok(df)
 }
 
-/// Reads one raw table after checking that its directory holds Parquet
-/// files and that its schema matches the contract.
-async fn read_raw_table(ctx: &SessionContext, lake: &Lake, table: &RawTable) -> Result<DataFrame> {
-    let rel = format!("raw/{}/", table.name);
-    let has_parquet = lake
-        .list(&rel)
-        .await?
-        .iter()
-        .any(|m| m.location.as_ref().ends_with(".parquet"));
-    if !has_parquet {
-        return Err(EngineError::data(
-            format!("raw/{}", table.name),
-            format!(
-                "table directory {} is missing or holds no .parquet file; expected the `{}` table of the data contract there",
-                lake.table_url(&rel),
-                table.name
-            ),
-        ));
-    }
-    let df = ctx
-        .read_parquet(lake.table_url(&rel), ParquetReadOptions::default())
-        .await?;
+/// Reads one raw table after checking its files (see [`super::raw`]).
+async fn read_raw_table(
+    ctx: &SessionContext,
+    lake: &Lake,
+    table: &RawTable,
+    partitions: &[PartitionFilter],
+) -> Result<RawTableScan> {
+    let scan = scan_raw_table(ctx, lake, table, partitions).await?;
     validate_schema(
-        df.schema().as_arrow(),
+        scan.df.schema().as_arrow(),
         &table.schema,
         &format!("raw/{}", table.name),
     )?;
-    Ok(df)
+    Ok(scan)
 }
 
 /// One raw table of the contract (`raw/<name>/`), its directory and schema
@@ -209,13 +444,14 @@ pub async fn raw_table_input(
 ) -> Result<IngestOutput> {
     lake.register(ctx);
     let table = raw_table(name)?;
-    let df = read_raw_table(ctx, lake, table).await?;
+    let scan = read_raw_table(ctx, lake, table, &[]).await?;
     Ok(IngestOutput {
-        df,
+        df: scan.df,
         slices: Vec::new(),
         rejected: None,
         diagnostics: IngestDiagnostics {
             sources: vec![format!("raw/{name}/")],
+            files_read: scan.files.len(),
             ..Default::default()
         },
     })

@@ -13,12 +13,20 @@
 //! is the caller's job (the pipeline step's commit protocol, or
 //! [`write_parquet`] for the CLI and tests).
 
+pub mod checks;
 mod inference;
 mod ordered;
+pub mod partition;
+pub mod raw;
 mod training;
 
-pub use inference::{inference_input, inference_input_sliced, raw_table_input};
+pub use checks::ValueChecks;
+pub use inference::{
+    check_joined_rows, inference_input, inference_input_sliced, inference_input_with,
+    raw_table_input, InferenceOptions,
+};
 pub use ordered::{keys_ordered_udaf, keys_proven_unique, KEYS_ORDERED_UDAF};
+pub use partition::PartitionFilter;
 pub use training::training_input;
 
 use datafusion::dataframe::DataFrameWriteOptions;
@@ -66,6 +74,13 @@ pub struct IngestDiagnostics {
     pub rejected_rows: u64,
     /// Rejected rows per file (only files with at least one).
     pub rejected_files: Vec<RejectedFile>,
+    /// Inference: data files read over all raw tables.
+    pub files_read: usize,
+    /// Inference: data files pruned by partition filters, never opened.
+    pub files_pruned: usize,
+    /// Inference: rows of `samples` (from the footers); the joined table
+    /// must have exactly as many.
+    pub expected_rows: Option<u64>,
 }
 
 /// The result of ingestion: the validated unified (or training) table as a

@@ -165,6 +165,7 @@ async fn raw_inputs(rc: &RunContext) -> Result<Vec<InputRef>> {
 
 async fn ingest<'a>(rc: &'a RunContext, s: &IngestStep) -> Result<(Commit<'a>, serde_json::Value)> {
     let dir = rc.step_dir(StepName::Ingest);
+    let checks = inference_options(s);
     let out = match rc.cfg.config.kind {
         PipelineKind::Training => {
             let opts = crate::ingest::IngestOptions {
@@ -174,9 +175,10 @@ async fn ingest<'a>(rc: &'a RunContext, s: &IngestStep) -> Result<(Commit<'a>, s
             crate::ingest::training_input(&rc.ctx, &rc.lake, &opts).await?
         }
         PipelineKind::Inference => {
-            crate::ingest::inference_input_sliced(&rc.ctx, &rc.lake, s.join_slices).await?
+            crate::ingest::inference_input_with(&rc.ctx, &rc.lake, &checks).await?
         }
     };
+    let expected_rows = out.diagnostics.expected_rows;
     let parts = out.parts();
     let mut extra = json!({});
     if let Some(rej) = out.rejected {
@@ -192,7 +194,7 @@ async fn ingest<'a>(rc: &'a RunContext, s: &IngestStep) -> Result<(Commit<'a>, s
         )
         .await?;
         if n > 0 {
-            tracing::warn!(rows = n, output = %format!("{dir}/rejected"), "rows with unparsable values were routed to the rejected output");
+            tracing::warn!(rows = n, output = %format!("{dir}/rejected"), "rows with unparsable or out-of-bounds values were routed to the rejected output");
         }
         extra["rejected_rows"] = json!(n);
     }
@@ -201,11 +203,24 @@ async fn ingest<'a>(rc: &'a RunContext, s: &IngestStep) -> Result<(Commit<'a>, s
     let n_parts = parts.len();
     let rows = c.write_parquet_parts(parts).await?;
     pb.finish_and_clear();
+    if let Some(expected) = expected_rows {
+        // Not committed: the attempt stays invisible when this fails.
+        crate::ingest::check_joined_rows(&rc.ctx, &rc.lake, &checks, expected, rows).await?;
+    }
     extra["rows"] = json!(rows);
     if n_parts > 1 {
         extra["join_slices"] = json!(n_parts);
     }
     Ok((c, extra))
+}
+
+fn inference_options(s: &IngestStep) -> crate::ingest::InferenceOptions {
+    crate::ingest::InferenceOptions {
+        join_slices: s.join_slices,
+        partitions: s.partitions.clone(),
+        value_checks: s.value_checks,
+        now: Some(chrono::Utc::now()),
+    }
 }
 
 async fn inference_model(rc: &RunContext) -> Result<registry::ModelVersion> {
@@ -229,7 +244,15 @@ async fn inference_model(rc: &RunContext) -> Result<registry::ModelVersion> {
 
 async fn load_artefact(rc: &RunContext, v: &registry::ModelVersion) -> Result<ModelArtefact> {
     let bytes = registry::load_artefact(&rc.lake, v).await?;
-    Ok(ModelArtefact::from_bytes(&bytes)?)
+    ModelArtefact::from_bytes(&bytes).map_err(|e| {
+        EngineError::data(
+            rc.lake.table_url(&v.artefact_path()),
+            format!(
+                "model `{}` version {} cannot be loaded: {e}; publish it again (sluice run <training config> --steps deploy) or pin another version",
+                v.name, v.version
+            ),
+        )
+    })
 }
 
 async fn features<'a>(
@@ -736,8 +759,22 @@ async fn deploy<'a>(
     Ok((c, body))
 }
 
+/// `predictions/run=<run_id>`, or for a run restricted to single partition
+/// values (`--partition date=2026-11-28`) the same partitions as the raw
+/// tables, `predictions/date=2026-11-28`: a rerun of that day commits a new
+/// manifest there, replacing the day's predictions atomically.
 fn predictions_dir(rc: &RunContext) -> String {
-    format!("predictions/run={}", rc.run_id)
+    let partitions = rc.cfg.config.steps.iter().find_map(|s| match s {
+        StepConfig::Ingest(i) if !i.partitions.is_empty() => Some(&i.partitions),
+        _ => None,
+    });
+    match partitions {
+        Some(p) if p.iter().all(|f| f.is_single()) => {
+            let parts: Vec<String> = p.iter().map(|f| f.to_string()).collect();
+            format!("predictions/{}", parts.join("/"))
+        }
+        _ => format!("predictions/run={}", rc.run_id),
+    }
 }
 
 async fn predict(
