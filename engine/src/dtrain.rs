@@ -393,8 +393,7 @@ pub async fn train_distributed(
 /// device: a hash of the device id and the seed, so a device's samples are
 /// never on both sides).
 pub fn is_test_device(device: i64, test_fraction: f64, seed: u64) -> bool {
-    let cut = (test_fraction * u64::MAX as f64) as u64;
-    xxhash_rust::xxh3::xxh3_64_with_seed(&device.to_le_bytes(), seed) < cut
+    sluice_ml::sampling::holds_out_key(device, test_fraction, seed)
 }
 
 /// The training rows of a features output for a distributed fit: devices

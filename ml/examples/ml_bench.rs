@@ -8,6 +8,15 @@
 //! ```text
 //! cargo run --release -p sluice-ml --example ml_bench -- --rows 544500 --threads 2 --out /tmp/mlbench [--grid] [--skip-fit]
 //! ```
+//!
+//! With `--pipeline-features <file.arrow>` (the pipeline's features output in
+//! `sample_id` order: the feature columns, `indoor` and `device_id`, written
+//! by `bench/ml/compare.py --pipeline-rows`), it instead splits the rows by
+//! device as the pipeline's train step does (`--test-fraction`,
+//! `--split-seed`), writes `pipeline_train.arrow` / `pipeline_test.arrow`
+//! for the Python side and fits the pipeline's random forest (20 trees,
+//! depth 5) with each of `--rf-seeds` (default `42,1,2,3,4`; 42 is the
+//! pipeline's); `--rf-params '{"maxBins": 64}'` overrides parameters.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -28,6 +37,11 @@ struct Args {
     grid: bool,
     skip_fit: bool,
     folds: usize,
+    pipeline_features: Option<PathBuf>,
+    test_fraction: f64,
+    split_seed: u64,
+    rf_seeds: Vec<u64>,
+    rf_params: serde_json::Value,
 }
 
 fn parse() -> Args {
@@ -39,6 +53,11 @@ fn parse() -> Args {
         grid: false,
         skip_fit: false,
         folds: 10,
+        pipeline_features: None,
+        test_fraction: 0.2,
+        split_seed: 42,
+        rf_seeds: vec![42, 1, 2, 3, 4],
+        rf_params: json!({}),
     };
     let v: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -67,6 +86,29 @@ fn parse() -> Args {
             }
             "--out" => {
                 a.out = Some(PathBuf::from(next(i)));
+                i += 1;
+            }
+            "--pipeline-features" => {
+                a.pipeline_features = Some(PathBuf::from(next(i)));
+                i += 1;
+            }
+            "--test-fraction" => {
+                a.test_fraction = next(i).parse().expect("--test-fraction");
+                i += 1;
+            }
+            "--split-seed" => {
+                a.split_seed = next(i).parse().expect("--split-seed");
+                i += 1;
+            }
+            "--rf-seeds" => {
+                a.rf_seeds = next(i)
+                    .split(',')
+                    .map(|v| v.trim().parse().expect("--rf-seeds"))
+                    .collect();
+                i += 1;
+            }
+            "--rf-params" => {
+                a.rf_params = serde_json::from_str(&next(i)).expect("--rf-params: a JSON object");
                 i += 1;
             }
             "--grid" => a.grid = true,
@@ -116,12 +158,72 @@ fn best_of<T>(n: usize, mut f: impl FnMut() -> T) -> (f64, T) {
     (best, out.expect("at least one run"))
 }
 
+/// The pipeline comparison: device split, IPC files, one forest per seed.
+fn pipeline_forest(a: &Args, path: &std::path::Path, pool: &rayon::ThreadPool) {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{Int64Type, UInt8Type};
+    let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let reader = arrow::ipc::reader::FileReader::try_new(f, None).expect("ipc reader");
+    let schema = reader.schema();
+    let batches: Vec<RecordBatch> = reader.map(|b| b.expect("ipc batch")).collect();
+    let names: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .filter(|n| n != "indoor" && n != "device_id")
+        .collect();
+    let x = FeatureMatrix::from_batches(&batches, &names).expect("feature columns");
+    let mut y = Vec::with_capacity(x.n_rows());
+    let mut device = Vec::with_capacity(x.n_rows());
+    for b in &batches {
+        let label = b.column_by_name("indoor").expect("`indoor` column");
+        let label = label
+            .as_primitive_opt::<UInt8Type>()
+            .expect("`indoor` as uint8");
+        assert_eq!(label.null_count(), 0, "null labels");
+        y.extend(label.values().iter().copied());
+        let d = b.column_by_name("device_id").expect("`device_id` column");
+        device.extend(d.as_primitive::<Int64Type>().values().iter().copied());
+    }
+    let (train_idx, test_idx): (Vec<usize>, Vec<usize>) = (0..x.n_rows())
+        .partition(|&i| !sampling::holds_out_key(device[i], a.test_fraction, a.split_seed));
+    let pick = |idx: &[usize]| idx.iter().map(|&i| y[i]).collect::<Vec<u8>>();
+    let (xtr, ytr) = (x.select_rows(&train_idx), pick(&train_idx));
+    let (xte, yte) = (x.select_rows(&test_idx), pick(&test_idx));
+    if let Some(dir) = &a.out {
+        std::fs::create_dir_all(dir).expect("out dir");
+        write_ipc(&dir.join("pipeline_train.arrow"), &xtr, &ytr);
+        write_ipc(&dir.join("pipeline_test.arrow"), &xte, &yte);
+    }
+    println!(
+        "{}",
+        json!({"event": "pipeline_data", "train_rows": xtr.n_rows(), "test_rows": xte.n_rows(), "features": x.n_features()})
+    );
+    for &seed in &a.rf_seeds {
+        let mut p = json!({"type": "random_forest", "seed": seed});
+        if let (Some(o), Some(extra)) = (p.as_object_mut(), a.rf_params.as_object()) {
+            o.extend(extra.clone());
+        }
+        let rf: ModelSpec = serde_json::from_value(p).expect("--rf-params: random forest params");
+        let (secs, model) = pool.install(|| best_of(1, || train(&rf, &xtr, &ytr).expect("rf")));
+        let m = evaluate(&yte, &model.predict_proba(&xte).expect("predict"), 0.5);
+        println!(
+            "{}",
+            json!({"event": "pipeline_rf", "seed": seed, "params": a.rf_params, "seconds": secs, "accuracy": m.accuracy, "auc": m.auc})
+        );
+    }
+}
+
 fn main() {
     let a = parse();
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(a.threads)
         .build()
         .expect("pool");
+    if let Some(path) = &a.pipeline_features {
+        pipeline_forest(&a, path, &pool);
+        return;
+    }
     let t = Instant::now();
     let (x, y) = synthetic::generate(a.rows, 1);
     let (xt, yt) = synthetic::generate(a.test_rows, 2);

@@ -4,7 +4,7 @@
 use crate::binning::BinnedMatrix;
 use crate::error::Result;
 use crate::histogram::{LocalHistogramSource, Targets};
-use crate::learner::{grow_trees, Criterion, GrowParams, TreeJob};
+use crate::learner::{grow_trees_checked, AltMinInstances, Criterion, GrowParams, TreeJob};
 use crate::params::RfParams;
 use crate::progress::{emit, Progress, TrainEvent};
 use crate::sampling::{hash2, row_weight};
@@ -13,13 +13,15 @@ use crate::tree::Tree;
 /// Histogram memory budget of one level of one batch of trees (local source).
 const LEVEL_HIST_BUDGET: usize = 64 << 20;
 
-/// Grows `p.num_trees` trees on `rows` of `binned`; leaf values are P(class 1).
+/// Grows `p.num_trees` trees on `rows` of `binned`; leaf values are
+/// P(class 1). Checks `alts` (see [`AltMinInstances`]).
 pub(crate) fn fit_forest(
     p: &RfParams,
     binned: &BinnedMatrix,
     y: &[u8],
     rows: &[u32],
     progress: Progress<'_>,
+    mut alts: Option<&mut AltMinInstances>,
 ) -> Result<Vec<Tree>> {
     let nf = binned.n_features();
     let gp = GrowParams {
@@ -67,7 +69,13 @@ pub(crate) fn fit_forest(
                 seed: hash2(p.seed, 0xf0e5, t as u64),
             })
             .collect();
-        trees.extend(grow_trees(&source, binned, &gp, &jobs)?);
+        trees.extend(grow_trees_checked(
+            &source,
+            binned,
+            &gp,
+            &jobs,
+            alts.as_deref_mut(),
+        )?);
         emit(
             progress,
             TrainEvent::TreesBuilt {

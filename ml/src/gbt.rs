@@ -5,7 +5,7 @@ use rayon::prelude::*;
 use crate::binning::BinnedMatrix;
 use crate::error::{MlError, Result};
 use crate::histogram::{LocalHistogramSource, Targets};
-use crate::learner::{grow_trees_with_leaf_rows, Criterion, GrowParams, TreeJob};
+use crate::learner::{grow_trees_with_leaf_rows, AltMinInstances, Criterion, GrowParams, TreeJob};
 use crate::params::GbtParams;
 use crate::progress::{emit, Progress, TrainEvent};
 use crate::sampling::{hash2, unit};
@@ -73,13 +73,14 @@ fn log_loss_rows(scores: &[f64], y: &[u8], rows: &[u32]) -> f64 {
     s / rows.len().max(1) as f64
 }
 
-/// Boosts on `rows` of `binned`.
+/// Boosts on `rows` of `binned`, checking `alts` (see [`AltMinInstances`]).
 pub(crate) fn fit_gbt(
     p: &GbtParams,
     binned: &BinnedMatrix,
     y: &[u8],
     rows: &[u32],
     progress: Progress<'_>,
+    mut alts: Option<&mut AltMinInstances>,
 ) -> Result<Boosted> {
     let (train, valid) = match p.validation_fraction {
         Some(f) => holdout(rows, y, f, p.seed),
@@ -152,10 +153,15 @@ pub(crate) fn fit_gbt(
             rows: tree_rows,
             seed: hash2(p.seed, 0x7ee, it as u64),
         };
-        let (mut tree, leaves) =
-            grow_trees_with_leaf_rows(&source, binned, &gp, std::slice::from_ref(&job))?
-                .pop()
-                .ok_or_else(|| MlError::Internal("learner returned no tree".into()))?;
+        let (mut tree, leaves) = grow_trees_with_leaf_rows(
+            &source,
+            binned,
+            &gp,
+            std::slice::from_ref(&job),
+            alts.as_deref_mut(),
+        )?
+        .pop()
+        .ok_or_else(|| MlError::Internal("learner returned no tree".into()))?;
         for nd in &mut tree.nodes {
             nd.value *= p.step_size;
         }

@@ -6,6 +6,13 @@
 //! together, so a distributed source scans the data once per level). When all
 //! features are considered it builds only the smaller child and obtains the
 //! sibling by subtraction from the parent.
+//!
+//! With a random feature subset per node (forests), a node whose drawn
+//! features are all constant over its rows keeps drawing, in its draw order,
+//! until one varies (scikit-learn's rule; Spark's would make it a leaf): the
+//! extra features are filled in the next histogram request, so the
+//! distributed trainer does the same in its next pass ([`more_features`],
+//! [`extend_node`]).
 
 use rayon::prelude::*;
 
@@ -106,6 +113,71 @@ pub struct GrowParams {
     pub n_sub_features: usize,
 }
 
+/// Other `minInstancesPerNode` values checked while trees grow (grid
+/// search shares one fit between grid points that differ only there):
+/// `agree[i]` stays true while every decision so far (split or leaf, split
+/// feature, bin, missing side, extra features drawn) is the same under
+/// `min_instances[i]`; then the trees grown are exactly the ones that value
+/// grows (the same splits give the same rows, gradients and histograms).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AltMinInstances {
+    /// The alternative values.
+    pub min_instances: Vec<f64>,
+    /// Whether each value still agrees.
+    pub agree: Vec<bool>,
+}
+
+impl AltMinInstances {
+    /// Checks `values`, all agreeing so far.
+    pub fn new(values: Vec<f64>) -> Self {
+        let agree = vec![true; values.len()];
+        Self {
+            min_instances: values,
+            agree,
+        }
+    }
+
+    fn any_agree(&self) -> bool {
+        self.agree.iter().any(|&a| a)
+    }
+
+    /// Marks the values under which a node would decide differently.
+    #[allow(clippy::too_many_arguments)]
+    fn check(
+        &mut self,
+        node: (&Histogram, &[usize], &BinStats, usize),
+        split: &Option<Split>,
+        more: &Option<Vec<usize>>,
+        p: &GrowParams,
+        n_features: usize,
+        seed: u64,
+        heap_id: u64,
+    ) {
+        let (hist, features, totals, depth) = node;
+        let same = |a: &Option<Split>, b: &Option<Split>| match (a, b) {
+            (None, None) => true,
+            (Some(a), Some(b)) => {
+                (a.feature, a.bin, a.missing_left) == (b.feature, b.bin, b.missing_left)
+            }
+            _ => false,
+        };
+        for (m, agree) in self.min_instances.iter().zip(self.agree.iter_mut()) {
+            if !*agree {
+                continue;
+            }
+            let q = GrowParams {
+                min_instances: *m,
+                ..*p
+            };
+            let s = best_split_of(hist, features, totals, depth, &q);
+            *agree = same(&s, split)
+                && (s.is_some()
+                    || more_features(hist, features, totals, depth, &q, n_features, seed, heap_id)
+                        == *more);
+        }
+    }
+}
+
 /// One tree to grow: its targets, its root rows (ascending, weight > 0) and its seed.
 #[derive(Debug, Clone)]
 pub struct TreeJob<'a> {
@@ -159,6 +231,80 @@ pub fn node_features(n_features: usize, k: usize, seed: u64, heap_id: u64) -> Ve
     let mut f: Vec<usize> = keyed[..k].iter().map(|&(_, j)| j).collect();
     f.sort_unstable();
     f
+}
+
+/// Every feature in the order node `heap_id` of the tree seeded `seed`
+/// draws them: ascending `hash2(seed, heap_id, j)`. Its first `k` are
+/// [`node_features`]`(n_features, k, seed, heap_id)` (as a set).
+pub fn feature_order(n_features: usize, seed: u64, heap_id: u64) -> Vec<usize> {
+    let mut keyed: Vec<(u64, usize)> = (0..n_features)
+        .map(|j| (hash2(seed, heap_id, j as u64), j))
+        .collect();
+    keyed.sort_unstable();
+    keyed.into_iter().map(|(_, j)| j).collect()
+}
+
+/// Whether feature `j` has rows in more than one bin of `hist` (the missing bin counts).
+fn varies(hist: &Histogram, j: usize) -> bool {
+    hist.feature(j)
+        .iter()
+        .filter(|s| s.count > 0.0)
+        .take(2)
+        .count()
+        > 1
+}
+
+/// The next features to fill for a node that found no split when every one
+/// of its candidate `features` is constant over its rows: the next
+/// `p.n_sub_features` of its [`feature_order`] (`None`: the node is a leaf,
+/// because it cannot split, is pure, has a varying candidate, or every
+/// feature was tried). The one rule of the local and the distributed learner.
+#[allow(clippy::too_many_arguments)]
+pub fn more_features(
+    hist: &Histogram,
+    features: &[usize],
+    totals: &BinStats,
+    depth: usize,
+    p: &GrowParams,
+    n_features: usize,
+    seed: u64,
+    heap_id: u64,
+) -> Option<Vec<usize>> {
+    if p.n_sub_features >= n_features
+        || features.len() >= n_features
+        || depth >= p.max_depth
+        || totals.count < 2.0 * p.min_instances
+    {
+        return None;
+    }
+    if matches!(p.criterion, Criterion::Impurity(_)) && p.criterion.parent_term(totals) <= 0.0 {
+        return None;
+    }
+    if features.iter().any(|&j| varies(hist, j)) {
+        return None;
+    }
+    let order = feature_order(n_features, seed, heap_id);
+    let from = features.len();
+    Some(order[from..(from + p.n_sub_features).min(n_features)].to_vec())
+}
+
+/// Adds the histograms of the extra features `more` (filled in `extra`,
+/// from [`more_features`]) to a node: its candidates grow by `more` up to
+/// and including the first feature that varies.
+pub fn extend_node(
+    hist: &mut Histogram,
+    features: &mut Vec<usize>,
+    extra: &Histogram,
+    more: &[usize],
+) -> Result<()> {
+    hist.merge(extra)?;
+    for &j in more {
+        features.push(j);
+        if varies(hist, j) {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// The node totals: the sums over every bin of feature `j`.
@@ -340,7 +486,18 @@ pub fn grow_trees(
     p: &GrowParams,
     jobs: &[TreeJob<'_>],
 ) -> Result<Vec<Tree>> {
-    Ok(grow(source, binned, p, jobs, false)?
+    grow_trees_checked(source, binned, p, jobs, None)
+}
+
+/// [`grow_trees`] that also checks alternative `min_instances` values.
+pub(crate) fn grow_trees_checked(
+    source: &dyn HistogramSource,
+    binned: &BinnedMatrix,
+    p: &GrowParams,
+    jobs: &[TreeJob<'_>],
+    alts: Option<&mut AltMinInstances>,
+) -> Result<Vec<Tree>> {
+    Ok(grow(source, binned, p, jobs, false, alts)?
         .into_iter()
         .map(|(t, _)| t)
         .collect())
@@ -356,8 +513,9 @@ pub(crate) fn grow_trees_with_leaf_rows(
     binned: &BinnedMatrix,
     p: &GrowParams,
     jobs: &[TreeJob<'_>],
+    alts: Option<&mut AltMinInstances>,
 ) -> Result<Vec<(Tree, LeafRows)>> {
-    grow(source, binned, p, jobs, true)
+    grow(source, binned, p, jobs, true, alts)
 }
 
 fn grow(
@@ -366,6 +524,7 @@ fn grow(
     p: &GrowParams,
     jobs: &[TreeJob<'_>],
     keep_leaf_rows: bool,
+    mut alts: Option<&mut AltMinInstances>,
 ) -> Result<Vec<(Tree, LeafRows)>> {
     let mut leaves: Vec<LeafRows> = jobs.iter().map(|_| Vec::new()).collect();
     let nf = binned.n_features();
@@ -410,9 +569,36 @@ fn grow(
 
     while !open.is_empty() {
         let splits: Vec<Option<Split>> = open.par_iter().map(|o| best_split(o, p)).collect();
+        // Nodes without a split whose candidates were all constant draw more features.
+        let more: Vec<Option<Vec<usize>>> = open
+            .iter()
+            .zip(&splits)
+            .map(|(o, s)| {
+                s.is_none()
+                    .then(|| {
+                        more_features(
+                            &o.hist,
+                            &o.features,
+                            &o.totals,
+                            o.depth,
+                            p,
+                            nf,
+                            jobs[o.tree].seed,
+                            o.heap_id,
+                        )
+                    })
+                    .flatten()
+            })
+            .collect();
+        if let Some(a) = alts.as_deref_mut().filter(|a| a.any_agree()) {
+            for ((o, s), m) in open.iter().zip(&splits).zip(&more) {
+                let node = (&o.hist, o.features.as_slice(), &o.totals, o.depth);
+                a.check(node, s, m, p, nf, jobs[o.tree].seed, o.heap_id);
+            }
+        }
         if keep_leaf_rows {
-            for (o, s) in open.iter_mut().zip(&splits) {
-                if s.is_none() {
+            for ((o, s), m) in open.iter_mut().zip(&splits).zip(&more) {
+                if s.is_none() && m.is_none() {
                     leaves[o.tree].push((o.node, std::mem::take(&mut o.rows)));
                 }
             }
@@ -431,13 +617,39 @@ fn grow(
             heap_id: u64,
             depth: usize,
             rows: Vec<u32>,
+            /// The features to fill (an extended node: the extra ones).
             features: Vec<usize>,
             totals: BinStats,
             /// Some(parent index in `open`, sibling index in `children`) when obtained by subtraction.
             subtract: Option<(usize, usize)>,
+            /// An open node drawing more features: its histogram and candidates so far.
+            extends: Option<(Histogram, Vec<usize>)>,
         }
         let mut children: Vec<Child> = Vec::new();
-        for (oi, ((o, s), part)) in open.iter().zip(&splits).zip(parts).enumerate() {
+        for (oi, (((o, s), part), m)) in open
+            .iter_mut()
+            .zip(&splits)
+            .zip(parts)
+            .zip(more)
+            .enumerate()
+        {
+            if let Some(m) = m {
+                children.push(Child {
+                    tree: o.tree,
+                    node: o.node,
+                    heap_id: o.heap_id,
+                    depth: o.depth,
+                    rows: std::mem::take(&mut o.rows),
+                    features: m,
+                    totals: o.totals,
+                    subtract: None,
+                    extends: Some((
+                        std::mem::replace(&mut o.hist, Histogram::zeros(&[])),
+                        std::mem::take(&mut o.features),
+                    )),
+                });
+                continue;
+            }
             let (Some(s), Some((lrows, rrows))) = (s, part) else {
                 continue;
             };
@@ -470,6 +682,7 @@ fn grow(
                 features: node_features(nf, p.n_sub_features, seed, heap_id),
                 totals,
                 subtract: None,
+                extends: None,
             };
             let mut l = mk(o.heap_id.wrapping_mul(2), lrows, s.left);
             let mut r = mk(o.heap_id.wrapping_mul(2).wrapping_add(1), rrows, s.right);
@@ -524,22 +737,28 @@ fn grow(
                 hists[ci] = Some(h);
             }
         }
-        open = children
-            .into_iter()
-            .zip(hists)
-            .filter_map(|(c, h)| {
-                h.map(|hist| Open {
-                    tree: c.tree,
-                    node: c.node,
-                    heap_id: c.heap_id,
-                    depth: c.depth,
-                    rows: c.rows,
-                    features: c.features,
-                    hist,
-                    totals: c.totals,
-                })
-            })
-            .collect();
+        let mut next = Vec::with_capacity(children.len());
+        for (c, h) in children.into_iter().zip(hists) {
+            let Some(h) = h else { continue };
+            let (hist, features) = match c.extends {
+                Some((mut hist, mut features)) => {
+                    extend_node(&mut hist, &mut features, &h, &c.features)?;
+                    (hist, features)
+                }
+                None => (h, c.features),
+            };
+            next.push(Open {
+                tree: c.tree,
+                node: c.node,
+                heap_id: c.heap_id,
+                depth: c.depth,
+                rows: c.rows,
+                features,
+                hist,
+                totals: c.totals,
+            });
+        }
+        open = next;
     }
     Ok(trees.into_iter().zip(leaves).collect())
 }

@@ -9,6 +9,7 @@ use crate::binning::{BinEdges, BinnedMatrix, DEFAULT_BIN_SAMPLE};
 use crate::error::{MlError, Result};
 use crate::forest::fit_forest;
 use crate::gbt::{fit_gbt, sigmoid};
+use crate::learner::AltMinInstances;
 use crate::matrix::{column_as_f64, FeatureMatrix};
 use crate::params::ModelSpec;
 use crate::progress::Progress;
@@ -101,16 +102,32 @@ pub(crate) fn fit_binned(
     rows: &[u32],
     progress: Progress<'_>,
 ) -> Result<TrainedModel> {
+    fit_binned_checked(spec, edges, names, binned, y, rows, progress, None)
+}
+
+/// [`fit_binned`] that also checks which alternative `minInstancesPerNode`
+/// values would grow the same model ([`AltMinInstances`]).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn fit_binned_checked(
+    spec: &ModelSpec,
+    edges: &BinEdges,
+    names: &[String],
+    binned: &BinnedMatrix,
+    y: &[u8],
+    rows: &[u32],
+    progress: Progress<'_>,
+    alts: Option<&mut AltMinInstances>,
+) -> Result<TrainedModel> {
     spec.validate()?;
     let (kind, init_score, mut trees, best_iteration) = match spec {
         ModelSpec::Gbt(p) => {
-            let b = fit_gbt(p, binned, y, rows, progress)?;
+            let b = fit_gbt(p, binned, y, rows, progress, alts)?;
             (ModelKind::Gbt, b.init_score, b.trees, b.best_iteration)
         }
         ModelSpec::RandomForest(p) => (
             ModelKind::RandomForest,
             0.0,
-            fit_forest(p, binned, y, rows, progress)?,
+            fit_forest(p, binned, y, rows, progress, alts)?,
             None,
         ),
     };

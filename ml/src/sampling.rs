@@ -35,6 +35,14 @@ pub fn poisson1(u: f64) -> u8 {
     k as u8
 }
 
+/// Whether `key` (the pipeline's device id) is held out: its xxh3 hash under
+/// `seed` falls in the lowest `fraction` of the range, so every row of a key
+/// lands on the same side of the split.
+pub fn holds_out_key(key: i64, fraction: f64, seed: u64) -> bool {
+    let cut = (fraction * u64::MAX as f64) as u64;
+    xxh3_64_with_seed(&key.to_le_bytes(), seed) < cut
+}
+
 /// Bootstrap weight of `row` in `tree`: Poisson(1) when `bootstrap`, else
 /// Bernoulli(`rate`) (1 with probability `rate`), always 1 for rate >= 1.
 pub fn row_weight(seed: u64, tree: u64, row: u64, bootstrap: bool, rate: f64) -> u8 {

@@ -8,11 +8,12 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::binning::{BinEdges, DEFAULT_BIN_SAMPLE};
+use crate::binning::{BinEdges, BinnedMatrix, DEFAULT_BIN_SAMPLE};
 use crate::error::{MlError, Result};
+use crate::learner::AltMinInstances;
 use crate::matrix::FeatureMatrix;
 use crate::metrics::{evaluate, Metric};
-use crate::model::{check_labels, fit_binned, TrainedModel};
+use crate::model::{check_labels, fit_binned, fit_binned_checked, TrainedModel};
 use crate::params::ModelSpec;
 use crate::progress::{emit, Progress, TrainEvent};
 use crate::sampling::hash2;
@@ -163,47 +164,107 @@ pub fn expand_grid(
 }
 
 /// One model fit serving one or more grid points (forests nest: a smaller
-/// `numTrees`/`maxDepth` is a prefix/truncation of the largest).
+/// `numTrees`/`maxDepth` is a prefix/truncation of the largest; points that
+/// differ only in `minInstancesPerNode` share the fit with the smallest
+/// value when it is checked to grow the same model, see [`AltMinInstances`]).
 struct Fit {
     spec: ModelSpec,
-    /// (point index, trees to keep, depth to keep); `None` = the whole model.
-    consumers: Vec<(usize, Option<(usize, usize)>)>,
+    /// (point index, (trees, depth) to keep or `None` for the whole model,
+    /// the point's `minInstancesPerNode`).
+    consumers: Vec<(usize, Option<(usize, usize)>, usize)>,
+}
+
+fn min_instances(spec: &ModelSpec) -> usize {
+    match spec {
+        ModelSpec::Gbt(p) => p.min_instances_per_node,
+        ModelSpec::RandomForest(p) => p.min_instances_per_node,
+    }
+}
+
+fn with_min_instances(spec: &ModelSpec, m: usize) -> ModelSpec {
+    let mut s = spec.clone();
+    match &mut s {
+        ModelSpec::Gbt(p) => p.min_instances_per_node = m,
+        ModelSpec::RandomForest(p) => p.min_instances_per_node = m,
+    }
+    s
 }
 
 fn plan_fits(points: &[(BTreeMap<String, Value>, ModelSpec)]) -> Vec<Fit> {
     let mut fits: Vec<Fit> = Vec::new();
-    let mut forest_groups: BTreeMap<String, usize> = BTreeMap::new();
+    let mut groups: BTreeMap<String, usize> = BTreeMap::new();
     for (i, (_, spec)) in points.iter().enumerate() {
-        match spec {
-            ModelSpec::RandomForest(p) => {
-                let key_spec = ModelSpec::RandomForest(crate::params::RfParams {
-                    num_trees: 0,
-                    max_depth: 0,
-                    ..p.clone()
-                });
-                let key = serde_json::to_string(&key_spec).unwrap_or_default();
-                let fi = *forest_groups.entry(key).or_insert_with(|| {
-                    fits.push(Fit {
-                        spec: spec.clone(),
-                        consumers: Vec::new(),
-                    });
-                    fits.len() - 1
-                });
-                if let ModelSpec::RandomForest(g) = &mut fits[fi].spec {
-                    g.num_trees = g.num_trees.max(p.num_trees);
-                    g.max_depth = g.max_depth.max(p.max_depth);
-                }
-                fits[fi]
-                    .consumers
-                    .push((i, Some((p.num_trees, p.max_depth))));
-            }
-            ModelSpec::Gbt(_) => fits.push(Fit {
-                spec: spec.clone(),
-                consumers: vec![(i, None)],
+        let m = min_instances(spec);
+        let key_spec = match with_min_instances(spec, 0) {
+            ModelSpec::RandomForest(p) => ModelSpec::RandomForest(crate::params::RfParams {
+                num_trees: 0,
+                max_depth: 0,
+                ..p
             }),
-        }
+            gbt => gbt,
+        };
+        let key = serde_json::to_string(&key_spec).unwrap_or_default();
+        let fi = *groups.entry(key).or_insert_with(|| {
+            fits.push(Fit {
+                spec: spec.clone(),
+                consumers: Vec::new(),
+            });
+            fits.len() - 1
+        });
+        let smallest = m.min(min_instances(&fits[fi].spec));
+        fits[fi].spec = with_min_instances(&fits[fi].spec, smallest);
+        let cut = match (&mut fits[fi].spec, spec) {
+            (ModelSpec::RandomForest(g), ModelSpec::RandomForest(p)) => {
+                g.num_trees = g.num_trees.max(p.num_trees);
+                g.max_depth = g.max_depth.max(p.max_depth);
+                Some((p.num_trees, p.max_depth))
+            }
+            _ => None,
+        };
+        fits[fi].consumers.push((i, cut, m));
     }
     fits
+}
+
+/// Fits `fit` on `rows`: one model per `minInstancesPerNode` value of its
+/// consumers that does not grow the same model as the smallest value.
+fn fit_models(
+    fit: &Fit,
+    edges: &BinEdges,
+    names: &[String],
+    binned: &BinnedMatrix,
+    y: &[u8],
+    rows: &[u32],
+) -> Result<Vec<(usize, TrainedModel)>> {
+    let base = min_instances(&fit.spec);
+    let mut others: Vec<usize> = fit
+        .consumers
+        .iter()
+        .map(|c| c.2)
+        .filter(|&m| m != base)
+        .collect();
+    others.sort_unstable();
+    others.dedup();
+    let mut alts = AltMinInstances::new(others.iter().map(|&m| m as f64).collect());
+    let model = fit_binned_checked(
+        &fit.spec,
+        edges,
+        names,
+        binned,
+        y,
+        rows,
+        None,
+        Some(&mut alts),
+    )?;
+    let mut models = vec![(base, model)];
+    for (&m, &agree) in others.iter().zip(&alts.agree) {
+        tracing::debug!(min_instances = m, shared = agree, "grid fit");
+        if !agree {
+            let spec = with_min_instances(&fit.spec, m);
+            models.push((m, fit_binned(&spec, edges, names, binned, y, rows, None)?));
+        }
+    }
+    Ok(models)
 }
 
 fn mean_std(v: &[f64]) -> (f64, f64) {
@@ -301,23 +362,31 @@ fn run_grid(
         .map(|&(fi, f)| {
             let fit = &fits[fi];
             let (tr, va) = &fold_rows[f];
-            let model = fit_binned(&fit.spec, &edges, x.names(), &binned, y, tr, None)?;
+            let models = fit_models(fit, &edges, x.names(), &binned, y, tr)?;
             let yv: Vec<u8> = va.iter().map(|&r| y[r as usize]).collect();
-            let cuts: Vec<(usize, usize)> = fit.consumers.iter().filter_map(|c| c.1).collect();
-            let mut cut_probas = model
-                .predict_binned_rows_truncated(&binned, va, &cuts)
+            let model_of = |m: usize| models.iter().position(|(mm, _)| *mm == m).unwrap_or(0);
+            let mut out = Vec::with_capacity(fit.consumers.len());
+            for (mi, (_, model)) in models.iter().enumerate() {
+                let mine: Vec<_> = fit
+                    .consumers
+                    .iter()
+                    .filter(|c| model_of(c.2) == mi)
+                    .collect();
+                let cuts: Vec<(usize, usize)> = mine.iter().filter_map(|c| c.1).collect();
+                let mut cut_probas = if cuts.is_empty() {
+                    Vec::new()
+                } else {
+                    model.predict_binned_rows_truncated(&binned, va, &cuts)
+                }
                 .into_iter();
-            let out = fit
-                .consumers
-                .iter()
-                .map(|&(pi, cut)| {
+                for &&(pi, cut, _) in &mine {
                     let proba = match cut {
                         Some(_) => cut_probas.next().unwrap_or_default(),
                         None => model.predict_binned_rows(&binned, va),
                     };
-                    (pi, f, evaluate(&yv, &proba, 0.5).get(cfg.metric))
-                })
-                .collect();
+                    out.push((pi, f, evaluate(&yv, &proba, 0.5).get(cfg.metric)));
+                }
+            }
             let d = done.fetch_add(1, Ordering::Relaxed) + 1;
             emit(
                 progress,
@@ -429,6 +498,83 @@ mod tests {
         }
     }
 
+    /// Every point's fold scores equal those of its own model fitted alone,
+    /// whether its fit was shared (same model checked) or redone.
+    #[test]
+    fn shared_min_instances_fits_score_like_their_own_fits() {
+        let (x, y) = crate::synthetic::generate(3000, 5);
+        let folds = 3;
+        for (base, grid) in [
+            (
+                ModelSpec::Gbt(GbtParams {
+                    max_iter: 5,
+                    max_depth: 4,
+                    ..Default::default()
+                }),
+                vec![json!(1), json!(2), json!(40)],
+            ),
+            (
+                ModelSpec::RandomForest(RfParams {
+                    num_trees: 4,
+                    max_depth: 6,
+                    ..Default::default()
+                }),
+                vec![json!(1), json!(3), json!(60)],
+            ),
+        ] {
+            let mut g = BTreeMap::new();
+            g.insert("minInstancesPerNode".to_string(), grid);
+            let cfg = GridSearchConfig {
+                folds,
+                metric: Metric::Auc,
+                seed: 1,
+                grid: g,
+                parallelism: Some(2),
+            };
+            let r = grid_search(&base, &cfg, &x, &y).unwrap();
+            let edges = BinEdges::fit(&x, 255, DEFAULT_BIN_SAMPLE).unwrap();
+            let binned = edges.transform(&x).unwrap();
+            let f = stratified_folds(&y, folds, 1);
+            for p in &r.points {
+                for (k, score) in p.fold_scores.iter().enumerate() {
+                    let tr: Vec<u32> = (0..3000).filter(|&i| f[i as usize] != k).collect();
+                    let va: Vec<u32> = (0..3000).filter(|&i| f[i as usize] == k).collect();
+                    let m = fit_binned(&p.spec, &edges, x.names(), &binned, &y, &tr, None).unwrap();
+                    let yv: Vec<u8> = va.iter().map(|&i| y[i as usize]).collect();
+                    let own = evaluate(&yv, &m.predict_binned_rows(&binned, &va), 0.5).auc;
+                    assert_eq!(*score, own, "{:?} fold {k}", p.params);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_alternative_min_instances_that_changes_a_split_is_detected() {
+        let (x, y) = crate::synthetic::generate(2000, 6);
+        let edges = BinEdges::fit(&x, 255, DEFAULT_BIN_SAMPLE).unwrap();
+        let binned = edges.transform(&x).unwrap();
+        let rows: Vec<u32> = (0..2000).collect();
+        let spec = ModelSpec::Gbt(GbtParams {
+            max_iter: 3,
+            max_depth: 6,
+            ..Default::default()
+        });
+        // 1 (the same value) always agrees; 500 forbids most splits of depth 6.
+        let mut alts = AltMinInstances::new(vec![1.0, 500.0]);
+        fit_binned_checked(
+            &spec,
+            &edges,
+            x.names(),
+            &binned,
+            &y,
+            &rows,
+            None,
+            Some(&mut alts),
+        )
+        .unwrap();
+        assert_eq!(alts.agree, vec![true, false]);
+    }
+
     #[test]
     fn thesis_grids_expand() {
         let mut g = BTreeMap::new();
@@ -443,6 +589,7 @@ mod tests {
         );
         let pts = expand_grid(&ModelSpec::Gbt(GbtParams::default()), &g).unwrap();
         assert_eq!(pts.len(), 27);
+        assert_eq!(plan_fits(&pts).len(), 9);
         let mut g = BTreeMap::new();
         g.insert("maxDepth".to_string(), vec![json!(1), json!(3), json!(5)]);
         g.insert(
@@ -460,7 +607,8 @@ mod tests {
         );
         let pts = expand_grid(&ModelSpec::RandomForest(RfParams::default()), &g).unwrap();
         assert_eq!(pts.len(), 108);
-        assert_eq!(plan_fits(&pts).len(), 12);
+        // bootstrap x impurity; numTrees, maxDepth and minInstancesPerNode share fits.
+        assert_eq!(plan_fits(&pts).len(), 4);
         let mut bad = BTreeMap::new();
         bad.insert("numTrees".to_string(), vec![json!(3)]);
         let err = expand_grid(&ModelSpec::Gbt(GbtParams::default()), &bad).unwrap_err();

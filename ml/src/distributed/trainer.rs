@@ -51,7 +51,10 @@ use rayon::prelude::*;
 use crate::binning::BinEdges;
 use crate::error::{MlError, Result};
 use crate::histogram::{BinStats, Histogram};
-use crate::learner::{best_split_of, node_features, sum_feature, Criterion, GrowParams, Split};
+use crate::learner::{
+    best_split_of, extend_node, more_features, node_features, sum_feature, Criterion, GrowParams,
+    Split,
+};
 use crate::model::{model_from_trees, ModelKind, TrainedModel};
 use crate::params::{GbtParams, ModelSpec, RfParams};
 use crate::sampling::hash2;
@@ -99,9 +102,12 @@ struct Pending {
     node: usize,
     heap_id: u64,
     depth: usize,
+    /// The features to fill (an extended node: the extra ones).
     features: Vec<usize>,
     totals: BinStats,
     subtract: Option<(usize, usize)>,
+    /// An open node drawing more features: its histogram and candidates so far.
+    extends: Option<(Histogram, Vec<usize>)>,
 }
 
 /// Grows a set of trees level by level from histograms supplied per pass:
@@ -135,6 +141,7 @@ impl LevelGrower {
                 features: node_features(nf, p.n_sub_features, seed, 1),
                 totals: BinStats::default(),
                 subtract: None,
+                extends: None,
             })
             .collect();
         Self {
@@ -242,21 +249,27 @@ impl LevelGrower {
                     got[ci] = Some(Histogram::subtract(&self.open[oi].hist, sib_hist)?);
                 }
             }
-            self.open = pending
-                .into_iter()
-                .zip(got)
-                .filter_map(|(c, h)| {
-                    h.map(|hist| OpenNode {
-                        tree: c.tree,
-                        node: c.node,
-                        heap_id: c.heap_id,
-                        depth: c.depth,
-                        features: c.features,
-                        hist,
-                        totals: c.totals,
-                    })
-                })
-                .collect();
+            let mut open = Vec::with_capacity(pending.len());
+            for (c, h) in pending.into_iter().zip(got) {
+                let Some(h) = h else { continue };
+                let (hist, features) = match c.extends {
+                    Some((mut hist, mut features)) => {
+                        extend_node(&mut hist, &mut features, &h, &c.features)?;
+                        (hist, features)
+                    }
+                    None => (h, c.features),
+                };
+                open.push(OpenNode {
+                    tree: c.tree,
+                    node: c.node,
+                    heap_id: c.heap_id,
+                    depth: c.depth,
+                    features,
+                    hist,
+                    totals: c.totals,
+                });
+            }
+            self.open = open;
         }
         self.split_open();
         Ok(())
@@ -272,8 +285,47 @@ impl LevelGrower {
             .par_iter()
             .map(|o| best_split_of(&o.hist, &o.features, &o.totals, o.depth, &p))
             .collect();
+        // Nodes without a split whose candidates were all constant draw more features.
+        let seeds = &self.seeds;
+        let more: Vec<Option<Vec<usize>>> = self
+            .open
+            .iter()
+            .zip(&splits)
+            .map(|(o, s)| {
+                s.is_none()
+                    .then(|| {
+                        more_features(
+                            &o.hist,
+                            &o.features,
+                            &o.totals,
+                            o.depth,
+                            &p,
+                            nf,
+                            seeds[o.tree],
+                            o.heap_id,
+                        )
+                    })
+                    .flatten()
+            })
+            .collect();
         let mut children = Vec::new();
-        for (oi, (o, s)) in self.open.iter().zip(&splits).enumerate() {
+        for (oi, ((o, s), m)) in self.open.iter_mut().zip(&splits).zip(more).enumerate() {
+            if let Some(m) = m {
+                children.push(Pending {
+                    tree: o.tree,
+                    node: o.node,
+                    heap_id: o.heap_id,
+                    depth: o.depth,
+                    features: m,
+                    totals: o.totals,
+                    subtract: None,
+                    extends: Some((
+                        std::mem::replace(&mut o.hist, Histogram::zeros(&[])),
+                        std::mem::take(&mut o.features),
+                    )),
+                });
+                continue;
+            }
             let Some(s) = s else { continue };
             let tree = &mut self.trees[o.tree];
             let li = tree.nodes.len();
@@ -306,6 +358,7 @@ impl LevelGrower {
                 features: node_features(nf, p.n_sub_features, seed, heap_id),
                 totals,
                 subtract: None,
+                extends: None,
             };
             let mut l = mk(o.heap_id.wrapping_mul(2), s.left);
             let mut r = mk(o.heap_id.wrapping_mul(2).wrapping_add(1), s.right);
@@ -321,7 +374,7 @@ impl LevelGrower {
             children.push(l);
             children.push(r);
         }
-        self.depth = children.first().map_or(self.depth, |c| c.depth);
+        self.depth = children.iter().map(|c| c.depth).max().unwrap_or(self.depth);
         self.pending = children;
         if self.pending.is_empty() {
             self.open.clear();
@@ -865,6 +918,65 @@ mod tests {
             for parts in [1, 4] {
                 assert_same(&fit(&spec, &x, &y, parts), &local);
             }
+        }
+    }
+
+    /// `x` plus `extra` constant columns (with `near`, every other one has
+    /// one row in 500 that differs).
+    fn with_constant_columns(x: &FeatureMatrix, extra: usize, near: bool) -> FeatureMatrix {
+        let mut names = x.names().to_vec();
+        let mut cols: Vec<Vec<f64>> = (0..x.n_features()).map(|j| x.column(j).to_vec()).collect();
+        for k in 0..extra {
+            names.push(format!("const{k}"));
+            cols.push(
+                (0..x.n_rows())
+                    .map(|r| (near && k % 2 == 1 && r % 500 == k) as u8 as f64)
+                    .collect(),
+            );
+        }
+        FeatureMatrix::new(names, cols).unwrap()
+    }
+
+    #[test]
+    fn forest_draws_more_features_when_the_drawn_ones_are_constant() {
+        // One informative feature among 25: a node draws ceil(sqrt(25)) = 5,
+        // usually all constant, and must go on drawing until it finds one
+        // that varies (scikit-learn's rule) instead of becoming a leaf.
+        let n = 2_000;
+        let a: Vec<f64> = (0..n).map(|r| (r % 100) as f64).collect();
+        let y: Vec<u8> = a.iter().map(|&v| (v >= 50.0) as u8).collect();
+        let a = FeatureMatrix::new(vec!["a".into()], vec![a]).unwrap();
+        let x = with_constant_columns(&a, 24, false);
+        let spec = ModelSpec::RandomForest(RfParams {
+            num_trees: 8,
+            max_depth: 2,
+            bootstrap: false,
+            ..Default::default()
+        });
+        let local = train(&spec, &x, &y).unwrap();
+        for t in local.trees() {
+            assert_eq!(t.nodes[0].feature, 0, "every root splits on `a`: {t:?}");
+            assert_eq!(t.nodes[0].threshold, 49.5);
+        }
+        let p = local.predict_proba(&x).unwrap();
+        assert!(p.iter().zip(&y).all(|(&p, &y)| (p > 0.5) == (y == 1)));
+        for parts in [1, 3] {
+            assert_same(&fit(&spec, &x, &y, parts), &local);
+        }
+    }
+
+    #[test]
+    fn forest_with_constant_columns_equals_the_local_trainer() {
+        let (x, y) = data(4_000);
+        let x = with_constant_columns(&x, 20, true);
+        let spec = ModelSpec::RandomForest(RfParams {
+            num_trees: 6,
+            max_depth: 6,
+            ..Default::default()
+        });
+        let local = train(&spec, &x, &y).unwrap();
+        for parts in [1, 4] {
+            assert_same(&fit(&spec, &x, &y, parts), &local);
         }
     }
 
