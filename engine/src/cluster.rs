@@ -170,6 +170,8 @@ pub struct LocalCluster {
     scheduler: Option<Child>,
     executors: Vec<Option<Child>>,
     detached: bool,
+    /// How the scheduler was started, to start it again ([`LocalCluster::restart_scheduler`]).
+    scheduler_cmd: (PathBuf, Vec<String>, String),
 }
 
 impl LocalCluster {
@@ -214,15 +216,26 @@ impl LocalCluster {
         let rust_log = opts.rust_log.clone().unwrap_or_else(|| "info".into());
         let sched_port = opts.base_port;
         let sched_log = opts.dir.join("scheduler.log");
-        let mut cmd = Command::new(bin_dir.join("sluice-scheduler"));
-        cmd.args(["--bind-host", "127.0.0.1", "--external-host", "127.0.0.1"])
-            .args(["--port", &sched_port.to_string()])
-            .args(["--min-ready-executors", &n_executors.to_string()])
-            .args([
-                "--executor-timeout-seconds",
-                &opts.executor_timeout_seconds.to_string(),
-            ])
-            .args(["--expire-dead-executor-interval-seconds", "1"]);
+        let sched_args: Vec<String> = [
+            "--bind-host",
+            "127.0.0.1",
+            "--external-host",
+            "127.0.0.1",
+            "--port",
+            &sched_port.to_string(),
+            "--min-ready-executors",
+            &n_executors.to_string(),
+            "--executor-timeout-seconds",
+            &opts.executor_timeout_seconds.to_string(),
+            "--expire-dead-executor-interval-seconds",
+            "1",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let sched_bin = bin_dir.join("sluice-scheduler");
+        let mut cmd = Command::new(&sched_bin);
+        cmd.args(&sched_args);
         let scheduler = spawn(cmd, &sched_log, &rust_log, "scheduler")?;
         let mut cluster = LocalCluster {
             state: ClusterState {
@@ -241,6 +254,7 @@ impl LocalCluster {
             scheduler: Some(scheduler),
             executors: Vec::new(),
             detached: false,
+            scheduler_cmd: (sched_bin, sched_args, rust_log.clone()),
         };
         for i in 0..n_executors {
             let port = sched_port + 1 + 3 * i as u16;
@@ -402,6 +416,46 @@ impl LocalCluster {
         Ok(())
     }
 
+    /// Starts the scheduler again after [`LocalCluster::kill_scheduler`]
+    /// (what Kubernetes does with a scheduler pod), with the same flags and
+    /// port, and waits until its `/readyz` reports every executor
+    /// re-registered (executors re-register on their next heartbeat). Its
+    /// log is appended to `scheduler.log`.
+    pub async fn restart_scheduler(&mut self, timeout: Duration) -> Result<()> {
+        if self.scheduler.is_some() {
+            return Err(EngineError::cluster(
+                "scheduler",
+                "the scheduler is still running; kill it first",
+            ));
+        }
+        let (bin, args, rust_log) = self.scheduler_cmd.clone();
+        let log = self.state.scheduler.log.clone();
+        let mut cmd = Command::new(&bin);
+        cmd.args(&args);
+        let child = spawn_appending(cmd, &log, &rust_log, "scheduler")?;
+        self.state.scheduler.pid = child.id();
+        self.scheduler = Some(child);
+        self.state.write(&self.dir)?;
+        let deadline = Instant::now() + timeout;
+        while http_status(self.state.scheduler.health_port, "/readyz") != Some(200) {
+            if let Some(e) = self.first_exited() {
+                return Err(e);
+            }
+            if Instant::now() > deadline {
+                return Err(EngineError::cluster(
+                    format!("127.0.0.1:{} (scheduler)", self.state.scheduler.port),
+                    format!(
+                        "not ready {} s after its restart; see {}",
+                        timeout.as_secs(),
+                        log.display()
+                    ),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
+    }
+
     /// Leaves the processes running and returns their state (the CLI's
     /// `cluster up`; `cluster down` stops them from the state file).
     pub fn detach(mut self) -> ClusterState {
@@ -495,9 +549,28 @@ fn sigterm(pid: u32) {
         .status();
 }
 
-fn spawn(mut cmd: Command, log: &Path, rust_log: &str, name: &str) -> Result<Child> {
-    use std::os::unix::process::CommandExt;
+fn spawn(cmd: Command, log: &Path, rust_log: &str, name: &str) -> Result<Child> {
     let out = std::fs::File::create(log).map_err(|e| EngineError::io(log, e))?;
+    spawn_to(cmd, out, log, rust_log, name)
+}
+
+fn spawn_appending(cmd: Command, log: &Path, rust_log: &str, name: &str) -> Result<Child> {
+    let out = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(log)
+        .map_err(|e| EngineError::io(log, e))?;
+    spawn_to(cmd, out, log, rust_log, name)
+}
+
+fn spawn_to(
+    mut cmd: Command,
+    out: std::fs::File,
+    log: &Path,
+    rust_log: &str,
+    name: &str,
+) -> Result<Child> {
+    use std::os::unix::process::CommandExt;
     let err = out.try_clone().map_err(|e| EngineError::io(log, e))?;
     cmd.stdin(Stdio::null())
         .stdout(out)

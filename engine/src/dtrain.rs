@@ -51,7 +51,8 @@ use crate::commit::{self, Manifest};
 use crate::config::{ModelConfig, TrainStep};
 use crate::error::{EngineError, Result};
 use crate::pipeline::RunContext;
-use crate::session::{EngineMode, EngineSettings};
+use crate::session::{EngineMode, EngineSettings, RetrySettings};
+use crate::watchdog::retry_lost;
 
 /// Largest aggregate state (in `f64` values, 8 MiB) one query may carry.
 /// An aggregate without a group key returns its state as one row, and
@@ -76,6 +77,11 @@ pub struct DistributedOptions {
     /// Largest state per query, in `f64` values (default and cap:
     /// [`MAX_STATE_VALUES`]); smaller values split levels into more scans.
     pub max_state_values: Option<usize>,
+    /// Attempts of each query lost with a cluster process (an executor or
+    /// the scheduler died, or the job watchdog cancelled it): a pass is run
+    /// again from the model as it stood after the last completed pass, so
+    /// training resumes at the tree level it was on, not from scratch.
+    pub retry: RetrySettings,
 }
 
 /// Time of one distributed pass.
@@ -109,6 +115,9 @@ pub struct DistributedFit {
     pub prepare_seconds: f64,
     /// One entry per pass.
     pub passes: Vec<PassTiming>,
+    /// Queries run again after they were lost with a cluster process
+    /// (`"<what>: <error>"`, in order).
+    pub retries: Vec<String>,
 }
 
 impl DistributedFit {
@@ -122,6 +131,7 @@ impl DistributedFit {
             "pass_seconds_total": total,
             "pass_seconds_mean": total / self.passes.len().max(1) as f64,
             "per_pass": self.passes,
+            "retries": self.retries,
         })
     }
 }
@@ -199,22 +209,23 @@ pub async fn train_distributed(
     }
 
     // 1. Stats.
+    let retry = &opts.retry;
+    let mut retries = Vec::new();
     let lbl = cast(ident(label), DataType::Int64);
-    let stats = df
-        .clone()
-        .aggregate(
-            vec![],
-            vec![
-                count(lit(1i64)).alias("n"),
-                sum(when(lbl.clone().not_eq(lit(0i64)), lit(1i64)).otherwise(lit(0i64))?)
-                    .alias("pos"),
-                sum(when(lbl.is_null(), lit(1i64)).otherwise(lit(0i64))?).alias("null_labels"),
-                sum(when(ident(row_id).is_null(), lit(1i64)).otherwise(lit(0i64))?)
-                    .alias("null_ids"),
-            ],
-        )?
-        .collect()
-        .await?;
+    let stats_plan = df.clone().aggregate(
+        vec![],
+        vec![
+            count(lit(1i64)).alias("n"),
+            sum(when(lbl.clone().not_eq(lit(0i64)), lit(1i64)).otherwise(lit(0i64))?).alias("pos"),
+            sum(when(lbl.is_null(), lit(1i64)).otherwise(lit(0i64))?).alias("null_labels"),
+            sum(when(ident(row_id).is_null(), lit(1i64)).otherwise(lit(0i64))?).alias("null_ids"),
+        ],
+    )?;
+    let stats = retry_lost(retry, "stats", &mut retries, |_| {
+        let p = stats_plan.clone();
+        async move { Ok(p.collect().await?) }
+    })
+    .await?;
     let b = first_row(&stats)?;
     let (n, pos) = (int_at(b, "n")?, int_at(b, "pos")?);
     let (null_labels, null_ids) = (int_at(b, "null_labels")?, int_at(b, "null_ids")?);
@@ -264,7 +275,12 @@ pub async fn train_distributed(
                     .alias(format!("s{j}"))
             })
             .collect();
-        let res = df.clone().aggregate(vec![], aggs)?.collect().await?;
+        let plan = df.clone().aggregate(vec![], aggs)?;
+        let res = retry_lost(retry, "bin sample", &mut retries, |_| {
+            let p = plan.clone();
+            async move { Ok(p.collect().await?) }
+        })
+        .await?;
         let b = first_row(&res)?;
         for j in 0..chunk.len() {
             features.push(feature_bins(list_at(b, j)?, max_bins));
@@ -294,10 +310,19 @@ pub async fn train_distributed(
         .repartition(Partitioning::RoundRobinBatch(partitions))?;
     let binned = match &opts.binned_url {
         Some(url) => {
-            binned_plan
-                .write_parquet(url, DataFrameWriteOptions::new(), None)
-                .await?;
-            ctx.read_parquet(url.as_str(), ParquetReadOptions::default())
+            // A lost attempt may have left files: each attempt writes its
+            // own directory, and only the one that finished is read.
+            let dir = retry_lost(retry, "binned table", &mut retries, |attempt| {
+                let p = binned_plan.clone();
+                let dir = format!("{}/attempt-{attempt}/", url.trim_end_matches('/'));
+                async move {
+                    p.write_parquet(&dir, DataFrameWriteOptions::new(), None)
+                        .await?;
+                    Ok(dir)
+                }
+            })
+            .await?;
+            ctx.read_parquet(dir.as_str(), ParquetReadOptions::default())
                 .await?
         }
         None => binned_plan.cache().await?,
@@ -313,16 +338,19 @@ pub async fn train_distributed(
                 if k == 0 {
                     continue;
                 }
-                let rows = binned
+                let plan = binned
                     .clone()
                     .filter(col(LABEL).eq(lit(c)))?
                     .select(vec![hash
                         .call(vec![lit(req.seed), lit(HOLDOUT_STREAM), col(ROW_ID)])
                         .alias("h")])?
                     .sort(vec![col("h").sort(true, false)])?
-                    .limit((k - 1) as usize, Some(1))?
-                    .collect()
-                    .await?;
+                    .limit((k - 1) as usize, Some(1))?;
+                let rows = retry_lost(retry, "holdout", &mut retries, |_| {
+                    let p = plan.clone();
+                    async move { Ok(p.collect().await?) }
+                })
+                .await?;
                 let b = first_row(&rows)?;
                 th[c as usize] = Some(b.column(0).as_primitive::<UInt64Type>().value(0));
             }
@@ -354,11 +382,18 @@ pub async fn train_distributed(
             plan_bytes += literal.try_as_str().flatten().map_or(0, str::len);
             let mut args = vec![lit(literal), col(LABEL), col(ROW_ID)];
             args.extend(bin_cols.iter().map(|c| col(c.as_str())));
-            let res = binned
+            let query = binned
                 .clone()
-                .aggregate(vec![], vec![level.call(args).alias("h")])?
-                .collect()
-                .await?;
+                .aggregate(vec![], vec![level.call(args).alias("h")])?;
+            // The pass is a pure function of the binned table and the plan:
+            // a lost pass runs again from the same model (the last
+            // completed level), not from scratch.
+            let what = format!("pass {} ({})", passes.len(), trainer.pass_label());
+            let res = retry_lost(retry, &what, &mut retries, |_| {
+                let q = query.clone();
+                async move { Ok(q.collect().await?) }
+            })
+            .await?;
             results.push(list_at(first_row(&res)?, 0)?);
         }
         let sums = plan.join(&parts, &results)?;
@@ -386,6 +421,7 @@ pub async fn train_distributed(
         rows: n as u64,
         prepare_seconds,
         passes,
+        retries,
     })
 }
 
@@ -474,6 +510,7 @@ pub(crate) async fn train_pipeline_model(
     let scratch = format!("{dir}/_binned-{}/", uuid::Uuid::new_v4().simple());
     let opts = DistributedOptions {
         binned_url: Some(rc.lake.table_url(&scratch)),
+        retry: rc.cfg.config.engine.retry.clone(),
         ..DistributedOptions::default()
     };
     info!(model = %model.name, "training on the executors");

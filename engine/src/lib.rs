@@ -32,5 +32,6 @@ mod report_build;
 pub mod schema;
 pub mod session;
 pub mod slices;
+pub mod watchdog;
 
 pub use error::{EngineError, Result};

@@ -82,6 +82,96 @@ pub struct EngineSettings {
     /// Unknown keys are an error naming the key.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub options: std::collections::BTreeMap<String, String>,
+    /// `ballista` mode: a cluster job that makes no progress (no stage
+    /// finishes, its status does not change) for this many seconds is
+    /// cancelled on the scheduler and fails with an error naming the job,
+    /// its stages and the executors lost (default
+    /// [`DEFAULT_WATCHDOG_SECONDS`]; docs/DISTRIBUTED.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watchdog_seconds: Option<u64>,
+    /// `ballista` mode: how often a step (and a distributed training pass)
+    /// whose cluster job failed because executors or the scheduler were
+    /// lost is run again.
+    #[serde(default, skip_serializing_if = "RetrySettings::is_default")]
+    pub retry: RetrySettings,
+    /// `ballista` mode: Ballista's adaptive planner (AQE). Off by default:
+    /// the static execution graph recovers from lost executors
+    /// (docs/DISTRIBUTED.md, "Fault tolerance").
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adaptive_planner: bool,
+}
+
+/// Default of `engine.watchdog_seconds`.
+pub const DEFAULT_WATCHDOG_SECONDS: u64 = 600;
+
+impl EngineSettings {
+    /// The progress watchdog's bound (`engine.watchdog_seconds`).
+    pub fn watchdog(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(
+            self.watchdog_seconds
+                .unwrap_or(DEFAULT_WATCHDOG_SECONDS)
+                .max(1),
+        )
+    }
+}
+
+/// Retries of work lost with a cluster process (`engine.retry`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySettings {
+    /// Attempts in all (1 = no retry; default 3).
+    #[serde(default = "default_attempts")]
+    pub attempts: u32,
+    /// Seconds before the first retry; each further retry waits twice as
+    /// long (default 5).
+    #[serde(default = "default_backoff")]
+    pub backoff_seconds: f64,
+}
+
+fn default_attempts() -> u32 {
+    3
+}
+
+fn default_backoff() -> f64 {
+    5.0
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        Self {
+            attempts: default_attempts(),
+            backoff_seconds: default_backoff(),
+        }
+    }
+}
+
+impl RetrySettings {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The wait before attempt `attempt` (2, 3, ...): `backoff × 2^(attempt-2)`.
+    pub fn backoff(&self, attempt: u32) -> std::time::Duration {
+        let exp = attempt.saturating_sub(2).min(16) as i32;
+        std::time::Duration::from_secs_f64((self.backoff_seconds.max(0.0)) * 2f64.powi(exp))
+    }
+
+    /// Checks the values (`engine.retry.*`).
+    pub fn validate(&self) -> Result<()> {
+        if self.attempts == 0 {
+            return Err(EngineError::config(
+                "engine.retry.attempts",
+                "must be at least 1 (1 = no retry)",
+            ));
+        }
+        if !self.backoff_seconds.is_finite() || self.backoff_seconds < 0.0 {
+            return Err(EngineError::config(
+                "engine.retry.backoff_seconds",
+                format!("`{}` is not a number of seconds >= 0", self.backoff_seconds),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Parses `8GiB`, `512MiB`, `1.5GB`, `1000000` into bytes.
@@ -475,6 +565,26 @@ pub async fn connect(settings: &EngineSettings, lake: Option<&Lake>) -> Result<S
             let host = parsed.host_str().unwrap_or("");
             let port = parsed.port().unwrap_or(50050);
             probe_scheduler(host, port).await?;
+            // Every job runs under the progress watchdog, with the planner
+            // that recovers from lost executors (the static graph unless
+            // `engine.adaptive_planner`).
+            let config = state
+                .config()
+                .clone()
+                .upgrade_for_ballista()
+                .with_ballista_adaptive_query_planner(settings.adaptive_planner);
+            let planner = crate::watchdog::WatchedPlanner::new(
+                format!("http://{host}:{port}"),
+                config.ballista_config(),
+                crate::watchdog::WatchSettings {
+                    scheduler: format!("{host}:{port}"),
+                    stall: settings.watchdog(),
+                },
+            );
+            let config = config.with_ballista_query_planner(Arc::new(planner));
+            let state = SessionStateBuilder::new_from_existing(state)
+                .with_config(config)
+                .build();
             let ctx = SessionContext::remote_with_state(url, state)
                 .await
                 .map_err(|e| {
@@ -504,7 +614,25 @@ async fn probe_scheduler(host: &str, port: u16) -> Result<()> {
     )
     .await
     {
-        Ok(Ok(_)) => Ok(()),
+        Ok(Ok(probe)) => {
+            drop(probe);
+            // Something listens: it must be a Ballista scheduler (its
+            // `/readyz` reports the registered executors).
+            match crate::watchdog::http_get(&addr, "/readyz").await {
+                Some((_, body)) if body.contains("executors registered") => Ok(()),
+                Some((code, body)) => Err(EngineError::cluster(
+                    addr,
+                    format!(
+                        "the service there answers but is not a Ballista scheduler (GET /readyz: HTTP {code}, `{}`); check engine.scheduler / --scheduler",
+                        body.trim().chars().take(80).collect::<String>()
+                    ),
+                )),
+                None => Err(EngineError::cluster(
+                    addr,
+                    "the service there accepts connections but does not answer like a Ballista scheduler (no HTTP reply to GET /readyz); check engine.scheduler / --scheduler",
+                )),
+            }
+        }
         Ok(Err(e)) => Err(EngineError::cluster(
             addr,
             format!(

@@ -346,6 +346,7 @@ async fn cluster_distributed_training_equals_embedded() {
         let opts = |tag: &str| DistributedOptions {
             binned_url: Some(lake.table_url(&format!("binned/{name}/{tag}/"))),
             max_state_values: if tag == "cluster" { budget } else { None },
+            ..DistributedOptions::default()
         };
         let embedded = train_distributed(
             &emb,

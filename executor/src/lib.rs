@@ -126,6 +126,7 @@ impl ExecutorArgs {
                     dir.display()
                 ))
             })?;
+            check_work_dir(dir)?;
         }
         let mut cfg = ExecutorProcessConfig {
             bind_host: self.bind_host.clone(),
@@ -168,6 +169,41 @@ impl ExecutorArgs {
                 ))
             })
     }
+}
+
+/// Bytes the start-up check writes to the work dir: a full or read-only
+/// disk fails here, with the path, instead of in the first shuffle write.
+const WORK_DIR_PROBE_BYTES: usize = 1 << 20;
+
+/// Writes (and removes) a 1 MiB probe file in the work dir, where shuffle
+/// files and spills go, so an executor whose work dir is full or not
+/// writable refuses to start with an error naming the path, instead of
+/// failing tasks (and, after `--task-max-failures`, jobs) later.
+pub fn check_work_dir(dir: &std::path::Path) -> Result<(), BallistaError> {
+    let probe = dir.join(format!(".sluice-probe-{}", std::process::id()));
+    let result = write_probe(&probe);
+    let _ = std::fs::remove_file(&probe);
+    result.map_err(|e| work_dir_error(dir, e))
+}
+
+fn write_probe(file: &std::path::Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(file)?;
+    f.write_all(&vec![0u8; WORK_DIR_PROBE_BYTES])?;
+    f.sync_all()
+}
+
+fn work_dir_error(dir: &std::path::Path, e: std::io::Error) -> BallistaError {
+    BallistaError::Configuration(format!(
+        "the work dir {} cannot hold shuffle files ({e}): writing {} KiB there failed; \
+         free space or point --work-dir (SLUICE_EXECUTOR_WORK_DIR) elsewhere",
+        dir.display(),
+        WORK_DIR_PROBE_BYTES / 1024
+    ))
 }
 
 /// Installs the tracing subscriber (`RUST_LOG` filter, default `info`).
@@ -291,6 +327,33 @@ mod tests {
         }
         assert!(cfg.override_runtime_producer.is_some());
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_work_dir_that_cannot_be_written_is_named() {
+        // `/dev/full` accepts no byte (ENOSPC on every write): what a full
+        // disk does to the probe.
+        let full = std::path::Path::new("/dev/full");
+        if full.exists() {
+            let e = write_probe(full).unwrap_err();
+            let e = work_dir_error(std::path::Path::new("/work/dir"), e).to_string();
+            assert!(
+                e.contains("/work/dir") && e.contains("No space left"),
+                "{e}"
+            );
+        }
+        // A work dir under a regular file cannot be created at all.
+        let file = std::env::temp_dir().join(format!("sluice-exec-file-{}", std::process::id()));
+        std::fs::write(&file, b"x").unwrap();
+        let dir = file.join("work");
+        let args =
+            ExecutorArgs::parse_from(["sluice-executor", "--work-dir", dir.to_str().unwrap()]);
+        let e = match args.to_config() {
+            Ok(_) => panic!("an unusable work dir must be rejected"),
+            Err(e) => e.to_string(),
+        };
+        assert!(e.contains(dir.to_str().unwrap()), "{e}");
+        let _ = std::fs::remove_file(file);
     }
 
     #[test]

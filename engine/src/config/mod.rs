@@ -633,6 +633,17 @@ pub fn validate(cfg: &PipelineConfig, origin: &str) -> Result<()> {
             "required when engine.mode is `ballista` (e.g. df://localhost:50050)".into(),
         ));
     }
+    cfg.engine.retry.validate().map_err(|e| match e {
+        EngineError::Config { location, message } => err(&location, message),
+        other => other,
+    })?;
+    if cfg.engine.watchdog_seconds == Some(0) {
+        return Err(err(
+            "engine.watchdog_seconds",
+            "must be at least 1 (seconds without progress before a cluster job is cancelled)"
+                .into(),
+        ));
+    }
     let allowed: &[StepName] = match cfg.kind {
         PipelineKind::Training => &[
             StepName::Ingest,

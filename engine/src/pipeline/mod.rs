@@ -59,6 +59,28 @@ pub struct StepOutcome {
     pub output: String,
     /// Committed manifests (one per output directory; train has one per model).
     pub manifests: Vec<Manifest>,
+    /// Attempts this invocation made (1 unless the step was retried after
+    /// its cluster job was lost, `engine.retry`).
+    #[serde(default = "one")]
+    pub attempts: u32,
+    /// The failed attempts before the one that counted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retries: Vec<StepRetry>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// A failed attempt of a step that was run again (`engine.retry`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepRetry {
+    /// The attempt that failed (1-based).
+    pub attempt: u32,
+    /// Its error.
+    pub error: String,
+    /// Seconds waited before the next attempt.
+    pub backoff_seconds: f64,
 }
 
 /// The result of `sluice run`.
@@ -186,6 +208,11 @@ fn explain_cluster_failure(engine: &EngineSettings, run_id: &str, message: Strin
             "lost the Ballista scheduler at {url} ({message}); committed steps are kept: \
              restart the scheduler and rerun with `--resume {run_id}`"
         ),
+        Some(url) if crate::watchdog::is_cluster_loss(&message) => format!(
+            "{message}; the Ballista cluster at {url} lost this step's work; committed steps \
+             are kept: check the cluster (`sluice cluster status`, the executor pods) and rerun \
+             with `--resume {run_id}`"
+        ),
         _ => message,
     }
 }
@@ -305,29 +332,64 @@ pub async fn run(cfg: &LoadedConfig, opts: &RunOptions) -> Result<RunOutcome> {
                 seconds: 0.0,
                 output: rc.step_dir(name),
                 manifests: vec![],
+                attempts: 0,
+                retries: vec![],
             });
             continue;
         }
         let t = Instant::now();
         info!(step = %name, "step started");
-        let (status, manifests) =
-            steps::run_step(&rc, step, resuming)
-                .await
-                .map_err(|e| match e {
-                    EngineError::Step { .. } => e,
-                    other => EngineError::Step {
-                        step: name.to_string(),
-                        message: explain_cluster_failure(&engine, &rc.run_id, other.to_string()),
-                    },
-                })?;
+        let mut retries = Vec::new();
+        let (status, manifests) = loop {
+            let attempt = retries.len() as u32 + 1;
+            // A retry resumes: outputs this step already committed (a
+            // trained model) are kept.
+            match steps::run_step(&rc, step, resuming || attempt > 1).await {
+                Ok(done) => break done,
+                Err(e) => {
+                    let message = e.to_string();
+                    let retry = engine.mode == session::EngineMode::Ballista
+                        && attempt < engine.retry.attempts
+                        && crate::watchdog::is_cluster_loss(&message);
+                    if !retry {
+                        if let EngineError::Step { .. } = e {
+                            return Err(e);
+                        }
+                        let tried = if attempt > 1 {
+                            format!(" (attempt {attempt} of {})", engine.retry.attempts)
+                        } else {
+                            String::new()
+                        };
+                        return Err(EngineError::Step {
+                            step: name.to_string(),
+                            message: format!(
+                                "{}{tried}",
+                                explain_cluster_failure(&engine, &rc.run_id, message)
+                            ),
+                        });
+                    }
+                    let wait = engine.retry.backoff(attempt + 1);
+                    warn!(step = %name, attempt, of = engine.retry.attempts, backoff_seconds = wait.as_secs_f64(), error = %message,
+                        "the step's cluster job was lost with a cluster process; running the step again");
+                    retries.push(StepRetry {
+                        attempt,
+                        error: message,
+                        backoff_seconds: wait.as_secs_f64(),
+                    });
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        };
         let secs = t.elapsed().as_secs_f64();
-        info!(step = %name, status = %status, seconds = secs, rows = ?manifests.first().and_then(|m| m.rows), "step finished");
+        info!(step = %name, status = %status, seconds = secs, attempts = retries.len() + 1, rows = ?manifests.first().and_then(|m| m.rows), "step finished");
         outcomes.push(StepOutcome {
             step: name,
             status: status.into(),
             seconds: secs,
             output: rc.step_dir(name),
             manifests,
+            attempts: retries.len() as u32 + 1,
+            retries,
         });
     }
     let summary = steps::summary(&rc, &outcomes).await;
