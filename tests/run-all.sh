@@ -61,6 +61,9 @@ echo "cargo test summary: $passed passed, $failed failed, $ignored ignored"
 run "ML quality vs LightGBM/scikit-learn" bash bench/ml/run.sh --rows 150000 --test-rows 50000 --threads 2
 # Bad inputs and real writers (pyarrow, pandas, PySpark) through the sluice binary.
 run "bad-input catalogue" bash tests/catalogue/run.sh
+# Model export (LightGBM, onnxruntime), drift detection on shifted lakes and
+# TreeSHAP explanations against shap, through the real CLI on small lakes.
+run "model export, drift and explanations" bash tests/models/run.sh
 if [ -x tests/deploy/run.sh ]; then
   run "deployment checks" bash tests/deploy/run.sh
 fi

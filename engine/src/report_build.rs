@@ -4,8 +4,8 @@
 use crate::config::StepName;
 use crate::pipeline::{RunContext, StepOutcome};
 use crate::report::{
-    Confusion, DeployedModel, GridPoint, Importance, MetricSet, ModelReport, RunReport, StepReport,
-    StepStatus,
+    Confusion, DeployedModel, DriftRow, DriftSection, GridPoint, Importance, MetricSet,
+    ModelReport, RunReport, StepReport, StepStatus,
 };
 
 fn metric_set(m: &serde_json::Value) -> MetricSet {
@@ -19,6 +19,39 @@ fn metric_set(m: &serde_json::Value) -> MetricSet {
         auc: f("auc"),
         pr_auc: f("pr_auc"),
         log_loss: f("log_loss"),
+    }
+}
+
+fn drift_row(c: &sluice_ml::drift::ColumnDrift) -> DriftRow {
+    DriftRow {
+        name: c.name.clone(),
+        psi: c.psi,
+        ks: c.ks,
+        ks_p_value: c.ks_p_value,
+        null_rate_reference: c.null_rate_reference,
+        null_rate_current: c.null_rate_current,
+        status: match c.status {
+            sluice_ml::drift::DriftStatus::Ok => "ok",
+            sluice_ml::drift::DriftStatus::Warn => "warn",
+            sluice_ml::drift::DriftStatus::Fail => "fail",
+        }
+        .into(),
+        reference_shares: c.reference_shares.clone(),
+        current_shares: c.current_shares.clone(),
+        upper_bounds: c.upper_bounds.clone(),
+    }
+}
+
+/// The report's copy of a drift check.
+pub(crate) fn drift_section(d: &sluice_ml::drift::DriftReport) -> DriftSection {
+    DriftSection {
+        drifted: d.drifted,
+        psi_warn: d.thresholds.psi_warn,
+        psi_fail: d.thresholds.psi_fail,
+        reference_rows: d.reference_rows,
+        current_rows: d.current_rows,
+        features: d.features.iter().map(drift_row).collect(),
+        prediction: drift_row(&d.prediction),
     }
 }
 
@@ -149,6 +182,11 @@ pub(crate) fn build(
                 StepName::Predict => {
                     if let Some(s) = m.extra.get("scoring").filter(|s| !s.is_null()) {
                         r.scoring = Some(metric_set(&s["metrics"]));
+                    }
+                    if let Some(d) = m.extra.get("drift").and_then(|d| {
+                        serde_json::from_value::<sluice_ml::drift::DriftReport>(d.clone()).ok()
+                    }) {
+                        r.drift = Some(drift_section(&d));
                     }
                     if let Some(model) = m.extra.get("model") {
                         r.deployed.get_or_insert(DeployedModel {

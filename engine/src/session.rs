@@ -216,6 +216,7 @@ pub fn sluice_scalar_udfs() -> Vec<Arc<ScalarUDF>> {
         .collect();
     v.extend(sluice_ml::distributed::scalar_udfs());
     v.push(Arc::new(crate::predict::predict_udf()));
+    v.push(Arc::new(crate::explain::explain_udf()));
     v
 }
 
@@ -224,6 +225,7 @@ pub fn sluice_scalar_udfs() -> Vec<Arc<ScalarUDF>> {
 pub fn sluice_aggregate_udfs() -> Vec<Arc<AggregateUDF>> {
     let mut v = sluice_ml::distributed::aggregate_udfs();
     v.push(Arc::new(crate::ingest::keys_ordered_udaf()));
+    v.push(Arc::new(sluice_ml::drift::profile_udaf()));
     v
 }
 

@@ -16,6 +16,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::drift::DriftProfile;
 use crate::error::{ArtefactError, MlError, Result};
 use crate::metrics::Metrics;
 use crate::model::TrainedModel;
@@ -52,6 +53,10 @@ pub struct ModelArtefact {
     pub created_at: String,
     /// Free-form extra fields (run id, grid-search summary, ...).
     pub extra: serde_json::Map<String, serde_json::Value>,
+    /// Reference profile of the features and predictions on held-out rows,
+    /// which inference runs compare their input with ([`crate::drift`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift_reference: Option<DriftProfile>,
 }
 
 impl ModelArtefact {
@@ -72,6 +77,7 @@ impl ModelArtefact {
             metrics: None,
             created_at: created_at.into(),
             extra: serde_json::Map::new(),
+            drift_reference: None,
         }
     }
 

@@ -35,6 +35,9 @@ pub enum MlError {
         #[source]
         source: arrow::error::ArrowError,
     },
+    /// A model cannot be written in the requested export format.
+    #[error("model export: {0}")]
+    Export(String),
     /// A broken internal invariant (a bug in `sluice-ml`).
     #[error("internal error (please report): {0}")]
     Internal(String),

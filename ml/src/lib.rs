@@ -31,7 +31,9 @@
 pub mod artefact;
 pub mod binning;
 pub mod distributed;
+pub mod drift;
 pub mod error;
+pub mod export;
 mod forest;
 mod gbt;
 pub mod histogram;
@@ -43,12 +45,14 @@ pub mod params;
 pub mod progress;
 pub mod sampling;
 pub mod selection;
+pub mod shap;
 pub mod synthetic;
 pub mod tree;
 
 pub use artefact::{ModelArtefact, FORMAT_VERSION};
 pub use binning::{BinEdges, BinnedMatrix, FeatureBins};
 pub use error::{ArtefactError, MlError};
+pub use export::{export, ExportFormat};
 pub use histogram::{
     BinStats, Histogram, HistogramSource, LocalHistogramSource, NodeRequest, Targets,
 };

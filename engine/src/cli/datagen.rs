@@ -27,6 +27,12 @@ pub struct DatagenArgs {
     /// Samples per Parquet part file.
     #[arg(long, default_value_t = 262_144)]
     pub chunk_samples: u64,
+    /// Shift the raw (inference) population away from the training one, to
+    /// test drift detection: `rsrp` (10 dB weaker signal), `manufacturer`
+    /// (half the phones from a new manufacturer), `night` (4x the samples
+    /// per hour at night). The training CSVs never shift.
+    #[arg(long, value_enum)]
+    pub shift: Option<crate::datagen::sim::Shift>,
 }
 
 /// Runs `sluice datagen`.
@@ -39,6 +45,7 @@ pub async fn run(args: DatagenArgs) -> anyhow::Result<i32> {
     cfg.seed = args.seed;
     cfg.label_noise = args.label_noise;
     cfg.chunk_samples = args.chunk_samples;
+    cfg.shift = args.shift;
     let lake = Lake::open(&args.out)?;
     let s = generate(&lake, &cfg).await?;
     println!(

@@ -111,6 +111,11 @@ pub fn options(args: &RunArgs, cfg: &config::LoadedConfig) -> anyhow::Result<Run
     })
 }
 
+/// Exit code of `sluice run` when the inference input drifted from the
+/// model's reference (`drift.json` has `"drifted": true`); every output is
+/// committed all the same.
+pub const DRIFTED_EXIT_CODE: i32 = 3;
+
 /// Prints the outcome of a run for people.
 pub fn print_outcome(o: &RunOutcome) {
     println!("pipeline {}  run {}", o.pipeline, o.run_id);
@@ -150,6 +155,20 @@ pub fn print_outcome(o: &RunOutcome) {
     if let Some(p) = s.get("predictions").and_then(|p| p.as_str()) {
         println!("  predictions: {p} ({} rows)", s["predicted_rows"]);
     }
+    if let Some(d) = &o.drift {
+        let top: Vec<String> = d
+            .features
+            .iter()
+            .take(3)
+            .map(|f| format!("{} {:.3}", f.name, f.psi))
+            .collect();
+        println!(
+            "  drift: {} (PSI top: {}; prediction {:.3})",
+            if d.drifted { "DRIFTED" } else { "none" },
+            top.join(", "),
+            d.prediction.psi
+        );
+    }
     if let Some(sc) = s.get("scoring").filter(|d| !d.is_null()) {
         println!(
             "  vs truth labels: accuracy {:.4}  auc {:.4}",
@@ -166,7 +185,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     let opts = options(&args, &cfg)?;
     let outcome = pipeline::run(&cfg, &opts).await?;
     print_outcome(&outcome);
-    Ok(0)
+    Ok(match &outcome.drift {
+        Some(d) if d.drifted => DRIFTED_EXIT_CODE,
+        _ => 0,
+    })
 }
 
 /// Runs `sluice validate`.

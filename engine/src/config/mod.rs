@@ -428,6 +428,17 @@ pub struct PredictStep {
     /// Decision threshold (default: the one stored with the model).
     #[serde(default)]
     pub threshold: Option<f64>,
+    /// Drift check against the model's reference profile: a feature (or the
+    /// predicted probability) whose PSI reaches `psi_warn` is reported as
+    /// `warn`, `psi_fail` marks the run as drifted (`drift.json`, exit code
+    /// 3). Default `{psi_warn: 0.1, psi_fail: 0.25}`.
+    #[serde(default)]
+    pub drift: sluice_ml::drift::DriftThresholds,
+    /// Write the `k` largest exact TreeSHAP contributions of each prediction
+    /// beside it (column `explanation`: a list of `{feature, contribution}`,
+    /// log-odds for GBT, probability for forests). Off by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explain: Option<usize>,
 }
 
 fn default_latest() -> String {
@@ -730,6 +741,18 @@ pub fn validate(cfg: &PipelineConfig, origin: &str) -> Result<()> {
                     }
                     validate_grid(&m.spec, &m.grid)
                         .map_err(|msg| err(&format!("steps[{i}].models[{j}].grid"), msg))?;
+                }
+            }
+            StepConfig::Predict(p) => {
+                if let Err(e) = p.drift.validate() {
+                    return Err(err(&format!("steps[{i}].drift"), e.to_string()));
+                }
+                if p.explain == Some(0) {
+                    return Err(err(
+                        &format!("steps[{i}].explain"),
+                        "expected the number of top contributions to write (1 or more), found 0"
+                            .into(),
+                    ));
                 }
             }
             StepConfig::Features(f) if !f.materialize && cfg.kind == PipelineKind::Training => {

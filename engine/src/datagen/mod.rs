@@ -77,6 +77,8 @@ pub struct DatagenConfig {
     pub label_noise: f64,
     /// Samples per output chunk (one Parquet file per table and chunk).
     pub chunk_samples: u64,
+    /// A known shift of the raw population (drift tests); none by default.
+    pub shift: Option<sim::Shift>,
 }
 
 impl DatagenConfig {
@@ -90,6 +92,7 @@ impl DatagenConfig {
             seed: 42,
             label_noise: 0.015,
             chunk_samples: 262_144,
+            shift: None,
         }
     }
 
@@ -159,6 +162,7 @@ struct Population {
     samples: u64,
     device_id_base: i64,
     sample_id_base: i64,
+    shift: Option<sim::Shift>,
 }
 
 impl Population {
@@ -177,12 +181,16 @@ impl Population {
     }
 
     fn spec(&self, i: u64, rng: &mut ChaCha8Rng) -> DeviceSpec {
-        device_spec(
+        let mut spec = device_spec(
             rng,
             self.device_id_base + i as i64,
             self.sample_id_base + self.first_sample(i) as i64,
             self.device_samples(i) as usize,
-        )
+        );
+        if let Some(s) = self.shift {
+            s.apply(&mut spec);
+        }
+        spec
     }
 
     /// Contiguous device ranges of about `chunk_samples` samples each.
@@ -220,6 +228,7 @@ pub async fn generate(lake: &Lake, cfg: &DatagenConfig) -> Result<DatagenSummary
         samples: cfg.samples,
         device_id_base: RAW_DEVICE_ID_BASE,
         sample_id_base: 1,
+        shift: cfg.shift,
     };
     let spd = cfg.samples_per_device();
     let train_devices = cfg
@@ -233,6 +242,7 @@ pub async fn generate(lake: &Lake, cfg: &DatagenConfig) -> Result<DatagenSummary
         samples: cfg.train_rows,
         device_id_base: TRAIN_DEVICE_ID_BASE,
         sample_id_base: TRAIN_SAMPLE_ID_BASE,
+        shift: None,
     };
 
     let bar = crate::progress::bar(cfg.samples + cfg.train_rows, "datagen", "rows");

@@ -34,7 +34,42 @@ pub const MODELS: &[(&str, &str, f64)] = &[
     ("Fairphone", "5", -2.0),
     ("Sony", "Xperia 10 V", -1.0),
     ("Samsung", "Galaxy A14", -4.0),
+    // Only in lakes generated with `--shift manufacturer` (see [`Shift`]).
+    ("Nothing", "Phone (3a)", -1.5),
 ];
+
+/// Phone models drawn without a shift (the first entries of [`MODELS`]).
+pub const BASE_MODELS: usize = 10;
+
+/// A known distribution shift of the raw (inference) population, for
+/// testing drift detection (`sluice datagen --shift`). The training
+/// population never shifts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shift {
+    /// Weaker signal: every RSRP (and the RSSI derived from it) 10 dB lower.
+    Rsrp,
+    /// Half the devices are a phone of a new manufacturer (`Nothing`).
+    Manufacturer,
+    /// Four times as many samples per hour at night (22:00-06:00 local),
+    /// when devices are mostly indoors.
+    Night,
+}
+
+impl Shift {
+    /// Applies the shift to a raw device's attributes.
+    pub fn apply(self, spec: &mut DeviceSpec) {
+        match self {
+            Shift::Rsrp => spec.rsrp_shift_db = -10.0,
+            Shift::Manufacturer => {
+                if mix(spec.device_id as u64 ^ 0x4e45_5750) % 2 == 0 {
+                    spec.model = BASE_MODELS;
+                    spec.reports_rssi = true;
+                }
+            }
+            Shift::Night => spec.night_rate = 4.0,
+        }
+    }
+}
 
 /// Android versions devices run.
 pub const OS_VERSIONS: &[&str] = &["Android 12", "Android 13", "Android 14", "Android 15"];
@@ -74,6 +109,10 @@ pub struct DeviceSpec {
     pub ground_alt: f64,
     /// Whether the model reports RSSI at all.
     pub reports_rssi: bool,
+    /// Added to every RSRP in dB (0 unless shifted).
+    pub rsrp_shift_db: f64,
+    /// Sampling rate at night relative to the day (1 unless shifted).
+    pub night_rate: f64,
 }
 
 /// A GPS fix as reported.
@@ -226,7 +265,7 @@ pub fn device_spec(
     let day = rng.random_range(0..21i64);
     let base_us = 1_772_406_000_000_000i64; // 2026-03-01T23:00:00Z = 2026-03-02 00:00 CET
     let start_us = base_us + day * 86_400_000_000 + rng.random_range(0..3_600_000_000i64);
-    let model = rng.random_range(0..MODELS.len());
+    let model = rng.random_range(0..BASE_MODELS);
     DeviceSpec {
         device_id,
         model,
@@ -239,6 +278,8 @@ pub fn device_spec(
         urbanity: rng.random_range(0.3..1.7),
         ground_alt: (120.0 + 80.0 * normal(rng)).max(0.0),
         reports_rssi: model % 4 != 3,
+        rsrp_shift_db: 0.0,
+        night_rate: 1.0,
     }
 }
 
@@ -301,7 +342,10 @@ pub fn simulate_device(
 
     for i in 0..n {
         if i > 0 {
-            let dt = lognormal(rng, median_dt, 1.0).clamp(1.0, 1_800.0);
+            let mut dt = lognormal(rng, median_dt, 1.0).clamp(1.0, 1_800.0);
+            if spec.night_rate != 1.0 && is_night(local_hour(ts)) {
+                dt = (dt / spec.night_rate).max(1.0);
+            }
             ts += (dt * 1e6) as i64;
             // Move during the interval (outdoors only; indoors is a place).
             if !indoor {
@@ -377,7 +421,10 @@ pub fn simulate_device(
             None
         } else {
             let reported = cell_key.is_some();
-            let rsrp = cell_base + shadow - penetration + model_offset + 4.0 * normal(rng);
+            let rsrp = cell_base + shadow - penetration
+                + model_offset
+                + 4.0 * normal(rng)
+                + spec.rsrp_shift_db;
             let rsrp = rsrp.clamp(-140.0, -44.0).round();
             let rsrq = (-9.0 - 0.25 * penetration + 2.5 * normal(rng)).clamp(-20.0, -3.0);
             let sinr = (14.0 - 0.45 * penetration + 5.5 * normal(rng)).clamp(-10.0, 30.0);

@@ -98,6 +98,9 @@ pub struct RunOutcome {
     pub report_html: String,
     /// Facts worth printing (deployed version, metrics, prediction path).
     pub summary: serde_json::Value,
+    /// The predict step's drift check, when it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<sluice_ml::drift::DriftReport>,
 }
 
 /// Everything a step needs.
@@ -400,7 +403,16 @@ pub async fn run(cfg: &LoadedConfig, opts: &RunOptions) -> Result<RunOutcome> {
             String::new()
         });
     info!(pipeline = %cfg.config.name, run_id = %rc.run_id, seconds = started.elapsed().as_secs_f64(), "run finished");
+    let drift = outcomes
+        .iter()
+        .filter(|o| o.step == StepName::Predict)
+        .flat_map(|o| &o.manifests)
+        .find_map(|m| m.extra.get("drift"))
+        .map(|d| serde_json::from_value(d.clone()))
+        .transpose()
+        .map_err(|e| EngineError::Internal(format!("predict manifest drift: {e}")))?;
     Ok(RunOutcome {
+        drift,
         pipeline: cfg.config.name.clone(),
         run_id: rc.run_id.clone(),
         lake: crate::lake::redact(rc.lake.url()),

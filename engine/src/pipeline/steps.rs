@@ -731,6 +731,7 @@ async fn deploy<'a>(
         .insert("threshold".into(), eval.extra["threshold"].clone());
     art.extra.insert("pipeline".into(), json!(rc.pipeline()));
     art.extra.insert("run_id".into(), json!(rc.run_id));
+    attach_drift_reference(rc, &mut art).await?;
     let v = registry::publish(
         &rc.lake,
         registry::Publish {
@@ -757,6 +758,36 @@ async fn deploy<'a>(
     )
     .await?;
     Ok((c, body))
+}
+
+/// The reference of inference drift checks: the model's features over all
+/// labelled rows (devices are the sampling unit, so every device counts)
+/// and its predictions over the held-out rows (the evaluate step's split;
+/// on training rows they would be more confident than on new data).
+async fn attach_drift_reference(rc: &RunContext, art: &mut ModelArtefact) -> Result<()> {
+    let Some(t) = train_step_config(rc) else {
+        return Ok(());
+    };
+    let (_, feats) = rc.upstream(StepName::Features, None).await?;
+    let data = load_labelled(rc, &feats).await?;
+    let (_, test_idx) = split_by_device(&data.device, t.test_fraction, t.seed);
+    let proba = art.model.predict_proba(&data.x.select_rows(&test_idx))?;
+    let x = &data.x;
+    let cols = art
+        .feature_names
+        .iter()
+        .map(|n| {
+            x.names()
+                .iter()
+                .position(|m| m == n)
+                .map(|j| x.column(j))
+                .ok_or_else(|| EngineError::Internal(format!("feature `{n}` not in the table")))
+        })
+        .collect::<Result<Vec<&[f64]>>>()?;
+    art.drift_reference = Some(sluice_ml::drift::reference_profile(
+        &art.model, &cols, &proba,
+    )?);
+    Ok(())
 }
 
 /// `predictions/run=<run_id>`, or for a run restricted to single partition
@@ -800,19 +831,42 @@ async fn predict(
     let udf: Arc<ScalarUDF> = Arc::new(predict_udf());
     let mut args: Vec<Expr> = vec![lit(rc.lake.table_url(&v.artefact_path()))];
     args.extend(art.feature_names.iter().map(|n| col(format!("\"{n}\""))));
+    let explain = match s.explain {
+        Some(0) => {
+            return Err(EngineError::config(
+                "predict.explain",
+                "expected the number of top contributions to write (1 or more), found 0",
+            ))
+        }
+        Some(k) => {
+            let mut e = vec![
+                lit(rc.lake.table_url(&v.artefact_path())),
+                lit(k.min(art.feature_names.len()) as i64),
+            ];
+            e.extend(art.feature_names.iter().map(|n| col(format!("\"{n}\""))));
+            Some(
+                Arc::new(crate::explain::explain_udf())
+                    .call(e)
+                    .alias(crate::explain::EXPLANATION_COLUMN),
+            )
+        }
+        None => None,
+    };
     let proba = udf.call(args);
     let dir = predictions_dir(rc);
     let mut c = Commit::begin(&rc.lake, &dir);
     let pb = crate::progress::spinner("predict");
     let mut outs = Vec::new();
     for df in feature_frames(rc, &feats).await? {
-        let out = df.select(vec![
+        let mut first = vec![
             col("sample_id"),
             col("device_id"),
             col("ts"),
             proba.clone().alias("indoor_probability"),
-        ])?;
-        let out = out.select(vec![
+        ];
+        first.extend(explain.clone());
+        let out = df.select(first)?;
+        let mut cols = vec![
             col("sample_id"),
             col("device_id"),
             col("ts"),
@@ -824,13 +878,28 @@ async fn predict(
             .otherwise(lit(0i32))?
             .alias("indoor"),
             lit(format!("{}/{}", v.name, v.version)).alias("model_version"),
-        ])?;
+        ];
+        if explain.is_some() {
+            cols.push(col(crate::explain::EXPLANATION_COLUMN));
+        }
+        let out = out.select(cols)?;
         outs.push(out);
     }
     let rows = c.write_parquet_parts(outs).await?;
     pb.finish_and_clear();
     c.promote_files().await?;
     let mut extra = json!({"rows": rows, "model": {"name": v.name, "version": v.version}, "threshold": threshold});
+    let drift =
+        crate::drift::check(&art, feature_frames(rc, &feats).await?, proba, &s.drift).await?;
+    if let Some(d) = &drift {
+        crate::drift::write(
+            &rc.lake,
+            &format!("runs/{}/{}", rc.pipeline(), rc.run_id),
+            d,
+        )
+        .await?;
+        extra["drift"] = serde_json::to_value(d).unwrap_or_default();
+    }
     if rows != feats.rows.unwrap_or(rows) {
         return Err(EngineError::Internal(format!(
             "predicted {rows} rows for {} input rows",

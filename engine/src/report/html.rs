@@ -70,6 +70,7 @@ pub fn render(report: &RunReport) -> Result<String> {
     metadata(&mut h, report);
     deployed(&mut h, report);
     scoring(&mut h, report);
+    crate::report::drift::section(&mut h, report.drift.as_ref())?;
     models(&mut h, report)?;
     steps(&mut h, report)?;
     let _ = write!(

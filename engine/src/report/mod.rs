@@ -19,6 +19,7 @@
 //! `html.rs` and, for a chart, add a function to `plots.rs` that returns one
 //! `<svg>` document.
 
+mod drift;
 mod format;
 mod html;
 mod model;
@@ -27,6 +28,7 @@ mod redact;
 
 use std::path::{Path, PathBuf};
 
+pub use drift::{DriftRow, DriftSection, DRIFT_PLOTS};
 pub use format::escape_html;
 pub use html::TOP_FEATURES;
 pub use model::{

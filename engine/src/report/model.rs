@@ -40,6 +40,8 @@ pub struct RunReport {
     pub scoring: Option<MetricSet>,
     /// Warnings collected during the run, shown prominently.
     pub warnings: Vec<String>,
+    /// The inference input's drift check, when it ran.
+    pub drift: Option<crate::report::DriftSection>,
 }
 
 /// Outcome of one step.

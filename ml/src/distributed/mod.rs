@@ -29,7 +29,7 @@
 
 pub mod bin;
 pub mod bin_sample;
-mod common;
+pub(crate) mod common;
 pub mod histogram;
 pub mod level;
 pub mod row_hash;

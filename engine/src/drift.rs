@@ -1,0 +1,77 @@
+//! The inference-side drift check: one aggregate pass of
+//! `sluice_drift_profile` over the predict step's feature frames (embedded
+//! or on Ballista, like the predictions themselves), compared with the
+//! reference profile stored in the model artefact (`sluice_ml::drift`).
+//! The result is written as `drift.json` in the run directory.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use datafusion::logical_expr::{col, lit, AggregateUDF};
+use datafusion::prelude::{DataFrame, Expr};
+use sluice_ml::drift::{compare, profile_udaf, state_of_result, DriftReport, DriftThresholds};
+use sluice_ml::ModelArtefact;
+use tracing::info;
+
+use crate::error::{EngineError, Result};
+use crate::lake::Lake;
+
+/// File name of the drift result in the run directory.
+pub const DRIFT_FILE: &str = "drift.json";
+
+/// Profiles `frames` (the model's features plus `proba`, the predicted
+/// probability expression) in one aggregate pass per frame and compares
+/// the merged profile with the artefact's reference. `None` when the
+/// artefact has no reference profile (a model trained before drift
+/// monitoring existed).
+pub async fn check(
+    art: &ModelArtefact,
+    frames: Vec<DataFrame>,
+    proba: Expr,
+    thresholds: &DriftThresholds,
+) -> Result<Option<DriftReport>> {
+    let Some(reference) = &art.drift_reference else {
+        info!("the model has no drift reference profile: drift check skipped");
+        return Ok(None);
+    };
+    thresholds.validate()?;
+    let spec = reference.spec();
+    let udaf: Arc<AggregateUDF> = Arc::new(profile_udaf());
+    let mut args: Vec<Expr> = vec![lit(spec.to_json())];
+    args.extend(art.feature_names.iter().map(|n| col(format!("\"{n}\""))));
+    args.push(proba);
+    let agg = udaf.call(args).alias("profile");
+    let mut state = spec.empty_state();
+    for df in frames {
+        let batches = df.aggregate(vec![], vec![agg.clone()])?.collect().await?;
+        for b in batches.iter().filter(|b| b.num_rows() > 0) {
+            let part = state_of_result(b.column(0))?;
+            if part.len() != state.len() {
+                return Err(EngineError::Internal(format!(
+                    "drift profile of {} values, expected {}",
+                    part.len(),
+                    state.len()
+                )));
+            }
+            spec.merge(&mut state, &part);
+        }
+    }
+    let current = reference.with_state(&state)?;
+    let report = compare(reference, &current, thresholds)?;
+    info!(
+        drifted = report.drifted,
+        top_feature = report.features.first().map(|f| f.name.as_str()),
+        top_psi = report.features.first().map(|f| f.psi),
+        prediction_psi = report.prediction.psi,
+        "drift check"
+    );
+    Ok(Some(report))
+}
+
+/// Writes `report` as `<run_dir>/drift.json`.
+pub async fn write(lake: &Lake, run_dir: &str, report: &DriftReport) -> Result<()> {
+    let body = serde_json::to_vec_pretty(report)
+        .map_err(|e| EngineError::Internal(format!("drift report to JSON: {e}")))?;
+    lake.put(&format!("{run_dir}/{DRIFT_FILE}"), Bytes::from(body))
+        .await
+}
