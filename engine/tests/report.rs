@@ -161,6 +161,7 @@ fn training_report() -> RunReport {
             value: 0.9873,
         }),
         scoring: None,
+        drift: None,
         warnings: vec![
             "1269 rows dropped: <null> label & unknown \"country\"".into(),
             "rf: max_features='sqrt' rounded to 5".into(),
@@ -212,6 +213,7 @@ fn inference_report() -> RunReport {
             auc: Some(0.9851),
             ..MetricSet::default()
         }),
+        drift: None,
         warnings: vec![],
     };
     for s in &mut report.steps {

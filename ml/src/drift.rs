@@ -319,6 +319,11 @@ pub struct DriftThresholds {
     /// PSI from which a column is `fail` and the run is drifted.
     #[serde(default = "default_fail")]
     pub psi_fail: f64,
+    /// Whether a drifted run makes `sluice run` exit with its own code (3)
+    /// instead of 0, for schedulers that branch on it (off by default:
+    /// `drift.json` and the report say it either way).
+    #[serde(default)]
+    pub exit_on_drift: bool,
 }
 
 fn default_warn() -> f64 {
@@ -334,6 +339,7 @@ impl Default for DriftThresholds {
         Self {
             psi_warn: default_warn(),
             psi_fail: default_fail(),
+            exit_on_drift: false,
         }
     }
 }
@@ -744,6 +750,7 @@ mod tests {
         let e = DriftThresholds {
             psi_warn: 0.3,
             psi_fail: 0.2,
+            exit_on_drift: false,
         }
         .validate()
         .unwrap_err()

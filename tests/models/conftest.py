@@ -73,7 +73,7 @@ steps:
     return path
 
 
-def inference_config(path: Path, family: str, name: str = "", explain: int = 0) -> Path:
+def inference_config(path: Path, family: str, name: str = "", explain: int = 0, exit_on_drift: bool = False) -> Path:
     path.write_text(
         f"""name: {name or f"export-infer-{family}"}
 kind: inference
@@ -86,6 +86,7 @@ steps:
     model_name: export-{family}
 """
         + (f"    explain: {explain}\n" if explain else "")
+        + ("    drift: {psi_warn: 0.1, psi_fail: 0.25, exit_on_drift: true}\n" if exit_on_drift else "")
     )
     return path
 

@@ -1,7 +1,8 @@
 """Drift monitoring end to end: the deployed model carries a reference
 profile; inference on a lake of the same generator (other seeds) is not
 flagged, inference on each known shift (`sluice datagen --shift`) is, with
-exit code 3, `drift.json` and the shifted features named."""
+exit code 3 (`drift: {exit_on_drift: true}`), `drift.json` and the shifted
+features named."""
 
 import json
 import shutil
@@ -23,7 +24,7 @@ def infer_on(base_lake, tmp_path, name, seed, shift=None):
         args += ["--shift", shift]
     sluice(*args)
     shutil.copytree(base_lake / "models", lake / "models")
-    cfg = inference_config(tmp_path / name / "infer.yaml", "gbt", name=f"drift-{name}")
+    cfg = inference_config(tmp_path / name / "infer.yaml", "gbt", name=f"drift-{name}", exit_on_drift=True)
     p = sluice("run", cfg, "--lake", lake, "--run-id", "r1", check=False)
     drift_file = lake / f"runs/drift-{name}/r1/drift.json"
     assert drift_file.exists(), f"no drift.json\n{p.stdout}\n{p.stderr}"

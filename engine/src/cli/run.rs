@@ -112,8 +112,8 @@ pub fn options(args: &RunArgs, cfg: &config::LoadedConfig) -> anyhow::Result<Run
 }
 
 /// Exit code of `sluice run` when the inference input drifted from the
-/// model's reference (`drift.json` has `"drifted": true`); every output is
-/// committed all the same.
+/// model's reference (`drift.json` has `"drifted": true`) and the predict
+/// step sets `drift.exit_on_drift`; every output is committed all the same.
 pub const DRIFTED_EXIT_CODE: i32 = 3;
 
 /// Prints the outcome of a run for people.
@@ -186,7 +186,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     let outcome = pipeline::run(&cfg, &opts).await?;
     print_outcome(&outcome);
     Ok(match &outcome.drift {
-        Some(d) if d.drifted => DRIFTED_EXIT_CODE,
+        Some(d) if d.drifted && d.thresholds.exit_on_drift => DRIFTED_EXIT_CODE,
         _ => 0,
     })
 }

@@ -430,8 +430,8 @@ pub struct PredictStep {
     pub threshold: Option<f64>,
     /// Drift check against the model's reference profile: a feature (or the
     /// predicted probability) whose PSI reaches `psi_warn` is reported as
-    /// `warn`, `psi_fail` marks the run as drifted (`drift.json`, exit code
-    /// 3). Default `{psi_warn: 0.1, psi_fail: 0.25}`.
+    /// `warn`, `psi_fail` marks the run as drifted (`drift.json`; exit code
+    /// 3 with `exit_on_drift: true`). Default `{psi_warn: 0.1, psi_fail: 0.25}`.
     #[serde(default)]
     pub drift: sluice_ml::drift::DriftThresholds,
     /// Write the `k` largest exact TreeSHAP contributions of each prediction

@@ -783,6 +783,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn shifts_change_only_their_attribute() {
+        let spec = |i: u64| device_spec(&mut ChaCha8Rng::seed_from_u64(i), i as i64, 1, 10);
+        let base = spec(3);
+        let mut s = base.clone();
+        sim::Shift::Rsrp.apply(&mut s);
+        assert_eq!(
+            (s.rsrp_shift_db, s.model, s.night_rate),
+            (-10.0, base.model, 1.0)
+        );
+        let mut s = base.clone();
+        sim::Shift::Night.apply(&mut s);
+        assert_eq!((s.rsrp_shift_db, s.night_rate), (0.0, 4.0));
+        let new_maker = (0..400u64)
+            .filter(|&i| {
+                let mut s = spec(i);
+                assert!(
+                    s.model < sim::BASE_MODELS,
+                    "unshifted devices never get the new maker"
+                );
+                sim::Shift::Manufacturer.apply(&mut s);
+                s.model == sim::BASE_MODELS
+            })
+            .count();
+        assert!((140..260).contains(&new_maker), "{new_maker} of 400");
+    }
+
+    #[test]
     fn population_layout_covers_every_sample_once() {
         let pop = Population {
             stream: 1,
@@ -791,6 +818,7 @@ mod tests {
             samples: 100,
             device_id_base: 0,
             sample_id_base: 0,
+            shift: None,
         };
         let total: u64 = (0..7).map(|i| pop.device_samples(i)).sum();
         assert_eq!(total, 100);

@@ -68,7 +68,7 @@ pub(crate) fn section(h: &mut String, d: Option<&DriftSection>) -> Result<()> {
     };
     let _ = write!(
         h,
-        "<section id=\"drift\">\n<h2>Input drift {}</h2>\n<p class=\"sub\">{:.0} rows against the model's reference profile of {:.0} held-out rows; PSI &ge; {} warns, &ge; {} marks the run as drifted (<code>drift.json</code>, exit code 3).</p>\n",
+        "<section id=\"drift\">\n<h2>Input drift {}</h2>\n<p class=\"sub\">{:.0} rows against the model's reference profile of {:.0} held-out rows; PSI &ge; {} warns, &ge; {} marks the run as drifted (<code>drift.json</code>).</p>\n",
         if d.drifted {
             "<span class=\"badge failed\">drifted</span>"
         } else {
