@@ -205,8 +205,8 @@ impl ProfileSpec {
         let mut at = 0;
         for ub in &self.columns {
             let n = ub.len() + 2;
-            for k in at..at + n {
-                state[k] += part[k];
+            for (s, p) in state[at..at + n].iter_mut().zip(&part[at..at + n]) {
+                *s += p;
             }
             state[at + n] = state[at + n].min(part[at + n]);
             state[at + n + 1] = state[at + n + 1].max(part[at + n + 1]);
