@@ -49,7 +49,6 @@ trap cleanup EXIT
 # environment stays set for every later cargo command, so nothing rebuilds.
 export RUSTC_WORKSPACE_WRAPPER="$(rustc --print sysroot)/bin/clippy-driver"
 export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
-export SLUICE_ML_BENCH_BIN="$CARGO_TARGET_DIR/release/examples/ml_bench"
 run "cargo fmt --check" cargo fmt --all --check
 run "build + clippy -D warnings (all targets)" cargo build --release --workspace --all-targets
 run "start azurite" start_azurite
