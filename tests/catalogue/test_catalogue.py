@@ -286,33 +286,37 @@ def test_table_of_csv_files(lake):
 
 # --- value bounds ---------------------------------------------------------------
 
+def with_value_checks(lake, mode):
+    with open(lake.infer_cfg) as f:
+        text = f.read().replace("  - step: ingest\n", f"  - step: ingest\n    value_checks: {mode}\n")
+    with open(lake.infer_cfg, "w") as f:
+        f.write(text)
+
+
 def test_latitude_out_of_range(lake):
+    with_value_checks(lake, "fail")
     f = rewrite(lake, "locations", lambda t: replace_at(replace_at(t, "latitude", 3, 123.0), "latitude", 9, -999.0))
     ingest_fails(lake, f, "`latitude` must lie in [-90, 90]", "latitude=123", "sample_id = ", "2 row(s) of raw/locations")
 
 
 def test_nan_and_infinity(lake):
+    with_value_checks(lake, "fail")
     f = rewrite(lake, "radio", lambda t: replace_at(replace_at(t, "rsrp_dbm", 0, float("nan")), "sinr_db", 1, float("inf")))
     ingest_fails(lake, f, "rsrp_dbm=NaN", "`rsrp_dbm` must lie in [-156, -31]", "2 row(s) of raw/radio")
 
 
 def test_negative_speed(lake):
+    with_value_checks(lake, "fail")
     f = rewrite(lake, "locations", lambda t: replace_at(t, "speed_mps", 2, -3.0))
     ingest_fails(lake, f, "speed_mps=-3", "[0, 1000]")
 
 
 def test_timestamp_in_the_future(lake):
     import datetime
+    with_value_checks(lake, "fail")
     future = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=30)
     f = rewrite(lake, "samples", lambda t: replace_at(t, "ts", 0, future))
     ingest_fails(lake, f, "`ts` must not lie more than 86400s after the run's start")
-
-
-def with_value_checks(lake, mode):
-    with open(lake.infer_cfg) as f:
-        text = f.read().replace("  - step: ingest\n", f"  - step: ingest\n    value_checks: {mode}\n")
-    with open(lake.infer_cfg, "w") as f:
-        f.write(text)
 
 
 def test_reject_mode_routes_rows_to_the_rejected_output(lake):

@@ -54,8 +54,9 @@ pub struct IngestArgs {
     #[arg(long = "partition", value_name = "KEY=VALUE")]
     pub partition: Vec<String>,
     /// Inference input: rows outside the contract's value bounds fail
-    /// (`fail`), go to `--rejected-out` (`reject`), or are not checked (`off`).
-    #[arg(long, value_enum, default_value = "fail")]
+    /// (`fail`), go to `--rejected-out` (`reject`), or are not checked
+    /// (`off`, default).
+    #[arg(long, value_enum, default_value = "off")]
     pub value_checks: ValueChecksArg,
 }
 

@@ -162,9 +162,9 @@ pub struct IngestStep {
     pub partitions: Vec<crate::ingest::PartitionFilter>,
     /// Inference input: rows outside the contract's value bounds (latitude,
     /// longitude, accuracy, speed, signal levels, timestamps in the future):
-    /// `fail` (default) names file, column, `sample_id` and value;
-    /// `reject` routes them to `ingest/rejected/` (counted) and predicts
-    /// the other samples; `off` skips the check.
+    /// `fail` names file, column, `sample_id` and value; `reject` routes
+    /// them to `ingest/rejected/` (counted) and predicts the other samples;
+    /// `off` (default, for speed) skips the check.
     #[serde(default, skip_serializing_if = "is_default_checks")]
     pub value_checks: crate::ingest::ValueChecks,
 }
