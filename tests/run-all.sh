@@ -43,14 +43,30 @@ trap cleanup EXIT
 
 # One build of every target (lib, bins, tests, benches, examples) with one
 # profile and one feature set. Clippy runs inside that build as the rustc
-# wrapper of the workspace's own crates (what `cargo clippy` does), with
-# warnings denied; dependencies are compiled once, with codegen, instead of
-# a second time in check mode (10 min of a cold CI run on 2 cores). The same
-# environment stays set for every later cargo command, so nothing rebuilds.
+# wrapper of the workspace's own crates (what `cargo clippy` does), so the
+# dependencies are compiled once, with codegen, instead of a second time in
+# check mode (10 min of a cold CI run on 2 cores). Lints are reported as
+# warnings and then counted, so a lint fails the clippy check without
+# stopping the tests. The same environment stays set for every later cargo
+# command, so nothing rebuilds.
 export RUSTC_WORKSPACE_WRAPPER="$(rustc --print sysroot)/bin/clippy-driver"
-export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
+BUILD_LOG="$CACHE/build.log"
+build_all() {
+  cargo build --release --workspace --all-targets 2>&1 | tee "$BUILD_LOG"
+  return "${PIPESTATUS[0]}"
+}
+no_lint_warnings() {
+  # cargo prints "warning: `crate` (target) generated N warnings" per target
+  # with lints (replayed from its cache on a warm build); dependencies' lints
+  # are capped by cargo and never reach this log.
+  if grep -E '^warning: `[^`]+` \(.*\) generated [0-9]+ warnings?' "$BUILD_LOG"; then
+    echo "clippy/rustc warnings above: fix them (cargo clippy --release --workspace --all-targets)"
+    return 1
+  fi
+}
 run "cargo fmt --check" cargo fmt --all --check
-run "build + clippy -D warnings (all targets)" cargo build --release --workspace --all-targets
+run "build (all targets)" build_all
+run "clippy: no warnings" no_lint_warnings
 run "start azurite" start_azurite
 
 section "cargo test (workspace)"

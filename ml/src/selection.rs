@@ -167,11 +167,14 @@ pub fn expand_grid(
 /// `numTrees`/`maxDepth` is a prefix/truncation of the largest; points that
 /// differ only in `minInstancesPerNode` share the fit with the smallest
 /// value when it is checked to grow the same model, see [`AltMinInstances`]).
+/// A grid point served by a shared fit: (point index, (trees, depth) to keep
+/// or `None` for the whole model, the point's `minInstancesPerNode`).
+type Consumer = (usize, Option<(usize, usize)>, usize);
+
 struct Fit {
     spec: ModelSpec,
-    /// (point index, (trees, depth) to keep or `None` for the whole model,
-    /// the point's `minInstancesPerNode`).
-    consumers: Vec<(usize, Option<(usize, usize)>, usize)>,
+    /// The grid points this fit scores.
+    consumers: Vec<Consumer>,
 }
 
 fn min_instances(spec: &ModelSpec) -> usize {

@@ -207,7 +207,7 @@ impl Explanation {
 fn check_covers(model: &TrainedModel) -> Result<()> {
     for (ti, t) in model.trees().iter().enumerate() {
         for (i, n) in t.nodes.iter().enumerate() {
-            if !n.is_leaf() && !(n.count > 0.0) {
+            if !n.is_leaf() && (n.count.is_nan() || n.count <= 0.0) {
                 return Err(MlError::Data(format!(
                     "tree {ti} node {i} has no training cover: TreeSHAP needs node counts"
                 )));

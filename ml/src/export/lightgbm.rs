@@ -80,7 +80,7 @@ pub fn to_text(model: &TrainedModel) -> Result<String> {
         .into_iter()
         .filter(|f| f.split_count > 0)
         .collect();
-    imp.sort_by(|a, b| b.split_count.cmp(&a.split_count));
+    imp.sort_by_key(|b| std::cmp::Reverse(b.split_count));
     for f in imp {
         let _ = writeln!(s, "{}={}", f.name, f.split_count);
     }
