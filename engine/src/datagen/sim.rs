@@ -61,7 +61,7 @@ impl Shift {
         match self {
             Shift::Rsrp => spec.rsrp_shift_db = -10.0,
             Shift::Manufacturer => {
-                if mix(spec.device_id as u64 ^ 0x4e45_5750) % 2 == 0 {
+                if mix(spec.device_id as u64 ^ 0x4e45_5750).is_multiple_of(2) {
                     spec.model = BASE_MODELS;
                     spec.reports_rssi = true;
                 }

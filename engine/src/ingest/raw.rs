@@ -204,8 +204,8 @@ pub async fn read_footer(lake: &Lake, f: &RawFile) -> Result<ParquetMetaData> {
     let meta_bytes = if meta_len + 8 <= n as u64 {
         tail.slice(n - 8 - meta_len as usize..n - 8)
     } else {
-        let start = f.size - 8 - meta_len;
-        lake.get_ranges(&f.rel, &[start..f.size - 8])
+        let metadata = f.size - 8 - meta_len..f.size - 8;
+        lake.get_ranges(&f.rel, std::slice::from_ref(&metadata))
             .await?
             .remove(0)
     };
