@@ -8,16 +8,15 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Float64Builder, ListBuilder, StringBuilder, StructBuilder};
-use arrow::datatypes::{DataType, Field, Fields, Schema};
-use arrow::record_batch::RecordBatch;
+use arrow::array::{Float64Builder, ListBuilder, StringBuilder, StructBuilder};
+use arrow::datatypes::{DataType, Field, Fields};
 use datafusion::common::{exec_err, ScalarValue};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 
-use crate::predict::load_cached;
+use crate::predict::{artefact_url_arg, feature_batch, load_cached};
 
 /// The function's SQL name.
 pub const EXPLAIN_UDF: &str = "sluice_explain";
@@ -73,12 +72,7 @@ impl ScalarUDFImpl for ExplainFunc {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let n = args.number_rows;
         let mut it = args.args.into_iter();
-        let url = match it.next() {
-            Some(ColumnarValue::Scalar(ScalarValue::Utf8(Some(u))))
-            | Some(ColumnarValue::Scalar(ScalarValue::LargeUtf8(Some(u))))
-            | Some(ColumnarValue::Scalar(ScalarValue::Utf8View(Some(u)))) => u,
-            _ => return exec_err!("{EXPLAIN_UDF}: argument 1 must be the artefact URL literal"),
-        };
+        let url = artefact_url_arg(EXPLAIN_UDF, it.next())?;
         let k = match it.next() {
             Some(ColumnarValue::Scalar(s)) => match s {
                 ScalarValue::Int64(Some(k)) if k > 0 => k as usize,
@@ -93,21 +87,7 @@ impl ScalarUDFImpl for ExplainFunc {
             _ => return exec_err!("{EXPLAIN_UDF}: argument 2 (k) must be a literal"),
         };
         let art = load_cached(&url)?;
-        let cols: Vec<ArrayRef> = it.map(|c| c.into_array(n)).collect::<DfResult<Vec<_>>>()?;
-        if cols.len() != art.feature_names.len() {
-            return exec_err!(
-                "{EXPLAIN_UDF}: model {url} expects {} features, got {}",
-                art.feature_names.len(),
-                cols.len()
-            );
-        }
-        let fields: Vec<Field> = art
-            .feature_names
-            .iter()
-            .zip(&cols)
-            .map(|(name, c)| Field::new(name, c.data_type().clone(), true))
-            .collect();
-        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?;
+        let batch = feature_batch(EXPLAIN_UDF, &url, &art, it, n)?;
         let owned = sluice_ml::matrix::FeatureMatrix::from_batches(&[batch], &art.feature_names)
             .map_err(|e| DataFusionError::Execution(format!("{EXPLAIN_UDF}: {e}")))?;
         let e = art

@@ -49,6 +49,45 @@ fn cache() -> &'static Cache {
     CACHE.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
+/// The artefact URL literal that is the first argument of the model UDFs
+/// (`sluice_predict`, `sluice_explain`).
+pub(crate) fn artefact_url_arg(udf: &str, arg: Option<ColumnarValue>) -> DfResult<String> {
+    match arg {
+        Some(ColumnarValue::Scalar(ScalarValue::Utf8(Some(u))))
+        | Some(ColumnarValue::Scalar(ScalarValue::LargeUtf8(Some(u))))
+        | Some(ColumnarValue::Scalar(ScalarValue::Utf8View(Some(u)))) => Ok(u),
+        _ => exec_err!("{udf}: the first argument must be the artefact URL literal"),
+    }
+}
+
+/// The remaining arguments of a model UDF call as one batch whose columns are
+/// named after the artefact's features, checked against their count.
+pub(crate) fn feature_batch(
+    udf: &str,
+    url: &str,
+    art: &ModelArtefact,
+    args: impl Iterator<Item = ColumnarValue>,
+    rows: usize,
+) -> DfResult<RecordBatch> {
+    let cols: Vec<ArrayRef> = args
+        .map(|c| c.into_array(rows))
+        .collect::<DfResult<Vec<_>>>()?;
+    if cols.len() != art.feature_names.len() {
+        return exec_err!(
+            "{udf}: model {url} expects {} features, got {}",
+            art.feature_names.len(),
+            cols.len()
+        );
+    }
+    let fields: Vec<Field> = art
+        .feature_names
+        .iter()
+        .zip(&cols)
+        .map(|(name, c)| Field::new(name, c.data_type().clone(), true))
+        .collect();
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?)
+}
+
 /// Loads (once per process) the artefact at `url`.
 pub fn load_cached(url: &str) -> DfResult<Arc<ModelArtefact>> {
     if let Some(a) = cache().lock().map_err(|_| poisoned())?.get(url) {
@@ -100,32 +139,9 @@ impl ScalarUDFImpl for PredictFunc {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let n = args.number_rows;
         let mut it = args.args.into_iter();
-        let url = match it.next() {
-            Some(ColumnarValue::Scalar(ScalarValue::Utf8(Some(u))))
-            | Some(ColumnarValue::Scalar(ScalarValue::LargeUtf8(Some(u))))
-            | Some(ColumnarValue::Scalar(ScalarValue::Utf8View(Some(u)))) => u,
-            _ => {
-                return exec_err!(
-                    "{PREDICT_UDF}: the first argument must be the artefact URL literal"
-                )
-            }
-        };
+        let url = artefact_url_arg(PREDICT_UDF, it.next())?;
         let art = load_cached(&url)?;
-        let cols: Vec<ArrayRef> = it.map(|c| c.into_array(n)).collect::<DfResult<Vec<_>>>()?;
-        if cols.len() != art.feature_names.len() {
-            return exec_err!(
-                "{PREDICT_UDF}: model {url} expects {} features, got {}",
-                art.feature_names.len(),
-                cols.len()
-            );
-        }
-        let fields: Vec<Field> = art
-            .feature_names
-            .iter()
-            .zip(&cols)
-            .map(|(name, c)| Field::new(name, c.data_type().clone(), true))
-            .collect();
-        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?;
+        let batch = feature_batch(PREDICT_UDF, &url, &art, it, n)?;
         let proba: Float64Array = art
             .model
             .predict_proba_batch(&batch)
