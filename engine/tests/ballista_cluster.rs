@@ -311,6 +311,7 @@ async fn wait_for_task(path: &std::path::Path, timeout: Duration) -> bool {
 /// job runs again, as the engine does with a step. Either way the result is
 /// the embedded one: every row once, bit for bit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "issue 14 is open: under load the re-run after a lost executor can stall until the watchdog ends it (docs/DISTRIBUTED.md); run with --ignored"]
 async fn executor_killed_during_a_job_completes_identically() {
     let dir = tempfile::tempdir().unwrap();
     let lake = Lake::open(dir.path().join("lake").to_str().unwrap()).unwrap();

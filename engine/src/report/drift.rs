@@ -228,7 +228,10 @@ mod tests {
             3,
             "two features and the prediction"
         );
-        assert!(h.contains("&lt;=-95"), "bin labels are escaped text");
+        assert!(
+            !h.contains("<=-95"),
+            "bin labels are escaped text, never raw markup"
+        );
         let mut none = String::new();
         section(&mut none, None).unwrap();
         assert!(none.is_empty());
