@@ -503,3 +503,187 @@ fn artefact_with_a_missing_only_split_round_trips() {
         a.model.predict_proba(&x).unwrap()
     );
 }
+
+// ---------- golden models (one learner: the refactor keeps every byte) ----------
+
+/// Fits `spec` with the distributed trainer, every pass computed by
+/// `parts` in-process partitions of the rows merged by addition (what the
+/// executors' `sluice_level_histograms` partial states do).
+fn fit_distributed(spec: &ModelSpec, x: &FeatureMatrix, y: &[u8], parts: usize) -> TrainedModel {
+    use sluice_ml::distributed::level::{LevelHistogramsAccumulator, HOLDOUT_STREAM};
+    use sluice_ml::distributed::trainer::{DataStats, DistributedTrainer};
+    use sluice_ml::sampling::hash2;
+    let edges = BinEdges::fit(x, spec.max_bins(), sluice_ml::binning::DEFAULT_BIN_SAMPLE).unwrap();
+    let binned = edges.transform(x).unwrap();
+    let stats = DataStats {
+        rows: y.len() as u64,
+        positives: y.iter().map(|&v| v as u64).sum(),
+    };
+    let ids: Vec<i64> = (0..y.len() as i64).collect();
+    let holdout = DistributedTrainer::holdout_request(spec, stats).map(|r| {
+        let mut th = [None, None];
+        for c in 0..2u8 {
+            let mut h: Vec<u64> = (0..y.len())
+                .filter(|&i| y[i] == c)
+                .map(|i| hash2(r.seed, HOLDOUT_STREAM, i as u64))
+                .collect();
+            h.sort_unstable();
+            let k = r.n_out[c as usize] as usize;
+            th[c as usize] = (k > 0).then(|| h[k - 1]);
+        }
+        th
+    });
+    let mut t = DistributedTrainer::new(spec, x.names().to_vec(), edges, stats, holdout).unwrap();
+    let chunk = y.len().div_ceil(parts);
+    while let Some(plan) = t.next_pass().unwrap() {
+        let mut total = vec![0.0; plan.result_len()];
+        for start in (0..y.len()).step_by(chunk) {
+            let end = (start + chunk).min(y.len());
+            let mut acc = LevelHistogramsAccumulator::new(plan.clone());
+            let cols: Vec<&[u8]> = (0..x.n_features())
+                .map(|j| &binned.column(j)[start..end])
+                .collect();
+            acc.update_rows(&y[start..end], &ids[start..end], &cols);
+            for (a, b) in total.iter_mut().zip(acc.sums()) {
+                *a += b;
+            }
+        }
+        t.absorb(&total).unwrap();
+    }
+    t.finish().unwrap()
+}
+
+/// The golden dataset: the synthetic task plus constant columns (forests
+/// then draw more features) and a column that is mostly missing.
+fn golden_data() -> (FeatureMatrix, Vec<u8>) {
+    let (x, y) = synthetic::generate(3_000, 11);
+    let mut names = x.names().to_vec();
+    let mut cols: Vec<Vec<f64>> = (0..x.n_features()).map(|j| x.column(j).to_vec()).collect();
+    for k in 0..6 {
+        names.push(format!("const{k}"));
+        cols.push(
+            (0..x.n_rows())
+                .map(|r| (k % 2 == 1 && r % 700 == k) as u8 as f64)
+                .collect(),
+        );
+    }
+    names.push("sparse".into());
+    cols.push(
+        (0..x.n_rows())
+            .map(|r| {
+                if r % 5 == 0 {
+                    (r % 13) as f64
+                } else {
+                    f64::NAN
+                }
+            })
+            .collect(),
+    );
+    (FeatureMatrix::new(names, cols).unwrap(), y)
+}
+
+fn golden_specs() -> Vec<(&'static str, ModelSpec)> {
+    vec![
+        (
+            "gbt",
+            ModelSpec::Gbt(GbtParams {
+                max_iter: 8,
+                max_depth: 4,
+                ..Default::default()
+            }),
+        ),
+        (
+            "gbt_subsample_early_stop",
+            ModelSpec::Gbt(GbtParams {
+                max_iter: 30,
+                max_depth: 3,
+                step_size: 0.5,
+                subsampling_rate: 0.7,
+                validation_fraction: Some(0.2),
+                early_stopping_rounds: 3,
+                min_instances_per_node: 10,
+                max_bins: 32,
+                ..Default::default()
+            }),
+        ),
+        (
+            "forest",
+            ModelSpec::RandomForest(RfParams {
+                num_trees: 6,
+                max_depth: 5,
+                ..Default::default()
+            }),
+        ),
+        (
+            "forest_all_features",
+            ModelSpec::RandomForest(RfParams {
+                num_trees: 3,
+                max_depth: 4,
+                impurity: Impurity::Entropy,
+                feature_subset_strategy: FeatureSubsetStrategy::All,
+                subsampling_rate: 0.8,
+                min_instances_per_node: 5,
+                ..Default::default()
+            }),
+        ),
+    ]
+}
+
+/// SHA-256 of the model's JSON (floats round-trip exactly).
+fn model_sha(m: &TrainedModel) -> String {
+    hex_sha(&serde_json::to_vec(m).unwrap())
+}
+
+#[test]
+fn golden_models_local_and_distributed() {
+    let (x, y) = golden_data();
+    let mut lines = Vec::new();
+    for (name, spec) in golden_specs() {
+        lines.push(format!(
+            "{name} local {}",
+            model_sha(&train(&spec, &x, &y).unwrap())
+        ));
+        for parts in [1, 3] {
+            lines.push(format!(
+                "{name} distributed/{parts} {}",
+                model_sha(&fit_distributed(&spec, &x, &y, parts))
+            ));
+        }
+    }
+    // Grid search shares fits between grid points (minInstancesPerNode).
+    let mut grid = BTreeMap::new();
+    grid.insert("minInstancesPerNode".to_string(), vec![json!(1), json!(40)]);
+    grid.insert("maxDepth".to_string(), vec![json!(2), json!(4)]);
+    let cfg = GridSearchConfig {
+        folds: 2,
+        metric: Metric::Auc,
+        seed: 3,
+        grid,
+        parallelism: Some(1),
+    };
+    let r = grid_search(&gbt(4, 5), &cfg, &x, &y).unwrap();
+    lines.push(format!(
+        "grid points {}",
+        hex_sha(&serde_json::to_vec(&r.points).unwrap())
+    ));
+    lines.push(format!("grid best {}", model_sha(&r.best_model)));
+    // The distributed trainer's models are the local trainer's, byte for byte.
+    for l in lines.iter().filter(|l| l.contains(" distributed/")) {
+        let (name, sha) = (l.split(' ').next().unwrap(), l.rsplit(' ').next().unwrap());
+        assert!(
+            lines.contains(&format!("{name} local {sha}")),
+            "{l}: differs from the local model"
+        );
+    }
+    let got = lines.join("\n") + "\n";
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/models.sha256");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &got).unwrap();
+    }
+    let want =
+        std::fs::read_to_string(&path).expect("golden file missing: run with UPDATE_GOLDEN=1");
+    assert_eq!(
+        got, want,
+        "trained models changed for the same data and params"
+    );
+}
