@@ -42,6 +42,7 @@ use sluice_ml::binning::DEFAULT_BIN_SAMPLE;
 use sluice_ml::distributed::bin::{bounds_literal, BinFunc};
 use sluice_ml::distributed::bin_sample::{feature_bins, sample_rate, BinSampleFunc};
 use sluice_ml::distributed::level::{LevelHistogramsFunc, HOLDOUT_STREAM};
+use sluice_ml::distributed::resident::release_job;
 use sluice_ml::distributed::row_hash::RowHashFunc;
 use sluice_ml::distributed::trainer::{DataStats, DistributedTrainer};
 use sluice_ml::{BinEdges, ModelSpec, TrainedModel};
@@ -368,6 +369,31 @@ pub async fn train_distributed(
 
     // 5. One pass per level.
     let mut trainer = DistributedTrainer::new(spec, feature_names.to_vec(), edges, data, holdout)?;
+    // Executors keep the rows' boosting margins between passes under this
+    // id (released below in this process; executors drop them after a TTL).
+    let job = uuid::Uuid::new_v4().as_u64_pair().0;
+    trainer.set_job(job);
+    let fit = run_passes(&binned, &bin_cols, trainer, budget, retry, &mut retries).await;
+    release_job(job);
+    let (model, passes) = fit?;
+    Ok(DistributedFit {
+        model,
+        rows: n as u64,
+        prepare_seconds,
+        passes,
+        retries,
+    })
+}
+
+/// Runs every pass of `trainer` over the binned table.
+async fn run_passes(
+    binned: &DataFrame,
+    bin_cols: &[String],
+    mut trainer: DistributedTrainer,
+    budget: usize,
+    retry: &RetrySettings,
+    retries: &mut Vec<String>,
+) -> Result<(TrainedModel, Vec<PassTiming>)> {
     let level = udaf(LevelHistogramsFunc::new());
     let mut passes = Vec::new();
     while let Some(plan) = trainer.next_pass()? {
@@ -389,7 +415,7 @@ pub async fn train_distributed(
             // a lost pass runs again from the same model (the last
             // completed level), not from scratch.
             let what = format!("pass {} ({})", passes.len(), trainer.pass_label());
-            let res = retry_lost(retry, &what, &mut retries, |_| {
+            let res = retry_lost(retry, &what, retries, |_| {
                 let q = query.clone();
                 async move { Ok(q.collect().await?) }
             })
@@ -416,13 +442,7 @@ pub async fn train_distributed(
         );
         passes.push(timing);
     }
-    Ok(DistributedFit {
-        model: trainer.finish()?,
-        rows: n as u64,
-        prepare_seconds,
-        passes,
-        retries,
-    })
+    Ok((trainer.finish()?, passes))
 }
 
 /// Whether `device` is held out for evaluation (the pipeline's split by

@@ -11,8 +11,13 @@
 //! Env: `SLUICE_BENCH_ROWS` (544,500: the training set of the thesis),
 //! `SLUICE_BENCH_FEATURES` (40), `SLUICE_BENCH_EXECUTORS` (`1,2`),
 //! `SLUICE_BENCH_BASE_PORT` (22550), `SLUICE_BENCH_LOCAL` (1: also time the
-//! local trainer). Prints a Markdown table: seconds to prepare (stats, bin
-//! edges, binned table), passes, mean and median seconds per pass, total.
+//! local trainer), `SLUICE_BENCH_EMBEDDED` (1: also time the embedded
+//! engine), `SLUICE_BENCH_TREES` (20: GBT rounds and forest trees, depth 5,
+//! the targets of issue 18). Prints a Markdown table: seconds to prepare
+//! (stats, bin edges, binned table), passes, mean and median seconds per
+//! pass, total; then each setup's total against the local trainer and the
+//! 1 → 2 executor speedup of the level passes. `SLUICE_TRAIN_CACHE_MB=0`
+//! (inherited by the executors) turns the executor-resident margins off.
 
 use std::time::Instant;
 
@@ -72,9 +77,11 @@ async fn write_table(lake: &Lake, rows: usize, features: usize) {
 
 struct Row {
     setup: String,
+    executors: Option<usize>,
     model: String,
     prepare: f64,
     passes: usize,
+    pass_total: f64,
     mean: f64,
     median: f64,
     total: f64,
@@ -84,6 +91,7 @@ async fn measure(
     ctx: &SessionContext,
     lake: &Lake,
     tag: &str,
+    executors: Option<usize>,
     features: usize,
     models: &[(String, ModelSpec)],
 ) -> Vec<Row> {
@@ -112,12 +120,15 @@ async fn measure(
                 p.pass, p.label, p.state_values, p.queries, p.seconds
             );
         }
+        let pass_total = secs.iter().sum::<f64>();
         out.push(Row {
             setup: tag.to_string(),
+            executors,
             model: mname.clone(),
             prepare: fit.prepare_seconds,
             passes: secs.len(),
-            mean: secs.iter().sum::<f64>() / secs.len().max(1) as f64,
+            pass_total,
+            mean: pass_total / secs.len().max(1) as f64,
             median: secs.get(secs.len() / 2).copied().unwrap_or(0.0),
             total,
         });
@@ -139,19 +150,20 @@ fn main() {
             .split(',')
             .filter_map(|s| s.trim().parse().ok())
             .collect();
+        let trees = env_usize("SLUICE_BENCH_TREES", 20);
         let models = vec![
             (
-                format!("dtrain-{rows}-{features}f-gbt5x5"),
+                format!("dtrain-{rows}-{features}f-gbt{trees}x5"),
                 ModelSpec::Gbt(GbtParams {
-                    max_iter: 5,
+                    max_iter: trees,
                     max_depth: 5,
                     ..Default::default()
                 }),
             ),
             (
-                format!("dtrain-{rows}-{features}f-rf20x5"),
+                format!("dtrain-{rows}-{features}f-rf{trees}x5"),
                 ModelSpec::RandomForest(RfParams {
-                    num_trees: 20,
+                    num_trees: trees,
                     max_depth: 5,
                     ..Default::default()
                 }),
@@ -203,9 +215,12 @@ fn main() {
             target_partitions: Some(2),
             ..EngineSettings::default()
         };
-        let ctx = connect(&s, Some(&lake)).await.unwrap();
-        eprintln!("embedded, 2 partitions ...");
-        results.extend(measure(&ctx, &lake, "embedded, 2 partitions", features, &models).await);
+        if env_usize("SLUICE_BENCH_EMBEDDED", 1) == 1 {
+            let ctx = connect(&s, Some(&lake)).await.unwrap();
+            eprintln!("embedded, 2 partitions ...");
+            let tag = "embedded, 2 partitions";
+            results.extend(measure(&ctx, &lake, tag, None, features, &models).await);
+        }
         for n in executors {
             let opts = ClusterOptions {
                 base_port: base + 100 * n as u16,
@@ -223,7 +238,7 @@ fn main() {
             let ctx = connect(&s, Some(&lake)).await.unwrap();
             let tag = format!("ballista, {n} executor(s) x 1 slot");
             eprintln!("{tag} ...");
-            results.extend(measure(&ctx, &lake, &tag, features, &models).await);
+            results.extend(measure(&ctx, &lake, &tag, Some(n), features, &models).await);
         }
         println!(
             "\n| bench | setup | prepare (s) | passes | mean s/pass | median s/pass | total (s) |"
@@ -237,6 +252,32 @@ fn main() {
                 "| {} | {} | {:.2} | {} | {:.3} | {:.3} | {:.2} |",
                 r.model, r.setup, r.prepare, r.passes, r.mean, r.median, r.total
             );
+        }
+        println!();
+        for r in &results {
+            if let Some((_, l)) = local.iter().find(|(m, _)| *m == r.model) {
+                println!(
+                    "{} {}: total {:.2} s = {:.2}x the local trainer ({l:.2} s)",
+                    r.model,
+                    r.setup,
+                    r.total,
+                    r.total / l
+                );
+            }
+        }
+        for (m, _) in &models {
+            let passes = |n: usize| {
+                results
+                    .iter()
+                    .find(|r| r.model == *m && r.executors == Some(n))
+                    .map(|r| r.pass_total)
+            };
+            if let (Some(one), Some(two)) = (passes(1), passes(2)) {
+                println!(
+                    "{m}: level passes {one:.2} s on 1 executor, {two:.2} s on 2: {:.2}x",
+                    one / two
+                );
+            }
         }
     });
 }

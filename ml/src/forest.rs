@@ -4,7 +4,7 @@
 use crate::binning::BinnedMatrix;
 use crate::error::Result;
 use crate::histogram::{LocalHistogramSource, Targets};
-use crate::learner::{grow_trees_checked, AltMinInstances, Criterion, GrowParams, TreeJob};
+use crate::learner::{grow_trees_checked, AltMinInstances, GrowParams, TreeJob};
 use crate::params::RfParams;
 use crate::progress::{emit, Progress, TrainEvent};
 use crate::sampling::{hash2, row_weight};
@@ -24,13 +24,7 @@ pub(crate) fn fit_forest(
     mut alts: Option<&mut AltMinInstances>,
 ) -> Result<Vec<Tree>> {
     let nf = binned.n_features();
-    let gp = GrowParams {
-        max_depth: p.max_depth,
-        min_instances: p.min_instances_per_node as f64,
-        min_info_gain: p.min_info_gain,
-        criterion: Criterion::Impurity(p.impurity),
-        n_sub_features: p.feature_subset_strategy.n_features(nf, true, p.num_trees),
-    };
+    let gp = GrowParams::forest(p, nf);
     let weighted = p.bootstrap || p.subsampling_rate < 1.0;
     let hist_bytes = binned.n_bins().iter().map(|&b| b as usize).sum::<usize>() * 24;
     let widest_level = 1usize << p.max_depth.saturating_sub(1).min(20);

@@ -4,8 +4,9 @@ use rayon::prelude::*;
 
 use crate::binning::BinnedMatrix;
 use crate::error::{MlError, Result};
+use crate::grower::{LevelGrower, TreeStart};
 use crate::histogram::{LocalHistogramSource, Targets};
-use crate::learner::{grow_trees_with_leaf_rows, AltMinInstances, Criterion, GrowParams, TreeJob};
+use crate::learner::{grow_local, AltMinInstances, GrowParams};
 use crate::params::GbtParams;
 use crate::progress::{emit, Progress, TrainEvent};
 use crate::sampling::{hash2, unit};
@@ -19,9 +20,151 @@ pub(crate) struct Boosted {
     pub best_iteration: Option<usize>,
 }
 
+/// The logistic function: `P(1)` of a margin. The one definition of the
+/// local trainer, the distributed kernel and prediction.
 #[inline]
 pub(crate) fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
+}
+
+/// Logistic-loss gradient and hessian of a row with `margin` and label `y`.
+#[inline]
+pub(crate) fn grad_hess(margin: f64, y: u8) -> (f32, f32) {
+    let pr = sigmoid(margin);
+    ((pr - y as f64) as f32, (pr * (1.0 - pr)).max(1e-16) as f32)
+}
+
+/// Log-loss of a row with `margin` and label `y` (probabilities clamped to `[1e-15, 1 - 1e-15]`).
+#[inline]
+pub(crate) fn row_log_loss(margin: f64, y: u8) -> f64 {
+    let p = sigmoid(margin).clamp(1e-15, 1.0 - 1e-15);
+    if y == 1 {
+        -p.ln()
+    } else {
+        -(1.0 - p).ln()
+    }
+}
+
+/// Whether `row` is in round `round`'s row subsample (every row when `rate >= 1`).
+#[inline]
+pub(crate) fn in_subsample(seed: u64, round: u64, rate: f64, row: u64) -> bool {
+    rate >= 1.0 || unit(hash2(seed, round, row)) < rate
+}
+
+/// The boosting loop, shared by the local and the distributed trainer:
+/// the base score, one tree per round (grown by a [`LevelGrower`] whose
+/// histograms come from memory or from the executors), shrinkage, and early
+/// stopping on the validation loss the caller measures after each round.
+#[derive(Debug, Clone)]
+pub(crate) struct Boosting {
+    p: GbtParams,
+    grow: GrowParams,
+    n_features: usize,
+    init_score: f64,
+    trees: Vec<Tree>,
+    validation: bool,
+    best: (f64, usize),
+    losses: Vec<f64>,
+    stopped: bool,
+}
+
+impl Boosting {
+    /// Starts boosting on `rows` training rows with `positives` of label 1
+    /// over `n_features` features; `validation`: early stopping on a holdout.
+    pub(crate) fn new(
+        p: &GbtParams,
+        n_features: usize,
+        rows: u64,
+        positives: u64,
+        validation: bool,
+    ) -> Result<Self> {
+        if rows == 0 {
+            return Err(MlError::Training("no training rows".into()));
+        }
+        let prior = (positives as f64 / rows as f64).clamp(1e-6, 1.0 - 1e-6);
+        Ok(Self {
+            p: p.clone(),
+            grow: GrowParams::gbt(p, n_features),
+            n_features,
+            init_score: (prior / (1.0 - prior)).ln(),
+            trees: Vec::with_capacity(p.max_iter),
+            validation,
+            best: (f64::INFINITY, 0),
+            losses: Vec::new(),
+            stopped: false,
+        })
+    }
+
+    /// The base score (log-odds of the training prior).
+    pub(crate) fn init_score(&self) -> f64 {
+        self.init_score
+    }
+
+    /// The finished trees (leaf values shrunk).
+    pub(crate) fn trees(&self) -> &[Tree] {
+        &self.trees
+    }
+
+    /// The round to grow next, `None` when boosting is over (every round
+    /// grown, or stopped early).
+    pub(crate) fn next_round(&self) -> Option<usize> {
+        (!self.stopped && self.trees.len() < self.p.max_iter).then_some(self.trees.len())
+    }
+
+    /// The grower of round `round`'s tree, from root `rows`.
+    pub(crate) fn grower<R: Default + Send + Sync>(&self, round: usize, rows: R) -> LevelGrower<R> {
+        let start = TreeStart {
+            index: round as u64,
+            seed: hash2(self.p.seed, 0x7ee, round as u64),
+            rows,
+        };
+        LevelGrower::new(self.grow, self.n_features, vec![start])
+    }
+
+    /// Ends a round with its grown tree (values unscaled): shrinks it and
+    /// returns it as added.
+    pub(crate) fn add_tree(&mut self, mut tree: Tree) -> &Tree {
+        for nd in &mut tree.nodes {
+            nd.value *= self.p.step_size;
+        }
+        self.trees.push(tree);
+        self.trees.last().expect("pushed above")
+    }
+
+    /// Records the validation loss after the last added tree; returns true
+    /// when boosting stops early.
+    pub(crate) fn record_validation(&mut self, loss: f64) -> bool {
+        self.losses.push(loss);
+        let done = self.trees.len();
+        if loss < self.best.0 - 1e-12 {
+            self.best = (loss, done);
+        }
+        if done - self.best.1 >= self.p.early_stopping_rounds {
+            self.stopped = true;
+        }
+        self.stopped
+    }
+
+    /// Validation losses after each round so far.
+    pub(crate) fn validation_losses(&self) -> &[f64] {
+        &self.losses
+    }
+
+    /// The boosted model: with a validation holdout, the trees up to the
+    /// best round.
+    pub(crate) fn finish(self) -> Boosted {
+        let mut trees = self.trees;
+        let mut best_iteration = None;
+        if self.validation {
+            trees.truncate(self.best.1.max(1));
+            best_iteration = Some(trees.len());
+        }
+        Boosted {
+            init_score: self.init_score,
+            trees,
+            best_iteration,
+        }
+    }
 }
 
 /// Stratified split of `rows` into (kept, held out) by a hash of the row id.
@@ -61,14 +204,7 @@ fn sorted_difference(all: &[u32], sub: &[u32]) -> Vec<u32> {
 fn log_loss_rows(scores: &[f64], y: &[u8], rows: &[u32]) -> f64 {
     let s: f64 = rows
         .par_iter()
-        .map(|&r| {
-            let p = sigmoid(scores[r as usize]).clamp(1e-15, 1.0 - 1e-15);
-            if y[r as usize] == 1 {
-                -p.ln()
-            } else {
-                -(1.0 - p).ln()
-            }
-        })
+        .map(|&r| row_log_loss(scores[r as usize], y[r as usize]))
         .sum();
     s / rows.len().max(1) as f64
 }
@@ -90,30 +226,18 @@ pub(crate) fn fit_gbt(
         return Err(MlError::Training("no training rows".into()));
     }
     let n = binned.n_rows();
-    let pos = train.iter().filter(|&&r| y[r as usize] == 1).count() as f64;
-    let prior = (pos / train.len() as f64).clamp(1e-6, 1.0 - 1e-6);
-    let init_score = (prior / (1.0 - prior)).ln();
-    let mut scores = vec![init_score; n];
+    let pos = train.iter().filter(|&&r| y[r as usize] == 1).count() as u64;
+    let mut boost = Boosting::new(
+        p,
+        binned.n_features(),
+        train.len() as u64,
+        pos,
+        !valid.is_empty(),
+    )?;
+    let mut scores = vec![boost.init_score(); n];
     let mut grad = vec![0f32; n];
     let mut hess = vec![0f32; n];
-    let gp = GrowParams {
-        max_depth: p.max_depth,
-        min_instances: p.min_instances_per_node as f64,
-        min_info_gain: p.min_info_gain,
-        criterion: Criterion::Newton {
-            lambda: p.reg_lambda,
-            min_hess: p.min_hessian_per_node,
-        },
-        n_sub_features: p.feature_subset_strategy.n_features(
-            binned.n_features(),
-            false,
-            p.max_iter,
-        ),
-    };
     let source = LocalHistogramSource::new(binned);
-    let mut trees = Vec::with_capacity(p.max_iter);
-    let mut best = (f64::INFINITY, 0usize);
-    let mut best_iteration = None;
     let scored: Vec<u32> = if valid.is_empty() {
         train.clone()
     } else {
@@ -121,16 +245,10 @@ pub(crate) fn fit_gbt(
         s.sort_unstable();
         s
     };
-    for it in 0..p.max_iter {
+    while let Some(it) = boost.next_round() {
         let gh: Vec<(f32, f32)> = train
             .par_iter()
-            .map(|&r| {
-                let pr = sigmoid(scores[r as usize]);
-                (
-                    (pr - y[r as usize] as f64) as f32,
-                    (pr * (1.0 - pr)).max(1e-16) as f32,
-                )
-            })
+            .map(|&r| grad_hess(scores[r as usize], y[r as usize]))
             .collect();
         for (&r, &(g, h)) in train.iter().zip(&gh) {
             grad[r as usize] = g;
@@ -140,31 +258,26 @@ pub(crate) fn fit_gbt(
             train
                 .iter()
                 .copied()
-                .filter(|&r| unit(hash2(p.seed, it as u64, r as u64)) < p.subsampling_rate)
+                .filter(|&r| in_subsample(p.seed, it as u64, p.subsampling_rate, r as u64))
                 .collect()
         } else {
             train.clone()
         };
-        let job = TreeJob {
-            targets: Targets::GradHess {
-                grad: &grad,
-                hess: &hess,
-            },
-            rows: tree_rows,
-            seed: hash2(p.seed, 0x7ee, it as u64),
+        let targets = Targets::GradHess {
+            grad: &grad,
+            hess: &hess,
         };
-        let (mut tree, leaves) = grow_trees_with_leaf_rows(
+        let (tree, leaves) = grow_local(
             &source,
             binned,
-            &gp,
-            std::slice::from_ref(&job),
+            boost.grower(it, tree_rows.clone()),
+            &[targets],
+            true,
             alts.as_deref_mut(),
         )?
         .pop()
         .ok_or_else(|| MlError::Internal("learner returned no tree".into()))?;
-        for nd in &mut tree.nodes {
-            nd.value *= p.step_size;
-        }
+        let tree = boost.add_tree(tree);
         // The tree's own rows get their leaf's value; other scored rows
         // (validation holdout, rows left out of this round's subsample) are routed.
         for (node, leaf_rows) in &leaves {
@@ -173,8 +286,8 @@ pub(crate) fn fit_gbt(
                 scores[r as usize] += v;
             }
         }
-        if job.rows.len() < scored.len() {
-            let others = sorted_difference(&scored, &job.rows);
+        if tree_rows.len() < scored.len() {
+            let others = sorted_difference(&scored, &tree_rows);
             let deltas: Vec<f64> = others
                 .par_iter()
                 .map(|&r| tree.predict_binned(binned, r as usize))
@@ -183,14 +296,12 @@ pub(crate) fn fit_gbt(
                 scores[r as usize] += d;
             }
         }
-        trees.push(tree);
         let mut validation_loss = None;
+        let mut stop = false;
         if !valid.is_empty() {
             let loss = log_loss_rows(&scores, y, &valid);
             validation_loss = Some(loss);
-            if loss < best.0 - 1e-12 {
-                best = (loss, it + 1);
-            }
+            stop = boost.record_validation(loss);
         }
         emit(
             progress,
@@ -200,23 +311,13 @@ pub(crate) fn fit_gbt(
                 validation_loss,
             },
         );
-        if !valid.is_empty() && it + 1 - best.1 >= p.early_stopping_rounds {
+        if stop {
             break;
         }
     }
-    if !valid.is_empty() {
-        trees.truncate(best.1.max(1));
-        best_iteration = Some(trees.len());
-        emit(
-            progress,
-            TrainEvent::EarlyStopped {
-                best_iteration: trees.len(),
-            },
-        );
+    let boosted = boost.finish();
+    if let Some(best_iteration) = boosted.best_iteration {
+        emit(progress, TrainEvent::EarlyStopped { best_iteration });
     }
-    Ok(Boosted {
-        init_score,
-        trees,
-        best_iteration,
-    })
+    Ok(boosted)
 }

@@ -1,6 +1,9 @@
-//! The level-wise histogram tree learner shared by GBT and random forests.
+//! The split rules of the one level-wise tree learner shared by GBT and
+//! random forests, local and distributed, and its local driver (histograms
+//! from in-memory rows).
 //!
-//! Trees grow one depth level at a time. For every level the learner asks a
+//! The growing itself is [`crate::grower::LevelGrower`]'s: trees grow one
+//! depth level at a time. For every level the learner asks a
 //! [`HistogramSource`] for the histograms of the nodes it needs, in a single
 //! call covering every tree being grown (all trees of a forest advance
 //! together, so a distributed source scans the data once per level). When all
@@ -18,10 +21,11 @@ use rayon::prelude::*;
 
 use crate::binning::BinnedMatrix;
 use crate::error::Result;
+use crate::grower::{LevelGrower, TreeStart};
 use crate::histogram::{BinStats, Histogram, HistogramSource, NodeRequest, Targets};
-use crate::params::Impurity;
+use crate::params::{GbtParams, Impurity, RfParams};
 use crate::sampling::hash2;
-use crate::tree::{Node, Tree};
+use crate::tree::Tree;
 
 /// How splits are scored and leaves valued.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -113,6 +117,37 @@ pub struct GrowParams {
     pub n_sub_features: usize,
 }
 
+impl GrowParams {
+    /// The growth limits of a GBT on `n_features` features.
+    pub fn gbt(p: &GbtParams, n_features: usize) -> Self {
+        Self {
+            max_depth: p.max_depth,
+            min_instances: p.min_instances_per_node as f64,
+            min_info_gain: p.min_info_gain,
+            criterion: Criterion::Newton {
+                lambda: p.reg_lambda,
+                min_hess: p.min_hessian_per_node,
+            },
+            n_sub_features: p
+                .feature_subset_strategy
+                .n_features(n_features, false, p.max_iter),
+        }
+    }
+
+    /// The growth limits of a random forest on `n_features` features.
+    pub fn forest(p: &RfParams, n_features: usize) -> Self {
+        Self {
+            max_depth: p.max_depth,
+            min_instances: p.min_instances_per_node as f64,
+            min_info_gain: p.min_info_gain,
+            criterion: Criterion::Impurity(p.impurity),
+            n_sub_features: p
+                .feature_subset_strategy
+                .n_features(n_features, true, p.num_trees),
+        }
+    }
+}
+
 /// Other `minInstancesPerNode` values checked while trees grow (grid
 /// search shares one fit between grid points that differ only there):
 /// `agree[i]` stays true while every decision so far (split or leaf, split
@@ -137,13 +172,13 @@ impl AltMinInstances {
         }
     }
 
-    fn any_agree(&self) -> bool {
+    pub(crate) fn any_agree(&self) -> bool {
         self.agree.iter().any(|&a| a)
     }
 
     /// Marks the values under which a node would decide differently.
     #[allow(clippy::too_many_arguments)]
-    fn check(
+    pub(crate) fn check(
         &mut self,
         node: (&Histogram, &[usize], &BinStats, usize),
         split: &Option<Split>,
@@ -205,17 +240,6 @@ pub struct Split {
     pub left: BinStats,
     /// Sums of the right child.
     pub right: BinStats,
-}
-
-struct Open {
-    tree: usize,
-    node: usize,
-    heap_id: u64,
-    depth: usize,
-    rows: Vec<u32>,
-    features: Vec<usize>,
-    hist: Histogram,
-    totals: BinStats,
 }
 
 /// The features node `heap_id` of the tree seeded `seed` considers: all
@@ -394,10 +418,6 @@ fn best_split_feature(
     best
 }
 
-fn best_split(o: &Open, p: &GrowParams) -> Option<Split> {
-    best_split_of(&o.hist, &o.features, &o.totals, o.depth, p)
-}
-
 /// The best split of a node at `depth` with histogram `hist`, sums `totals`
 /// and candidate `features` (`None`: the node stays a leaf). The one split
 /// rule of the local and the distributed learner.
@@ -506,261 +526,59 @@ pub(crate) fn grow_trees_checked(
 /// The rows of each leaf of a grown tree: (node index, ascending rows).
 pub(crate) type LeafRows = Vec<(usize, Vec<u32>)>;
 
-/// [`grow_trees`] that also returns every leaf's rows, so boosting can add
-/// the leaf values to the training scores without routing rows again.
-pub(crate) fn grow_trees_with_leaf_rows(
-    source: &dyn HistogramSource,
-    binned: &BinnedMatrix,
-    p: &GrowParams,
-    jobs: &[TreeJob<'_>],
-    alts: Option<&mut AltMinInstances>,
-) -> Result<Vec<(Tree, LeafRows)>> {
-    grow(source, binned, p, jobs, true, alts)
-}
-
 fn grow(
     source: &dyn HistogramSource,
     binned: &BinnedMatrix,
     p: &GrowParams,
     jobs: &[TreeJob<'_>],
     keep_leaf_rows: bool,
-    mut alts: Option<&mut AltMinInstances>,
+    alts: Option<&mut AltMinInstances>,
 ) -> Result<Vec<(Tree, LeafRows)>> {
-    let mut leaves: Vec<LeafRows> = jobs.iter().map(|_| Vec::new()).collect();
-    let nf = binned.n_features();
-    let all_features = p.n_sub_features >= nf;
-    let mut trees: Vec<Tree> = jobs.iter().map(|_| Tree { nodes: Vec::new() }).collect();
-
-    // Roots.
-    let root_features: Vec<Vec<usize>> = jobs
+    let starts = jobs
         .iter()
-        .map(|j| node_features(nf, p.n_sub_features, j.seed, 1))
-        .collect();
-    let requests: Vec<NodeRequest<'_>> = jobs
-        .iter()
-        .zip(&root_features)
-        .map(|(j, f)| NodeRequest {
-            rows: &j.rows,
-            features: f,
-            targets: j.targets,
+        .enumerate()
+        .map(|(t, j)| TreeStart {
+            index: t as u64,
+            seed: j.seed,
+            rows: j.rows.clone(),
         })
         .collect();
-    let hists = source.build(&requests)?;
-    let mut open: Vec<Open> = Vec::with_capacity(jobs.len());
-    for (t, ((job, features), hist)) in jobs.iter().zip(root_features).zip(hists).enumerate() {
-        let totals = features
-            .first()
-            .map(|&j| sum_feature(&hist, j))
-            .unwrap_or_default();
-        trees[t]
-            .nodes
-            .push(Node::leaf(p.criterion.leaf_value(&totals), totals.count));
-        open.push(Open {
-            tree: t,
-            node: 0,
-            heap_id: 1,
-            depth: 0,
-            rows: job.rows.clone(),
-            features,
-            hist,
-            totals,
-        });
+    let grower = LevelGrower::new(*p, binned.n_features(), starts);
+    let targets: Vec<Targets<'_>> = jobs.iter().map(|j| j.targets).collect();
+    grow_local(source, binned, grower, &targets, keep_leaf_rows, alts)
+}
+
+/// Runs `grower` to the end with histograms from `source` (the rows of
+/// each node, `targets[tree]` per tree) and the rows partitioned in
+/// memory: the local trainer. Returns every tree with its leaves' rows
+/// (when `keep_leaf_rows`).
+pub(crate) fn grow_local(
+    source: &dyn HistogramSource,
+    binned: &BinnedMatrix,
+    mut grower: LevelGrower<Vec<u32>>,
+    targets: &[Targets<'_>],
+    keep_leaf_rows: bool,
+    mut alts: Option<&mut AltMinInstances>,
+) -> Result<Vec<(Tree, LeafRows)>> {
+    let mut leaves: Vec<LeafRows> = targets.iter().map(|_| Vec::new()).collect();
+    let partition = |rows: &Vec<u32>, s: &Split| partition_rows(rows, binned.column(s.feature), s);
+    while !grower.is_done() {
+        let requests: Vec<NodeRequest<'_>> = grower
+            .requests()
+            .map(|a| NodeRequest {
+                rows: a.rows,
+                features: a.features,
+                targets: targets[a.tree],
+            })
+            .collect();
+        let hists = source.build(&requests)?;
+        for leaf in grower.absorb(hists, partition, alts.as_deref_mut())? {
+            if keep_leaf_rows {
+                leaves[leaf.tree].push((leaf.node, leaf.rows));
+            }
+        }
     }
-
-    while !open.is_empty() {
-        let splits: Vec<Option<Split>> = open.par_iter().map(|o| best_split(o, p)).collect();
-        // Nodes without a split whose candidates were all constant draw more features.
-        let more: Vec<Option<Vec<usize>>> = open
-            .iter()
-            .zip(&splits)
-            .map(|(o, s)| {
-                s.is_none()
-                    .then(|| {
-                        more_features(
-                            &o.hist,
-                            &o.features,
-                            &o.totals,
-                            o.depth,
-                            p,
-                            nf,
-                            jobs[o.tree].seed,
-                            o.heap_id,
-                        )
-                    })
-                    .flatten()
-            })
-            .collect();
-        if let Some(a) = alts.as_deref_mut().filter(|a| a.any_agree()) {
-            for ((o, s), m) in open.iter().zip(&splits).zip(&more) {
-                let node = (&o.hist, o.features.as_slice(), &o.totals, o.depth);
-                a.check(node, s, m, p, nf, jobs[o.tree].seed, o.heap_id);
-            }
-        }
-        if keep_leaf_rows {
-            for ((o, s), m) in open.iter_mut().zip(&splits).zip(&more) {
-                if s.is_none() && m.is_none() {
-                    leaves[o.tree].push((o.node, std::mem::take(&mut o.rows)));
-                }
-            }
-        }
-        // Partition rows of split nodes.
-        let parts: Vec<Option<(Vec<u32>, Vec<u32>)>> = open
-            .par_iter()
-            .zip(&splits)
-            .map(|(o, s)| s.map(|s| partition_rows(&o.rows, binned.column(s.feature), &s)))
-            .collect();
-
-        // Create children and plan the next level's histogram requests.
-        struct Child {
-            tree: usize,
-            node: usize,
-            heap_id: u64,
-            depth: usize,
-            rows: Vec<u32>,
-            /// The features to fill (an extended node: the extra ones).
-            features: Vec<usize>,
-            totals: BinStats,
-            /// Some(parent index in `open`, sibling index in `children`) when obtained by subtraction.
-            subtract: Option<(usize, usize)>,
-            /// An open node drawing more features: its histogram and candidates so far.
-            extends: Option<(Histogram, Vec<usize>)>,
-        }
-        let mut children: Vec<Child> = Vec::new();
-        for (oi, (((o, s), part), m)) in open
-            .iter_mut()
-            .zip(&splits)
-            .zip(parts)
-            .zip(more)
-            .enumerate()
-        {
-            if let Some(m) = m {
-                children.push(Child {
-                    tree: o.tree,
-                    node: o.node,
-                    heap_id: o.heap_id,
-                    depth: o.depth,
-                    rows: std::mem::take(&mut o.rows),
-                    features: m,
-                    totals: o.totals,
-                    subtract: None,
-                    extends: Some((
-                        std::mem::replace(&mut o.hist, Histogram::zeros(&[])),
-                        std::mem::take(&mut o.features),
-                    )),
-                });
-                continue;
-            }
-            let (Some(s), Some((lrows, rrows))) = (s, part) else {
-                continue;
-            };
-            let tree = &mut trees[o.tree];
-            let li = tree.nodes.len();
-            tree.nodes
-                .push(Node::leaf(p.criterion.leaf_value(&s.left), s.left.count));
-            tree.nodes
-                .push(Node::leaf(p.criterion.leaf_value(&s.right), s.right.count));
-            let fb_threshold = f64::NAN; // filled by the caller from bin edges
-            let n = &mut tree.nodes[o.node];
-            n.feature = s.feature as u32;
-            n.threshold_bin = s.bin;
-            n.threshold = fb_threshold;
-            n.missing_left = s.missing_left;
-            n.left = li as u32;
-            n.right = li as u32 + 1;
-            n.gain = s.gain;
-            let seed = jobs[o.tree].seed;
-            let mk = |heap_id: u64, rows: Vec<u32>, totals: BinStats| Child {
-                tree: o.tree,
-                node: if heap_id.is_multiple_of(2) {
-                    li
-                } else {
-                    li + 1
-                },
-                heap_id,
-                depth: o.depth + 1,
-                rows,
-                features: node_features(nf, p.n_sub_features, seed, heap_id),
-                totals,
-                subtract: None,
-                extends: None,
-            };
-            let mut l = mk(o.heap_id.wrapping_mul(2), lrows, s.left);
-            let mut r = mk(o.heap_id.wrapping_mul(2).wrapping_add(1), rrows, s.right);
-            let can_split_further = o.depth + 1 < p.max_depth;
-            if !can_split_further {
-                // Children will be leaves: no histogram needed.
-                if keep_leaf_rows {
-                    leaves[o.tree].push((l.node, l.rows));
-                    leaves[o.tree].push((r.node, r.rows));
-                }
-                continue;
-            }
-            let base = children.len();
-            if all_features {
-                if l.rows.len() <= r.rows.len() {
-                    r.subtract = Some((oi, base));
-                } else {
-                    l.subtract = Some((oi, base + 1));
-                }
-            }
-            children.push(l);
-            children.push(r);
-        }
-
-        let requests: Vec<NodeRequest<'_>> = children
-            .iter()
-            .filter(|c| c.subtract.is_none())
-            .map(|c| NodeRequest {
-                rows: &c.rows,
-                features: &c.features,
-                targets: jobs[c.tree].targets,
-            })
-            .collect();
-        let built = source.build(&requests)?;
-        let mut built = built.into_iter();
-        let mut hists: Vec<Option<Histogram>> = children
-            .iter()
-            .map(|c| {
-                if c.subtract.is_none() {
-                    built.next()
-                } else {
-                    None
-                }
-            })
-            .collect();
-        for (ci, c) in children.iter().enumerate() {
-            if let Some((oi, sib)) = c.subtract {
-                let sib_hist = hists[sib].as_ref().ok_or_else(|| {
-                    crate::error::MlError::Internal("sibling histogram missing".into())
-                })?;
-                let h = Histogram::subtract(&open[oi].hist, sib_hist)?;
-                hists[ci] = Some(h);
-            }
-        }
-        let mut next = Vec::with_capacity(children.len());
-        for (c, h) in children.into_iter().zip(hists) {
-            let Some(h) = h else { continue };
-            let (hist, features) = match c.extends {
-                Some((mut hist, mut features)) => {
-                    extend_node(&mut hist, &mut features, &h, &c.features)?;
-                    (hist, features)
-                }
-                None => (h, c.features),
-            };
-            next.push(Open {
-                tree: c.tree,
-                node: c.node,
-                heap_id: c.heap_id,
-                depth: c.depth,
-                rows: c.rows,
-                features,
-                hist,
-                totals: c.totals,
-            });
-        }
-        open = next;
-    }
-    Ok(trees.into_iter().zip(leaves).collect())
+    Ok(grower.into_trees().into_iter().zip(leaves).collect())
 }
 
 #[cfg(test)]

@@ -36,6 +36,7 @@ pub mod error;
 pub mod export;
 mod forest;
 mod gbt;
+pub mod grower;
 pub mod histogram;
 pub mod learner;
 pub mod matrix;

@@ -510,6 +510,18 @@ fn artefact_with_a_missing_only_split_round_trips() {
 /// `parts` in-process partitions of the rows merged by addition (what the
 /// executors' `sluice_level_histograms` partial states do).
 fn fit_distributed(spec: &ModelSpec, x: &FeatureMatrix, y: &[u8], parts: usize) -> TrainedModel {
+    fit_distributed_job(spec, x, y, parts, None)
+}
+
+/// [`fit_distributed`] under a job id: the partitions keep their rows'
+/// margins between passes (executor-resident state).
+fn fit_distributed_job(
+    spec: &ModelSpec,
+    x: &FeatureMatrix,
+    y: &[u8],
+    parts: usize,
+    job: Option<u64>,
+) -> TrainedModel {
     use sluice_ml::distributed::level::{LevelHistogramsAccumulator, HOLDOUT_STREAM};
     use sluice_ml::distributed::trainer::{DataStats, DistributedTrainer};
     use sluice_ml::sampling::hash2;
@@ -534,8 +546,17 @@ fn fit_distributed(spec: &ModelSpec, x: &FeatureMatrix, y: &[u8], parts: usize) 
         th
     });
     let mut t = DistributedTrainer::new(spec, x.names().to_vec(), edges, stats, holdout).unwrap();
+    if let Some(job) = job {
+        t.set_job(job);
+    }
     let chunk = y.len().div_ceil(parts);
+    let mut pass = 0;
     while let Some(plan) = t.next_pass().unwrap() {
+        pass += 1;
+        if let (Some(job), 6) = (job, pass) {
+            // As if the executor holding the job's state was lost.
+            sluice_ml::distributed::resident::release_job(job);
+        }
         let mut total = vec![0.0; plan.result_len()];
         for start in (0..y.len()).step_by(chunk) {
             let end = (start + chunk).min(y.len());
@@ -649,6 +670,32 @@ fn golden_models_local_and_distributed() {
                 model_sha(&fit_distributed(&spec, &x, &y, parts))
             ));
         }
+    }
+    // Executor-resident margins change no bit of a model; a lost cache
+    // (released mid-fit, as when an executor dies) is rebuilt.
+    use sluice_ml::distributed::resident;
+    for (k, (name, spec)) in golden_specs().into_iter().enumerate() {
+        let job = 0x601d_0000 + k as u64;
+        let (hits0, _) = resident::lookups();
+        let m = fit_distributed_job(&spec, &x, &y, 3, Some(job));
+        let sha = model_sha(&m);
+        assert!(
+            lines.contains(&format!("{name} distributed/3 {sha}")),
+            "{name}: the cached fit differs"
+        );
+        if let ModelSpec::Gbt(_) = spec {
+            assert_eq!(
+                resident::cached_batches(job),
+                3,
+                "{name}: one entry per partition"
+            );
+            assert!(
+                resident::lookups().0 > hits0,
+                "{name}: later passes hit the cache"
+            );
+        }
+        resident::release_job(job);
+        assert_eq!(resident::cached_batches(job), 0);
     }
     // Grid search shares fits between grid points (minInstancesPerNode).
     let mut grid = BTreeMap::new();

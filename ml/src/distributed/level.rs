@@ -37,9 +37,11 @@ use datafusion::physical_expr::expressions::Literal;
 use serde::{Deserialize, Serialize};
 
 use super::common::{dense_sums_state, f64_list_state, f64_list_type, function_struct};
+use super::resident::with_margins;
 use crate::error::{MlError, Result as MlResult};
+use crate::gbt::{grad_hess, in_subsample, row_log_loss};
 use crate::histogram::{BinStats, Histogram};
-use crate::sampling::{hash2, row_weight, unit};
+use crate::sampling::{hash2, row_weight};
 use crate::tree::Tree;
 
 /// Stream of the GBT validation holdout hash (`hash2(seed, HOLDOUT_STREAM, row)`),
@@ -209,6 +211,10 @@ pub struct LevelPlan {
     /// Also sum the validation log-loss of the current margins (boosting
     /// with a holdout): two more values, loss sum and row count.
     pub eval: bool,
+    /// The training job: executors keep the job's row margins between
+    /// passes under this id ([`super::resident`]); `None`: recompute them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<u64>,
 }
 
 impl LevelPlan {
@@ -337,6 +343,7 @@ impl LevelPlan {
                     .collect(),
                 slots: self.slots[g.clone()].to_vec(),
                 eval: self.eval && gi == 0,
+                job: self.job,
             })
             .collect()
     }
@@ -409,11 +416,6 @@ impl LevelPlan {
         let eval = self.eval.then(|| (sums[len - 2], sums[len - 1]));
         Ok((out, eval))
     }
-}
-
-#[inline]
-fn sigmoid(x: f64) -> f64 {
-    1.0 / (1.0 + (-x).exp())
 }
 
 /// A parsed plan with its precomputed layout: the per-batch kernel.
@@ -501,47 +503,49 @@ impl LevelKernel {
                 subsampling_rate,
                 holdout,
             } => {
-                // Margins in the local trainer's order: init, then tree by tree.
-                let mut margin = vec![*init_score; n];
-                for t in trees {
-                    for (i, m) in margin.iter_mut().enumerate() {
-                        *m += t.value[t.leaf_of(bins, i)];
-                    }
-                }
-                let mut loss = 0.0f64;
-                let mut held = 0.0f64;
-                for (i, &m) in margin.iter().enumerate() {
-                    if !valid(i) {
-                        continue;
-                    }
-                    let y = label[i].min(1);
-                    let r = row_id[i] as u64;
-                    if holdout.is_some_and(|h| h.holds_out(r, y)) {
-                        if self.plan.eval {
-                            let p = sigmoid(m).clamp(1e-15, 1.0 - 1e-15);
-                            loss += if y == 1 { -p.ln() } else { -(1.0 - p).ln() };
-                            held += 1.0;
+                // Margins in the local trainer's order: init, then tree by
+                // tree (kept in the executor between passes of a job).
+                let eval = self.plan.eval;
+                let (grown, rows, grad, hess) = (
+                    &self.plan.trees,
+                    &mut self.rows,
+                    &mut self.grad,
+                    &mut self.hess,
+                );
+                let (loss, held) =
+                    with_margins(self.plan.job, row_id, *init_score, trees, bins, |margin| {
+                        let mut loss = 0.0f64;
+                        let mut held = 0.0f64;
+                        for (i, &m) in margin.iter().enumerate() {
+                            if !valid(i) {
+                                continue;
+                            }
+                            let y = label[i].min(1);
+                            let r = row_id[i] as u64;
+                            if holdout.is_some_and(|h| h.holds_out(r, y)) {
+                                if eval {
+                                    loss += row_log_loss(m, y);
+                                    held += 1.0;
+                                }
+                                continue;
+                            }
+                            if !in_subsample(*seed, *round, *subsampling_rate, r) {
+                                continue;
+                            }
+                            let (g, h) = grad_hess(m, y);
+                            for t in grown {
+                                let s = t.slot[t.shape.leaf_of(bins, i)];
+                                if s >= 0 {
+                                    let s = s as usize;
+                                    rows[s].push(i as u32);
+                                    grad[s].push(g);
+                                    hess[s].push(h);
+                                }
+                            }
                         }
-                        continue;
-                    }
-                    if *subsampling_rate < 1.0 && unit(hash2(*seed, *round, r)) >= *subsampling_rate
-                    {
-                        continue;
-                    }
-                    let pr = sigmoid(m);
-                    let g = (pr - y as f64) as f32;
-                    let h = (pr * (1.0 - pr)).max(1e-16) as f32;
-                    for t in &self.plan.trees {
-                        let s = t.slot[t.shape.leaf_of(bins, i)];
-                        if s >= 0 {
-                            let s = s as usize;
-                            self.rows[s].push(i as u32);
-                            self.grad[s].push(g);
-                            self.hess[s].push(h);
-                        }
-                    }
-                }
-                if self.plan.eval {
+                        (loss, held)
+                    });
+                if eval {
                     sums[self.len - 2] += loss;
                     sums[self.len - 1] += held;
                 }
@@ -762,6 +766,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::gbt::sigmoid;
     use crate::tree::Node;
     use arrow::array::Int64Array;
 
@@ -802,6 +807,7 @@ mod tests {
             }],
             slots: vec![vec![1], vec![0, 1]],
             eval: false,
+            job: None,
         };
         let json = match plan.to_literal() {
             ScalarValue::Dictionary(_, v) => v.try_as_str().flatten().unwrap().to_string(),
@@ -874,6 +880,7 @@ mod tests {
             }],
             slots: vec![vec![0]],
             eval: true,
+            job: None,
         };
         let batch = |ids: Vec<i64>, y: Vec<u8>, b: Vec<u8>| -> Vec<ArrayRef> {
             let n = ids.len();
@@ -940,6 +947,7 @@ mod tests {
             ],
             slots: vec![vec![0, 1], vec![1], vec![0]],
             eval: true,
+            job: None,
         };
         let run = |p: &LevelPlan| {
             let mut a = LevelHistogramsAccumulator::new(p.clone());
@@ -972,6 +980,7 @@ mod tests {
             trees: vec![],
             slots: vec![vec![1]],
             eval: false,
+            job: None,
         };
         assert!(plan.check().is_err());
         plan.slots = vec![vec![0]];

@@ -32,6 +32,7 @@ pub mod bin_sample;
 pub(crate) mod common;
 pub mod histogram;
 pub mod level;
+pub mod resident;
 pub mod row_hash;
 pub mod trainer;
 

@@ -1,6 +1,6 @@
-//! The driver side of distributed training: a level planner that grows the
-//! same trees as [`crate::learner::grow_trees`] from histograms computed
-//! elsewhere, without row ids.
+//! The driver side of distributed training: the one grower
+//! ([`crate::grower::LevelGrower`]) and the one boosting loop of the local
+//! trainer, with histograms computed elsewhere and no row ids.
 //!
 //! The driver holds only the model. [`DistributedTrainer`] hands out one
 //! [`LevelPlan`] per pass (the engine runs it as `sluice_level_histograms`
@@ -46,19 +46,15 @@
 //! assert_eq!(model.trees().len(), 3);
 //! ```
 
-use rayon::prelude::*;
-
 use crate::binning::BinEdges;
 use crate::error::{MlError, Result};
-use crate::histogram::{BinStats, Histogram};
-use crate::learner::{
-    best_split_of, extend_node, more_features, node_features, sum_feature, Criterion, GrowParams,
-    Split,
-};
+use crate::gbt::Boosting;
+use crate::grower::{LevelGrower, TreeStart};
+use crate::histogram::Histogram;
+use crate::learner::GrowParams;
 use crate::model::{model_from_trees, ModelKind, TrainedModel};
 use crate::params::{GbtParams, ModelSpec, RfParams};
 use crate::sampling::hash2;
-use crate::tree::{Node, Tree};
 
 use super::level::{CompactTree, GrowingTree, Holdout, LevelPlan, PlanTargets};
 
@@ -82,323 +78,45 @@ pub struct HoldoutRequest {
     pub n_out: [u64; 2],
 }
 
-/// A node whose histogram is known: split candidates for the next step.
-#[derive(Debug)]
-struct OpenNode {
-    tree: usize,
-    node: usize,
-    heap_id: u64,
-    depth: usize,
-    features: Vec<usize>,
-    hist: Histogram,
-    totals: BinStats,
+/// The trees being grown (with their slot maps) and the slots of the next
+/// pass, from the grower's requests; trees without a requested node are
+/// left out.
+fn request(grower: &LevelGrower<()>) -> (Vec<GrowingTree>, Vec<Vec<u32>>) {
+    let grown = grower.trees();
+    let mut slots = Vec::new();
+    let mut maps: Vec<Option<Vec<i32>>> = vec![None; grown.len()];
+    for a in grower.requests() {
+        let map = maps[a.tree].get_or_insert_with(|| vec![-1; grown[a.tree].nodes.len().max(1)]);
+        map[a.node] = slots.len() as i32;
+        slots.push(a.features.iter().map(|&j| j as u32).collect());
+    }
+    let trees = maps
+        .into_iter()
+        .enumerate()
+        .filter_map(|(t, m)| {
+            m.map(|slot| GrowingTree {
+                index: grower.tree_index(t),
+                shape: CompactTree::from_tree(&grown[t], false),
+                slot,
+            })
+        })
+        .collect();
+    (trees, slots)
 }
 
-/// A node whose histogram the next pass provides (or subtraction, when
-/// `subtract` = (parent in `open`, sibling in `pending`)).
-#[derive(Debug)]
-struct Pending {
-    tree: usize,
-    node: usize,
-    heap_id: u64,
-    depth: usize,
-    /// The features to fill (an extended node: the extra ones).
-    features: Vec<usize>,
-    totals: BinStats,
-    subtract: Option<(usize, usize)>,
-    /// An open node drawing more features: its histogram and candidates so far.
-    extends: Option<(Histogram, Vec<usize>)>,
-}
-
-/// Grows a set of trees level by level from histograms supplied per pass:
-/// [`crate::learner::grow_trees`] without row ids.
-#[derive(Debug)]
-pub struct LevelGrower {
-    p: GrowParams,
-    n_bins: Vec<u16>,
-    all_features: bool,
-    seeds: Vec<u64>,
-    index: Vec<u64>,
-    trees: Vec<Tree>,
-    open: Vec<OpenNode>,
-    pending: Vec<Pending>,
-    roots_done: bool,
-    depth: usize,
-}
-
-impl LevelGrower {
-    /// Starts trees `(ensemble index, feature-sampling seed)`.
-    pub fn new(p: GrowParams, n_bins: Vec<u16>, trees: &[(u64, u64)]) -> Self {
-        let nf = n_bins.len();
-        let pending = trees
-            .iter()
-            .enumerate()
-            .map(|(t, &(_, seed))| Pending {
-                tree: t,
-                node: 0,
-                heap_id: 1,
-                depth: 0,
-                features: node_features(nf, p.n_sub_features, seed, 1),
-                totals: BinStats::default(),
-                subtract: None,
-                extends: None,
-            })
-            .collect();
-        Self {
-            all_features: p.n_sub_features >= nf,
-            p,
-            n_bins,
-            seeds: trees.iter().map(|t| t.1).collect(),
-            index: trees.iter().map(|t| t.0).collect(),
-            trees: vec![Tree { nodes: Vec::new() }; trees.len()],
-            open: Vec::new(),
-            pending,
-            roots_done: false,
-            depth: 0,
-        }
-    }
-
-    /// True when every tree is finished.
-    pub fn is_done(&self) -> bool {
-        self.pending.is_empty()
-    }
-
-    /// Depth of the nodes the next pass builds histograms for.
-    pub fn depth(&self) -> usize {
-        self.depth
-    }
-
-    /// The trees being grown (with their slot maps) and the slots of the
-    /// next pass; trees without a requested node are left out.
-    pub fn request(&self) -> (Vec<GrowingTree>, Vec<Vec<u32>>) {
-        let mut slots = Vec::new();
-        let mut maps: Vec<Option<Vec<i32>>> = vec![None; self.trees.len()];
-        for c in self.pending.iter().filter(|c| c.subtract.is_none()) {
-            let map =
-                maps[c.tree].get_or_insert_with(|| vec![-1; self.trees[c.tree].nodes.len().max(1)]);
-            map[c.node] = slots.len() as i32;
-            slots.push(c.features.iter().map(|&j| j as u32).collect());
-        }
-        let trees = maps
-            .into_iter()
-            .enumerate()
-            .filter_map(|(t, m)| {
-                m.map(|slot| GrowingTree {
-                    index: self.index[t],
-                    shape: CompactTree::from_tree(&self.trees[t], false),
-                    slot,
-                })
-            })
-            .collect();
-        (trees, slots)
-    }
-
-    /// Takes the histograms of the requested slots (in [`Self::request`]
-    /// order), then picks the splits of every open node and plans the next
-    /// pass.
-    pub fn absorb(&mut self, hists: Vec<Histogram>) -> Result<()> {
-        let wanted = self.pending.iter().filter(|c| c.subtract.is_none()).count();
-        if hists.len() != wanted {
-            return Err(MlError::Internal(format!(
-                "{} histograms for {wanted} requested nodes",
-                hists.len()
-            )));
-        }
-        let mut it = hists.into_iter();
-        let mut got: Vec<Option<Histogram>> = self
-            .pending
-            .iter()
-            .map(|c| {
-                if c.subtract.is_none() {
-                    it.next()
-                } else {
-                    None
-                }
-            })
-            .collect();
-        let pending = std::mem::take(&mut self.pending);
-        if !self.roots_done {
-            self.roots_done = true;
-            for (c, h) in pending.into_iter().zip(got) {
-                let hist = h.ok_or_else(|| MlError::Internal("root histogram missing".into()))?;
-                let totals = c
-                    .features
-                    .first()
-                    .map(|&j| sum_feature(&hist, j))
-                    .unwrap_or_default();
-                self.trees[c.tree].nodes.push(Node::leaf(
-                    self.p.criterion.leaf_value(&totals),
-                    totals.count,
-                ));
-                self.open.push(OpenNode {
-                    tree: c.tree,
-                    node: 0,
-                    heap_id: 1,
-                    depth: 0,
-                    features: c.features,
-                    hist,
-                    totals,
-                });
-            }
-        } else {
-            for ci in 0..pending.len() {
-                if let Some((oi, sib)) = pending[ci].subtract {
-                    let sib_hist = got[sib]
-                        .as_ref()
-                        .ok_or_else(|| MlError::Internal("sibling histogram missing".into()))?;
-                    got[ci] = Some(Histogram::subtract(&self.open[oi].hist, sib_hist)?);
-                }
-            }
-            let mut open = Vec::with_capacity(pending.len());
-            for (c, h) in pending.into_iter().zip(got) {
-                let Some(h) = h else { continue };
-                let (hist, features) = match c.extends {
-                    Some((mut hist, mut features)) => {
-                        extend_node(&mut hist, &mut features, &h, &c.features)?;
-                        (hist, features)
-                    }
-                    None => (h, c.features),
-                };
-                open.push(OpenNode {
-                    tree: c.tree,
-                    node: c.node,
-                    heap_id: c.heap_id,
-                    depth: c.depth,
-                    features,
-                    hist,
-                    totals: c.totals,
-                });
-            }
-            self.open = open;
-        }
-        self.split_open();
-        Ok(())
-    }
-
-    /// One step of the learner's loop: splits of the open nodes, children,
-    /// and which children need a histogram.
-    fn split_open(&mut self) {
-        let nf = self.n_bins.len();
-        let p = self.p;
-        let splits: Vec<Option<Split>> = self
-            .open
-            .par_iter()
-            .map(|o| best_split_of(&o.hist, &o.features, &o.totals, o.depth, &p))
-            .collect();
-        // Nodes without a split whose candidates were all constant draw more features.
-        let seeds = &self.seeds;
-        let more: Vec<Option<Vec<usize>>> = self
-            .open
-            .iter()
-            .zip(&splits)
-            .map(|(o, s)| {
-                s.is_none()
-                    .then(|| {
-                        more_features(
-                            &o.hist,
-                            &o.features,
-                            &o.totals,
-                            o.depth,
-                            &p,
-                            nf,
-                            seeds[o.tree],
-                            o.heap_id,
-                        )
-                    })
-                    .flatten()
-            })
-            .collect();
-        let mut children = Vec::new();
-        for (oi, ((o, s), m)) in self.open.iter_mut().zip(&splits).zip(more).enumerate() {
-            if let Some(m) = m {
-                children.push(Pending {
-                    tree: o.tree,
-                    node: o.node,
-                    heap_id: o.heap_id,
-                    depth: o.depth,
-                    features: m,
-                    totals: o.totals,
-                    subtract: None,
-                    extends: Some((
-                        std::mem::replace(&mut o.hist, Histogram::zeros(&[])),
-                        std::mem::take(&mut o.features),
-                    )),
-                });
-                continue;
-            }
-            let Some(s) = s else { continue };
-            let tree = &mut self.trees[o.tree];
-            let li = tree.nodes.len();
-            tree.nodes
-                .push(Node::leaf(p.criterion.leaf_value(&s.left), s.left.count));
-            tree.nodes
-                .push(Node::leaf(p.criterion.leaf_value(&s.right), s.right.count));
-            let n = &mut tree.nodes[o.node];
-            n.feature = s.feature as u32;
-            n.threshold_bin = s.bin;
-            n.threshold = f64::NAN; // filled from the bin edges at the end
-            n.missing_left = s.missing_left;
-            n.left = li as u32;
-            n.right = li as u32 + 1;
-            n.gain = s.gain;
-            if o.depth + 1 >= p.max_depth {
-                // Children will be leaves: no histogram needed.
-                continue;
-            }
-            let seed = self.seeds[o.tree];
-            let mk = |heap_id: u64, totals: BinStats| Pending {
-                tree: o.tree,
-                node: if heap_id.is_multiple_of(2) {
-                    li
-                } else {
-                    li + 1
-                },
-                heap_id,
-                depth: o.depth + 1,
-                features: node_features(nf, p.n_sub_features, seed, heap_id),
-                totals,
-                subtract: None,
-                extends: None,
-            };
-            let mut l = mk(o.heap_id.wrapping_mul(2), s.left);
-            let mut r = mk(o.heap_id.wrapping_mul(2).wrapping_add(1), s.right);
-            let base = children.len();
-            if self.all_features {
-                // The local learner compares row counts: the same numbers.
-                if s.left.count <= s.right.count {
-                    r.subtract = Some((oi, base));
-                } else {
-                    l.subtract = Some((oi, base + 1));
-                }
-            }
-            children.push(l);
-            children.push(r);
-        }
-        self.depth = children.iter().map(|c| c.depth).max().unwrap_or(self.depth);
-        self.pending = children;
-        if self.pending.is_empty() {
-            self.open.clear();
-        }
-    }
-
-    /// The grown trees (leaf values unscaled, thresholds not yet filled).
-    pub fn into_trees(self) -> Vec<Tree> {
-        self.trees
-    }
+/// Takes a pass's histograms: rows live on the executors, nothing to partition here.
+fn absorb(grower: &mut LevelGrower<()>, hists: Vec<Histogram>) -> Result<()> {
+    grower.absorb(hists, |_, _| ((), ()), None)?;
+    Ok(())
 }
 
 /// Boosting state between passes.
 #[derive(Debug)]
 struct GbtRun {
     p: GbtParams,
-    gp: GrowParams,
-    init_score: f64,
+    boost: Boosting,
     holdout: Option<Holdout>,
-    trees: Vec<Tree>,
-    round: usize,
-    grower: Option<LevelGrower>,
-    best: (f64, usize),
-    validation_losses: Vec<f64>,
+    grower: Option<LevelGrower<()>>,
     final_eval: bool,
     stopped: bool,
 }
@@ -408,7 +126,7 @@ enum Run {
     Gbt(Box<GbtRun>),
     Forest {
         p: RfParams,
-        grower: Box<LevelGrower>,
+        grower: Box<LevelGrower<()>>,
     },
 }
 
@@ -423,29 +141,7 @@ pub struct DistributedTrainer {
     run: Run,
     last: Option<LevelPlan>,
     label: String,
-}
-
-fn grow_params_gbt(p: &GbtParams, nf: usize) -> GrowParams {
-    GrowParams {
-        max_depth: p.max_depth,
-        min_instances: p.min_instances_per_node as f64,
-        min_info_gain: p.min_info_gain,
-        criterion: Criterion::Newton {
-            lambda: p.reg_lambda,
-            min_hess: p.min_hessian_per_node,
-        },
-        n_sub_features: p.feature_subset_strategy.n_features(nf, false, p.max_iter),
-    }
-}
-
-fn grow_params_rf(p: &RfParams, nf: usize) -> GrowParams {
-    GrowParams {
-        max_depth: p.max_depth,
-        min_instances: p.min_instances_per_node as f64,
-        min_info_gain: p.min_info_gain,
-        criterion: Criterion::Impurity(p.impurity),
-        n_sub_features: p.feature_subset_strategy.n_features(nf, true, p.num_trees),
-    }
+    job: Option<u64>,
 }
 
 impl DistributedTrainer {
@@ -509,37 +205,33 @@ impl DistributedTrainer {
                     }
                     _ => (None, [0, 0]),
                 };
-                let train_rows = stats.rows - n_out[0] - n_out[1];
-                if train_rows == 0 {
-                    return Err(MlError::Training("no training rows".into()));
-                }
-                let pos = (stats.positives - n_out[1]) as f64;
-                let prior = (pos / train_rows as f64).clamp(1e-6, 1.0 - 1e-6);
+                let boost = Boosting::new(
+                    p,
+                    nf,
+                    stats.rows - n_out[0] - n_out[1],
+                    stats.positives - n_out[1],
+                    holdout.is_some(),
+                )?;
                 Run::Gbt(Box::new(GbtRun {
                     p: p.clone(),
-                    gp: grow_params_gbt(p, nf),
-                    init_score: (prior / (1.0 - prior)).ln(),
+                    boost,
                     holdout,
-                    trees: Vec::with_capacity(p.max_iter),
-                    round: 0,
                     grower: None,
-                    best: (f64::INFINITY, 0),
-                    validation_losses: Vec::new(),
                     final_eval: false,
                     stopped: false,
                 }))
             }
             ModelSpec::RandomForest(p) => {
-                let trees: Vec<(u64, u64)> = (0..p.num_trees as u64)
-                    .map(|t| (t, hash2(p.seed, 0xf0e5, t)))
+                let trees = (0..p.num_trees as u64)
+                    .map(|t| TreeStart {
+                        index: t,
+                        seed: hash2(p.seed, 0xf0e5, t),
+                        rows: (),
+                    })
                     .collect();
                 Run::Forest {
                     p: p.clone(),
-                    grower: Box::new(LevelGrower::new(
-                        grow_params_rf(p, nf),
-                        n_bins.clone(),
-                        &trees,
-                    )),
+                    grower: Box::new(LevelGrower::new(GrowParams::forest(p, nf), nf, trees)),
                 }
             }
         };
@@ -550,6 +242,7 @@ impl DistributedTrainer {
             run,
             last: None,
             label: String::new(),
+            job: None,
         })
     }
 
@@ -566,7 +259,7 @@ impl DistributedTrainer {
                 if grower.is_done() {
                     return Ok(None);
                 }
-                let (trees, slots) = grower.request();
+                let (trees, slots) = request(grower);
                 self.label = format!(
                     "trees 0..{} depth {} ({} nodes)",
                     p.num_trees,
@@ -583,6 +276,7 @@ impl DistributedTrainer {
                     trees,
                     slots,
                     eval: false,
+                    job: self.job,
                 }
             }
             Run::Gbt(g) => {
@@ -591,36 +285,33 @@ impl DistributedTrainer {
                 }
                 let mut eval = false;
                 if g.grower.is_none() {
-                    if g.round >= g.p.max_iter {
+                    let Some(round) = g.boost.next_round() else {
                         if g.holdout.is_some() && !g.final_eval {
                             g.final_eval = true;
-                            self.label = format!("validation loss after round {}", g.round);
+                            self.label =
+                                format!("validation loss after round {}", g.boost.trees().len());
                             let plan = LevelPlan {
                                 n_bins,
                                 targets: gbt_targets(g),
                                 trees: Vec::new(),
                                 slots: Vec::new(),
                                 eval: true,
+                                job: self.job,
                             };
                             self.last = Some(plan.clone());
                             return Ok(Some(plan));
                         }
                         g.stopped = true;
                         return Ok(None);
-                    }
-                    let r = g.round as u64;
-                    g.grower = Some(LevelGrower::new(
-                        g.gp,
-                        n_bins.clone(),
-                        &[(r, hash2(g.p.seed, 0x7ee, r))],
-                    ));
-                    eval = g.holdout.is_some() && g.round > 0;
+                    };
+                    g.grower = Some(g.boost.grower(round, ()));
+                    eval = g.holdout.is_some() && round > 0;
                 }
                 let grower = g.grower.as_ref().expect("set above");
-                let (trees, slots) = grower.request();
+                let (trees, slots) = request(grower);
                 self.label = format!(
                     "round {} depth {} ({} nodes{})",
-                    g.round,
+                    g.boost.trees().len(),
                     grower.depth(),
                     slots.len(),
                     if eval { ", validation loss" } else { "" }
@@ -631,11 +322,19 @@ impl DistributedTrainer {
                     trees,
                     slots,
                     eval,
+                    job: self.job,
                 }
             }
         };
         self.last = Some(plan.clone());
         Ok(Some(plan))
+    }
+
+    /// Names the fit `job` in its plans: executors then keep the rows'
+    /// boosting margins between passes ([`super::resident`]; release them
+    /// with [`super::resident::release_job`]). The model does not change.
+    pub fn set_job(&mut self, job: u64) {
+        self.job = Some(job);
     }
 
     /// A short description of the last plan (for logs and timings).
@@ -651,16 +350,10 @@ impl DistributedTrainer {
             .ok_or_else(|| MlError::Internal("absorb without a pass".into()))?;
         let (hists, eval) = plan.decode(sums)?;
         match &mut self.run {
-            Run::Forest { grower, .. } => grower.absorb(hists),
+            Run::Forest { grower, .. } => absorb(grower, hists),
             Run::Gbt(g) => {
                 if let Some((loss, n)) = eval {
-                    let loss = loss / n.max(1.0);
-                    g.validation_losses.push(loss);
-                    let done = g.trees.len();
-                    if loss < g.best.0 - 1e-12 {
-                        g.best = (loss, done);
-                    }
-                    if done - g.best.1 >= g.p.early_stopping_rounds {
+                    if g.boost.record_validation(loss / n.max(1.0)) {
                         // Stopped: this pass's histograms are not needed.
                         g.stopped = true;
                         g.grower = None;
@@ -674,18 +367,14 @@ impl DistributedTrainer {
                     .grower
                     .as_mut()
                     .ok_or_else(|| MlError::Internal("no tree being grown".into()))?;
-                grower.absorb(hists)?;
+                absorb(grower, hists)?;
                 if grower.is_done() {
-                    let mut tree = g
+                    let tree = g
                         .grower
                         .take()
                         .and_then(|gr| gr.into_trees().pop())
                         .ok_or_else(|| MlError::Internal("learner returned no tree".into()))?;
-                    for nd in &mut tree.nodes {
-                        nd.value *= g.p.step_size;
-                    }
-                    g.trees.push(tree);
-                    g.round += 1;
+                    g.boost.add_tree(tree);
                 }
                 Ok(())
             }
@@ -695,7 +384,7 @@ impl DistributedTrainer {
     /// Validation log-loss after each round (GBT with early stopping).
     pub fn validation_losses(&self) -> &[f64] {
         match &self.run {
-            Run::Gbt(g) => &g.validation_losses,
+            Run::Gbt(g) => g.boost.validation_losses(),
             Run::Forest { .. } => &[],
         }
     }
@@ -717,23 +406,17 @@ impl DistributedTrainer {
                 )
             }
             Run::Gbt(g) => {
-                let g = *g;
                 if !g.stopped {
                     return Err(MlError::Internal("boosting not finished".into()));
                 }
-                let mut trees = g.trees;
-                let mut best_iteration = None;
-                if g.holdout.is_some() {
-                    trees.truncate(g.best.1.max(1));
-                    best_iteration = Some(trees.len());
-                }
+                let b = g.boost.finish();
                 model_from_trees(
                     ModelKind::Gbt,
                     self.names,
                     self.edges,
-                    g.init_score,
-                    trees,
-                    best_iteration,
+                    b.init_score,
+                    b.trees,
+                    b.best_iteration,
                 )
             }
         }
@@ -742,14 +425,15 @@ impl DistributedTrainer {
 
 fn gbt_targets(g: &GbtRun) -> PlanTargets {
     PlanTargets::Gbt {
-        init_score: g.init_score,
+        init_score: g.boost.init_score(),
         trees: g
-            .trees
+            .boost
+            .trees()
             .iter()
             .map(|t| CompactTree::from_tree(t, true))
             .collect(),
         seed: g.p.seed,
-        round: g.round as u64,
+        round: g.boost.trees().len() as u64,
         subsampling_rate: g.p.subsampling_rate,
         holdout: g.holdout,
     }
