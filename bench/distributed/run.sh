@@ -10,7 +10,8 @@ cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice-target}"
 cargo build --release -p sluice-scheduler -p sluice-executor
 cargo bench -p sluice-executor --bench distributed
-# Per-level time of distributed histogram training (GBT and RF, embedded vs
-# 1 and 2 executors, local trainer baseline): SLUICE_BENCH_ROWS (544,500),
-# SLUICE_BENCH_FEATURES (40), SLUICE_BENCH_EXECUTORS (1,2).
-cargo bench -p sluice-executor --bench dtrain
+# Per-level time of distributed histogram training (GBT and RF, 20 trees of
+# depth 5, embedded vs 1 and 2 executors, local trainer baseline, ratios):
+# SLUICE_BENCH_ROWS (544,500), SLUICE_BENCH_FEATURES (40),
+# SLUICE_BENCH_EXECUTORS (1,2), SLUICE_BENCH_TREES (20), SLUICE_BENCH_EMBEDDED (1).
+cargo bench --workspace --bench dtrain
