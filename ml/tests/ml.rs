@@ -510,68 +510,26 @@ fn artefact_with_a_missing_only_split_round_trips() {
 /// `parts` in-process partitions of the rows merged by addition (what the
 /// executors' `sluice_level_histograms` partial states do).
 fn fit_distributed(spec: &ModelSpec, x: &FeatureMatrix, y: &[u8], parts: usize) -> TrainedModel {
-    fit_distributed_job(spec, x, y, parts, None)
+    sluice_ml::distributed::trainer::fit_partitioned(spec, x, y, parts, None, |_| {}).unwrap()
 }
 
 /// [`fit_distributed`] under a job id: the partitions keep their rows'
-/// margins between passes (executor-resident state).
+/// margins between passes (executor-resident state), lost before pass 5
+/// as if the executor holding them died, and rebuilt.
 fn fit_distributed_job(
     spec: &ModelSpec,
     x: &FeatureMatrix,
     y: &[u8],
     parts: usize,
-    job: Option<u64>,
+    job: u64,
 ) -> TrainedModel {
-    use sluice_ml::distributed::level::{LevelHistogramsAccumulator, HOLDOUT_STREAM};
-    use sluice_ml::distributed::trainer::{DataStats, DistributedTrainer};
-    use sluice_ml::sampling::hash2;
-    let edges = BinEdges::fit(x, spec.max_bins(), sluice_ml::binning::DEFAULT_BIN_SAMPLE).unwrap();
-    let binned = edges.transform(x).unwrap();
-    let stats = DataStats {
-        rows: y.len() as u64,
-        positives: y.iter().map(|&v| v as u64).sum(),
+    use sluice_ml::distributed::{resident, trainer};
+    let lose = |pass: usize| {
+        if pass == 5 {
+            resident::release_job(job);
+        }
     };
-    let ids: Vec<i64> = (0..y.len() as i64).collect();
-    let holdout = DistributedTrainer::holdout_request(spec, stats).map(|r| {
-        let mut th = [None, None];
-        for c in 0..2u8 {
-            let mut h: Vec<u64> = (0..y.len())
-                .filter(|&i| y[i] == c)
-                .map(|i| hash2(r.seed, HOLDOUT_STREAM, i as u64))
-                .collect();
-            h.sort_unstable();
-            let k = r.n_out[c as usize] as usize;
-            th[c as usize] = (k > 0).then(|| h[k - 1]);
-        }
-        th
-    });
-    let mut t = DistributedTrainer::new(spec, x.names().to_vec(), edges, stats, holdout).unwrap();
-    if let Some(job) = job {
-        t.set_job(job);
-    }
-    let chunk = y.len().div_ceil(parts);
-    let mut pass = 0;
-    while let Some(plan) = t.next_pass().unwrap() {
-        pass += 1;
-        if let (Some(job), 6) = (job, pass) {
-            // As if the executor holding the job's state was lost.
-            sluice_ml::distributed::resident::release_job(job);
-        }
-        let mut total = vec![0.0; plan.result_len()];
-        for start in (0..y.len()).step_by(chunk) {
-            let end = (start + chunk).min(y.len());
-            let mut acc = LevelHistogramsAccumulator::new(plan.clone());
-            let cols: Vec<&[u8]> = (0..x.n_features())
-                .map(|j| &binned.column(j)[start..end])
-                .collect();
-            acc.update_rows(&y[start..end], &ids[start..end], &cols);
-            for (a, b) in total.iter_mut().zip(acc.sums()) {
-                *a += b;
-            }
-        }
-        t.absorb(&total).unwrap();
-    }
-    t.finish().unwrap()
+    trainer::fit_partitioned(spec, x, y, parts, Some(job), lose).unwrap()
 }
 
 /// The golden dataset: the synthetic task plus constant columns (forests
@@ -677,7 +635,7 @@ fn golden_models_local_and_distributed() {
     for (k, (name, spec)) in golden_specs().into_iter().enumerate() {
         let job = 0x601d_0000 + k as u64;
         let (hits0, _) = resident::lookups();
-        let m = fit_distributed_job(&spec, &x, &y, 3, Some(job));
+        let m = fit_distributed_job(&spec, &x, &y, 3, job);
         let sha = model_sha(&m);
         assert!(
             lines.contains(&format!("{name} distributed/3 {sha}")),

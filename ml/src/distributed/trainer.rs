@@ -46,17 +46,21 @@
 //! assert_eq!(model.trees().len(), 3);
 //! ```
 
-use crate::binning::BinEdges;
+use crate::binning::{BinEdges, DEFAULT_BIN_SAMPLE};
 use crate::error::{MlError, Result};
 use crate::gbt::Boosting;
 use crate::grower::{LevelGrower, TreeStart};
 use crate::histogram::Histogram;
 use crate::learner::GrowParams;
+use crate::matrix::FeatureMatrix;
 use crate::model::{model_from_trees, ModelKind, TrainedModel};
 use crate::params::{GbtParams, ModelSpec, RfParams};
 use crate::sampling::hash2;
 
-use super::level::{CompactTree, GrowingTree, Holdout, LevelPlan, PlanTargets};
+use super::level::{
+    CompactTree, GrowingTree, Holdout, LevelHistogramsAccumulator, LevelPlan, PlanTargets,
+    HOLDOUT_STREAM,
+};
 
 /// Row and positive-label counts of the training table (one aggregate).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -423,6 +427,66 @@ impl DistributedTrainer {
     }
 }
 
+/// The distributed trainer without a cluster: fits `spec` on `x` / `y`
+/// (row ids `0..n`) with every pass computed by `parts` contiguous row
+/// partitions in this process, merged by addition as the executors'
+/// partial states are. A reference for tests and examples; `job` names the
+/// fit for executor-resident margins ([`super::resident`]) and
+/// `before_pass(k)` runs before pass `k` (0-based).
+pub fn fit_partitioned(
+    spec: &ModelSpec,
+    x: &FeatureMatrix,
+    y: &[u8],
+    parts: usize,
+    job: Option<u64>,
+    mut before_pass: impl FnMut(usize),
+) -> Result<TrainedModel> {
+    let edges = BinEdges::fit(x, spec.max_bins(), DEFAULT_BIN_SAMPLE)?;
+    let binned = edges.transform(x)?;
+    let stats = DataStats {
+        rows: y.len() as u64,
+        positives: y.iter().map(|&v| v as u64).sum(),
+    };
+    let ids: Vec<i64> = (0..y.len() as i64).collect();
+    let holdout = DistributedTrainer::holdout_request(spec, stats).map(|r| {
+        let mut th = [None, None];
+        for c in 0..2u8 {
+            let mut h: Vec<u64> = (0..y.len())
+                .filter(|&i| y[i] == c)
+                .map(|i| hash2(r.seed, HOLDOUT_STREAM, i as u64))
+                .collect();
+            h.sort_unstable();
+            let k = r.n_out[c as usize] as usize;
+            th[c as usize] = (k > 0).then(|| h[k - 1]);
+        }
+        th
+    });
+    let mut t = DistributedTrainer::new(spec, x.names().to_vec(), edges, stats, holdout)?;
+    if let Some(job) = job {
+        t.set_job(job);
+    }
+    let chunk = y.len().div_ceil(parts.max(1)).max(1);
+    let mut pass = 0;
+    while let Some(plan) = t.next_pass()? {
+        before_pass(pass);
+        pass += 1;
+        let mut total = vec![0.0; plan.result_len()];
+        for start in (0..y.len()).step_by(chunk) {
+            let end = (start + chunk).min(y.len());
+            let mut acc = LevelHistogramsAccumulator::new(plan.clone());
+            let cols: Vec<&[u8]> = (0..x.n_features())
+                .map(|j| &binned.column(j)[start..end])
+                .collect();
+            acc.update_rows(&y[start..end], &ids[start..end], &cols);
+            for (a, b) in total.iter_mut().zip(acc.sums()) {
+                *a += b;
+            }
+        }
+        t.absorb(&total)?;
+    }
+    t.finish()
+}
+
 fn gbt_targets(g: &GbtRun) -> PlanTargets {
     PlanTargets::Gbt {
         init_score: g.boost.init_score(),
@@ -442,9 +506,8 @@ fn gbt_targets(g: &GbtRun) -> PlanTargets {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::distributed::level::LevelHistogramsAccumulator;
     use crate::params::FeatureSubsetStrategy;
-    use crate::{train, FeatureMatrix, Impurity};
+    use crate::{train, Impurity};
 
     /// A noisy two-class problem with a missing-heavy and a discrete feature.
     fn data(n: usize) -> (FeatureMatrix, Vec<u8>) {
@@ -477,45 +540,7 @@ mod tests {
 
     /// Runs every pass over `parts` row partitions merged by addition.
     fn fit(spec: &ModelSpec, x: &FeatureMatrix, y: &[u8], parts: usize) -> TrainedModel {
-        let edges = BinEdges::fit(x, spec.max_bins(), crate::binning::DEFAULT_BIN_SAMPLE).unwrap();
-        let binned = edges.transform(x).unwrap();
-        let stats = DataStats {
-            rows: y.len() as u64,
-            positives: y.iter().map(|&v| v as u64).sum(),
-        };
-        let ids: Vec<i64> = (0..y.len() as i64).collect();
-        let holdout = DistributedTrainer::holdout_request(spec, stats).map(|r| {
-            let mut th = [None, None];
-            for c in 0..2u8 {
-                let mut h: Vec<u64> = (0..y.len())
-                    .filter(|&i| y[i] == c)
-                    .map(|i| hash2(r.seed, super::super::level::HOLDOUT_STREAM, i as u64))
-                    .collect();
-                h.sort_unstable();
-                let k = r.n_out[c as usize] as usize;
-                th[c as usize] = (k > 0).then(|| h[k - 1]);
-            }
-            th
-        });
-        let mut t =
-            DistributedTrainer::new(spec, x.names().to_vec(), edges, stats, holdout).unwrap();
-        let chunk = y.len().div_ceil(parts);
-        while let Some(plan) = t.next_pass().unwrap() {
-            let mut total = vec![0.0; plan.result_len()];
-            for start in (0..y.len()).step_by(chunk) {
-                let end = (start + chunk).min(y.len());
-                let mut acc = LevelHistogramsAccumulator::new(plan.clone());
-                let cols: Vec<&[u8]> = (0..x.n_features())
-                    .map(|j| &binned.column(j)[start..end])
-                    .collect();
-                acc.update_rows(&y[start..end], &ids[start..end], &cols);
-                for (a, b) in total.iter_mut().zip(acc.sums()) {
-                    *a += b;
-                }
-            }
-            t.absorb(&total).unwrap();
-        }
-        t.finish().unwrap()
+        fit_partitioned(spec, x, y, parts, None, |_| {}).unwrap()
     }
 
     fn assert_same(a: &TrainedModel, b: &TrainedModel) {
