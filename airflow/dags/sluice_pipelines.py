@@ -6,10 +6,20 @@ Two DAGs:
   The two trainings are independent tasks (separate pods, no edge between
   them), so Airflow runs them at the same time. ``deploy`` publishes the
   ``MODEL_ASSET`` Airflow Asset (the model registry's ``latest`` pointer).
-* ``sluice_inference``: model_ready -> ingest -> features -> predict, daily.
-  ``model_ready`` is a pod running ``sluice models show <model> latest``: it
-  fails (and is retried, like a sensor) until a deployed model exists, so
-  predict never runs before the first training has deployed.
+* ``sluice_inference``: model_ready -> ingest -> features -> predict ->
+  retrain_on_drift, daily. ``model_ready`` is a pod running ``sluice models
+  show <model> latest``: it fails (and is retried, like a sensor) until a
+  deployed model exists, so predict never runs before the first training has
+  deployed. Each step pod runs with ``--partition date={{ ds }}``: the run
+  reads the raw tables' ``date=<ds>`` partitions only, and its predictions go
+  to ``predictions/date=<ds>/`` (a rerun of the day replaces them). The
+  cluster's inference config sets ``drift: {exit_on_drift: true}``, so the
+  predict pod exits with 3 when the input drifted (after committing the
+  predictions and drift.json); the task's ``skip_on_exit_code=3`` turns that
+  into a skipped task instead of a failure (no retry), and
+  ``retrain_on_drift``, a ``TriggerDagRunOperator`` of ``sluice_training``
+  with ``trigger_rule=all_skipped``, starts the training DAG exactly then
+  (docs/MONITORING.md).
 
 Every step pod runs ``sluice run /etc/sluice/<pipeline>.yaml --steps <step>
 --run-id <run id>``. The run id comes from the Airflow DAG run, which a task
@@ -42,6 +52,7 @@ import re
 from datetime import datetime, timedelta
 
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import DAG, Asset, Param
 from kubernetes.client import models as k8s
 
@@ -76,6 +87,14 @@ DEFAULT_ARGS = {
     "retry_exponential_backoff": True,
     "execution_timeout": timedelta(hours=3),
 }
+
+
+# `sluice run` exits with this code when the inference input drifted and the
+# config sets `drift: {exit_on_drift: true}` (docs/MONITORING.md).
+EXIT_DRIFTED = 3
+# The daily partition each inference step reads (raw/<table>/date=<ds>/) and
+# writes (predictions/date=<ds>/).
+DAILY_PARTITION = ["--partition", "date={{ ds }}"]
 
 
 def sluice_run_id(airflow_run_id: str) -> str:
@@ -266,8 +285,24 @@ with DAG(
         retry_delay=timedelta(minutes=10),
         retry_exponential_backoff=False,
     )
-    i_ingest = sluice_step(inference, "ingest", "ingest", timeout=timedelta(hours=1))
-    i_features = sluice_step(inference, "features", "features", timeout=timedelta(hours=1))
-    i_predict = sluice_step(inference, "predict", "predict", timeout=timedelta(hours=2))
+    # Every step gets the same filter: it is part of the pipeline's config,
+    # which the steps' manifests fingerprint.
+    i_ingest = sluice_step(inference, "ingest", "ingest", DAILY_PARTITION, timeout=timedelta(hours=1))
+    i_features = sluice_step(inference, "features", "features", DAILY_PARTITION, timeout=timedelta(hours=1))
+    # Exit 3 = drifted: predictions committed, the task is skipped, not retried.
+    i_predict = sluice_step(
+        inference, "predict", "predict", DAILY_PARTITION, timeout=timedelta(hours=2), skip_on_exit_code=EXIT_DRIFTED
+    )
+    # Runs only when predict was skipped, i.e. the input drifted.
+    i_retrain = TriggerDagRunOperator(
+        task_id="retrain_on_drift",
+        trigger_dag_id=training.dag_id,
+        trigger_run_id="drift__{{ dag_run.run_id | sluice_run_id }}",
+        conf={"reason": "drift", "inference_run": "{{ dag_run.run_id }}", "partition": "date={{ ds }}"},
+        trigger_rule="all_skipped",
+        wait_for_completion=False,
+        retries=1,
+        execution_timeout=timedelta(minutes=5),
+    )
 
-    i_model_ready >> i_ingest >> i_features >> i_predict
+    i_model_ready >> i_ingest >> i_features >> i_predict >> i_retrain

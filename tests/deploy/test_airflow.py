@@ -46,9 +46,21 @@ def test_training_graph_trains_gbt_and_rf_in_parallel(dagbag):
     assert rf.arguments[-2:] == ["--model", "rf"]
 
 
+def pod_tasks(dag):
+    """The tasks that run a `sluice` pod (all but the retraining trigger)."""
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+
+    return [t for t in dag.tasks if isinstance(t, KubernetesPodOperator)]
+
+
 def test_inference_graph_waits_for_a_deployed_model(dagbag):
     dag = dagbag.dags["sluice_inference"]
-    assert edges(dag) == {("model_ready", "ingest"), ("ingest", "features"), ("features", "predict")}
+    assert edges(dag) == {
+        ("model_ready", "ingest"),
+        ("ingest", "features"),
+        ("features", "predict"),
+        ("predict", "retrain_on_drift"),
+    }
     gate = dag.get_task("model_ready")
     assert gate.cmds == ["sluice"]
     assert gate.arguments == ["models", "show", "indoor-outdoor", "latest"]
@@ -56,6 +68,43 @@ def test_inference_graph_waits_for_a_deployed_model(dagbag):
     # The training DAG's deploy task publishes the model Asset.
     deploy = dagbag.dags["sluice_training"].get_task("deploy")
     assert [a.uri for a in deploy.outlets] == ["sluice://models/indoor-outdoor"]
+
+
+def test_inference_reads_and_writes_the_runs_day(dagbag):
+    """Issue 16: each daily run processes its own `date=<ds>` partition."""
+    import copy
+
+    dag = dagbag.dags["sluice_inference"]
+    for step in ("ingest", "features", "predict"):
+        task = dag.get_task(step)
+        assert task.arguments[-2:] == ["--partition", "date={{ ds }}"], step
+        args = _render_pod(dag, copy.deepcopy(task))["spec"]["containers"][0]["args"]
+        assert args[-2:] == ["--partition", "date=2026-11-26"], args
+
+
+def test_drift_skips_predict_and_triggers_training(dagbag):
+    """Issue 19: the predict pod's exit code 3 (drifted, predictions committed)
+    skips the task instead of failing it, and the retraining trigger runs only
+    when predict was skipped; the cluster config makes drift exit with 3."""
+    from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+
+    dag = dagbag.dags["sluice_inference"]
+    predict = dag.get_task("predict")
+    assert list(predict.skip_on_exit_code) == [3]
+    retrain = dag.get_task("retrain_on_drift")
+    assert isinstance(retrain, TriggerDagRunOperator)
+    assert retrain.trigger_dag_id == "sluice_training"
+    assert retrain.trigger_rule == "all_skipped"
+    assert retrain.upstream_task_ids == {"predict"}
+    assert retrain.conf["reason"] == "drift"
+    assert "sluice_training" in dagbag.dag_ids
+    cm = next(d for d in manifests_of(render_chart(load_values("production")))
+              if d["kind"] == "ConfigMap" and d["metadata"]["name"] == f"{RELEASE}-pipelines")
+    import yaml
+
+    config = yaml.safe_load(cm["data"]["inference.yaml"])
+    [predict_step] = [s for s in config["steps"] if s["step"] == "predict"]
+    assert predict_step["drift"]["exit_on_drift"] is True
 
 
 def test_a_dag_without_a_lake_fails_to_import_naming_the_param(monkeypatch, tmp_path):
@@ -75,6 +124,7 @@ def test_tasks_have_retries_timeouts_and_run_one_step(dagbag, dag_id):
     for task in dag.tasks:
         assert task.retries >= 1, task.task_id
         assert task.execution_timeout is not None, task.task_id
+    for task in pod_tasks(dag):
         assert task.cmds == ["sluice"]
         args = task.arguments
         if task.task_id == "model_ready":
@@ -118,7 +168,7 @@ def test_task_pods_validate_and_are_hardened(dagbag, dag_id, chart_docs):
     dag = dagbag.dags[dag_id]
     pipelines = next(d for d in chart_docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == f"{RELEASE}-pipelines")
     policies = [d for d in chart_docs if d["kind"] == "NetworkPolicy"]
-    for original in dag.tasks:
+    for original in pod_tasks(dag):
         task = copy.deepcopy(original)
         pod = _render_pod(dag, task)
         kubernetes_validate.validate(pod, KUBE_VERSION, strict=True)
