@@ -3,7 +3,6 @@ generated and trained once per session, and a fresh copy of it per case."""
 
 import os
 import shutil
-import subprocess
 import sys
 
 import pytest
@@ -11,6 +10,10 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "tools"))
+
+from sluice_cli import generate_lake, run  # noqa: E402  (tests/tools)
+
+__all__ = ["run"]
 
 TRAINING = """
 name: cat-train
@@ -49,50 +52,12 @@ steps:
 """
 
 
-def sluice_bin():
-    b = os.environ.get("SLUICE_BIN")
-    if b:
-        return b
-    target = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/sluice-target"))
-    return os.path.join(target, "release", "sluice")
-
-
-class Result:
-    def __init__(self, p):
-        self.code = p.returncode
-        self.out = p.stdout
-        self.err = p.stderr
-
-    def __repr__(self):
-        return f"exit {self.code}\n--- stdout\n{self.out}\n--- stderr\n{self.err}"
-
-
-def run(*args, env=None, timeout=300):
-    e = dict(os.environ)
-    e.setdefault("RUST_LOG", "warn")
-    if env:
-        e.update(env)
-    p = subprocess.run(
-        [sluice_bin(), "--quiet", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=e,
-        stdin=subprocess.DEVNULL,
-    )
-    return Result(p)
-
-
 @pytest.fixture(scope="session")
 def base_lake(tmp_path_factory):
     """A small generated lake with a deployed model `io`."""
-    if not os.path.exists(sluice_bin()):
-        pytest.fail(f"sluice binary not found at {sluice_bin()}: cargo build --release -p sluice-engine --bin sluice")
     d = tmp_path_factory.mktemp("base")
     lake = str(d / "lake")
-    r = run("datagen", "--out", lake, "--samples", "3000", "--devices", "30",
-            "--train-rows", "3000", "--chunk-samples", "1000")
-    assert r.code == 0, r
+    generate_lake(lake, 3000, 30, 3000, "--chunk-samples", 1000)
     cfg = d / "train.yaml"
     cfg.write_text(TRAINING.format(lake=lake))
     r = run("run", str(cfg))

@@ -15,29 +15,11 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
-PYTHON="${PYTHON:-python3}"
 VENV="${SLUICE_DEPLOY_VENV:-$HOME/.cache/sluice-venv-deploy}"
 CHECKOV_VENV="${SLUICE_CHECKOV_VENV:-$HOME/.cache/sluice-venv-deploy-checkov}"
 
-# ensure_venv DIR REQUIREMENTS: (re)create DIR unless its stamp matches the
-# hash of the requirements file and the interpreter version.
-ensure_venv() {
-    local dir="$1" req="$2" want have
-    want="$( (cat "$req"; "$PYTHON" --version) | sha256sum | cut -d' ' -f1)"
-    have="$(cat "$dir/.sluice-stamp" 2>/dev/null || true)"
-    if [[ "$want" == "$have" && -x "$dir/bin/python" ]]; then
-        echo "deploy tests: reusing $dir"
-        return
-    fi
-    echo "deploy tests: installing $(basename "$req") into $dir (slow the first time)"
-    rm -rf "$dir"
-    "$PYTHON" -m venv "$dir"
-    "$dir/bin/pip" install --quiet --disable-pip-version-check -r "$req"
-    echo "$want" > "$dir/.sluice-stamp"
-}
-
-ensure_venv "$VENV" "$HERE/requirements.txt"
-ensure_venv "$CHECKOV_VENV" "$HERE/requirements-checkov.txt"
+bash "$ROOT/tests/tools/venv.sh" "$VENV" "$HERE/requirements.txt" >/dev/null
+bash "$ROOT/tests/tools/venv.sh" "$CHECKOV_VENV" "$HERE/requirements-checkov.txt" >/dev/null
 export SLUICE_CHECKOV="$CHECKOV_VENV/bin/checkov"
 
 # Helm: helm-python-sdk bundles Helm's Go SDK as libhelm_c.so (no helm binary,

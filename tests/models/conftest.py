@@ -4,18 +4,15 @@ the feature table kept (`materialize: true`), so tests can compare what
 Sluice predicted with what an exported model computes on the same rows."""
 
 import glob
-import os
-import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-SLUICE = os.environ.get("SLUICE_BIN") or str(
-    Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache/sluice-target"))
-    / "release/sluice"
-)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from sluice_cli import SLUICE, generate_lake, run, sluice  # noqa: E402,F401  (tests/tools; re-exported to the tests)
 
 # Small but real: every feature of the reference chain, nulls included.
 # 50 samples per device, so the few thousand rows still cover hundreds of
@@ -31,21 +28,6 @@ MODELS = {
     "gbt": ("gbt", "{maxIter: 25, maxDepth: 5, stepSize: 0.3}"),
     "rf": ("random_forest", "{numTrees: 12, maxDepth: 8, minInstancesPerNode: 2}"),
 }
-
-
-def sluice(*args, check=True):
-    """Runs the sluice CLI; returns the completed process (stdout as text)."""
-    p = subprocess.run(
-        [SLUICE, "--quiet", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "RUST_LOG": "warn"},
-    )
-    if check and p.returncode != 0:
-        raise AssertionError(
-            f"sluice {' '.join(map(str, args))} exited {p.returncode}\n{p.stdout}\n{p.stderr}"
-        )
-    return p
 
 
 def training_config(path: Path, family: str) -> Path:
@@ -102,7 +84,7 @@ def lake(tmp_path_factory) -> Path:
     """A generated lake with both model families trained and deployed."""
     root = tmp_path_factory.mktemp("models")
     lake = root / "lake"
-    sluice("datagen", "--out", lake, "--samples", SAMPLES, "--devices", DEVICES, "--train-rows", TRAIN_ROWS, "--seed", 11)
+    generate_lake(lake, SAMPLES, DEVICES, TRAIN_ROWS, "--seed", 11)
     for family in MODELS:
         cfg = training_config(root / f"train-{family}.yaml", family)
         sluice("run", cfg, "--lake", lake, "--run-id", f"train-{family}")
