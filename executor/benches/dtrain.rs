@@ -16,7 +16,10 @@
 //! the targets of issue 18). Prints a Markdown table: seconds to prepare
 //! (stats, bin edges, binned table), passes, mean and median seconds per
 //! pass, total; then each setup's total against the local trainer and the
-//! 1 → 2 executor speedup of the level passes. `SLUICE_TRAIN_CACHE_MB=0`
+//! 1 → 2 executor speedup of the level passes. The driver's peak RSS
+//! during each fit (Linux: reset through `/proc/self/clear_refs`, read as
+//! `VmHWM`) is the last column: on a cluster the driver holds the model
+//! and one level's histograms, not the rows. `SLUICE_TRAIN_CACHE_MB=0`
 //! (inherited by the executors) turns the executor-resident margins off.
 
 use std::time::Instant;
@@ -85,6 +88,20 @@ struct Row {
     mean: f64,
     median: f64,
     total: f64,
+    driver_rss_mb: Option<f64>,
+}
+
+/// Resets this process's peak RSS (Linux: `5` into `/proc/self/clear_refs`).
+fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// This process's peak RSS since the last reset, MiB (`VmHWM`).
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
 }
 
 async fn measure(
@@ -106,11 +123,13 @@ async fn measure(
             binned_url: Some(lake.table_url(&format!("binned/{tag}/{mname}/"))),
             ..DistributedOptions::default()
         };
+        let rss = reset_peak_rss();
         let t = Instant::now();
         let fit = train_distributed(ctx, df, &names, "y", "row_id", spec, &opts)
             .await
             .unwrap();
         let total = t.elapsed().as_secs_f64();
+        let driver_rss_mb = if rss { peak_rss_mb() } else { None };
         let mut secs: Vec<f64> = fit.passes.iter().map(|p| p.seconds).collect();
         secs.sort_by(f64::total_cmp);
         eprintln!("{tag} {mname}: {total:.2} s");
@@ -131,6 +150,7 @@ async fn measure(
             mean: pass_total / secs.len().max(1) as f64,
             median: secs.get(secs.len() / 2).copied().unwrap_or(0.0),
             total,
+            driver_rss_mb,
         });
     }
     out
@@ -241,15 +261,16 @@ fn main() {
             results.extend(measure(&ctx, &lake, &tag, Some(n), features, &models).await);
         }
         println!(
-            "\n| bench | setup | prepare (s) | passes | mean s/pass | median s/pass | total (s) |"
+            "\n| bench | setup | prepare (s) | passes | mean s/pass | median s/pass | total (s) | driver peak RSS (MiB) |"
         );
-        println!("|---|---|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|---|---|");
         for (m, secs) in &local {
-            println!("| {m} | local trainer (driver, all cores) | – | – | – | – | {secs:.2} |");
+            println!("| {m} | local trainer (driver, all cores) | – | – | – | – | {secs:.2} | – |");
         }
         for r in &results {
+            let rss = r.driver_rss_mb.map_or("–".to_string(), |m| format!("{m:.0}"));
             println!(
-                "| {} | {} | {:.2} | {} | {:.3} | {:.3} | {:.2} |",
+                "| {} | {} | {:.2} | {} | {:.3} | {:.3} | {:.2} | {rss} |",
                 r.model, r.setup, r.prepare, r.passes, r.mean, r.median, r.total
             );
         }
