@@ -88,7 +88,7 @@ struct Row {
     mean: f64,
     median: f64,
     total: f64,
-    driver_rss_mb: Option<f64>,
+    driver_rss_mb: Option<(f64, f64)>,
 }
 
 /// Resets this process's peak RSS (Linux: `5` into `/proc/self/clear_refs`).
@@ -96,10 +96,10 @@ fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
-/// This process's peak RSS since the last reset, MiB (`VmHWM`).
-fn peak_rss_mb() -> Option<f64> {
+/// This process's `VmHWM` (peak RSS since the last reset) or `VmRSS`, MiB.
+fn rss_mb(field: &str) -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
 }
@@ -124,12 +124,16 @@ async fn measure(
             ..DistributedOptions::default()
         };
         let rss = reset_peak_rss();
+        let rss_start = rss_mb("VmRSS:");
         let t = Instant::now();
         let fit = train_distributed(ctx, df, &names, "y", "row_id", spec, &opts)
             .await
             .unwrap();
         let total = t.elapsed().as_secs_f64();
-        let driver_rss_mb = if rss { peak_rss_mb() } else { None };
+        let driver_rss_mb = match (rss, rss_start, rss_mb("VmHWM:")) {
+            (true, Some(a), Some(b)) => Some((a, b)),
+            _ => None,
+        };
         let mut secs: Vec<f64> = fit.passes.iter().map(|p| p.seconds).collect();
         secs.sort_by(f64::total_cmp);
         eprintln!("{tag} {mname}: {total:.2} s");
@@ -261,14 +265,16 @@ fn main() {
             results.extend(measure(&ctx, &lake, &tag, Some(n), features, &models).await);
         }
         println!(
-            "\n| bench | setup | prepare (s) | passes | mean s/pass | median s/pass | total (s) | driver peak RSS (MiB) |"
+            "\n| bench | setup | prepare (s) | passes | mean s/pass | median s/pass | total (s) | driver RSS at start → peak (MiB) |"
         );
         println!("|---|---|---|---|---|---|---|---|");
         for (m, secs) in &local {
             println!("| {m} | local trainer (driver, all cores) | – | – | – | – | {secs:.2} | – |");
         }
         for r in &results {
-            let rss = r.driver_rss_mb.map_or("–".to_string(), |m| format!("{m:.0}"));
+            let rss = r
+                .driver_rss_mb
+                .map_or("–".to_string(), |(a, b)| format!("{a:.0} → {b:.0}"));
             println!(
                 "| {} | {} | {:.2} | {} | {:.3} | {:.3} | {:.2} | {rss} |",
                 r.model, r.setup, r.prepare, r.passes, r.mean, r.median, r.total
