@@ -19,8 +19,9 @@ use bytes::Bytes;
 use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext};
 use futures::StreamExt;
-use object_store::ObjectStoreExt;
+use object_store::{ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::error::{EngineError, Result};
@@ -166,10 +167,7 @@ impl<'a> Commit<'a> {
     pub async fn write_parquet(&mut self, df: DataFrame) -> Result<u64> {
         let schema = schema_json(df.schema().as_arrow());
         let url = self.lake.table_url(&format!("{}/", self.attempt));
-        let out = df
-            .write_parquet(&url, DataFrameWriteOptions::new(), None)
-            .await?;
-        let rows = count_from_write(&out);
+        let rows = write_parquet_once(df, &url).await?;
         self.rows = Some(self.rows.unwrap_or(0) + rows);
         self.schema = Some(schema);
         self.record_written().await?;
@@ -478,6 +476,118 @@ pub fn schema_json(schema: &arrow::datatypes::Schema) -> serde_json::Value {
             })
             .collect(),
     )
+}
+
+/// Writes `df` as Parquet files under the directory `url` and returns the
+/// rows written, keeping the files of **one** run of the write.
+///
+/// A write is one sink task: DataFusion names its files `<write id>_<n>.parquet`
+/// with a fresh random write id per run. On a Ballista cluster that task can
+/// run twice: its stage is rolled back when an executor is lost while the
+/// first run is finishing, and Ballista then ignores the first run's status
+/// but not its files. So the files that appeared are grouped by write id,
+/// the run whose Parquet footers hold the rows the job reported is kept and
+/// the others are deleted, with a warning. Readers of the directory see
+/// every row once.
+pub async fn write_parquet_once(df: DataFrame, url: &str) -> Result<u64> {
+    let table = datafusion::datasource::listing::ListingTableUrl::parse(url)?;
+    let store = df
+        .task_ctx()
+        .runtime_env()
+        .object_store(table.object_store())?;
+    let store = &store;
+    let prefix = table.prefix().clone();
+    let listed = |store: Arc<dyn ObjectStore>, prefix: object_store::path::Path| async move {
+        store
+            .list(Some(&prefix))
+            .map(|m| m.map(|m| (m.location, m.size)))
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<std::result::Result<Vec<_>, _>>()
+    };
+    let lake_err = |e: object_store::Error| EngineError::lake(url.to_string(), e.to_string());
+    let before = listed(Arc::clone(store), prefix.clone())
+        .await
+        .map_err(lake_err)?;
+    let out = df
+        .write_parquet(url, DataFrameWriteOptions::new(), None)
+        .await?;
+    let rows = count_from_write(&out);
+    let mut runs: std::collections::BTreeMap<String, Vec<(object_store::path::Path, u64)>> =
+        std::collections::BTreeMap::new();
+    for (loc, size) in listed(Arc::clone(store), prefix).await.map_err(lake_err)? {
+        let name = loc.filename().unwrap_or_default().to_string();
+        if before.iter().any(|(l, _)| *l == loc) || !name.ends_with(".parquet") {
+            continue;
+        }
+        if let Some((write_id, _)) = name.split_once('_') {
+            runs.entry(write_id.to_string())
+                .or_default()
+                .push((loc, size));
+        }
+    }
+    if runs.len() <= 1 {
+        return Ok(rows);
+    }
+    let mut keep = None;
+    for (write_id, files) in &runs {
+        let mut n = 0u64;
+        for (loc, size) in files {
+            n += parquet_rows(store.as_ref(), loc, *size)
+                .await
+                .map_err(|e| EngineError::lake(format!("{url} ({loc})"), e))?;
+        }
+        if n == rows && keep.is_none() {
+            keep = Some(write_id.clone());
+        }
+    }
+    let Some(keep) = keep else {
+        return Err(EngineError::lake(
+            url.to_string(),
+            format!(
+                "the cluster ran this write {} times (a task re-run after an executor was lost) \
+                 and no run holds the {rows} rows the job reported; nothing is committed",
+                runs.len()
+            ),
+        ));
+    };
+    for (write_id, files) in runs.iter().filter(|(w, _)| **w != keep) {
+        tracing::warn!(%url, write_id = %write_id, files = files.len(),
+            "dropping the files of a duplicate run of a write task (re-run after a lost executor)");
+        for (loc, _) in files {
+            store.delete(loc).await.map_err(lake_err)?;
+        }
+    }
+    Ok(rows)
+}
+
+/// The row count in a Parquet file's footer.
+async fn parquet_rows(
+    store: &dyn ObjectStore,
+    loc: &object_store::path::Path,
+    size: u64,
+) -> std::result::Result<u64, String> {
+    if size < 12 {
+        return Err(format!("not a Parquet file: {size} bytes"));
+    }
+    let tail = store
+        .get_range(loc, size - 8..size)
+        .await
+        .map_err(|e| e.to_string())?;
+    let len = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]) as u64;
+    if len + 12 > size {
+        return Err(format!(
+            "corrupt Parquet footer ({len} bytes of metadata in a {size}-byte file)"
+        ));
+    }
+    let meta = store
+        .get_range(loc, size - 8 - len..size - 8)
+        .await
+        .map_err(|e| e.to_string())?;
+    let meta = parquet::file::metadata::ParquetMetaDataReader::decode_metadata(&meta)
+        .map_err(|e| e.to_string())?;
+    Ok(meta.file_metadata().num_rows().max(0) as u64)
 }
 
 fn count_from_write(batches: &[arrow::record_batch::RecordBatch]) -> u64 {

@@ -30,7 +30,6 @@ use std::time::Instant;
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Float64Type, Int64Type, UInt64Type};
-use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::functions_aggregate::expr_fn::{count, sum};
 use datafusion::functions_window::expr_fn::row_number;
 use datafusion::logical_expr::{
@@ -317,8 +316,7 @@ pub async fn train_distributed(
                 let p = binned_plan.clone();
                 let dir = format!("{}/attempt-{attempt}/", url.trim_end_matches('/'));
                 async move {
-                    p.write_parquet(&dir, DataFrameWriteOptions::new(), None)
-                        .await?;
+                    crate::commit::write_parquet_once(p, &dir).await?;
                     Ok(dir)
                 }
             })

@@ -189,8 +189,14 @@ impl ExecutionPlan for WatchedExec {
             watch: Arc::clone(&self.watch),
         });
         let verdict = Arc::new(std::sync::Mutex::new(None));
-        let watch = Box::pin(watch_job(Arc::clone(&me), Arc::clone(&verdict)));
+        let executors = Arc::new(Executors::default());
+        let watch = Box::pin(watch_job(
+            Arc::clone(&me),
+            Arc::clone(&verdict),
+            Arc::clone(&executors),
+        ));
         let state = Guarded {
+            executors,
             verdict,
             stream,
             watch: Some(watch),
@@ -213,13 +219,18 @@ impl ExecutionPlan for WatchedExec {
                 }
                 None => st.stream.next().await,
             };
+            if st.watch.is_some() && !matches!(item, Some(Err(_))) {
+                // The job succeeded (results flow only then): unless an
+                // executor was lost while it ran.
+                st.watch = None;
+                if let Some(e) = st.me.lost_during(&st.executors).await {
+                    st.done = true;
+                    return Some((Err(e), st));
+                }
+            }
             match item {
                 None => None,
-                Some(Ok(b)) => {
-                    // Results flow only once the job succeeded.
-                    st.watch = None;
-                    Some((Ok(b), st))
-                }
+                Some(Ok(b)) => Some((Ok(b), st)),
                 Some(Err(e)) => {
                     st.done = true;
                     // The watchdog's cancel makes the job fail ("Cancelled"):
@@ -241,7 +252,26 @@ impl ExecutionPlan for WatchedExec {
     }
 }
 
+/// The executors the scheduler reported registered while a job ran: the
+/// most seen, and whether the count ever fell below it.
+#[derive(Debug, Default)]
+struct Executors {
+    most: std::sync::atomic::AtomicUsize,
+    fell: std::sync::atomic::AtomicBool,
+}
+
+impl Executors {
+    fn saw(&self, n: usize) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let most = self.most.fetch_max(n, SeqCst).max(n);
+        if n < most {
+            self.fell.store(true, SeqCst);
+        }
+    }
+}
+
 struct Guarded {
+    executors: Arc<Executors>,
     verdict: Arc<std::sync::Mutex<Option<String>>>,
     stream: SendableRecordBatchStream,
     watch: Option<Pin<Box<dyn Future<Output = DataFusionError> + Send>>>,
@@ -250,6 +280,37 @@ struct Guarded {
 }
 
 impl WatchedExec {
+    /// The error for a job that succeeded although an executor was lost
+    /// while it ran; `None` when none was.
+    ///
+    /// Ballista 55 recovers a lost executor inside the job by re-running
+    /// its tasks and rolling stages back, but a rolled-back running stage
+    /// keeps the outputs its finished tasks already handed to the next
+    /// stage, and its re-run hands them over again: the job can succeed
+    /// with rows twice (seen in the chaos tests). Such a result is never
+    /// used: the job fails with a retryable error, and the step (or the
+    /// training pass) runs again as a fresh job on the executors left.
+    async fn lost_during(&self, seen: &Executors) -> Option<DataFusionError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if let Some(n) = executors_registered(&self.watch.scheduler).await {
+            seen.saw(n);
+        }
+        if !seen.fell.load(SeqCst) {
+            return None;
+        }
+        let job = self.job_id().unwrap_or_else(|| "(unknown id)".into());
+        let now = executors_registered(&self.watch.scheduler)
+            .await
+            .map_or_else(|| "?".to_string(), |n| n.to_string());
+        let msg = format!(
+            "cluster job {job}: an executor was lost while it ran (executors registered: up to {}, {now} at its end); \
+             its result is discarded because Ballista's in-job recovery can duplicate rows, and the work runs again",
+            seen.most.load(SeqCst)
+        );
+        warn!("{msg}");
+        Some(cluster_error(&self.watch, msg))
+    }
+
     /// A job error with the facts a user needs: the job, the scheduler and
     /// the executors registered now.
     async fn annotate(&self, e: DataFusionError) -> DataFusionError {
@@ -278,10 +339,14 @@ struct Progress {
 async fn watch_job(
     me: Arc<WatchedExec>,
     verdict: Arc<std::sync::Mutex<Option<String>>>,
+    executors: Arc<Executors>,
 ) -> DataFusionError {
     let watch = Arc::clone(&me.watch);
     let poll = watch.poll_interval();
     let at_start = executors_registered(&watch.scheduler).await;
+    if let Some(n) = at_start {
+        executors.saw(n);
+    }
     let url = format!("http://{}", watch.scheduler);
     let mut client: Option<SchedulerGrpcClient<tonic::transport::Channel>> = None;
     let mut last: Option<Progress> = None;
@@ -289,6 +354,9 @@ async fn watch_job(
     let mut last_error: Option<String> = None;
     loop {
         tokio::time::sleep(poll).await;
+        if let Some(n) = executors_registered(&watch.scheduler).await {
+            executors.saw(n);
+        }
         let Some(job) = me.job_id() else {
             if last_change.elapsed() >= watch.stall {
                 let msg = stalled(&watch, None, last.as_ref(), at_start, last_error).await;
@@ -604,6 +672,20 @@ mod tests {
         ));
         assert!(!is_cluster_loss("Schema error: No field named foo"));
         assert!(!is_cluster_loss("data error in raw/wifi: bad row"));
+    }
+
+    #[test]
+    fn a_fall_in_the_executor_count_is_remembered() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let e = Executors::default();
+        e.saw(2);
+        e.saw(3);
+        assert!(!e.fell.load(SeqCst));
+        // A replacement registered, then the lost one was removed.
+        e.saw(2);
+        e.saw(3);
+        assert!(e.fell.load(SeqCst));
+        assert_eq!(e.most.load(SeqCst), 3);
     }
 
     #[test]

@@ -17,10 +17,14 @@
 
 mod common;
 
+use std::time::{Duration, Instant};
+
 use sluice_engine::cluster::{ClusterOptions, LocalCluster};
+use sluice_engine::commit::{self, Verify};
+use sluice_engine::config::StepName;
 use sluice_engine::lake::Lake;
 use sluice_engine::pipeline::{self, RunOptions};
-use sluice_engine::session::{EngineMode, EngineSettings};
+use sluice_engine::session::{EngineMode, EngineSettings, RetrySettings};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn training_and_inference_on_a_cluster_match_embedded() {
@@ -90,4 +94,444 @@ async fn training_and_inference_on_a_cluster_match_embedded() {
     assert!(!pe.is_empty());
     assert_eq!(pe, pd, "cluster predictions differ from embedded ones");
     drop(cluster);
+}
+
+// ---------------------------------------------------------------------------
+// The chaos suite (issue 14): real processes, SIGKILL while tasks run.
+// ---------------------------------------------------------------------------
+
+/// The training pipeline of the chaos suite: small models, so a trial takes
+/// seconds; the GBT still runs ≈ 20 passes and the forest 6 on the cluster.
+const CHAOS_TRAINING: &str = r#"
+name: chaos-train
+kind: training
+lake: LAKE
+engine:
+  target_partitions: 2
+steps:
+  - step: ingest
+  - step: features
+  - step: train
+    test_fraction: 0.25
+    seed: 7
+    models:
+      - name: gbt
+        type: gbt
+        params: {maxIter: 6, maxDepth: 4, stepSize: 0.3}
+      - name: rf
+        type: random_forest
+        params: {numTrees: 6, maxDepth: 6}
+  - step: evaluate
+    metric: auc
+  - step: deploy
+    model_name: chaos
+"#;
+
+const CHAOS_INFERENCE: &str = r#"
+name: chaos-infer
+kind: inference
+lake: LAKE
+engine:
+  target_partitions: 2
+steps:
+  - step: ingest
+  - step: features
+  - step: predict
+    model_name: chaos
+"#;
+
+/// The watchdog bound of the chaos runs (seconds).
+const WATCHDOG: u64 = 20;
+
+fn chaos_cluster_opts(base_port: u16, dir: &std::path::Path) -> ClusterOptions {
+    ClusterOptions {
+        base_port,
+        dir: dir.to_path_buf(),
+        concurrent_tasks: 1,
+        heartbeat_interval_seconds: 1,
+        executor_timeout_seconds: 6,
+        ..ClusterOptions::default()
+    }
+}
+
+fn on(cluster: &LocalCluster, attempts: u32) -> EngineSettings {
+    EngineSettings {
+        mode: EngineMode::Ballista,
+        scheduler: Some(cluster.scheduler_url()),
+        target_partitions: Some(2),
+        watchdog_seconds: Some(WATCHDOG),
+        retry: RetrySettings {
+            attempts,
+            backoff_seconds: 1.0,
+        },
+        ..EngineSettings::default()
+    }
+}
+
+/// Waits until an executor's log shows a task started after byte `from`
+/// (Ballista 55 logs "Execute task" when pushed one, "Received task" when it
+/// pulls).
+async fn wait_for_task_after(path: &std::path::Path, from: usize, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(s) = std::fs::read_to_string(path) {
+            let new = s.get(from..).unwrap_or("");
+            if new.contains("Execute task") || new.contains("Received task") {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+fn log_len(path: &std::path::Path) -> usize {
+    std::fs::metadata(path)
+        .map(|m| m.len() as usize)
+        .unwrap_or(0)
+}
+
+/// A committed step output as sorted rows (every column rendered), so two
+/// outputs compare as multisets: a duplicated or missing row differs.
+async fn committed_rows(lake: &Lake, dir: &str) -> Vec<String> {
+    let m = commit::open_committed(lake, dir, Verify::Full)
+        .await
+        .unwrap_or_else(|e| panic!("{dir}: {e}"));
+    let ctx = datafusion::prelude::SessionContext::new();
+    lake.register(&ctx);
+    let batches = commit::read_parquet(&ctx, lake, &m)
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let mut rows = Vec::new();
+    for b in &batches {
+        let fmt: Vec<_> = b
+            .columns()
+            .iter()
+            .map(|c| {
+                arrow::util::display::ArrayFormatter::try_new(c.as_ref(), &Default::default())
+                    .unwrap()
+            })
+            .collect();
+        for i in 0..b.num_rows() {
+            let r: Vec<String> = fmt.iter().map(|f| f.value(i).to_string()).collect();
+            rows.push(r.join("|"));
+        }
+    }
+    assert_eq!(Some(rows.len() as u64), m.rows, "{dir}: rows vs manifest");
+    rows.sort();
+    rows
+}
+
+/// The evaluation metrics of `run_id` (`evaluate/metrics.json`): model →
+/// (accuracy, AUC).
+async fn metrics(lake: &Lake, run_id: &str) -> std::collections::BTreeMap<String, (f64, f64)> {
+    let dir = format!("runs/chaos-train/{run_id}/evaluate");
+    let m = commit::open_committed(lake, &dir, Verify::Full)
+        .await
+        .unwrap_or_else(|e| panic!("{dir}: {e}"));
+    let f = m
+        .files
+        .iter()
+        .find(|f| f.path.ends_with("metrics.json"))
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&lake.get(&f.path).await.unwrap()).unwrap();
+    v["models"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, m)| {
+            (
+                k.clone(),
+                (m["accuracy"].as_f64().unwrap(), m["auc"].as_f64().unwrap()),
+            )
+        })
+        .collect()
+}
+
+/// The model file of `model` trained by `run_id`.
+async fn model_bytes(lake: &Lake, run_id: &str, model: &str) -> Vec<u8> {
+    let dir = format!("runs/chaos-train/{run_id}/train/{model}");
+    let m = commit::open_committed(lake, &dir, Verify::Full)
+        .await
+        .unwrap_or_else(|e| panic!("{dir}: {e}"));
+    let f = m
+        .files
+        .iter()
+        .find(|f| f.path.ends_with(sluice_engine::registry::ARTEFACT_FILE))
+        .unwrap();
+    lake.get(&f.path).await.unwrap().to_vec()
+}
+
+/// What one chaos trial runs.
+#[derive(Debug, Clone, Copy)]
+enum Stage {
+    Ingest,
+    FeaturesPredict,
+    Gbt,
+    Forest,
+}
+
+/// Runs `stage` on a fresh 2-executor cluster and SIGKILLs one executor
+/// `seed × 120 ms` after it started a task of the stage; returns the run id
+/// and the seconds from the kill to the run's end.
+async fn kill_one_executor_during(
+    stage: Stage,
+    seed: u64,
+    base_port: u16,
+    dir: &std::path::Path,
+    lake_url: &str,
+) -> (String, f64) {
+    let mut cluster = LocalCluster::start(2, chaos_cluster_opts(base_port, dir))
+        .await
+        .unwrap();
+    let victim = (seed % 2) as usize;
+    let log = cluster.state().executors[victim].log.clone();
+    let from = log_len(&log);
+    let (text, steps, models) = match stage {
+        Stage::Ingest => (CHAOS_TRAINING, vec![StepName::Ingest], None),
+        Stage::FeaturesPredict => (
+            CHAOS_INFERENCE,
+            vec![StepName::Features, StepName::Predict],
+            None,
+        ),
+        Stage::Gbt => (
+            CHAOS_TRAINING,
+            vec![StepName::Train, StepName::Evaluate],
+            Some(vec!["gbt".to_string()]),
+        ),
+        Stage::Forest => (
+            CHAOS_TRAINING,
+            vec![StepName::Train, StepName::Evaluate],
+            Some(vec!["rf".to_string()]),
+        ),
+    };
+    let cfg = common::cfg(text, lake_url);
+    let opts = RunOptions {
+        steps: Some(steps),
+        models,
+        engine: Some(on(&cluster, 3)),
+        ..RunOptions::default()
+    };
+    // The run and the killer share this task (the run's future is not
+    // `Send`).
+    let killer = async {
+        assert!(
+            wait_for_task_after(&log, from, Duration::from_secs(120)).await,
+            "{stage:?} seed {seed}: executor {victim} never got a task"
+        );
+        tokio::time::sleep(Duration::from_millis(120 * seed)).await;
+        cluster.kill_executor(victim).unwrap();
+        Instant::now()
+    };
+    let (out, killed) = tokio::join!(
+        tokio::time::timeout(Duration::from_secs(300), pipeline::run(&cfg, &opts)),
+        killer
+    );
+    let out = out
+        .unwrap_or_else(|_| panic!("{stage:?} seed {seed}: the run hung after the kill"))
+        .unwrap_or_else(|e| {
+            panic!("{stage:?} seed {seed}: the run did not survive the lost executor: {e}")
+        });
+    let secs = killed.elapsed().as_secs_f64();
+    let retries: Vec<u32> = out.steps.iter().map(|s| s.attempts).collect();
+    eprintln!(
+        "chaos {stage:?} seed {seed}: completed {secs:.1} s after executor {victim} was killed; attempts per step {retries:?}"
+    );
+    (out.run_id, secs)
+}
+
+/// SIGKILL of one of two executors while tasks run, for ingest (the
+/// seven-table join), features + predict, distributed GBT and distributed
+/// forest training, two seeds each (the kill lands at a different moment):
+/// every run completes, and its output equals the undisturbed run's: the
+/// ingest output row for row (no row missing or twice), the predictions
+/// (sample ids and probabilities) bit for bit, the models' evaluation
+/// metrics exactly. Then the scheduler SIGKILLed and restarted during a run
+/// (the run completes; a re-run with the same run id skips every committed
+/// step), and every executor SIGKILLed (a clear error within the bound).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_suite_runs_complete_identically() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("lake");
+    let lake_url = root.to_str().unwrap().to_string();
+    let lake = Lake::open(&lake_url).unwrap();
+    common::generate(&lake, 20_000).await;
+
+    // The undisturbed runs.
+    let (reference, ref_infer) = {
+        let cluster = LocalCluster::start(2, chaos_cluster_opts(22000, &dir.path().join("c0")))
+            .await
+            .unwrap();
+        let opts = RunOptions {
+            engine: Some(on(&cluster, 1)),
+            ..RunOptions::default()
+        };
+        let t = pipeline::run(&common::cfg(CHAOS_TRAINING, &lake_url), &opts)
+            .await
+            .unwrap();
+        let i = pipeline::run(&common::cfg(CHAOS_INFERENCE, &lake_url), &opts)
+            .await
+            .unwrap();
+        (t.run_id, i.run_id)
+    };
+    let ref_ingest = committed_rows(&lake, &format!("runs/chaos-train/{reference}/ingest")).await;
+    assert!(ref_ingest.len() > 1000);
+    let ref_preds = common::predictions(&lake, &ref_infer).await;
+    let ref_metrics = metrics(&lake, &reference).await;
+
+    let mut port = 22010;
+    for stage in [
+        Stage::Ingest,
+        Stage::FeaturesPredict,
+        Stage::Gbt,
+        Stage::Forest,
+    ] {
+        for seed in [1u64, 2] {
+            let (run_id, _) = kill_one_executor_during(
+                stage,
+                seed,
+                port,
+                &dir.path().join(format!("c{port}")),
+                &lake_url,
+            )
+            .await;
+            port += 10;
+            match stage {
+                Stage::Ingest => {
+                    let got =
+                        committed_rows(&lake, &format!("runs/chaos-train/{run_id}/ingest")).await;
+                    assert_eq!(got.len(), ref_ingest.len(), "ingest seed {seed}: row count");
+                    assert!(got == ref_ingest, "ingest seed {seed}: rows differ");
+                }
+                Stage::FeaturesPredict => {
+                    let got = common::predictions(&lake, &run_id).await;
+                    assert_eq!(got.len(), ref_preds.len(), "predict seed {seed}: row count");
+                    assert_eq!(
+                        common::checksum(&got),
+                        common::checksum(&ref_preds),
+                        "predict seed {seed}: predictions differ"
+                    );
+                }
+                Stage::Gbt | Stage::Forest => {
+                    let name = if matches!(stage, Stage::Gbt) {
+                        "gbt"
+                    } else {
+                        "rf"
+                    };
+                    let got = metrics(&lake, &run_id).await;
+                    assert_eq!(
+                        got[name], ref_metrics[name],
+                        "{name} seed {seed}: metrics differ"
+                    );
+                    let same = model_bytes(&lake, &run_id, name).await
+                        == model_bytes(&lake, &reference, name).await;
+                    eprintln!("chaos {name} seed {seed}: model byte-identical: {same}");
+                }
+            }
+        }
+    }
+
+    // The scheduler SIGKILLed while features run, restarted at once (as
+    // Kubernetes restarts its pod): the step's job is lost with it, the step
+    // runs again on the restarted scheduler, and the run completes with the
+    // undisturbed output; a re-run with the same run id (Airflow's retry)
+    // skips every committed step.
+    {
+        let mut cluster = LocalCluster::start(2, chaos_cluster_opts(port, &dir.path().join("cs")))
+            .await
+            .unwrap();
+        port += 10;
+        let log = cluster.state().executors[0].log.clone();
+        let from = log_len(&log);
+        let cfg = common::cfg(CHAOS_INFERENCE, &lake_url);
+        let opts = RunOptions {
+            run_id: Some("chaos-scheduler".into()),
+            engine: Some(on(&cluster, 3)),
+            ..RunOptions::default()
+        };
+        let killer = async {
+            assert!(wait_for_task_after(&log, from, Duration::from_secs(120)).await);
+            cluster.kill_scheduler().unwrap();
+            let killed = Instant::now();
+            cluster
+                .restart_scheduler(Duration::from_secs(60))
+                .await
+                .unwrap();
+            killed
+        };
+        let (out, killed) = tokio::join!(
+            tokio::time::timeout(Duration::from_secs(300), pipeline::run(&cfg, &opts)),
+            killer
+        );
+        let out = out
+            .expect("the run hung after the scheduler was killed")
+            .unwrap_or_else(|e| panic!("the run did not survive a scheduler restart: {e}"));
+        eprintln!(
+            "chaos scheduler restart: completed {:.1} s after the kill; attempts per step {:?}",
+            killed.elapsed().as_secs_f64(),
+            out.steps.iter().map(|s| s.attempts).collect::<Vec<_>>()
+        );
+        assert!(
+            out.steps.iter().any(|s| s.attempts > 1),
+            "the scheduler kill cost no step a retry: {:?}",
+            out.steps
+        );
+        let got = common::predictions(&lake, "chaos-scheduler").await;
+        assert_eq!(common::checksum(&got), common::checksum(&ref_preds));
+        let again = pipeline::run(&cfg, &opts).await.unwrap();
+        assert!(
+            again.steps.iter().all(|s| s.status == "skipped"),
+            "{:?}",
+            again.steps
+        );
+    }
+
+    // Every executor SIGKILLed while a step runs: the run fails within the
+    // bound (executor timeout + no-executor grace, then each retry's
+    // watchdog and backoff) with an error naming the lost executors and the
+    // `--resume` command.
+    {
+        let mut cluster = LocalCluster::start(2, chaos_cluster_opts(port, &dir.path().join("ca")))
+            .await
+            .unwrap();
+        let log = cluster.state().executors[0].log.clone();
+        let from = log_len(&log);
+        let cfg = common::cfg(CHAOS_INFERENCE, &lake_url);
+        let opts = RunOptions {
+            engine: Some(on(&cluster, 2)),
+            ..RunOptions::default()
+        };
+        // executor timeout 6 s + grace 6 s + one retry (1 s backoff + 20 s
+        // watchdog) + polling slack.
+        let bound = Duration::from_secs(6 + 6 + 1 + WATCHDOG + 15);
+        let killer = async {
+            assert!(wait_for_task_after(&log, from, Duration::from_secs(120)).await);
+            cluster.kill_executor(0).unwrap();
+            cluster.kill_executor(1).unwrap();
+            Instant::now()
+        };
+        let run = tokio::time::timeout(bound * 3, pipeline::run(&cfg, &opts));
+        let (res, killed) = tokio::join!(run, killer);
+        let res = res.expect("the run hung after every executor was lost");
+        assert!(
+            killed.elapsed() < bound,
+            "the run outlived the bound after every executor was lost: {:.1} s",
+            killed.elapsed().as_secs_f64()
+        );
+        let err = res
+            .expect_err("a run without executors cannot succeed")
+            .to_string();
+        eprintln!(
+            "chaos every executor lost: failed {:.1} s after the kill: {err}",
+            killed.elapsed().as_secs_f64()
+        );
+        assert!(err.contains("--resume"), "{err}");
+        assert!(
+            err.contains("executors") || err.contains("executor"),
+            "{err}"
+        );
+    }
 }

@@ -13,6 +13,8 @@
 //! once `--min-ready-executors` executors are registered) on one port, and
 //! stops on SIGTERM or Ctrl-C.
 
+pub mod slots;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -188,7 +190,11 @@ pub async fn run(args: SchedulerArgs) -> Result<(), BallistaError> {
             + sluice_engine::session::sluice_aggregate_udfs().len(),
         "starting the Sluice scheduler"
     );
-    let cluster = BallistaCluster::new_from_config(&config).await?;
+    let memory = BallistaCluster::new_from_config(&config).await?;
+    let cluster = BallistaCluster::new(
+        Arc::new(slots::SlotLedger::new(memory.cluster_state())),
+        memory.job_state(),
+    );
     tokio::select! {
         res = start_server(cluster, addr, Arc::new(config)) => {
             res.map_err(|e| match e {
