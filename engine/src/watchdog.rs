@@ -314,6 +314,17 @@ impl WatchedExec {
     /// A job error with the facts a user needs: the job, the scheduler and
     /// the executors registered now.
     async fn annotate(&self, e: DataFusionError) -> DataFusionError {
+        if let Some(name) = unknown_function(&e.to_string()) {
+            return cluster_error(
+                &self.watch,
+                format!(
+                    "the Ballista cluster does not know the function `{name}`: its scheduler and \
+                     executors run another Sluice version than this client; deploy the same \
+                     version everywhere (the image tag, or rebuild sluice-scheduler and \
+                     sluice-executor)"
+                ),
+            );
+        }
         let job = self.job_id().unwrap_or_else(|| "(not accepted)".into());
         let executors = match executors_registered(&self.watch.scheduler).await {
             Some(n) => format!("{n} executor(s) registered now"),
@@ -324,6 +335,20 @@ impl WatchedExec {
             format!("cluster job {job} failed ({executors}): {e}"),
         )))
     }
+}
+
+/// The function a cluster failed to resolve when it decoded a plan (a
+/// scheduler or executor of another Sluice version): Ballista says
+/// `LogicalExtensionCodec is not provided for scalar function <name>`.
+pub fn unknown_function(message: &str) -> Option<String> {
+    const UNKNOWN_FN: &str = "LogicalExtensionCodec is not provided for ";
+    let rest = message.split(UNKNOWN_FN).nth(1)?;
+    let (_, name) = rest.split_once(" function ")?;
+    let name: String = name
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    (!name.is_empty()).then_some(name)
 }
 
 /// The state the watchdog compares between polls.
@@ -672,6 +697,17 @@ mod tests {
         ));
         assert!(!is_cluster_loss("Schema error: No field named foo"));
         assert!(!is_cluster_loss("data error in raw/wifi: bad row"));
+    }
+
+    #[test]
+    fn an_unknown_function_is_found_in_ballistas_words() {
+        assert_eq!(
+            unknown_function(
+                "status: Internal, message: \"LogicalExtensionCodec is not provided for scalar function sluice_new\""
+            ),
+            Some("sluice_new".to_string())
+        );
+        assert_eq!(unknown_function("Schema error: No field named foo"), None);
     }
 
     #[test]

@@ -504,6 +504,52 @@ async fn a_service_that_is_not_a_ballista_scheduler_is_named() {
     assert!(e.contains("hello world"), "{e}");
 }
 
+/// A client that uses a function the cluster lacks (the scheduler and
+/// executors run an older Sluice version): a clear error naming the
+/// scheduler and the function, not a decoding error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_the_cluster_lacks_names_the_scheduler() {
+    use datafusion::logical_expr::{create_udf, ColumnarValue, Volatility};
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open(dir.path().join("lake").to_str().unwrap()).unwrap();
+    write_lake(&lake, 1_000).await;
+    let cluster = LocalCluster::start(1, opts(21550, dir.path()))
+        .await
+        .unwrap();
+    let url = cluster.scheduler_url();
+    let dist = connect(&watched(&url, 30), Some(&lake)).await.unwrap();
+    register(&dist, &lake).await;
+    // A function only this (newer) client has.
+    dist.register_udf(create_udf(
+        "sluice_from_a_newer_version",
+        vec![arrow::datatypes::DataType::Int64],
+        arrow::datatypes::DataType::Int64,
+        Volatility::Immutable,
+        std::sync::Arc::new(|args: &[ColumnarValue]| Ok(args[0].clone())),
+    ));
+    let err = tokio::time::timeout(
+        Duration::from_secs(60),
+        run_and_write(
+            &dist,
+            &lake,
+            "SELECT sluice_from_a_newer_version(id) AS id, 'm' AS model, 1.0 AS dist FROM points",
+            "out/never/",
+        ),
+    )
+    .await
+    .expect("the query hung")
+    .expect_err("the cluster cannot run a function it lacks")
+    .to_string();
+    eprintln!("{err}");
+    let hostport = url.trim_start_matches("df://");
+    assert!(err.contains(hostport), "{err}");
+    assert!(
+        err.contains("does not know the function `sluice_from_a_newer_version`"),
+        "{err}"
+    );
+    assert!(err.contains("another Sluice version"), "{err}");
+}
+
 /// The scheduler killed: the running job and the next query fail with an
 /// error naming the scheduler, instead of hanging.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

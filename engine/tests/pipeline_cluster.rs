@@ -12,6 +12,11 @@
 //!   order than on one machine, so a near-tie split can flip (see
 //!   docs/DISTRIBUTED.md).
 //!
+//! * the chaos suite of issue 14 (`chaos_suite_runs_complete_identically`):
+//!   SIGKILL of executors and of the scheduler while steps run; every run
+//!   completes with the undisturbed output, or (every executor lost) fails
+//!   within the bound (docs/DISTRIBUTED.md, "Fault tolerance").
+//!
 //! Needs the binaries: `cargo build --release -p sluice-scheduler -p
 //! sluice-executor` (or `SLUICE_BIN_DIR`).
 
@@ -483,7 +488,10 @@ async fn chaos_suite_runs_complete_identically() {
         assert_eq!(common::checksum(&got), common::checksum(&ref_preds));
         let again = pipeline::run(&cfg, &opts).await.unwrap();
         assert!(
-            again.steps.iter().all(|s| s.status == "skipped"),
+            again
+                .steps
+                .iter()
+                .all(|s| serde_json::to_value(&s.status).unwrap() == "skipped"),
             "{:?}",
             again.steps
         );
@@ -529,8 +537,10 @@ async fn chaos_suite_runs_complete_identically() {
             killed.elapsed().as_secs_f64()
         );
         assert!(err.contains("--resume"), "{err}");
+        // The watchdog's words, or the scheduler's when its no-executor
+        // grace ran out first: both name the loss of every executor.
         assert!(
-            err.contains("executors") || err.contains("executor"),
+            err.contains("every executor was lost") || err.contains("all executors were lost"),
             "{err}"
         );
     }

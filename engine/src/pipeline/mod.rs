@@ -189,17 +189,10 @@ fn explain_cluster_failure(engine: &EngineSettings, run_id: &str, message: Strin
         "stream closed",
     ];
     let lower = message.to_ascii_lowercase();
-    const UNKNOWN_FN: &str = "LogicalExtensionCodec is not provided for ";
-    let unknown = message
-        .split(UNKNOWN_FN)
-        .nth(1)
-        .and_then(|rest| rest.split_once(" function "))
-        .map(|(_, name)| name);
-    if let (Some(url), Some(rest)) = (&engine.scheduler, unknown) {
-        let name: String = rest
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .collect();
+    if let (Some(url), Some(name)) = (
+        &engine.scheduler,
+        crate::watchdog::unknown_function(&message),
+    ) {
         return format!(
             "the Ballista cluster at {url} does not know the function `{name}`: its scheduler \
              and executors run another Sluice version than this client; deploy the same \
