@@ -105,45 +105,19 @@ async fn training_and_inference_on_a_cluster_match_embedded() {
 // The chaos suite (issue 14): real processes, SIGKILL while tasks run.
 // ---------------------------------------------------------------------------
 
-/// The training pipeline of the chaos suite: small models, so a trial takes
-/// seconds; the GBT still runs ≈ 20 passes and the forest 6 on the cluster.
-const CHAOS_TRAINING: &str = r#"
-name: chaos-train
-kind: training
-lake: LAKE
-engine:
-  target_partitions: 2
-steps:
-  - step: ingest
-  - step: features
-  - step: train
-    test_fraction: 0.25
-    seed: 7
-    models:
-      - name: gbt
-        type: gbt
-        params: {maxIter: 6, maxDepth: 4, stepSize: 0.3}
-      - name: rf
-        type: random_forest
-        params: {numTrees: 6, maxDepth: 6}
-  - step: evaluate
-    metric: auc
-  - step: deploy
-    model_name: chaos
-"#;
-
-const CHAOS_INFERENCE: &str = r#"
-name: chaos-infer
-kind: inference
-lake: LAKE
-engine:
-  target_partitions: 2
-steps:
-  - step: ingest
-  - step: features
-  - step: predict
-    model_name: chaos
-"#;
+/// The training pipeline of the chaos suite: [`common::TRAINING`] with
+/// small models, so a trial takes seconds; the GBT still runs ≈ 20 passes
+/// and the forest 6 on the cluster.
+fn chaos_training() -> String {
+    let small = common::TRAINING
+        .replace(
+            "{maxIter: 20, maxDepth: 5, stepSize: 0.2}",
+            "{maxIter: 6, maxDepth: 4, stepSize: 0.3}",
+        )
+        .replace("{numTrees: 10, maxDepth: 8}", "{numTrees: 6, maxDepth: 6}");
+    assert!(small.contains("maxIter: 6") && small.contains("numTrees: 6"));
+    small
+}
 
 /// The watchdog bound of the chaos runs (seconds).
 const WATCHDOG: u64 = 20;
@@ -230,19 +204,21 @@ async fn committed_rows(lake: &Lake, dir: &str) -> Vec<String> {
     rows
 }
 
+/// The bytes of the committed file of `dir` whose path ends with `name`.
+async fn committed_file(lake: &Lake, dir: &str, name: &str) -> Vec<u8> {
+    let m = commit::open_committed(lake, dir, Verify::Full)
+        .await
+        .unwrap_or_else(|e| panic!("{dir}: {e}"));
+    let f = m.files.iter().find(|f| f.path.ends_with(name)).unwrap();
+    lake.get(&f.path).await.unwrap().to_vec()
+}
+
 /// The evaluation metrics of `run_id` (`evaluate/metrics.json`): model →
 /// (accuracy, AUC).
 async fn metrics(lake: &Lake, run_id: &str) -> std::collections::BTreeMap<String, (f64, f64)> {
-    let dir = format!("runs/chaos-train/{run_id}/evaluate");
-    let m = commit::open_committed(lake, &dir, Verify::Full)
-        .await
-        .unwrap_or_else(|e| panic!("{dir}: {e}"));
-    let f = m
-        .files
-        .iter()
-        .find(|f| f.path.ends_with("metrics.json"))
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&lake.get(&f.path).await.unwrap()).unwrap();
+    let dir = format!("runs/lt-train/{run_id}/evaluate");
+    let v: serde_json::Value =
+        serde_json::from_slice(&committed_file(lake, &dir, "metrics.json").await).unwrap();
     v["models"]
         .as_object()
         .unwrap()
@@ -258,16 +234,8 @@ async fn metrics(lake: &Lake, run_id: &str) -> std::collections::BTreeMap<String
 
 /// The model file of `model` trained by `run_id`.
 async fn model_bytes(lake: &Lake, run_id: &str, model: &str) -> Vec<u8> {
-    let dir = format!("runs/chaos-train/{run_id}/train/{model}");
-    let m = commit::open_committed(lake, &dir, Verify::Full)
-        .await
-        .unwrap_or_else(|e| panic!("{dir}: {e}"));
-    let f = m
-        .files
-        .iter()
-        .find(|f| f.path.ends_with(sluice_engine::registry::ARTEFACT_FILE))
-        .unwrap();
-    lake.get(&f.path).await.unwrap().to_vec()
+    let dir = format!("runs/lt-train/{run_id}/train/{model}");
+    committed_file(lake, &dir, sluice_engine::registry::ARTEFACT_FILE).await
 }
 
 /// What one chaos trial runs.
@@ -296,24 +264,24 @@ async fn kill_one_executor_during(
     let log = cluster.state().executors[victim].log.clone();
     let from = log_len(&log);
     let (text, steps, models) = match stage {
-        Stage::Ingest => (CHAOS_TRAINING, vec![StepName::Ingest], None),
+        Stage::Ingest => (chaos_training(), vec![StepName::Ingest], None),
         Stage::FeaturesPredict => (
-            CHAOS_INFERENCE,
+            common::INFERENCE.to_string(),
             vec![StepName::Features, StepName::Predict],
             None,
         ),
         Stage::Gbt => (
-            CHAOS_TRAINING,
+            chaos_training(),
             vec![StepName::Train, StepName::Evaluate],
             Some(vec!["gbt".to_string()]),
         ),
         Stage::Forest => (
-            CHAOS_TRAINING,
+            chaos_training(),
             vec![StepName::Train, StepName::Evaluate],
             Some(vec!["rf".to_string()]),
         ),
     };
-    let cfg = common::cfg(text, lake_url);
+    let cfg = common::cfg(&text, lake_url);
     let opts = RunOptions {
         steps: Some(steps),
         models,
@@ -374,15 +342,15 @@ async fn chaos_suite_runs_complete_identically() {
             engine: Some(on(&cluster, 1)),
             ..RunOptions::default()
         };
-        let t = pipeline::run(&common::cfg(CHAOS_TRAINING, &lake_url), &opts)
+        let t = pipeline::run(&common::cfg(&chaos_training(), &lake_url), &opts)
             .await
             .unwrap();
-        let i = pipeline::run(&common::cfg(CHAOS_INFERENCE, &lake_url), &opts)
+        let i = pipeline::run(&common::cfg(common::INFERENCE, &lake_url), &opts)
             .await
             .unwrap();
         (t.run_id, i.run_id)
     };
-    let ref_ingest = committed_rows(&lake, &format!("runs/chaos-train/{reference}/ingest")).await;
+    let ref_ingest = committed_rows(&lake, &format!("runs/lt-train/{reference}/ingest")).await;
     assert!(ref_ingest.len() > 1000);
     let ref_preds = common::predictions(&lake, &ref_infer).await;
     let ref_metrics = metrics(&lake, &reference).await;
@@ -407,7 +375,7 @@ async fn chaos_suite_runs_complete_identically() {
             match stage {
                 Stage::Ingest => {
                     let got =
-                        committed_rows(&lake, &format!("runs/chaos-train/{run_id}/ingest")).await;
+                        committed_rows(&lake, &format!("runs/lt-train/{run_id}/ingest")).await;
                     assert_eq!(got.len(), ref_ingest.len(), "ingest seed {seed}: row count");
                     assert!(got == ref_ingest, "ingest seed {seed}: rows differ");
                 }
@@ -451,7 +419,7 @@ async fn chaos_suite_runs_complete_identically() {
         port += 10;
         let log = cluster.state().executors[0].log.clone();
         let from = log_len(&log);
-        let cfg = common::cfg(CHAOS_INFERENCE, &lake_url);
+        let cfg = common::cfg(common::INFERENCE, &lake_url);
         let opts = RunOptions {
             run_id: Some("chaos-scheduler".into()),
             engine: Some(on(&cluster, 3)),
@@ -507,7 +475,7 @@ async fn chaos_suite_runs_complete_identically() {
             .unwrap();
         let log = cluster.state().executors[0].log.clone();
         let from = log_len(&log);
-        let cfg = common::cfg(CHAOS_INFERENCE, &lake_url);
+        let cfg = common::cfg(common::INFERENCE, &lake_url);
         let opts = RunOptions {
             engine: Some(on(&cluster, 2)),
             ..RunOptions::default()
