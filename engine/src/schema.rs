@@ -257,6 +257,22 @@ pub fn raw_table(name: &str) -> Result<&'static RawTable> {
     })
 }
 
+/// The problem text of a column the contract expects and a schema or file
+/// lacks: "missing column `x`: expected Float64 (nullable), found no such
+/// column" (one wording for [`validate_schema`] and the raw-file checks).
+pub fn missing_column(want: &Field) -> String {
+    format!(
+        "missing column `{}`: expected {}{}, found no such column",
+        want.name(),
+        want.data_type(),
+        if want.is_nullable() {
+            " (nullable)"
+        } else {
+            " (not null)"
+        }
+    )
+}
+
 /// Checks `found` against `expected`: same column names in the same order,
 /// same types, and no nullable column where the contract requires values (a
 /// column that is declared non-nullable where the contract allows nulls is
@@ -279,16 +295,7 @@ pub fn validate_schema(found: &Schema, expected: &Schema, location: &str) -> Res
         .collect();
     for (i, want) in expected.fields().iter().enumerate() {
         match found_by_name.get(want.name().as_str()) {
-            None => problems.push(format!(
-                "missing column `{}`: expected {}{}, found no such column",
-                want.name(),
-                want.data_type(),
-                if want.is_nullable() {
-                    " (nullable)"
-                } else {
-                    " (not null)"
-                }
-            )),
+            None => problems.push(missing_column(want)),
             Some((j, got)) => {
                 if !same_type(got.data_type(), want.data_type()) {
                     problems.push(format!(

@@ -919,3 +919,92 @@ async fn generated_tables_are_proven_unique_by_order() {
         );
     }
 }
+
+/// Issue 16: the value checks run per raw table inside the key pass,
+/// before the join. `fail` (the default) names the file, column and value
+/// before anything is joined; `reject` counts the violating raw rows,
+/// leaves their samples out of the join (whichever table the row is in)
+/// and lowers the row count the join must keep accordingly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn value_checks_run_per_table_before_the_join() {
+    use arrow::array::Float64Array;
+    use sluice_engine::ingest::{inference_input_with, InferenceOptions, ValueChecks};
+    let (_dir, lake, ctx) = small_lake().await;
+    // latitude 123 in the first locations row, rsrq 99 in the first two
+    // radio rows (the first sample is bad in both tables).
+    let set = |name: &'static str, rows: usize, v: f64| {
+        move |b: RecordBatch| {
+            let i = b.schema().index_of(name).unwrap();
+            let old = b.column(i).as_primitive::<arrow::datatypes::Float64Type>();
+            let new: Float64Array = (0..old.len())
+                .map(|r| {
+                    if r < rows {
+                        Some(v)
+                    } else {
+                        old.is_valid(r).then(|| old.value(r))
+                    }
+                })
+                .collect();
+            let mut cols = b.columns().to_vec();
+            cols[i] = Arc::new(new);
+            RecordBatch::try_new(b.schema(), cols).unwrap()
+        }
+    };
+    let ids = |b: &RecordBatch, n: usize| -> Vec<i64> {
+        let c = b.column(b.schema().index_of("sample_id").unwrap());
+        c.as_primitive::<Int64Type>().values()[..n].to_vec()
+    };
+    let first = first_part(&lake, "locations").await;
+    let b = read_part(&lake, &first).await;
+    let mut bad: std::collections::BTreeSet<i64> = ids(&b, 1).into_iter().collect();
+    write_part(&lake, &first, &set("latitude", 1, 123.0)(b)).await;
+    let first_radio = first_part(&lake, "radio").await;
+    let b = read_part(&lake, &first_radio).await;
+    bad.extend(ids(&b, 2));
+    write_part(&lake, &first_radio, &set("rsrq_db", 2, 99.0)(b)).await;
+    let dropped = bad.len() as u64;
+
+    // `fail` (the default): the join's own pass stops at the first bad
+    // value; `name_bounds_error` then names the file.
+    let fail = InferenceOptions {
+        now: Some(chrono::Utc::now()),
+        ..Default::default()
+    };
+    assert_eq!(fail.value_checks, ValueChecks::Fail);
+    let out = inference_input_with(&ctx, &lake, &fail).await.unwrap();
+    let e = sluice_engine::error::EngineError::from(out.df.collect().await.unwrap_err());
+    assert!(
+        e.to_string()
+            .contains(sluice_engine::ingest::bounds::BOUNDS_MARKER),
+        "{e}"
+    );
+    let e = sluice_engine::ingest::name_bounds_error(&ctx, &lake, &fail, e)
+        .await
+        .to_string();
+    assert!(
+        e.contains(&first) && e.contains("latitude=123") && e.contains("1 row(s) of raw/locations"),
+        "{e}"
+    );
+
+    let opts = InferenceOptions {
+        value_checks: ValueChecks::Reject,
+        ..Default::default()
+    };
+    let out = inference_input_with(&ctx, &lake, &opts).await.unwrap();
+    assert_eq!(out.diagnostics.rejected_rows, 3);
+    // The distinct samples of the three rows are left out.
+    assert_eq!(out.diagnostics.expected_rows, Some(SAMPLES - dropped));
+    assert_eq!(
+        out.df.clone().count().await.unwrap() as u64,
+        SAMPLES - dropped
+    );
+    let rejected = out.rejected.unwrap().collect().await.unwrap();
+    assert_eq!(rejected.iter().map(|b| b.num_rows()).sum::<usize>(), 3);
+
+    let off = InferenceOptions {
+        value_checks: ValueChecks::Off,
+        ..Default::default()
+    };
+    let out = inference_input_with(&ctx, &lake, &off).await.unwrap();
+    assert_eq!(out.df.count().await.unwrap() as u64, SAMPLES);
+}

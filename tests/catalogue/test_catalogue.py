@@ -163,6 +163,19 @@ def test_sub_microsecond_timestamp(lake):
     ingest_fails(lake, f_, "`ts`", "sub-microsecond", "7 ns)")
 
 
+def test_whole_floats_for_integer_column_are_accepted(lake):
+    # The documented choice (docs/DATA.md, "Types by meaning"): pandas
+    # writes an integer column holding nulls as float64; whole values in
+    # range are read as the contract's integers, unchanged.
+    before = pq.read_table(lake.parts("cells")[0]).column("pci").to_pylist()
+    rewrite(lake, "cells", lambda t: set_column(t, "pci", t.column("pci").cast(pa.float64()), pa.float64()))
+    ingest_ok(lake)
+    [m] = lake.manifests("cat-infer", "ingest")
+    out = pq.read_table(os.path.dirname(m))
+    assert out.schema.field("pci").type == pa.int32()
+    assert set(v for v in out.column("pci").to_pylist() if v is not None) <= set(before)
+
+
 def test_fraction_in_float_column_for_integers(lake):
     f = rewrite(lake, "cells", lambda t: replace_at(
         set_column(t, "pci", t.column("pci").cast(pa.float64()), pa.float64()), "pci", 2, 17.25))
@@ -297,6 +310,13 @@ def test_latitude_out_of_range(lake):
     with_value_checks(lake, "fail")
     f = rewrite(lake, "locations", lambda t: replace_at(replace_at(t, "latitude", 3, 123.0), "latitude", 9, -999.0))
     ingest_fails(lake, f, "`latitude` must lie in [-90, 90]", "latitude=123", "sample_id = ", "2 row(s) of raw/locations")
+
+
+def test_value_checks_fail_by_default(lake):
+    # No `value_checks` key: the default is `fail` (checked per raw table
+    # before the join, docs/DATA.md).
+    f = rewrite(lake, "locations", lambda t: replace_at(t, "latitude", 5, -91.5))
+    ingest_fails(lake, f, "latitude=-91.5", "`latitude` must lie in [-90, 90]", "1 row(s) of raw/locations")
 
 
 def test_nan_and_infinity(lake):

@@ -54,9 +54,9 @@ pub struct IngestArgs {
     #[arg(long = "partition", value_name = "KEY=VALUE")]
     pub partition: Vec<String>,
     /// Inference input: rows outside the contract's value bounds fail
-    /// (`fail`), go to `--rejected-out` (`reject`), or are not checked
-    /// (`off`, default).
-    #[arg(long, value_enum, default_value = "off")]
+    /// (`fail`, default), go to `--rejected-out` (`reject`), or are not
+    /// checked (`off`).
+    #[arg(long, value_enum, default_value = "fail")]
     pub value_checks: ValueChecksArg,
 }
 
@@ -114,7 +114,14 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<i32> {
     let out_dir = args.out.trim_end_matches('/').to_string();
     lake.delete_prefix(&out_dir).await?;
     for part in out.parts() {
-        write_parquet(part, &lake, &out_dir).await?;
+        if let Err(e) = write_parquet(part, &lake, &out_dir).await {
+            let e = match &checked {
+                Some(opts) => crate::ingest::name_bounds_error(&ctx, &lake, opts, e).await,
+                None => e,
+            };
+            lake.delete_prefix(&out_dir).await?;
+            return Err(e.into());
+        }
     }
     if let (Some(opts), Some(expected)) = (checked, out.diagnostics.expected_rows) {
         // Rows written, from the output files' footers.

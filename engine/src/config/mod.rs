@@ -164,7 +164,8 @@ pub struct IngestStep {
     /// longitude, accuracy, speed, signal levels, timestamps in the future):
     /// `fail` names file, column, `sample_id` and value; `reject` routes
     /// them to `ingest/rejected/` (counted) and predicts the other samples;
-    /// `off` (default, for speed) skips the check.
+    /// `off` skips the check. Default `fail`: the check is a pass-through
+    /// projection on each raw table's scan inside the join's own pass.
     #[serde(default, skip_serializing_if = "is_default_checks")]
     pub value_checks: crate::ingest::ValueChecks,
 }

@@ -2,15 +2,21 @@
 //! declares per column (`min`/`max` in `engine/schema/unified_v1.json`) and
 //! timestamps not in the future beyond a tolerance.
 //!
-//! The check is a filter inside the join's plan (a few comparisons per row,
-//! no extra pass). What happens to the rows it removes is configured by
-//! `ingest.value_checks` (default `off`, see [`ValueChecks`]):
-//! * `fail`: the step's row count falls short of `samples`, and
-//!   [`first_violation`] names the file, column, `sample_id` and value
-//!   before anything is committed;
-//! * `reject`: the violating raw rows go to the step's `rejected/` output
-//!   ([`rejected_rows`]: table, key, the violated columns and their values),
-//!   counted in the manifest, and the other samples are predicted;
+//! The checks run per raw table before the join. What happens to violating
+//! rows is configured by `ingest.value_checks` (default `fail`, see
+//! [`ValueChecks`]):
+//! * `fail`: each checked column goes through `sluice_value_bounds`
+//!   ([`bounds_projection`], a pass-through projection on the table's scan
+//!   inside the join's own plan: no extra pass, the join's plan keeps its
+//!   shape); the first violating row fails the query, and
+//!   [`first_violation`] then names the file, column, `sample_id` and value
+//!   (the step commits nothing);
+//! * `reject`: the pass that already reads each table's key to prove it
+//!   unique also sums the violating rows (one more aggregate); the violating
+//!   raw rows go to the step's `rejected/` output ([`rejected_rows`]: table,
+//!   key, the violated columns and their values), counted in the manifest;
+//!   their samples are left out of the join (one filter on the `samples`
+//!   scan) and the other samples are predicted;
 //! * `off`: no check.
 
 use arrow::array::AsArray;
@@ -31,13 +37,14 @@ use crate::schema::{future_tolerance_seconds, RawTable, ValueCheck};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ValueChecks {
-    /// Fail the step, naming file, column, row and value.
+    /// Fail the step, naming file, column, row and value (default: the
+    /// check is a pass-through projection inside the join's own pass,
+    /// measured in docs/PERFORMANCE.md).
+    #[default]
     Fail,
     /// Route the rows to the step's `rejected/` output and go on.
     Reject,
-    /// No value checks (default: the check as a filter over the joined
-    /// table measured ~20x slower on 2M samples; see docs/DATA.md).
-    #[default]
+    /// No value checks.
     Off,
 }
 
@@ -79,17 +86,61 @@ pub fn violation(check: &ValueCheck, now: chrono::DateTime<chrono::Utc>) -> Expr
     }
 }
 
-/// Rows of the unified table that pass every check of every raw table, or
-/// `None` when there is nothing to check.
-pub fn valid_rows(tables: &[RawTable], now: chrono::DateTime<chrono::Utc>) -> Option<Expr> {
-    tables
-        .iter()
-        .flat_map(|t| t.checks.iter())
-        .map(|c| !violation(c, now))
-        .reduce(Expr::and)
+/// The bound of `check` as `[min, max]` over f64 values (timestamps as µs
+/// since the epoch) and how it reads in a message.
+fn bound(check: &ValueCheck, now: chrono::DateTime<chrono::Utc>) -> (f64, f64, String) {
+    match check {
+        ValueCheck::Range { min, max, .. } => (*min, *max, format!("must lie in [{min}, {max}]")),
+        ValueCheck::NotInFuture { .. } => (
+            f64::MIN,
+            latest_allowed_us(now) as f64,
+            format!(
+                "must not lie more than {}s after the run's start ({})",
+                future_tolerance_seconds(),
+                now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+        ),
+    }
 }
 
-fn any_violation(table: &RawTable, now: chrono::DateTime<chrono::Utc>) -> Option<Expr> {
+/// `df` (a scan of `table` in the contract's schema) with every checked
+/// column passed through `sluice_value_bounds`: same columns, same rows,
+/// the query fails at the first value outside the bounds.
+pub fn bounds_projection(
+    table: &RawTable,
+    df: DataFrame,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<DataFrame> {
+    if table.checks.is_empty() {
+        return Ok(df);
+    }
+    let select: Vec<Expr> = df
+        .schema()
+        .fields()
+        .iter()
+        .map(
+            |f| match table.checks.iter().find(|c| c.column() == f.name()) {
+                Some(check) => {
+                    let (min, max, rule) = bound(check, now);
+                    super::bounds::value_bounds(&super::bounds::BoundsSpec {
+                        table: table.name.clone(),
+                        key: table.key.clone(),
+                        column: f.name().clone(),
+                        min,
+                        max,
+                        rule,
+                    })
+                }
+                None => qcol(f.name()),
+            },
+        )
+        .collect();
+    Ok(df.select(select)?)
+}
+
+/// True where a row of `table` breaks any of its checks; `None` for a table
+/// without checks.
+pub fn any_violation(table: &RawTable, now: chrono::DateTime<chrono::Utc>) -> Option<Expr> {
     table
         .checks
         .iter()

@@ -6,7 +6,9 @@ use datafusion::functions_aggregate::expr_fn::count;
 use datafusion::logical_expr::{cast, col, lit, Expr, JoinType};
 use datafusion::prelude::{DataFrame, SessionContext};
 
-use super::checks::{first_violation, rejected_rows, valid_rows, ValueChecks};
+use super::checks::{
+    any_violation, bounds_projection, first_violation, rejected_rows, ValueChecks,
+};
 use super::partition::PartitionFilter;
 use super::raw::{scan_raw_table, RawTableScan};
 use super::{IngestDiagnostics, IngestOutput};
@@ -168,7 +170,32 @@ pub async fn inference_input_with(
         "raw tables checked"
     );
 
-    check_unique_keys(&frames).await?;
+    // One pass per table proves its key unique and, for `reject`, counts
+    // the rows outside the contract's bounds.
+    let checks_now = (opts.value_checks == ValueChecks::Reject).then_some(now);
+    let violations: u64 = check_unique_keys(&frames, checks_now).await?.iter().sum();
+    if opts.value_checks == ValueChecks::Fail {
+        // Checked inside the join's own pass; see `name_bounds_error`.
+        for (table, df) in frames.iter_mut() {
+            *df = bounds_projection(table, df.clone(), now)?;
+        }
+    }
+    let rejected = if opts.value_checks == ValueChecks::Reject {
+        let r = rejected_union(&frames, now)?;
+        diagnostics.rejected_rows = violations;
+        if violations > 0 {
+            tracing::warn!(
+                rows = violations,
+                "raw rows outside the contract's value bounds go to the rejected output"
+            );
+            let dropped = leave_out_rejected_samples(ctx, &mut frames, r.clone()).await?;
+            diagnostics.expected_rows =
+                diagnostics.expected_rows.map(|n| n.saturating_sub(dropped));
+        }
+        Some(r)
+    } else {
+        None
+    };
 
     let (base_table, base) = frames
         .first()
@@ -178,32 +205,11 @@ pub async fn inference_input_with(
         Some(n) => n.max(1),
         None => auto_slices(ctx, &frames, base_key).await?,
     };
-    let valid = match opts.value_checks {
-        ValueChecks::Off => None,
-        ValueChecks::Fail | ValueChecks::Reject => valid_rows(raw_tables(), now),
-    };
-    let rejected = if opts.value_checks == ValueChecks::Reject {
-        let r = rejected_union(&frames, now)?;
-        diagnostics.rejected_rows = r.clone().count().await? as u64;
-        if diagnostics.rejected_rows > 0 {
-            tracing::warn!(
-                rows = diagnostics.rejected_rows,
-                "raw rows outside the contract's value bounds go to the rejected output"
-            );
-        }
-        Some(r)
-    } else {
-        None
-    };
-    let df = join_frames(frames.clone(), None, valid.clone())?;
+    let df = join_frames(frames.clone(), None)?;
     let mut slices = Vec::new();
     if n_slices > 1 {
         for range in crate::slices::key_ranges(base, base_key, n_slices).await? {
-            slices.push(join_frames(
-                frames.clone(),
-                Some((base_key, range)),
-                valid.clone(),
-            )?);
+            slices.push(join_frames(frames.clone(), Some((base_key, range)))?);
         }
         tracing::info!(
             slices = slices.len(),
@@ -216,6 +222,78 @@ pub async fn inference_input_with(
         rejected,
         diagnostics,
     })
+}
+
+/// An error of writing the unified table, with a value outside the
+/// contract's bounds (`value_checks: fail`) replaced by the error of
+/// [`first_violation`], which names the file, `sample_id`, column, value
+/// and how many rows of the table break the bounds. Other errors are
+/// returned unchanged.
+pub async fn name_bounds_error(
+    ctx: &SessionContext,
+    lake: &Lake,
+    opts: &InferenceOptions,
+    e: EngineError,
+) -> EngineError {
+    if opts.value_checks != ValueChecks::Fail
+        || !e.to_string().contains(super::bounds::BOUNDS_MARKER)
+    {
+        return e;
+    }
+    match first_violation(ctx, lake, raw_tables(), &opts.partitions, opts.now()).await {
+        Ok(Some(named)) => named,
+        _ => e,
+    }
+}
+
+/// Rejected `sample_id`s up to this many are left out of `samples` by an
+/// `IN` list on its scan; more by an anti join.
+const REJECTED_IN_LIST_MAX: usize = 10_000;
+
+/// Leaves the samples with a rejected raw row (in any table) out of the base
+/// table, so the join holds only samples whose every row passed; returns how
+/// many samples were left out. The join's plan keeps its shape: one filter
+/// on the `samples` scan.
+async fn leave_out_rejected_samples(
+    ctx: &SessionContext,
+    frames: &mut [(&RawTable, DataFrame)],
+    rejected: DataFrame,
+) -> Result<u64> {
+    let Some((base_table, base)) = frames.first_mut() else {
+        return Ok(0);
+    };
+    let key = base_table.key.clone();
+    let ids = rejected
+        .aggregate(vec![col("sample_id")], vec![])?
+        .collect()
+        .await?;
+    let n: usize = ids.iter().map(|b| b.num_rows()).sum();
+    if n == 0 {
+        return Ok(0);
+    }
+    *base = if n <= REJECTED_IN_LIST_MAX {
+        let list: Vec<Expr> = ids
+            .iter()
+            .flat_map(|b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<arrow::array::Int64Array>()
+                    .map(|a| a.iter().flatten().map(lit).collect::<Vec<_>>())
+                    .unwrap_or_default()
+            })
+            .collect();
+        base.clone().filter(qcol_bare(&key).in_list(list, true))?
+    } else {
+        let ids = ctx
+            .read_batches(ids)?
+            .select(vec![col("sample_id").alias("_rejected_key")])?;
+        base.clone().join_on(
+            ids,
+            JoinType::LeftAnti,
+            [qcol_bare(&key).eq(col("_rejected_key"))],
+        )?
+    };
+    Ok(n as u64)
 }
 
 /// The rejected raw rows of every checked table, as one plan.
@@ -252,21 +330,6 @@ pub async fn check_joined_rows(
     expected: u64,
     rows: u64,
 ) -> Result<()> {
-    let now = opts.now();
-    let expected = if opts.value_checks == ValueChecks::Reject {
-        // Samples with a rejected raw row are not in the joined table.
-        let mut frames = Vec::new();
-        for t in raw_tables() {
-            frames.push((t, read_raw_table(ctx, lake, t, &opts.partitions).await?.df));
-        }
-        let rejected = rejected_union(&frames, now)?
-            .aggregate(vec![col("sample_id")], vec![])?
-            .count()
-            .await? as u64;
-        expected.saturating_sub(rejected)
-    } else {
-        expected
-    };
     if rows == expected {
         return Ok(());
     }
@@ -300,13 +363,8 @@ pub async fn check_joined_rows(
         .collect()
         .await?;
     if orphans.iter().all(|b| b.num_rows() == 0) {
-        if opts.value_checks == ValueChecks::Fail {
-            if let Some(e) = first_violation(ctx, lake, tables, &opts.partitions, now).await? {
-                return Err(e);
-            }
-        }
         return Err(EngineError::Internal(format!(
-            "the joined table has {rows} rows where raw/{} has {expected}, and no orphan key or value outside the bounds explains it",
+            "the joined table has {rows} rows where raw/{} has {expected}, and no orphan key explains it",
             base.name
         )));
     }
@@ -362,7 +420,6 @@ async fn auto_slices(
 fn join_frames(
     frames: Vec<(&RawTable, DataFrame)>,
     slice: Option<(&str, (i64, i64))>,
-    valid: Option<Expr>,
 ) -> Result<DataFrame> {
     let restrict = |table: &RawTable, df: DataFrame| -> Result<DataFrame> {
         match slice {
@@ -406,10 +463,7 @@ fn join_frames(
                 .map(|f| exact(qcol(&table.name, f.name()), f.data_type(), f.name())),
         );
     }
-    let mut df = df.select(select)?;
-    if let Some(valid) = valid {
-        df = df.filter(valid)?;
-    }
+    let df = df.select(select)?;
     validate_schema(
         df.schema().as_arrow(),
         &unified_schema(),
@@ -458,15 +512,24 @@ pub async fn raw_table_input(
 }
 
 /// Per table: a table stored in key order is proven duplicate-free by one
-/// streaming pass ([`super::keys_proven_unique`]); any other table gets one
-/// aggregate over its key (a single Int64 group column, the fast path of
-/// DataFusion's hash aggregate) reporting `(table, key, rows)` for keys seen
-/// more than once. A clean lake returns nothing.
-async fn check_unique_keys(frames: &[(&RawTable, DataFrame)]) -> Result<()> {
+/// streaming pass ([`super::keys_proven_unique_counting`]); any other table
+/// gets one aggregate over its key (a single Int64 group column, the fast
+/// path of DataFusion's hash aggregate) reporting `(table, key, rows)` for
+/// keys seen more than once. With `checks_now`, the same streaming pass
+/// counts the rows breaking the table's value checks (relative to that
+/// time). A clean lake returns the violation count per table.
+async fn check_unique_keys(
+    frames: &[(&RawTable, DataFrame)],
+    checks_now: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<Vec<u64>> {
     let mut found: Vec<(String, Vec<String>)> = Vec::new();
+    let mut violations = Vec::new();
     for (table, df) in frames {
         let t0 = std::time::Instant::now();
-        if super::keys_proven_unique(df, &table.key).await? {
+        let bad = checks_now.and_then(|now| any_violation(table, now));
+        let (unique, n_bad) = super::keys_proven_unique_counting(df, &table.key, bad).await?;
+        violations.push(n_bad);
+        if unique {
             tracing::debug!(table = %table.name, seconds = t0.elapsed().as_secs_f64(), "keys unique by storage order");
             continue;
         }
@@ -503,7 +566,7 @@ async fn check_unique_keys(frames: &[(&RawTable, DataFrame)]) -> Result<()> {
         }
     }
     let Some((table, keys)) = found.first() else {
-        return Ok(());
+        return Ok(violations);
     };
     let key_name = frames
         .iter()

@@ -13,6 +13,7 @@
 //! is the caller's job (the pipeline step's commit protocol, or
 //! [`write_parquet`] for the CLI and tests).
 
+pub mod bounds;
 pub mod checks;
 mod inference;
 mod ordered;
@@ -23,9 +24,11 @@ mod training;
 pub use checks::ValueChecks;
 pub use inference::{
     check_joined_rows, inference_input, inference_input_sliced, inference_input_with,
-    raw_table_input, InferenceOptions,
+    name_bounds_error, raw_table_input, InferenceOptions,
 };
-pub use ordered::{keys_ordered_udaf, keys_proven_unique, KEYS_ORDERED_UDAF};
+pub use ordered::{
+    keys_ordered_udaf, keys_proven_unique, keys_proven_unique_counting, KEYS_ORDERED_UDAF,
+};
 pub use partition::PartitionFilter;
 pub use training::training_input;
 

@@ -243,24 +243,43 @@ impl Accumulator for KeysOrderedAccumulator {
 /// Whether the `key` column of `df` is proven unique by its storage order
 /// (see the module docs); `false` means "not proven".
 pub async fn keys_proven_unique(df: &datafusion::prelude::DataFrame, key: &str) -> Result<bool> {
-    use datafusion::logical_expr::Expr;
+    Ok(keys_proven_unique_counting(df, key, None).await?.0)
+}
+
+/// [`keys_proven_unique`], and in the same pass the number of rows where
+/// `count_where` is true (0 without it): the inference ingest counts the
+/// rows breaking the contract's value bounds this way, without a second
+/// scan of the table.
+pub async fn keys_proven_unique_counting(
+    df: &datafusion::prelude::DataFrame,
+    key: &str,
+    count_where: Option<datafusion::logical_expr::Expr>,
+) -> Result<(bool, u64)> {
+    use datafusion::functions_aggregate::expr_fn::sum;
+    use datafusion::logical_expr::{cast, Expr};
     let f = keys_ordered_udaf().call(vec![Expr::Column(datafusion::common::Column::from_name(
         key,
     ))]);
-    let batches = df
-        .clone()
-        .aggregate(vec![], vec![f.alias("ok")])?
-        .collect()
-        .await?;
-    let ok = batches
-        .iter()
-        .find(|b| b.num_rows() > 0)
-        .map(|b| {
-            let a: &BooleanArray = b.column(0).as_boolean();
-            a.is_valid(0) && a.value(0)
-        })
-        .unwrap_or(true);
-    Ok(ok)
+    let mut aggs = vec![f.alias("ok")];
+    if let Some(e) = count_where {
+        aggs.push(sum(cast(e, DataType::Int64)).alias("n"));
+    }
+    let batches = df.clone().aggregate(vec![], aggs)?.collect().await?;
+    let Some(b) = batches.iter().find(|b| b.num_rows() > 0) else {
+        return Ok((true, 0));
+    };
+    let a: &BooleanArray = b.column(0).as_boolean();
+    let n = if b.num_columns() > 1 {
+        let c = b.column(1).as_primitive::<Int64Type>();
+        if c.is_valid(0) {
+            c.value(0).max(0) as u64
+        } else {
+            0
+        }
+    } else {
+        0
+    };
+    Ok((a.is_valid(0) && a.value(0), n))
 }
 
 #[cfg(test)]

@@ -429,16 +429,7 @@ fn check_file(f: &RawFile, meta: &ParquetMetaData, table: &RawTable) -> Result<C
     };
     for want in table.schema.fields() {
         let Ok(got) = found.field_with_name(want.name()) else {
-            problems.push(format!(
-                "missing column `{}`: expected {}{}, found no such column",
-                want.name(),
-                want.data_type(),
-                if want.is_nullable() {
-                    " (nullable)"
-                } else {
-                    " (not null)"
-                }
-            ));
+            problems.push(crate::schema::missing_column(want));
             continue;
         };
         let stats = || column_stats(meta, want.name());

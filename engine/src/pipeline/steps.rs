@@ -201,7 +201,12 @@ async fn ingest<'a>(rc: &'a RunContext, s: &IngestStep) -> Result<(Commit<'a>, s
     let mut c = Commit::begin(&rc.lake, &dir);
     let pb = crate::progress::spinner("ingest");
     let n_parts = parts.len();
-    let rows = c.write_parquet_parts(parts).await?;
+    let rows = match c.write_parquet_parts(parts).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            return Err(crate::ingest::name_bounds_error(&rc.ctx, &rc.lake, &checks, e).await)
+        }
+    };
     pb.finish_and_clear();
     if let Some(expected) = expected_rows {
         // Not committed: the attempt stays invisible when this fails.
