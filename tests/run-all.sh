@@ -2,7 +2,8 @@
 # The one test command: formatting, lints, every Rust test (unit, integration,
 # real Ballista processes, Azurite), the ML quality comparison against
 # LightGBM/scikit-learn, and the deployment checks (Helm, Kubernetes schemas,
-# checkov, Terraform, Airflow DAGs, Dockerfile).
+# checkov, Terraform, Airflow DAGs, Dockerfile), and what users see (the CLI
+# as documented, the run reports in headless Chromium, README.md as a test).
 #
 # Installs what it needs (npm: azurite; pip: venvs under ~/.cache) and reuses a
 # build cache outside the clone, so it works on a fresh machine and is quick on
@@ -87,6 +88,9 @@ run "bad-input catalogue" bash tests/catalogue/run.sh
 # Model export (LightGBM, onnxruntime), drift detection on shifted lakes and
 # TreeSHAP explanations against shap, through the real CLI on small lakes.
 run "model export, drift and explanations" bash tests/models/run.sh
+# What users see: the CLI as documented, every report opened in headless
+# Chromium (installed through apt-get when missing), README.md as a test.
+run "CLI, reports in Chromium, README" bash tests/ux/run.sh
 if [ -x tests/deploy/run.sh ]; then
   run "deployment checks" bash tests/deploy/run.sh
 fi

@@ -13,6 +13,7 @@
 //! a manifest: invisible, and removed by the next successful commit.
 //! See `docs/LAKE.md`.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -139,6 +140,7 @@ pub struct Commit<'a> {
     files: Vec<FileEntry>,
     rows: Option<u64>,
     schema: Option<serde_json::Value>,
+    progress: Option<crate::progress::Task>,
 }
 
 impl<'a> Commit<'a> {
@@ -155,7 +157,15 @@ impl<'a> Commit<'a> {
             files: Vec::new(),
             rows: None,
             schema: None,
+            progress: None,
         }
+    }
+
+    /// Reports the rows of every Parquet write to `task` as they are
+    /// written (rows/s and ETA for long steps); finished with the commit.
+    pub fn with_progress(mut self, task: crate::progress::Task) -> Self {
+        self.progress = Some(task);
+        self
     }
 
     /// The attempt prefix data files go under.
@@ -167,7 +177,11 @@ impl<'a> Commit<'a> {
     pub async fn write_parquet(&mut self, df: DataFrame) -> Result<u64> {
         let schema = schema_json(df.schema().as_arrow());
         let url = self.lake.table_url(&format!("{}/", self.attempt));
-        let rows = write_parquet_once(df, &url).await?;
+        let base = self.rows.unwrap_or(0);
+        let rows = write_parquet_once(df, &url, self.progress.as_ref().map(|t| (t, base))).await?;
+        if let Some(task) = &self.progress {
+            task.set(base + rows);
+        }
         self.rows = Some(self.rows.unwrap_or(0) + rows);
         self.schema = Some(schema);
         self.record_written().await?;
@@ -295,6 +309,9 @@ impl<'a> Commit<'a> {
         inputs: Vec<InputRef>,
         extra: serde_json::Value,
     ) -> Result<Manifest> {
+        if let Some(t) = &self.progress {
+            t.finish();
+        }
         let manifest = Manifest {
             format: MANIFEST_FORMAT.into(),
             kind: kind.into(),
@@ -489,7 +506,11 @@ pub fn schema_json(schema: &arrow::datatypes::Schema) -> serde_json::Value {
 /// the run whose Parquet footers hold the rows the job reported is kept and
 /// the others are deleted, with a warning. Readers of the directory see
 /// every row once.
-pub async fn write_parquet_once(df: DataFrame, url: &str) -> Result<u64> {
+pub async fn write_parquet_once(
+    df: DataFrame,
+    url: &str,
+    progress: Option<(&crate::progress::Task, u64)>,
+) -> Result<u64> {
     let table = datafusion::datasource::listing::ListingTableUrl::parse(url)?;
     let store = df
         .task_ctx()
@@ -510,9 +531,30 @@ pub async fn write_parquet_once(df: DataFrame, url: &str) -> Result<u64> {
     let before = listed(Arc::clone(store), prefix.clone())
         .await
         .map_err(lake_err)?;
-    let out = df
-        .write_parquet(url, DataFrameWriteOptions::new(), None)
-        .await?;
+    let out = match progress {
+        None => {
+            df.write_parquet(url, DataFrameWriteOptions::new(), None)
+                .await?
+        }
+        Some((task, base)) => {
+            // DataFrame::write_parquet's plan, run with row tracking.
+            let (state, plan) = df.into_parts();
+            let copy = datafusion::logical_expr::LogicalPlanBuilder::copy_to(
+                plan,
+                url.to_string(),
+                datafusion::datasource::file_format::format_as_file_type(Arc::new(
+                    datafusion::datasource::file_format::parquet::ParquetFormatFactory::new(),
+                )),
+                Default::default(),
+                vec![],
+            )?
+            .build()?;
+            let df = DataFrame::new(state, copy);
+            let task_ctx = Arc::new(df.task_ctx());
+            let physical = df.create_physical_plan().await?;
+            crate::progress::collect_tracked(physical, task_ctx, task, base).await?
+        }
+    };
     let rows = count_from_write(&out);
     let mut runs: std::collections::BTreeMap<String, Vec<(object_store::path::Path, u64)>> =
         std::collections::BTreeMap::new();

@@ -85,7 +85,7 @@ pub struct DistributedOptions {
 }
 
 /// Time of one distributed pass.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct PassTiming {
     /// Pass number (0-based).
     pub pass: usize,
@@ -121,18 +121,18 @@ pub struct DistributedFit {
 }
 
 impl DistributedFit {
-    /// A JSON summary for manifests and reports.
-    pub fn summary(&self) -> serde_json::Value {
+    /// The summary recorded in the train step's output.
+    pub fn summary(&self) -> crate::outputs::DistributedSummary {
         let total: f64 = self.passes.iter().map(|p| p.seconds).sum();
-        serde_json::json!({
-            "rows": self.rows,
-            "prepare_seconds": self.prepare_seconds,
-            "passes": self.passes.len(),
-            "pass_seconds_total": total,
-            "pass_seconds_mean": total / self.passes.len().max(1) as f64,
-            "per_pass": self.passes,
-            "retries": self.retries,
-        })
+        crate::outputs::DistributedSummary {
+            rows: self.rows,
+            prepare_seconds: self.prepare_seconds,
+            passes: self.passes.len(),
+            pass_seconds_total: total,
+            pass_seconds_mean: total / self.passes.len().max(1) as f64,
+            per_pass: self.passes.clone(),
+            retries: self.retries.clone(),
+        }
     }
 }
 
@@ -316,7 +316,7 @@ pub async fn train_distributed(
                 let p = binned_plan.clone();
                 let dir = format!("{}/attempt-{attempt}/", url.trim_end_matches('/'));
                 async move {
-                    crate::commit::write_parquet_once(p, &dir).await?;
+                    crate::commit::write_parquet_once(p, &dir, None).await?;
                     Ok(dir)
                 }
             })
@@ -361,7 +361,7 @@ pub async fn train_distributed(
     info!(
         rows = n,
         features = feature_names.len(),
-        seconds = prepare_seconds,
+        seconds = %crate::logfmt::secs(prepare_seconds),
         "distributed training: bin edges and binned table ready"
     );
 
@@ -434,7 +434,7 @@ async fn run_passes(
         info!(
             pass = timing.pass,
             what = %timing.label,
-            seconds = timing.seconds,
+            seconds = %crate::logfmt::secs(timing.seconds),
             state_values = timing.state_values,
             "distributed training pass"
         );
@@ -519,10 +519,9 @@ pub(crate) async fn train_pipeline_model(
     model: &ModelConfig,
     dir: &str,
 ) -> Result<DistributedFit> {
-    let names: Vec<String> = serde_json::from_value(features.extra["feature_names"].clone())
-        .map_err(|e| {
-            EngineError::Internal(format!("features manifest lacks feature_names: {e}"))
-        })?;
+    let names = features
+        .output::<crate::outputs::FeaturesOutput>()?
+        .feature_names;
     let df = commit::read_parquet(&rc.ctx, &rc.lake, features).await?;
     let df = pipeline_training_rows(df, step.test_fraction, step.seed, PIPELINE_ROW_ID).await?;
     let scratch = format!("{dir}/_binned-{}/", uuid::Uuid::new_v4().simple());

@@ -59,6 +59,31 @@ impl Lake {
         Self::open_with_env(location, std::env::vars().collect())
     }
 
+    /// Opens a lake that must already exist: a local directory that does
+    /// not exist is an error (a mistyped `--lake` is never created). Object
+    /// store URLs open as with [`Lake::open`]. Every command that reads a
+    /// lake uses this; only writers of a new lake (`datagen`, `quickstart`)
+    /// use [`Lake::open`].
+    pub fn open_existing(location: &str) -> Result<Self> {
+        let url = to_url(location)?;
+        if url.scheme() == "file" {
+            let dir = url
+                .to_file_path()
+                .map_err(|_| EngineError::lake(url.as_str(), "not a local path"))?;
+            if !dir.is_dir() {
+                return Err(EngineError::lake(
+                    redact(&url),
+                    format!(
+                        "no lake directory at {}: check --lake (or the config's `lake:`), or generate a lake with `sluice datagen --out {}`",
+                        dir.display(),
+                        dir.display()
+                    ),
+                ));
+            }
+        }
+        Self::open(location)
+    }
+
     /// Opens a lake with explicit store options instead of the process
     /// environment: the keys `object_store` accepts (`AZURE_STORAGE_ACCOUNT_NAME`,
     /// `AWS_REGION`, ..., case-insensitive) plus [`ENV_MAX_RETRIES`] and
@@ -199,6 +224,24 @@ impl Lake {
             .await
             .map_err(|e| self.err(rel, "list", e))?;
         out.sort_by(|a, b| a.location.cmp(&b.location));
+        Ok(out)
+    }
+
+    /// Names of the direct sub-directories of `rel` (one listing call,
+    /// not a recursive walk), sorted.
+    pub async fn list_dirs(&self, rel: &str) -> Result<Vec<String>> {
+        let prefix = self.path(rel);
+        let listing = self
+            .store
+            .list_with_delimiter(Some(&prefix))
+            .await
+            .map_err(|e| self.err(rel, "list", e))?;
+        let mut out: Vec<String> = listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect();
+        out.sort();
         Ok(out)
     }
 

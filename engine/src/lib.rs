@@ -25,6 +25,8 @@ pub mod explain;
 pub mod ingest;
 pub mod k8s;
 pub mod lake;
+pub mod logfmt;
+pub mod outputs;
 pub mod pipeline;
 pub mod predict;
 pub mod progress;

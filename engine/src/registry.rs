@@ -48,6 +48,41 @@ impl ModelVersion {
     }
 }
 
+/// The parameters a version's manifest records (`params` in its
+/// `_manifest.json`): which trained model of the deploying run it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionParams {
+    /// The trained model's name in the training config (`gbt`, `rf`).
+    pub model: String,
+}
+
+impl ModelVersion {
+    /// The recorded [`VersionParams`]; an error naming the version when
+    /// its manifest holds something else.
+    pub fn params(&self) -> Result<VersionParams> {
+        VersionParams::deserialize(&self.manifest.params).map_err(|e| EngineError::Data {
+            location: format!("{}/{}", self.dir(), commit::MANIFEST),
+            message: format!("not a model version manifest: {e}"),
+        })
+    }
+
+    /// The held-out metrics stored with the version (`metrics.json`).
+    pub async fn metrics(&self, lake: &Lake) -> Result<sluice_ml::Metrics> {
+        let path = self
+            .manifest
+            .files
+            .iter()
+            .find(|f| f.path.ends_with("metrics.json"))
+            .map(|f| f.path.clone())
+            .unwrap_or_else(|| format!("{}/metrics.json", self.dir()));
+        let bytes = lake.get(&path).await?;
+        serde_json::from_slice(&bytes).map_err(|e| EngineError::Data {
+            location: lake.table_url(&path),
+            message: format!("not the metrics of a model version: {e}"),
+        })
+    }
+}
+
 fn version_dir(name: &str, version: &str) -> String {
     format!("models/{name}/{version}")
 }

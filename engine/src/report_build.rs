@@ -1,24 +1,73 @@
-//! Builds the run report from the run's committed manifests (so a partial
-//! rerun still reports everything committed for the run).
+//! Builds the run report from the typed outputs ([`crate::outputs`]) of the
+//! steps this invocation ran or reused.
+
+use sluice_ml::{FeatureImportance, Metrics};
 
 use crate::config::StepName;
+use crate::error::Result;
+use crate::outputs::{
+    DeployOutput, EvaluateOutput, FeaturesOutput, IngestOutput, PredictOutput, TrainOutput,
+};
 use crate::pipeline::{RunContext, StepOutcome};
 use crate::report::{
-    Confusion, DeployedModel, DriftRow, DriftSection, GridPoint, Importance, MetricSet,
-    ModelReport, RunReport, StepReport, StepStatus,
+    Confusion, DataReport, DeployedModel, DriftRow, DriftSection, Failure, GridPoint, Importance,
+    InferenceReport, MetricSet, ModelReport, RunReport, StepReport, TruthReport,
 };
 
-fn metric_set(m: &serde_json::Value) -> MetricSet {
-    let f = |k: &str| m.get(k).and_then(|v| v.as_f64());
+/// A metric as the report holds it: `None` when undefined (NaN).
+fn finite(v: f64) -> Option<f64> {
+    v.is_finite().then_some(v)
+}
+
+/// The report's view of [`Metrics`].
+pub(crate) fn metric_set(m: &Metrics) -> MetricSet {
     MetricSet {
-        samples: m.get("n").and_then(|v| v.as_u64()),
-        accuracy: f("accuracy"),
-        weighted_precision: f("weighted_precision"),
-        weighted_recall: f("weighted_recall"),
-        f1: f("f1"),
-        auc: f("auc"),
-        pr_auc: f("pr_auc"),
-        log_loss: f("log_loss"),
+        samples: Some(m.n),
+        accuracy: finite(m.accuracy),
+        weighted_precision: finite(m.weighted_precision),
+        weighted_recall: finite(m.weighted_recall),
+        f1: finite(m.f1),
+        auc: finite(m.auc),
+        pr_auc: finite(m.pr_auc),
+        log_loss: finite(m.log_loss),
+    }
+}
+
+fn confusion(m: &Metrics) -> Confusion {
+    Confusion {
+        tn: m.confusion.tn,
+        fp: m.confusion.fp,
+        fn_: m.confusion.fn_,
+        tp: m.confusion.tp,
+    }
+}
+
+fn importance(fi: &[FeatureImportance]) -> Vec<Importance> {
+    fi.iter()
+        .map(|i| Importance {
+            name: i.name.clone(),
+            gain: i.gain,
+            splits: i.split_count as u64,
+        })
+        .collect()
+}
+
+/// The model's parameters as one flat object (`{"maxDepth": 5, ...}`).
+fn params_json(spec: &sluice_ml::ModelSpec) -> serde_json::Value {
+    let v = serde_json::to_value(spec).unwrap_or(serde_json::Value::Null);
+    match v {
+        serde_json::Value::Object(mut o) => {
+            o.remove("type");
+            match o.remove("params") {
+                Some(p) if o.is_empty() => p,
+                Some(p) => {
+                    o.insert("params".into(), p);
+                    serde_json::Value::Object(o)
+                }
+                None => serde_json::Value::Object(o),
+            }
+        }
+        other => other,
     }
 }
 
@@ -56,151 +105,149 @@ pub(crate) fn drift_section(d: &sluice_ml::drift::DriftReport) -> DriftSection {
 }
 
 /// The report of a run: steps of this invocation, models evaluated, the
-/// deployed version and the scoring against truth labels.
+/// deployed version, the predictions and their scoring against truth
+/// labels, and the failing step of a failed run.
 pub(crate) fn build(
     rc: &RunContext,
     outcomes: &[StepOutcome],
     started_at: &str,
-    _summary: &serde_json::Value,
-) -> RunReport {
+    failure: Option<&Failure>,
+) -> Result<RunReport> {
+    let engine = &rc.cfg.config.engine;
     let mut r = RunReport {
         pipeline: rc.pipeline().to_string(),
         kind: format!("{:?}", rc.cfg.config.kind).to_lowercase(),
         run_id: rc.run_id.clone(),
         config_path: rc.cfg.path.clone(),
         lake_url: crate::lake::redact(rc.lake.url()),
-        engine: format!("{:?}", rc.cfg.config.engine.mode).to_lowercase(),
+        engine: match &engine.scheduler {
+            Some(url) if engine.mode == crate::session::EngineMode::Ballista => {
+                format!("ballista {url}")
+            }
+            _ => engine.mode.to_string(),
+        },
         started_at: started_at.to_string(),
         finished_at: crate::commit::now_rfc3339(),
+        failure: failure.cloned(),
         ..Default::default()
     };
-    let mut train: Vec<&crate::commit::Manifest> = Vec::new();
+    let mut train: Vec<TrainOutput> = Vec::new();
+    let mut data = DataReport::default();
     let mut rows_prev: Option<u64> = None;
     for o in outcomes {
-        let status = match o.status.as_str() {
-            "ran" => StepStatus::Ran,
-            "skipped" => StepStatus::Skipped,
-            _ => StepStatus::Skipped,
-        };
         let rows_out = o.manifests.iter().filter_map(|m| m.rows).max();
         r.steps.push(StepReport {
             name: o.step.to_string(),
-            status,
+            status: o.status,
             seconds: o.seconds,
             rows_in: rows_prev,
             rows_out,
-            output: Some(o.output.clone()),
+            output: Some(rc.lake.table_url(&o.output)),
         });
         if rows_out.is_some() {
             rows_prev = rows_out;
         }
         for m in &o.manifests {
             match o.step {
-                StepName::Train => train.push(m),
+                StepName::Ingest => {
+                    let i: IngestOutput = m.output()?;
+                    data.ingested_rows = Some(i.rows);
+                    data.rejected_rows = i.rejected_rows;
+                }
+                StepName::Features => {
+                    let f: FeaturesOutput = m.output()?;
+                    data.features = f.feature_names.len();
+                }
+                StepName::Train => {
+                    let t: TrainOutput = m.output()?;
+                    if data.train.is_none() {
+                        data.train = t.class_balance;
+                    }
+                    train.push(t);
+                }
                 StepName::Evaluate => {
-                    if let Some(models) = m.extra["models"].as_object() {
-                        for (name, mm) in models {
-                            let tm = train
-                                .iter()
-                                .find(|t| t.extra["model"].as_str() == Some(name));
-                            let c = &mm["confusion"];
-                            let roc = mm["roc"]
-                                .as_array()
-                                .map(|a| {
-                                    a.iter()
-                                        .filter_map(|p| Some((p[0].as_f64()?, p[1].as_f64()?)))
-                                        .collect()
-                                })
-                                .unwrap_or_default();
-                            let importance = tm
-                                .and_then(|t| t.extra["importance"].as_array())
-                                .map(|a| {
-                                    a.iter()
-                                        .map(|i| Importance {
-                                            name: i["name"]
-                                                .as_str()
-                                                .unwrap_or_default()
-                                                .to_string(),
-                                            gain: i["gain"].as_f64().unwrap_or(0.0),
-                                            splits: i["split_count"].as_u64().unwrap_or(0),
-                                        })
-                                        .collect()
-                                })
-                                .unwrap_or_default();
-                            let cv = tm.map(|t| &t.extra["cv"]);
-                            let grid = cv
-                                .and_then(|c| c["points"].as_array())
-                                .map(|a| {
-                                    a.iter()
+                    let e: EvaluateOutput = m.output()?;
+                    data.test = Some(e.test_balance);
+                    for (name, ev) in &e.models {
+                        let tm = train.iter().find(|t| &t.model == name);
+                        let cv = tm.and_then(|t| t.cv.as_ref());
+                        r.models.push(ModelReport {
+                            name: name.clone(),
+                            kind: tm
+                                .map(|t| crate::logfmt::kind_name(t.kind))
+                                .unwrap_or_default(),
+                            metrics: metric_set(&ev.metrics),
+                            roc: ev.metrics.roc.clone(),
+                            confusion: confusion(&ev.metrics),
+                            feature_importance: tm
+                                .map(|t| importance(&t.importance))
+                                .unwrap_or_default(),
+                            grid: cv
+                                .map(|c| {
+                                    c.points
+                                        .iter()
                                         .map(|p| GridPoint {
-                                            params: p["params"].clone(),
-                                            mean: p["mean"].as_f64().unwrap_or(f64::NAN),
-                                            std: p["std"].as_f64().unwrap_or(f64::NAN),
+                                            params: serde_json::json!(p.params),
+                                            mean: p.mean,
+                                            std: p.std,
+                                            fold_scores: p.fold_scores.clone(),
                                         })
                                         .collect()
                                 })
-                                .unwrap_or_default();
-                            r.models.push(ModelReport {
-                                name: name.clone(),
-                                kind: tm
-                                    .and_then(|t| t.params["model"]["type"].as_str())
-                                    .unwrap_or_default()
-                                    .to_string(),
-                                metrics: metric_set(mm),
-                                roc,
-                                confusion: Confusion {
-                                    tn: c["tn"].as_u64().unwrap_or(0),
-                                    fp: c["fp"].as_u64().unwrap_or(0),
-                                    fn_: c["fn_"].as_u64().or(c["fn"].as_u64()).unwrap_or(0),
-                                    tp: c["tp"].as_u64().unwrap_or(0),
-                                },
-                                feature_importance: importance,
-                                grid,
-                                best_params: cv
-                                    .map(|c| c["best_params"].clone())
-                                    .unwrap_or_default(),
-                                grid_metric: cv
-                                    .and_then(|c| c["metric"].as_str())
-                                    .unwrap_or_default()
-                                    .to_string(),
-                                train_seconds: tm
-                                    .and_then(|t| t.extra["seconds"].as_f64())
-                                    .unwrap_or(0.0),
-                            });
-                        }
-                    }
-                }
-                StepName::Deploy => {
-                    r.deployed = Some(DeployedModel {
-                        name: m.extra["name"].as_str().unwrap_or_default().to_string(),
-                        version: m.extra["version"].as_str().unwrap_or_default().to_string(),
-                        model: m.extra["model"].as_str().unwrap_or_default().to_string(),
-                        metric: m.extra["metric"].as_str().unwrap_or_default().to_string(),
-                        value: m.extra["value"].as_f64().unwrap_or(f64::NAN),
-                    })
-                }
-                StepName::Predict => {
-                    if let Some(s) = m.extra.get("scoring").filter(|s| !s.is_null()) {
-                        r.scoring = Some(metric_set(&s["metrics"]));
-                    }
-                    if let Some(d) = m.extra.get("drift").and_then(|d| {
-                        serde_json::from_value::<sluice_ml::drift::DriftReport>(d.clone()).ok()
-                    }) {
-                        r.drift = Some(drift_section(&d));
-                    }
-                    if let Some(model) = m.extra.get("model") {
-                        r.deployed.get_or_insert(DeployedModel {
-                            name: model["name"].as_str().unwrap_or_default().to_string(),
-                            version: model["version"].as_str().unwrap_or_default().to_string(),
-                            model: String::new(),
-                            metric: String::new(),
-                            value: f64::NAN,
+                                .unwrap_or_default(),
+                            best_params: cv
+                                .and_then(|c| c.best())
+                                .map(|p| serde_json::json!(p.params))
+                                .unwrap_or(serde_json::Value::Null),
+                            grid_metric: cv
+                                .map(|c| crate::logfmt::metric_name(c.metric))
+                                .unwrap_or_default(),
+                            train_seconds: tm.map(|t| t.seconds).unwrap_or(f64::NAN),
+                            params: tm
+                                .map(|t| params_json(&t.params))
+                                .unwrap_or(serde_json::Value::Null),
+                            train_rows: tm.map(|t| t.train_rows),
+                            trees: tm.map(|t| t.trees),
+                            curves: ev.curves.clone(),
                         });
                     }
                 }
-                _ => {}
+                StepName::Deploy => {
+                    let d: DeployOutput = m.output()?;
+                    r.deployed = Some(DeployedModel {
+                        name: d.name,
+                        version: d.version,
+                        model: d.model,
+                        metric: crate::logfmt::metric_name(d.metric),
+                        value: d.value,
+                    });
+                }
+                StepName::Predict => {
+                    let p: PredictOutput = m.output()?;
+                    if let Some(s) = &p.scoring {
+                        r.scoring = Some(metric_set(&s.metrics));
+                        r.truth = Some(TruthReport {
+                            confusion: confusion(&s.metrics),
+                            roc: s.metrics.roc.clone(),
+                            curves: s.curves.clone(),
+                        });
+                    }
+                    r.drift = p.drift.as_ref().map(drift_section);
+                    r.inference = Some(InferenceReport {
+                        predictions: rc.lake.table_url(&p.predictions),
+                        rows: p.rows,
+                        predicted_indoor: p.predicted_indoor,
+                        threshold: p.threshold,
+                        probability_histogram: p.probability_histogram,
+                        model: p.model,
+                    });
+                }
             }
         }
     }
-    r
+    if data != DataReport::default() && rc.cfg.config.kind == crate::config::PipelineKind::Training
+    {
+        r.data = Some(data);
+    }
+    Ok(r)
 }

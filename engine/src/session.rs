@@ -56,6 +56,15 @@ pub enum EngineMode {
     Ballista,
 }
 
+impl std::fmt::Display for EngineMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            EngineMode::Embedded => "embedded",
+            EngineMode::Ballista => "ballista",
+        })
+    }
+}
+
 /// Engine settings (the `engine:` block of a pipeline config).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

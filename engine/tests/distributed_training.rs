@@ -31,6 +31,7 @@ use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use sluice_engine::cluster::{ClusterOptions, LocalCluster};
 use sluice_engine::dtrain::{train_distributed, DistributedFit, DistributedOptions};
 use sluice_engine::lake::Lake;
+use sluice_engine::outputs::TrainOutput;
 use sluice_engine::session::{connect, EngineMode, EngineSettings};
 use sluice_ml::sampling::{hash2, unit};
 use sluice_ml::{
@@ -441,19 +442,23 @@ steps:
     let (a, b) = (models(&embedded), models(&distributed));
     assert_eq!(a.len(), 2);
     for (ma, mb) in a.iter().zip(&b) {
-        let name = ma.extra["model"].as_str().unwrap().to_string();
+        let (oa, ob) = (
+            ma.output::<TrainOutput>().unwrap(),
+            mb.output::<TrainOutput>().unwrap(),
+        );
+        let name = oa.model.clone();
         assert!(
-            ma.extra["distributed"].is_null(),
+            oa.distributed.is_none(),
             "{name}: embedded run trained on the driver"
         );
-        let passes = mb.extra["distributed"]["passes"].as_u64().unwrap_or(0);
+        let passes = ob.distributed.as_ref().map_or(0, |d| d.passes);
         assert!(
             passes > 0,
-            "{name}: cluster run trained on the executors: {}",
-            mb.extra
+            "{name}: cluster run trained on the executors: {:?}",
+            ob.distributed
         );
-        println!("pipeline {name}: {}", mb.extra["distributed"]);
-        assert_eq!(ma.extra["train_rows"], mb.extra["train_rows"], "{name}");
+        println!("pipeline {name}: {:?}", ob.distributed);
+        assert_eq!(oa.train_rows, ob.train_rows, "{name}");
         let load = |m: &sluice_engine::commit::Manifest| {
             let f = m
                 .files

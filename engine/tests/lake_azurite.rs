@@ -21,6 +21,7 @@ use object_store::ObjectStoreExt;
 use sluice_engine::commit::{self, Verify};
 use sluice_engine::config::StepName;
 use sluice_engine::lake::Lake;
+use sluice_engine::outputs::StepStatus;
 use sluice_engine::pipeline::{self, RunOptions};
 
 const SAMPLES: u64 = 20_000;
@@ -55,11 +56,11 @@ async fn pipelines_on_azurite_match_a_local_lake() {
     .unwrap();
     eprintln!("training on azurite: {:.1}s", t.elapsed().as_secs_f64());
     assert!(
-        az_train.steps.iter().all(|s| s.status == "ran"),
+        az_train.steps.iter().all(|s| s.status == StepStatus::Ran),
         "{:?}",
         az_train.steps
     );
-    assert_eq!(az_train.summary["deployed"]["version"], "v0001");
+    assert_eq!(az_train.summary.deployed.as_ref().unwrap().version, "v0001");
     let local_train = pipeline::run(
         &common::cfg(common::TRAINING, &local_url),
         &RunOptions::default(),
@@ -67,7 +68,7 @@ async fn pipelines_on_azurite_match_a_local_lake() {
     .await
     .unwrap();
     assert_eq!(
-        az_train.summary["evaluation"], local_train.summary["evaluation"],
+        az_train.summary.evaluation, local_train.summary.evaluation,
         "evaluation metrics differ between the azurite and the local lake"
     );
 
@@ -125,8 +126,16 @@ async fn pipelines_on_azurite_match_a_local_lake() {
     common::assert_same_predictions(&az_preds, &local_preds, 1e-12, "azurite vs local lake");
     assert_eq!(common::checksum(&az_preds), common::checksum(&local_preds));
     assert!(
-        az_infer.summary["scoring"]["auc"].as_f64().unwrap() > 0.9,
-        "{}",
+        az_infer
+            .summary
+            .predictions
+            .as_ref()
+            .and_then(|p| p.scoring.as_ref())
+            .unwrap()
+            .metrics
+            .auc
+            > 0.9,
+        "{:?}",
         az_infer.summary
     );
 
@@ -178,7 +187,7 @@ async fn pipelines_on_azurite_match_a_local_lake() {
         .unwrap();
     assert_eq!(
         ok.steps.last().unwrap().status,
-        "skipped",
+        StepStatus::Skipped,
         "restored input: predictions still match"
     );
 

@@ -28,6 +28,7 @@ use sluice_engine::cluster::{ClusterOptions, LocalCluster};
 use sluice_engine::commit::{self, Verify};
 use sluice_engine::config::StepName;
 use sluice_engine::lake::Lake;
+use sluice_engine::outputs::StepStatus;
 use sluice_engine::pipeline::{self, RunOptions};
 use sluice_engine::session::{EngineMode, EngineSettings, RetrySettings};
 
@@ -66,18 +67,15 @@ async fn training_and_inference_on_a_cluster_match_embedded() {
         .unwrap();
     let dist = pipeline::run(&training, &on_cluster).await.unwrap();
     assert!(
-        dist.steps.iter().all(|s| s.status == "ran"),
+        dist.steps.iter().all(|s| s.status == StepStatus::Ran),
         "{:?}",
         dist.steps
     );
     for m in ["gbt", "rf"] {
-        let e = &emb.summary["evaluation"][m];
-        let d = &dist.summary["evaluation"][m];
-        let (ea, da) = (
-            e["accuracy"].as_f64().unwrap(),
-            d["accuracy"].as_f64().unwrap(),
-        );
-        let (eu, du) = (e["auc"].as_f64().unwrap(), d["auc"].as_f64().unwrap());
+        let e = &emb.summary.evaluation.as_ref().unwrap().models[m].metrics;
+        let d = &dist.summary.evaluation.as_ref().unwrap().models[m].metrics;
+        let (ea, da) = (e.accuracy, d.accuracy);
+        let (eu, du) = (e.auc, d.auc);
         assert!(
             (ea - da).abs() <= 0.01 && (eu - du).abs() <= 0.005,
             "{m}: embedded accuracy {ea} auc {eu}, cluster accuracy {da} auc {du}"

@@ -9,6 +9,7 @@ use arrow::array::{Array, AsArray};
 use arrow::datatypes::Int64Type;
 use sluice_engine::config::{self, StepName};
 use sluice_engine::lake::Lake;
+use sluice_engine::outputs::StepStatus;
 use sluice_engine::pipeline::{self, RunOptions};
 
 mod common;
@@ -34,14 +35,14 @@ async fn training_then_inference_end_to_end() {
         .await
         .unwrap();
     assert!(
-        train.steps.iter().all(|s| s.status == "ran"),
+        train.steps.iter().all(|s| s.status == StepStatus::Ran),
         "{:?}",
         train.steps
     );
-    let eval = &train.summary["evaluation"];
+    let eval = train.summary.evaluation.as_ref().unwrap();
     for m in ["gbt", "rf"] {
-        let acc = eval[m]["accuracy"].as_f64().unwrap();
-        let auc = eval[m]["auc"].as_f64().unwrap();
+        let acc = eval.models[m].metrics.accuracy;
+        let auc = eval.models[m].metrics.auc;
         assert!(acc > 0.85 && auc > 0.9, "{m}: accuracy {acc}, auc {auc}");
     }
     // Registry layout.
@@ -72,9 +73,15 @@ async fn training_then_inference_end_to_end() {
     let infer = pipeline::run(&cfg(INFERENCE, tmp.path()), &RunOptions::default())
         .await
         .unwrap();
-    let scoring = &infer.summary["scoring"];
-    assert!(scoring["accuracy"].as_f64().unwrap() > 0.85, "{scoring}");
-    assert!(scoring["auc"].as_f64().unwrap() > 0.9, "{scoring}");
+    let predicted = infer.summary.predictions.as_ref().unwrap();
+    assert_eq!(
+        predicted.predictions,
+        format!("predictions/run={}", infer.run_id),
+        "the predict output is where the predictions are"
+    );
+    let scoring = &predicted.scoring.as_ref().unwrap().metrics;
+    assert!(scoring.accuracy > 0.85, "{scoring:?}");
+    assert!(scoring.auc > 0.9, "{scoring:?}");
 
     // Exactly one prediction per raw sample.
     let ctx = datafusion::prelude::SessionContext::new();
@@ -170,7 +177,10 @@ async fn training_then_inference_end_to_end() {
         .await
         .unwrap();
     assert!(
-        resumed.steps.iter().all(|s| s.status == "skipped"),
+        resumed
+            .steps
+            .iter()
+            .all(|s| s.status == StepStatus::Skipped),
         "{:?}",
         resumed.steps
     );

@@ -79,21 +79,25 @@ fn training_report() -> RunReport {
                 params: json!({"max_depth": 4, "learning_rate": 0.1}),
                 mean: 0.9801,
                 std: 0.0021,
+                ..GridPoint::default()
             },
             GridPoint {
                 params: json!({"max_depth": 6, "learning_rate": 0.1}),
                 mean: 0.9866,
                 std: 0.0017,
+                ..GridPoint::default()
             },
             GridPoint {
                 params: json!({"max_depth": 8, "learning_rate": 0.05}),
                 mean: 0.9843,
                 std: 0.0019,
+                ..GridPoint::default()
             },
         ],
         best_params: json!({"max_depth": 6, "learning_rate": 0.1}),
         grid_metric: "auc".into(),
         train_seconds: 41.7,
+        ..ModelReport::default()
     };
     let rf = ModelReport {
         name: "rf".into(),
@@ -121,16 +125,19 @@ fn training_report() -> RunReport {
                 params: json!({"trees": 100, "max_features": "sqrt"}),
                 mean: 0.9741,
                 std: 0.003,
+                ..GridPoint::default()
             },
             GridPoint {
                 params: json!({"trees": 300, "max_features": "sqrt"}),
                 mean: 0.9760,
                 std: 0.0025,
+                ..GridPoint::default()
             },
         ],
         best_params: json!({"trees": 300, "max_features": "sqrt"}),
         grid_metric: "auc".into(),
         train_seconds: 63.2,
+        ..ModelReport::default()
     };
     RunReport {
         pipeline: "fraud-training".into(),
@@ -166,6 +173,7 @@ fn training_report() -> RunReport {
             "1269 rows dropped: <null> label & unknown \"country\"".into(),
             "rf: max_features='sqrt' rounded to 5".into(),
         ],
+        ..RunReport::default()
     }
 }
 
@@ -215,6 +223,7 @@ fn inference_report() -> RunReport {
         }),
         drift: None,
         warnings: vec![],
+        ..RunReport::default()
     };
     for s in &mut report.steps {
         s.output = Some(format!(
@@ -328,9 +337,10 @@ fn training_report_is_well_formed_and_complete() {
         "no external assets"
     );
 
-    // ROC + 2 confusion matrices + 2 importance charts + timing + rows.
+    // ROC (linear and log FPR) + 2 confusion matrices + 2 grid heat maps +
+    // importance by gain and by splits for both models + timing + rows.
     let plots = svgs(&html);
-    assert_eq!(plots.len(), 7, "one <svg> per chart");
+    assert_eq!(plots.len(), 12, "one <svg> per chart");
     for svg in &plots {
         assert_well_formed(svg);
         assert!(svg.contains("xmlns=\"http://www.w3.org/2000/svg\""));
@@ -339,16 +349,20 @@ fn training_report_is_well_formed_and_complete() {
     assert!(roc.contains("gbt (AUC 0.9873)"), "AUC in the ROC legend");
     assert!(roc.contains("rf (AUC 0.9765)"));
     assert!(roc.contains("chance (AUC 0.5)"));
+    assert!(plots[1].contains("log-scaled"), "log FPR view");
     assert!(
-        plots[1].contains("61") && plots[1].contains("97.2 % of row"),
+        plots[2].contains("61") && plots[2].contains("97.2 % of row"),
         "gbt TN share"
     );
-    assert!(plots[1].contains("gbt: confusion matrix"));
-    assert!(plots[3].contains("feature importance") && plots[3].contains("feature_01"));
+    assert!(plots[2].contains("gbt: confusion matrix"));
+    assert!(plots[2].contains("actual indoor") && plots[2].contains("predicted outdoor"));
+    assert!(plots[4].contains("gbt: grid search") && plots[4].contains("0.9866"));
+    assert!(plots[6].contains("feature importance") && plots[6].contains("feature_01"));
     // Top 20 of 28 features: the 21st is not drawn.
-    assert!(plots[3].contains("feature_19") && !plots[3].contains("feature_20"));
-    assert!(plots[5].contains("Time per step") && plots[5].contains("skipped"));
-    assert!(plots[6].contains("Rows per step"));
+    assert!(plots[6].contains("feature_19") && !plots[6].contains("feature_20"));
+    assert!(plots[7].contains("split count") && plots[7].contains("84 splits"));
+    assert!(plots[10].contains("Time per step") && plots[10].contains("skipped"));
+    assert!(plots[11].contains("Rows per step"));
 
     // Tables: metrics, best marked, grid with the best point starred.
     assert!(
@@ -477,8 +491,8 @@ fn edge_cases_render() {
     );
     assert!(html.contains("badge failed"));
     assert!(html.contains("failed after 8.9 s"));
-    // Timing + rows only.
-    assert_eq!(svgs(&html).len(), 2);
+    // The grid heat map, timing and rows only.
+    assert_eq!(svgs(&html).len(), 3);
 
     let json = render_json(&report).unwrap();
     assert!(json.contains("\"auc\": null"));
@@ -509,4 +523,159 @@ fn write_report_writes_both_files() {
     let json = std::fs::read_to_string(&files.json).unwrap();
     assert_eq!(parse_json(&json).unwrap().models.len(), 2);
     assert!(!out.join("report.html.tmp").exists());
+}
+
+fn curves(shift: f64) -> sluice_engine::outputs::EvalCurves {
+    use sluice_engine::outputs::{CalibrationBin, EvalCurves, ScoreHistogram};
+    EvalCurves {
+        pr: (0..=50)
+            .map(|i| {
+                let r = i as f64 / 50.0;
+                (r, 1.0 - 0.3 * r.powf(4.0) - shift)
+            })
+            .collect(),
+        calibration: (0..10)
+            .map(|b| CalibrationBin {
+                mean_predicted: (b as f64 + 0.5) / 10.0,
+                observed: ((b as f64 + 0.5) / 10.0 + shift).min(1.0),
+                rows: 100 + b,
+            })
+            .collect(),
+        histogram: ScoreHistogram {
+            indoor: (0..20).map(|b| b * b).collect(),
+            outdoor: (0..20).map(|b| (19 - b) * (19 - b)).collect(),
+            all: (0..20).map(|b| b * b + (19 - b) * (19 - b)).collect(),
+        },
+        learning_curve: (1..=15).map(|n| (n, 0.7 / n as f64 + shift)).collect(),
+    }
+}
+
+#[test]
+fn every_section_of_training_inference_and_failed_runs_renders() {
+    use sluice_engine::outputs::{ClassCounts, ModelProvenance};
+    use sluice_engine::report::{DataReport, Failure, InferenceReport, TruthReport};
+    let mut report = training_report();
+    for (i, m) in report.models.iter_mut().enumerate() {
+        m.curves = curves(0.02 * i as f64);
+        m.params = json!({"maxDepth": 6 + i, "stepSize": 0.1});
+        m.train_rows = Some(398_985);
+        m.trees = Some(15);
+        for g in &mut m.grid {
+            g.fold_scores = vec![g.mean - 0.001, g.mean, g.mean + 0.001];
+        }
+    }
+    report.data = Some(DataReport {
+        ingested_rows: Some(500_000),
+        rejected_rows: Some(0),
+        features: 28,
+        train: Some(ClassCounts {
+            indoor: 150_000,
+            outdoor: 248_985,
+        }),
+        test: Some(ClassCounts {
+            indoor: 37_000,
+            outdoor: 63_000,
+        }),
+    });
+    let html = render_html(&report).unwrap();
+    assert_well_formed(&html);
+    for chart in [
+        "roc",
+        "roc-log",
+        "pr",
+        "calibration",
+        "score-histogram",
+        "learning-curve",
+        "confusion",
+        "grid-heatmap",
+        "importance-gain",
+        "importance-splits",
+    ] {
+        assert!(
+            html.contains(&format!("data-chart=\"{chart}\"")),
+            "no {chart} chart"
+        );
+    }
+    assert!(html.contains("data-series=\"gbt|rf\""));
+    for text in [
+        "Parameters",
+        "maxDepth",
+        "per fold",
+        "0.9856 · 0.9866 · 0.9876",
+        "indoor share",
+        "37.0 %",
+        "truth: indoor",
+        "perfectly calibrated",
+    ] {
+        assert!(html.contains(text), "no `{text}`");
+    }
+    assert!(!html.contains("n/a"), "a computed value shows n/a");
+
+    let mut inference = inference_report();
+    inference.deployed = None;
+    inference.scoring = Some(MetricSet {
+        samples: Some(1_000_000),
+        accuracy: Some(0.9588),
+        weighted_precision: Some(0.95),
+        weighted_recall: Some(0.9588),
+        f1: Some(0.958),
+        auc: Some(0.9851),
+        pr_auc: Some(0.97),
+        log_loss: Some(0.12),
+    });
+    inference.inference = Some(InferenceReport {
+        model: ModelProvenance {
+            name: "fraud".into(),
+            version: "v0007".into(),
+            model: "gbt".into(),
+            kind: Some(sluice_ml::ModelKind::Gbt),
+            pipeline: Some("fraud-training".into()),
+            run_id: Some("20261126T120000Z-4f2a".into()),
+            committed_at: "2026-11-26T12:02:31Z".into(),
+            metrics: None,
+        },
+        predictions: "file:///tmp/lake/predictions/run=r2".into(),
+        rows: 1_000_000,
+        predicted_indoor: 370_000,
+        threshold: 0.5,
+        probability_histogram: (0..20).map(|b| 1000 + b * 10).collect(),
+    });
+    inference.truth = Some(TruthReport {
+        confusion: Confusion {
+            tn: 600_000,
+            fp: 30_000,
+            fn_: 20_000,
+            tp: 350_000,
+        },
+        roc: roc(100, 0.1),
+        curves: curves(0.0),
+    });
+    let html = render_html(&inference).unwrap();
+    assert_well_formed(&html);
+    for text in [
+        "Model used",
+        "version <code>v0007</code>",
+        "pipeline <code>fraud-training</code>",
+        "id=\"predictions-path\">file:///tmp/lake/predictions/run=r2</code>",
+        "data-chart=\"probability-histogram\"",
+        "data-chart=\"truth-confusion\"",
+        "ROC curve (against truth)",
+        "37.0 %",
+    ] {
+        assert!(html.contains(text), "no `{text}`");
+    }
+    assert!(!html.contains("chosen on"), "no training-run card");
+    assert!(!html.contains("n/a"), "a computed value shows n/a");
+
+    let mut failed = training_report();
+    failed.failure = Some(Failure {
+        step: "deploy".into(),
+        error: "best model `gbt` scores 0.97 < min_metric 0.99".into(),
+    });
+    let html = render_html(&failed).unwrap();
+    assert_well_formed(&html);
+    assert!(html.contains("Failed at step <code>deploy</code>"));
+    assert!(html.contains("min_metric 0.99") && html.contains("--resume"));
+    let back = parse_json(&render_json(&failed).unwrap()).unwrap();
+    assert_eq!(back.failure.unwrap().step, "deploy");
 }

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use sluice_engine::commit::{self, Verify};
 use sluice_engine::lake::Lake;
+use sluice_engine::outputs::EvaluateOutput;
 use sluice_engine::registry;
 
 const SAMPLES: u64 = 30_000;
@@ -540,7 +541,7 @@ async fn training_killed_mid_train_resumes_to_an_identical_model() {
             .root
             .join(format!("runs/lt-train/{run}/evaluate/{}", commit::MANIFEST));
         let m: commit::Manifest = serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
-        m.extra["models"].clone()
+        m.output::<EvaluateOutput>().unwrap().models
     };
     assert_eq!(
         eval(&run),

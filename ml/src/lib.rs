@@ -30,6 +30,7 @@
 
 pub mod artefact;
 pub mod binning;
+pub mod curves;
 pub mod distributed;
 pub mod drift;
 pub mod error;

@@ -14,7 +14,7 @@ async fn main() {
     match sluice_engine::cli::run(cli).await {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", sluice_engine::cli::error_chain(&e));
             std::process::exit(1);
         }
     }

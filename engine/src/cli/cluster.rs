@@ -103,6 +103,13 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<i32> {
             Ok(0)
         }
         ClusterCommand::Status { dir } => {
+            if !dir.join(cluster::STATE_FILE).exists() {
+                println!(
+                    "no local cluster in {} (nothing started there with `sluice cluster up`); start one with `sluice cluster up --executors 2`",
+                    dir.display()
+                );
+                return Ok(1);
+            }
             let state = ClusterState::read(&dir)?;
             print_state(&state);
             let all_up = std::iter::once(&state.scheduler)

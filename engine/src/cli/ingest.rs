@@ -24,9 +24,6 @@ pub enum InputKind {
 /// Arguments of `sluice ingest`.
 #[derive(Debug, clap::Args)]
 pub struct IngestArgs {
-    /// The lake (path or URL).
-    #[arg(long)]
-    pub lake: String,
     /// `training` or `inference`.
     #[arg(long, value_enum)]
     pub input: InputKind,
@@ -82,8 +79,13 @@ impl From<ValueChecksArg> for crate::ingest::ValueChecks {
 }
 
 /// Runs `sluice ingest`.
-pub async fn run(args: IngestArgs) -> anyhow::Result<i32> {
-    let lake = Lake::open(&args.lake)?;
+pub async fn run(args: IngestArgs, lake: Option<String>) -> anyhow::Result<i32> {
+    let lake = lake.ok_or_else(|| {
+        anyhow::anyhow!(
+            "`sluice ingest` needs the lake: pass --lake <path or URL> (or set SLUICE_LAKE)"
+        )
+    })?;
+    let lake = Lake::open_existing(&lake)?;
     let ctx = connect(&EngineSettings::default(), Some(&lake)).await?;
     let started = std::time::Instant::now();
     let mut checked = None;

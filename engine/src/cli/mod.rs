@@ -7,8 +7,12 @@ pub mod cluster;
 pub mod datagen;
 pub mod ingest;
 pub mod models;
+pub mod progress_view;
 pub mod quickstart;
+pub mod report;
 pub mod run;
+pub mod runs;
+pub mod table;
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, ValueEnum, Default)]
@@ -24,12 +28,16 @@ pub enum LogFormat {
 #[derive(Debug, Parser)]
 #[command(name = "sluice", version, about, long_about = None)]
 pub struct Cli {
-    /// Log format: `text` (default) or `json`.
+    /// Log format: `text` (default) or `json` (one object per line, progress included).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-    /// Hide progress bars.
+    /// Hide progress bars and informational logs (warnings and errors stay).
     #[arg(long, short, global = true)]
     pub quiet: bool,
+    /// The lake (path or URL); overrides the config's `lake:` [default for
+    /// `models`, `runs` and `report`: ./lake].
+    #[arg(long, global = true, env = "SLUICE_LAKE")]
+    pub lake: Option<String>,
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,
@@ -44,8 +52,14 @@ pub enum Command {
     Run(run::RunArgs),
     /// Check pipeline configs without running them.
     Validate(run::ValidateArgs),
-    /// List and inspect models in the registry.
+    /// List, inspect and compare models in the registry.
     Models(models::ModelsArgs),
+    /// List and inspect pipeline runs.
+    Runs(runs::RunsArgs),
+    /// Print (or open) the report of a run.
+    Report(report::ReportArgs),
+    /// Print a shell completion script (`sluice completions bash > ...`).
+    Completions(CompletionsArgs),
     /// Submit a pipeline (or one step) as a Kubernetes Job and follow it.
     Submit(crate::k8s::cli::SubmitArgs),
     /// Scale a deployment on Kubernetes (`sluice scale executors N`).
@@ -60,13 +74,23 @@ pub enum Command {
     Cluster(cluster::ClusterArgs),
 }
 
-/// Installs the tracing subscriber (text or JSON, `RUST_LOG` filter, default `info`).
-pub fn init_logging(format: LogFormat) {
+/// Arguments of `sluice completions`.
+#[derive(Debug, clap::Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// Installs the tracing subscriber (text or JSON, `RUST_LOG` filter, default
+/// `info`, or `warn` when `quiet`).
+pub fn init_logging(format: LogFormat, quiet: bool) {
+    let default = if quiet { "warn" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(|| progress_view::LogWriter);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
@@ -75,18 +99,51 @@ pub fn init_logging(format: LogFormat) {
 
 /// Runs the parsed command line; returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
-    init_logging(cli.log_format);
-    crate::progress::set_enabled(!cli.quiet && matches!(cli.log_format, LogFormat::Text));
+    init_logging(cli.log_format, cli.quiet);
+    match (cli.quiet, cli.log_format) {
+        (true, _) => crate::progress::set_sink(None),
+        (false, LogFormat::Text) => progress_view::install_text(),
+        (false, LogFormat::Json) => {
+            progress_view::install_log_lines(std::time::Duration::from_secs(2))
+        }
+    }
+    let lake = cli.lake;
     match cli.command {
         Command::Quickstart(args) => quickstart::run(args).await,
-        Command::Run(args) => run::run(args).await,
-        Command::Validate(args) => run::validate(args),
-        Command::Models(args) => models::run(args).await,
+        Command::Run(args) => run::run(args, lake).await,
+        Command::Validate(args) => run::validate(args, lake).await,
+        Command::Models(args) => models::run(args, &default_lake(lake)).await,
+        Command::Runs(args) => runs::run(args, &default_lake(lake)).await,
+        Command::Report(args) => report::run(args, &default_lake(lake)).await,
+        Command::Completions(args) => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(args.shell, &mut cmd, "sluice", &mut std::io::stdout());
+            Ok(0)
+        }
         Command::Submit(args) => crate::k8s::cli::run_submit(&args).await,
         Command::Scale(args) => crate::k8s::cli::run_scale(&args).await,
         Command::Status(args) => crate::k8s::cli::run_status(&args).await,
         Command::Datagen(args) => datagen::run(args).await,
-        Command::Ingest(args) => ingest::run(args).await,
+        Command::Ingest(args) => ingest::run(args, lake).await,
         Command::Cluster(args) => cluster::run(args).await,
     }
+}
+
+/// The lake of commands that read one: `--lake`/`SLUICE_LAKE`, else `./lake`.
+fn default_lake(lake: Option<String>) -> String {
+    lake.unwrap_or_else(|| "./lake".to_string())
+}
+
+/// Formats an error and its causes for people: each cause once (a message
+/// that already quotes its cause is not repeated).
+pub fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !out.contains(&c) {
+            out.push_str(": ");
+            out.push_str(&c);
+        }
+    }
+    out
 }

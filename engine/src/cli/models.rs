@@ -1,14 +1,16 @@
-//! `sluice models list|show|export|predict`.
+//! `sluice models list|show|compare|export|predict`: the model registry as
+//! a table (or JSON with `--json`), and its models in open formats.
 
+use serde::Serialize;
+
+use super::table;
 use crate::lake::Lake;
-use crate::registry;
+use crate::logfmt::num;
+use crate::registry::{self, ModelVersion};
 
 /// Arguments of `sluice models`.
 #[derive(Debug, clap::Args)]
 pub struct ModelsArgs {
-    /// Lake location (also accepted after the action: `models export ... --lake L`).
-    #[arg(long, global = true, env = "SLUICE_LAKE", default_value = "./lake")]
-    pub lake: String,
     /// What to do.
     #[command(subcommand)]
     pub action: ModelsAction,
@@ -18,14 +20,32 @@ pub struct ModelsArgs {
 #[derive(Debug, clap::Subcommand)]
 pub enum ModelsAction {
     /// List registered models and their versions.
-    List,
-    /// Show one version (default: latest) with its metrics and parameters.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one version (default: latest): where it came from, its
+    /// parameters, features and held-out metrics.
     Show {
         /// Model name.
         name: String,
         /// Version (default `latest`).
         #[arg(default_value = "latest")]
         version: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare the held-out metrics of versions of a model (default: all).
+    Compare {
+        /// Model name.
+        name: String,
+        /// Versions to compare (default: every version).
+        versions: Vec<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Write one version (default: latest) in an open format: LightGBM's
     /// text model or ONNX (`ai.onnx.ml` tree ensemble). The file holds the
@@ -61,45 +81,220 @@ pub enum ModelsAction {
     },
 }
 
+/// One version as listed.
+#[derive(Debug, Serialize)]
+struct Row {
+    name: String,
+    version: String,
+    latest: bool,
+    model: String,
+    committed_at: String,
+    pipeline: String,
+    run_id: String,
+    metrics: sluice_ml::Metrics,
+}
+
+async fn row(lake: &Lake, v: &ModelVersion) -> anyhow::Result<Row> {
+    Ok(Row {
+        name: v.name.clone(),
+        version: v.version.clone(),
+        latest: v.latest,
+        model: v.params()?.model,
+        committed_at: v.manifest.finished_at.clone(),
+        pipeline: v.manifest.pipeline.clone(),
+        run_id: v.manifest.run_id.clone(),
+        metrics: v.metrics(lake).await?,
+    })
+}
+
 /// Runs `sluice models`.
-pub async fn run(args: ModelsArgs) -> anyhow::Result<i32> {
-    let lake = Lake::open(&args.lake)?;
+pub async fn run(args: ModelsArgs, lake: &str) -> anyhow::Result<i32> {
+    let lake = Lake::open_existing(lake)?;
     match args.action {
-        ModelsAction::List => {
-            let names = registry::list_models(&lake).await?;
-            if names.is_empty() {
-                println!("no models in {}", crate::lake::redact(lake.url()));
-            }
-            for name in names {
+        ModelsAction::List { json } => {
+            let mut rows = Vec::new();
+            for name in registry::list_models(&lake).await? {
                 for v in registry::list_versions(&lake, &name).await? {
-                    println!(
-                        "{:<24} {:<6} {}  {}{}",
-                        name,
-                        v.version,
-                        v.manifest.finished_at,
-                        v.manifest.extra.get("name").map(|_| "").unwrap_or(""),
-                        if v.latest { "(latest)" } else { "" }
-                    );
+                    rows.push(row(&lake, &v).await?);
                 }
             }
+            if json {
+                table::print_json(&rows)?;
+            } else if rows.is_empty() {
+                println!(
+                    "no models in {}: a training run's deploy step registers one",
+                    crate::lake::redact(lake.url())
+                );
+            } else {
+                let mut t = table::new(
+                    &[
+                        "name",
+                        "version",
+                        "latest",
+                        "model",
+                        "auc",
+                        "accuracy",
+                        "committed",
+                        "run",
+                    ],
+                    &["auc", "accuracy"],
+                );
+                for r in &rows {
+                    t.add_row(vec![
+                        r.name.clone(),
+                        r.version.clone(),
+                        if r.latest { "*".into() } else { String::new() },
+                        r.model.clone(),
+                        num(r.metrics.auc),
+                        num(r.metrics.accuracy),
+                        r.committed_at.clone(),
+                        r.run_id.clone(),
+                    ]);
+                }
+                table::print(&t);
+            }
         }
-        ModelsAction::Show { name, version } => {
+        ModelsAction::Show {
+            name,
+            version,
+            json,
+        } => {
             let v = registry::resolve(&lake, &name, &version).await?;
+            let r = row(&lake, &v).await?;
             let bytes = registry::load_artefact(&lake, &v).await?;
             let art = sluice_ml::ModelArtefact::from_bytes(&bytes)?;
-            let out = serde_json::json!({
-                "name": v.name,
-                "version": v.version,
-                "latest": v.latest,
-                "committed_at": v.manifest.finished_at,
-                "from_run": v.manifest.run_id,
-                "content_hash": art.content_hash(),
-                "params": art.params,
-                "features": art.feature_names,
-                "metrics": art.metrics,
-                "files": v.manifest.files,
-            });
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            if json {
+                let out = serde_json::json!({
+                    "name": r.name,
+                    "version": r.version,
+                    "latest": r.latest,
+                    "model": r.model,
+                    "kind": art.model.kind(),
+                    "committed_at": r.committed_at,
+                    "pipeline": r.pipeline,
+                    "from_run": r.run_id,
+                    "content_hash": art.content_hash(),
+                    "params": art.params,
+                    "trees": art.model.trees().len(),
+                    "features": art.feature_names,
+                    "metrics": r.metrics,
+                    "files": v.manifest.files,
+                });
+                table::print_json(&out)?;
+            } else {
+                println!(
+                    "{} {}{}",
+                    r.name,
+                    r.version,
+                    if r.latest { " (latest)" } else { "" }
+                );
+                println!(
+                    "  model:      {} ({}, {} trees)",
+                    r.model,
+                    crate::logfmt::kind_name(art.model.kind()),
+                    art.model.trees().len()
+                );
+                println!(
+                    "  deployed by pipeline {} run {} at {}",
+                    r.pipeline, r.run_id, r.committed_at
+                );
+                println!("  directory:  {}", lake.table_url(&v.dir()));
+                let m = &r.metrics;
+                println!(
+                    "  held-out:   accuracy {}  weighted precision {}  weighted recall {}  f1 {}",
+                    num(m.accuracy),
+                    num(m.weighted_precision),
+                    num(m.weighted_recall),
+                    num(m.f1)
+                );
+                println!(
+                    "              auc {}  pr auc {}  log-loss {}  ({} rows)",
+                    num(m.auc),
+                    num(m.pr_auc),
+                    num(m.log_loss),
+                    m.n
+                );
+                let params = serde_json::to_value(&art.params)?;
+                if let Some(p) = params.get("params").and_then(|p| p.as_object()) {
+                    println!("  parameters:");
+                    for (k, v) in p {
+                        println!("    {k:<28} {v}");
+                    }
+                }
+                println!(
+                    "  features ({}): {}",
+                    art.feature_names.len(),
+                    art.feature_names.join(", ")
+                );
+            }
+        }
+        ModelsAction::Compare {
+            name,
+            versions,
+            json,
+        } => {
+            let all = registry::list_versions(&lake, &name).await?;
+            if all.is_empty() {
+                anyhow::bail!(
+                    "no model `{name}` in {}; `sluice models list` shows the registered ones",
+                    crate::lake::redact(lake.url())
+                );
+            }
+            let mut rows = Vec::new();
+            if versions.is_empty() {
+                for v in &all {
+                    rows.push(row(&lake, v).await?);
+                }
+            } else {
+                for want in &versions {
+                    let v = registry::resolve(&lake, &name, want).await?;
+                    rows.push(row(&lake, &v).await?);
+                }
+            }
+            if json {
+                table::print_json(&rows)?;
+                return Ok(0);
+            }
+            let mut t = table::new(
+                &[
+                    "version",
+                    "model",
+                    "rows",
+                    "accuracy",
+                    "w. precision",
+                    "w. recall",
+                    "f1",
+                    "auc",
+                    "pr auc",
+                    "log-loss",
+                ],
+                &[
+                    "rows",
+                    "accuracy",
+                    "w. precision",
+                    "w. recall",
+                    "f1",
+                    "auc",
+                    "pr auc",
+                    "log-loss",
+                ],
+            );
+            for r in &rows {
+                let m = &r.metrics;
+                t.add_row(vec![
+                    format!("{}{}", r.version, if r.latest { " *" } else { "" }),
+                    r.model.clone(),
+                    m.n.to_string(),
+                    num(m.accuracy),
+                    num(m.weighted_precision),
+                    num(m.weighted_recall),
+                    num(m.f1),
+                    num(m.auc),
+                    num(m.pr_auc),
+                    num(m.log_loss),
+                ]);
+            }
+            table::print(&t);
         }
         ModelsAction::Export {
             name,
@@ -113,10 +308,10 @@ pub async fn run(args: ModelsArgs) -> anyhow::Result<i32> {
             let data = sluice_ml::export(&art.model, format)?;
             write_atomically(&out, &data)?;
             println!(
-                "wrote {}/{} ({:?}, {} trees, {} features) as {format} to {}",
+                "wrote {}/{} ({}, {} trees, {} features) as {format} to {}",
                 v.name,
                 v.version,
-                art.model.kind(),
+                crate::logfmt::kind_name(art.model.kind()),
                 art.model.trees().len(),
                 art.feature_names.len(),
                 out.display()

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use crate::config::{self, StepName};
-use crate::pipeline::{self, RunOptions, RunOutcome};
+use crate::pipeline::{self, RunOptions, RunOutcome, RunPlan};
 use crate::session::{EngineMode, EngineSettings};
 
 /// Arguments of `sluice run`.
@@ -29,15 +29,16 @@ pub struct RunArgs {
     /// Run on a Ballista scheduler (`df://host:50050`) instead of the config's engine.
     #[arg(long, env = "SLUICE_SCHEDULER")]
     pub scheduler: Option<String>,
-    /// Override the config's lake location.
-    #[arg(long, env = "SLUICE_LAKE")]
-    pub lake: Option<String>,
     /// Inference: read only these Hive partitions of the raw tables
     /// (`date=2026-11-28`, or a range `date=2026-11-01..2026-11-07`;
     /// repeatable), replacing the ingest step's `partitions`. Predictions of
     /// a single day go to `predictions/date=<day>/`.
     #[arg(long = "partition", value_name = "KEY=VALUE")]
     pub partition: Vec<String>,
+    /// Check everything and print what would run (lake, engine, steps,
+    /// model fits) without reading or writing data.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// Sets the ingest step's partition filters from `--partition`.
@@ -84,7 +85,11 @@ pub struct ValidateArgs {
 }
 
 /// Converts CLI arguments into run options.
-pub fn options(args: &RunArgs, cfg: &config::LoadedConfig) -> anyhow::Result<RunOptions> {
+pub fn options(
+    args: &RunArgs,
+    lake: Option<String>,
+    cfg: &config::LoadedConfig,
+) -> anyhow::Result<RunOptions> {
     let steps = args
         .steps
         .as_ref()
@@ -107,7 +112,7 @@ pub fn options(args: &RunArgs, cfg: &config::LoadedConfig) -> anyhow::Result<Run
         run_id: args.run_id.clone(),
         models: args.model.clone(),
         engine,
-        lake: args.lake.clone(),
+        lake,
     })
 }
 
@@ -118,94 +123,172 @@ pub const DRIFTED_EXIT_CODE: i32 = 3;
 
 /// Prints the outcome of a run for people.
 pub fn print_outcome(o: &RunOutcome) {
+    use crate::logfmt::num;
     println!("pipeline {}  run {}", o.pipeline, o.run_id);
     for s in &o.steps {
         println!(
             "  {:<9} {:<12} {:>8.2}s  {}",
             s.step.as_str(),
-            s.status,
+            s.status.as_str(),
             s.seconds,
             s.output
         );
     }
     if !o.report_html.is_empty() {
-        println!("  report: {}{}", o.lake, o.report_html);
+        println!("  report: {}", join_url(&o.lake, &o.report_html));
     }
     let s = &o.summary;
-    if let Some(best) = s.get("best_model").and_then(|b| b.as_str()) {
-        println!("  best model: {best}");
-        if let Some(models) = s.get("evaluation").and_then(|e| e.as_object()) {
-            for (name, m) in models {
-                println!(
-                    "    {name:<8} accuracy {:.4}  auc {:.4}  f1 {:.4}",
-                    m["accuracy"].as_f64().unwrap_or(f64::NAN),
-                    m["auc"].as_f64().unwrap_or(f64::NAN),
-                    m["f1"].as_f64().unwrap_or(f64::NAN)
-                );
-            }
+    if let Some(e) = &s.evaluation {
+        println!("  best model: {}", e.best);
+        for (name, m) in &e.models {
+            let m = &m.metrics;
+            println!(
+                "    {name:<8} accuracy {}  auc {}  f1 {}",
+                num(m.accuracy),
+                num(m.auc),
+                num(m.f1)
+            );
         }
     }
-    if let Some(d) = s.get("deployed").filter(|d| !d.is_null()) {
-        println!(
-            "  deployed: {} {}",
-            d["name"].as_str().unwrap_or("?"),
-            d["version"].as_str().unwrap_or("?")
-        );
+    if let Some(d) = &s.deployed {
+        println!("  deployed: {} {}", d.name, d.version);
     }
-    if let Some(p) = s.get("predictions").and_then(|p| p.as_str()) {
-        println!("  predictions: {p} ({} rows)", s["predicted_rows"]);
+    if let (Some(p), Some(url)) = (&s.predictions, &s.predictions_url) {
+        println!("  predictions: {url} ({} rows)", p.rows);
+        if let Some(sc) = &p.scoring {
+            println!(
+                "  vs truth labels: accuracy {}  auc {}",
+                num(sc.metrics.accuracy),
+                num(sc.metrics.auc)
+            );
+        }
+        if let Some(d) = &p.drift {
+            let top: Vec<String> = d
+                .features
+                .iter()
+                .take(3)
+                .map(|f| format!("{} {}", f.name, num(f.psi)))
+                .collect();
+            println!(
+                "  drift: {} (PSI top: {}; prediction {})",
+                if d.drifted { "DRIFTED" } else { "none" },
+                top.join(", "),
+                num(d.prediction.psi)
+            );
+        }
     }
-    if let Some(d) = &o.drift {
-        let top: Vec<String> = d
-            .features
-            .iter()
-            .take(3)
-            .map(|f| format!("{} {:.3}", f.name, f.psi))
-            .collect();
-        println!(
-            "  drift: {} (PSI top: {}; prediction {:.3})",
-            if d.drifted { "DRIFTED" } else { "none" },
-            top.join(", "),
-            d.prediction.psi
-        );
+}
+
+/// `base` and a lake-relative `path` joined by exactly one `/`.
+fn join_url(base: &str, path: &str) -> String {
+    format!(
+        "{}/{}",
+        base.trim_end_matches('/'),
+        path.trim_start_matches('/')
+    )
+}
+
+/// Prints what a run would do.
+pub fn print_plan(p: &RunPlan) {
+    println!("pipeline {}  ({})", p.pipeline, p.config);
+    println!("  lake:    {}", p.lake);
+    println!(
+        "  engine:  {}{}",
+        p.engine,
+        p.memory_limit
+            .as_ref()
+            .map_or_else(String::new, |m| format!(", memory limit {m}"))
+    );
+    if let Some(r) = &p.run_id {
+        println!("  run:     {r} (steps whose output matches are skipped)");
     }
-    if let Some(sc) = s.get("scoring").filter(|d| !d.is_null()) {
-        println!(
-            "  vs truth labels: accuracy {:.4}  auc {:.4}",
-            sc["accuracy"].as_f64().unwrap_or(f64::NAN),
-            sc["auc"].as_f64().unwrap_or(f64::NAN)
-        );
+    let steps: Vec<String> = p
+        .steps
+        .iter()
+        .map(|(s, on)| {
+            if *on {
+                s.to_string()
+            } else {
+                format!("({s}: not selected)")
+            }
+        })
+        .collect();
+    println!("  steps:   {}", steps.join(" → "));
+    for m in &p.models {
+        if m.folds == 0 {
+            println!("  model {:<8} 1 fit", m.model);
+        } else {
+            println!(
+                "  model {:<8} {} grid points × {} folds + 1 refit = {} fits",
+                m.model, m.grid_points, m.folds, m.fits
+            );
+        }
+    }
+    if !p.models.is_empty() {
+        println!("  model fits in total: {}", p.total_fits());
+    }
+    if let Some(v) = &p.model_version {
+        println!("  predicts with: {v}");
     }
 }
 
 /// Runs `sluice run`.
-pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
+pub async fn run(args: RunArgs, lake: Option<String>) -> anyhow::Result<i32> {
     let mut cfg = config::load(&args.config)?;
     apply_partitions(&mut cfg, &args.partition)?;
-    let opts = options(&args, &cfg)?;
+    let opts = options(&args, lake, &cfg)?;
+    if args.dry_run {
+        let plan = pipeline::check(&cfg, &opts).await?;
+        print_plan(&plan);
+        println!("dry run: nothing was read or written");
+        return Ok(0);
+    }
     let outcome = pipeline::run(&cfg, &opts).await?;
     print_outcome(&outcome);
-    Ok(match &outcome.drift {
+    let drift = outcome.summary.predictions.as_ref().and_then(|p| p.drift.as_ref());
+    Ok(match drift {
         Some(d) if d.drifted && d.thresholds.exit_on_drift => DRIFTED_EXIT_CODE,
         _ => 0,
     })
 }
 
-/// Runs `sluice validate`.
-pub fn validate(args: ValidateArgs) -> anyhow::Result<i32> {
+/// Runs `sluice validate`: the checks `sluice run` makes before reading
+/// data ([`pipeline::check`]), for each config.
+pub async fn validate(args: ValidateArgs, lake: Option<String>) -> anyhow::Result<i32> {
     let mut bad = 0;
     for p in &args.configs {
-        match config::load(p) {
-            Ok(c) => println!(
-                "{}: ok ({:?} pipeline `{}`, {} steps)",
+        let checked = match config::load(p) {
+            Ok(c) => {
+                let opts = RunOptions {
+                    lake: lake.clone(),
+                    ..RunOptions::default()
+                };
+                pipeline::check(&c, &opts).await.map(|plan| (c, plan))
+            }
+            Err(e) => Err(e),
+        };
+        match checked {
+            Ok((c, plan)) => println!(
+                "{}: ok ({} pipeline `{}`, {} steps, lake {}{})",
                 p.display(),
-                c.config.kind,
+                format!("{:?}", c.config.kind).to_lowercase(),
                 c.config.name,
-                c.config.steps.len()
+                c.config.steps.len(),
+                plan.lake,
+                if plan.models.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {} model fits", plan.total_fits())
+                }
             ),
             Err(e) => {
                 bad += 1;
-                eprintln!("{e}");
+                let msg = e.to_string();
+                if msg.contains(&p.display().to_string()) {
+                    eprintln!("{msg}");
+                } else {
+                    eprintln!("{}: {msg}", p.display());
+                }
             }
         }
     }

@@ -490,7 +490,7 @@ pub fn parse(raw: &str, origin: &str) -> Result<LoadedConfig> {
         };
         EngineError::config(loc, e.to_string())
     })?;
-    validate(&config, origin)?;
+    validate(&config, origin).map_err(|e| at_key_line(e, &text, origin))?;
     Ok(LoadedConfig {
         config,
         path: origin.to_string(),
@@ -584,6 +584,127 @@ fn strip_location(m: &str) -> String {
         .to_string()
 }
 
+/// A validation error located as `<origin>: <key path>` pointed at the
+/// key's line instead: `<origin>:<line>:<column>: <key path>`.
+fn at_key_line(e: EngineError, text: &str, origin: &str) -> EngineError {
+    match e {
+        EngineError::Config { location, message } => {
+            let key = location
+                .strip_prefix(origin)
+                .and_then(|r| r.strip_prefix(": "))
+                .map(str::to_string);
+            match key.as_deref().and_then(|k| Some((k, locate_key(text, k)?))) {
+                Some((k, (line, col))) => {
+                    EngineError::config(format!("{origin}:{line}:{col}: {k}"), message)
+                }
+                None => EngineError::Config { location, message },
+            }
+        }
+        other => other,
+    }
+}
+
+/// The 1-based line and column of a key path such as
+/// `steps[2].models[0].cv.folds` in YAML text (block mappings and
+/// sequences, and keys inside a one-line flow mapping `{folds: 10}`).
+/// `None` when the path cannot be followed.
+pub fn locate_key(text: &str, path: &str) -> Option<(usize, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let key_of = |l: &str| {
+        let t = l.trim_start();
+        let (t, dash) = match t.strip_prefix("- ") {
+            Some(rest) => (rest, 2),
+            None => (t, 0),
+        };
+        let k = t.split_once(':')?.0.trim();
+        (!k.is_empty() && !k.starts_with('#')).then(|| (k.to_string(), indent(l) + dash))
+    };
+    // Segments: `steps[2]` is `steps` then index 2.
+    let mut segs: Vec<Result<String, usize>> = Vec::new();
+    for part in path.split('.') {
+        let mut rest = part;
+        if let Some(i) = rest.find('[') {
+            segs.push(Ok(rest[..i].to_string()));
+            rest = &rest[i..];
+            while let Some(r) = rest.strip_prefix('[') {
+                let (n, tail) = r.split_once(']')?;
+                segs.push(Err(n.parse().ok()?));
+                rest = tail;
+            }
+        } else {
+            segs.push(Ok(rest.to_string()));
+        }
+    }
+    // (line index, column of its key, indentation that encloses the block)
+    let mut pos: Option<(usize, usize)> = None;
+    let mut start = 0usize;
+    let mut parent: Option<usize> = None;
+    for seg in segs {
+        match seg {
+            Ok(name) => {
+                // A key inside a one-line flow mapping of the current line.
+                if let Some((li, _)) = pos {
+                    let l = lines[li];
+                    if let Some(brace) = l.find('{') {
+                        if let Some(off) = l[brace..].find(&format!("{name}:")) {
+                            return Some((li + 1, brace + off + 1));
+                        }
+                    }
+                }
+                let mut found = None;
+                for (i, l) in lines.iter().enumerate().skip(start) {
+                    if l.trim().is_empty() || l.trim_start().starts_with('#') {
+                        continue;
+                    }
+                    let Some((k, col)) = key_of(l) else { continue };
+                    if parent.is_some_and(|p| col <= p) && i > start {
+                        break;
+                    }
+                    if k == name && parent.is_none_or(|p| col > p) {
+                        found = Some((i, col));
+                        break;
+                    }
+                }
+                let (i, col) = found?;
+                pos = Some((i, col + 1));
+                parent = Some(col);
+                start = i + 1;
+            }
+            Err(index) => {
+                let mut n = 0usize;
+                let mut item_indent = None;
+                let mut found = None;
+                for (i, l) in lines.iter().enumerate().skip(start) {
+                    let t = l.trim_start();
+                    if t.is_empty() || t.starts_with('#') {
+                        continue;
+                    }
+                    let ind = indent(l);
+                    if parent.is_some_and(|p| ind < p)
+                        || (parent == Some(ind) && !t.starts_with("- "))
+                    {
+                        break;
+                    }
+                    if t.starts_with("- ") && item_indent.is_none_or(|w| w == ind) {
+                        item_indent = Some(ind);
+                        if n == index {
+                            found = Some((i, ind));
+                            break;
+                        }
+                        n += 1;
+                    }
+                }
+                let (i, ind) = found?;
+                pos = Some((i, ind + 1));
+                parent = Some(ind);
+                start = i;
+            }
+        }
+    }
+    pos.map(|(i, c)| (i + 1, c))
+}
+
 /// serde_yaml places errors inside internally tagged enums (our steps) at
 /// the start of the mapping, without the key. Point at the key instead:
 /// for "unknown field `k`" the first line from the reported one holding
@@ -613,6 +734,18 @@ fn refine_location(
                 }
             }
         }
+    } else if let Some(value) = message
+        .split("unknown variant `")
+        .nth(1)
+        .and_then(|r| r.split('`').next())
+    {
+        for (i, l) in lines() {
+            if let Some((k, v, c)) = entry(l) {
+                if v.trim_matches(|c| c == '"' || c == '\'') == value {
+                    return (i + 1, c, Some(k));
+                }
+            }
+        }
     } else if let Some(rest) = message.split("invalid type: ").nth(1) {
         // `string "lots"`, `integer `5``, `floating point `1.5``, `boolean `true``
         let value = rest
@@ -639,6 +772,17 @@ pub fn validate(cfg: &PipelineConfig, origin: &str) -> Result<()> {
     if cfg.name.trim().is_empty() || cfg.name.contains('/') {
         return Err(err("name", "must be a non-empty name without `/`".into()));
     }
+    // The engine settings as a session would build them.
+    if let Some(limit) = &cfg.engine.memory_limit {
+        crate::session::parse_bytes(limit).map_err(|e| match e {
+            EngineError::Config { message, .. } => err("engine.memory_limit", message),
+            other => other,
+        })?;
+    }
+    crate::session::session_config(&cfg.engine).map_err(|e| match e {
+        EngineError::Config { location, message } => err(&location, message),
+        other => other,
+    })?;
     if cfg.engine.mode == EngineMode::Ballista && cfg.engine.scheduler.is_none() {
         return Err(err(
             "engine.scheduler",
@@ -813,4 +957,37 @@ pub fn validate_grid(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod locate_tests {
+    use super::*;
+
+    const YAML: &str = "name: x\nkind: training\nlake: /tmp/x\nengine:\n  memory_limit: 2GiB\nsteps:\n  - step: ingest\n  - step: train\n    test_fraction: 0.95\n    models:\n      - name: g\n        type: gbt\n        cv: {folds: 1, metric: auc}\n";
+
+    #[test]
+    fn keys_are_found_on_their_line() {
+        assert_eq!(locate_key(YAML, "name"), Some((1, 1)));
+        assert_eq!(locate_key(YAML, "engine.memory_limit"), Some((5, 3)));
+        assert_eq!(locate_key(YAML, "steps[1]"), Some((8, 3)));
+        assert_eq!(locate_key(YAML, "steps[1].test_fraction"), Some((9, 5)));
+        assert_eq!(locate_key(YAML, "steps[1].models[0].name"), Some((11, 9)));
+        assert_eq!(
+            locate_key(YAML, "steps[1].models[0].cv.folds"),
+            Some((13, 14))
+        );
+        assert_eq!(locate_key(YAML, "steps[5].x"), None);
+    }
+
+    #[test]
+    fn validation_errors_point_at_the_key() {
+        let e = parse(YAML, "c.yaml").unwrap_err().to_string();
+        assert!(e.contains("c.yaml:9:5: steps[1].test_fraction"), "{e}");
+        let banana = YAML.replace("2GiB", "banana");
+        let e = parse(&banana, "c.yaml").unwrap_err().to_string();
+        assert!(
+            e.contains("c.yaml:5:3: engine.memory_limit") && e.contains("banana"),
+            "{e}"
+        );
+    }
 }

@@ -245,7 +245,11 @@ pub async fn generate(lake: &Lake, cfg: &DatagenConfig) -> Result<DatagenSummary
         shift: None,
     };
 
-    let bar = crate::progress::bar(cfg.samples + cfg.train_rows, "datagen", "rows");
+    let bar = crate::progress::task(
+        "datagen",
+        crate::progress::Unit::Rows,
+        Some(cfg.samples + cfg.train_rows),
+    );
     let mut files = 0usize;
 
     // Dimension tables.
@@ -309,7 +313,7 @@ pub async fn generate(lake: &Lake, cfg: &DatagenConfig) -> Result<DatagenSummary
     if cfg.train_rows > 0 {
         files += write_training(lake, Arc::new(train), cfg, &bar).await?;
     }
-    bar.finish_and_clear();
+    bar.finish();
     let summary = DatagenSummary {
         samples: cfg.samples,
         devices: cfg.devices,
@@ -323,9 +327,9 @@ pub async fn generate(lake: &Lake, cfg: &DatagenConfig) -> Result<DatagenSummary
         samples = summary.samples,
         devices = summary.devices,
         train_rows = summary.train_rows,
-        indoor_share = summary.indoor_share,
+        indoor_share = %crate::logfmt::num(summary.indoor_share),
         files = summary.files,
-        seconds = summary.seconds,
+        seconds = %crate::logfmt::secs(summary.seconds),
         "generated lake {}",
         lake.url()
     );
@@ -722,7 +726,7 @@ async fn write_training(
     lake: &Lake,
     train: Arc<Population>,
     cfg: &DatagenConfig,
-    bar: &indicatif::ProgressBar,
+    bar: &crate::progress::Task,
 ) -> Result<usize> {
     let mut writers: Vec<(String, object_store::buffered::BufWriter)> = LABEL_SOURCES
         .iter()

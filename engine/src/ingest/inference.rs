@@ -530,10 +530,10 @@ async fn check_unique_keys(
         let (unique, n_bad) = super::keys_proven_unique_counting(df, &table.key, bad).await?;
         violations.push(n_bad);
         if unique {
-            tracing::debug!(table = %table.name, seconds = t0.elapsed().as_secs_f64(), "keys unique by storage order");
+            tracing::debug!(table = %table.name, seconds = %crate::logfmt::secs(t0.elapsed().as_secs_f64()), "keys unique by storage order");
             continue;
         }
-        tracing::debug!(table = %table.name, seconds = t0.elapsed().as_secs_f64(), "keys not proven unique by order: GROUP BY check");
+        tracing::debug!(table = %table.name, seconds = %crate::logfmt::secs(t0.elapsed().as_secs_f64()), "keys not proven unique by order: GROUP BY check");
         let dups = df
             .clone()
             .aggregate(

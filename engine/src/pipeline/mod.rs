@@ -9,6 +9,7 @@
 //! `steps.rs` that reads its inputs through [`RunContext::upstream`] and
 //! commits with [`crate::commit::Commit`], and an arm in [`run_step`].
 
+pub mod plan;
 mod steps;
 
 use std::time::Instant;
@@ -21,8 +22,11 @@ use crate::commit::{self, Manifest};
 use crate::config::{LoadedConfig, PipelineKind, StepConfig, StepName};
 use crate::error::{EngineError, Result};
 use crate::lake::Lake;
+use crate::logfmt;
+use crate::outputs::{RunSummary, StepStatus};
 use crate::session::{self, EngineSettings};
 
+pub use plan::{check, RunPlan};
 pub use steps::{predict_udf, PREDICT_UDF};
 
 /// What to run.
@@ -51,11 +55,11 @@ pub struct RunOptions {
 pub struct StepOutcome {
     /// The step.
     pub step: StepName,
-    /// `ran`, `skipped` (manifest matched) or `not_selected`.
-    pub status: String,
+    /// Ran, skipped (manifest matched), not selected or failed.
+    pub status: StepStatus,
     /// Seconds spent in this invocation.
     pub seconds: f64,
-    /// Lake-relative output directory.
+    /// Lake-relative output directory (predict: `predictions/run=<id>`).
     pub output: String,
     /// Committed manifests (one per output directory; train has one per model).
     pub manifests: Vec<Manifest>,
@@ -97,10 +101,7 @@ pub struct RunOutcome {
     /// Lake-relative path of the HTML report.
     pub report_html: String,
     /// Facts worth printing (deployed version, metrics, prediction path).
-    pub summary: serde_json::Value,
-    /// The predict step's drift check, when it ran.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub drift: Option<sluice_ml::drift::DriftReport>,
+    pub summary: RunSummary,
 }
 
 /// Everything a step needs.
@@ -126,6 +127,34 @@ impl RunContext {
     /// Lake-relative directory of a step output in this run.
     pub fn step_dir(&self, step: StepName) -> String {
         format!("runs/{}/{}/{}", self.pipeline(), self.run_id, step)
+    }
+
+    /// Where a step's output goes: its step directory, except predict,
+    /// which commits straight into `predictions/run=<run_id>`.
+    pub fn output_dir(&self, step: StepName) -> String {
+        match step {
+            StepName::Predict => self.predictions_dir(),
+            other => self.step_dir(other),
+        }
+    }
+
+    /// `predictions/run=<run_id>`, or for a run restricted to single
+    /// partition values (`--partition date=2026-11-28`) the same partitions
+    /// as the raw tables, `predictions/date=2026-11-28`: a rerun of that day
+    /// commits a new manifest there, replacing the day's predictions
+    /// atomically.
+    pub fn predictions_dir(&self) -> String {
+        let partitions = self.cfg.config.steps.iter().find_map(|s| match s {
+            StepConfig::Ingest(i) if !i.partitions.is_empty() => Some(&i.partitions),
+            _ => None,
+        });
+        match partitions {
+            Some(p) if p.iter().all(|f| f.is_single()) => {
+                let parts: Vec<String> = p.iter().map(|f| f.to_string()).collect();
+                format!("predictions/{}", parts.join("/"))
+            }
+            _ => predictions_dir(&self.run_id),
+        }
     }
 
     /// The committed output of `step` (optionally a sub-directory such as a
@@ -213,9 +242,27 @@ fn explain_cluster_failure(engine: &EngineSettings, run_id: &str, message: Strin
     }
 }
 
+/// Lake-relative directory of a run's predictions (the data contract).
+pub fn predictions_dir(run_id: &str) -> String {
+    format!("predictions/run={run_id}")
+}
+
 /// Written when a run starts (`runs/<pipeline>/<run_id>/_run.json`), so the
 /// run can be resumed even if it was killed before its first commit.
 pub const RUN_MARKER: &str = "_run.json";
+
+/// The content of [`RUN_MARKER`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunMarker {
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Run id.
+    pub run_id: String,
+    /// When the run was last started or resumed (RFC 3339).
+    pub last_started_at: String,
+    /// The config file it was started from.
+    pub config: String,
+}
 
 /// A fresh run id: UTC timestamp plus a random suffix.
 pub fn new_run_id() -> String {
@@ -258,12 +305,10 @@ fn selected(cfg: &LoadedConfig, opts: &RunOptions) -> Result<Vec<bool>> {
 pub async fn run(cfg: &LoadedConfig, opts: &RunOptions) -> Result<RunOutcome> {
     let started = Instant::now();
     let started_at = commit::now_rfc3339();
-    let lake_loc = opts.lake.clone().unwrap_or_else(|| cfg.config.lake.clone());
-    let lake = Lake::open(&lake_loc)?;
-    let engine = opts
-        .engine
-        .clone()
-        .unwrap_or_else(|| cfg.config.engine.clone());
+    // Everything a run would reject, rejected before any data is read.
+    check(cfg, opts).await?;
+    let lake = Lake::open_existing(&plan::lake_of(cfg, opts))?;
+    let engine = plan::engine_of(cfg, opts);
     let ctx = session::connect(&engine, Some(&lake)).await?;
     lake.register(&ctx);
     let resuming = opts.resume.is_some() || opts.run_id.is_some();
@@ -272,41 +317,21 @@ pub async fn run(cfg: &LoadedConfig, opts: &RunOptions) -> Result<RunOutcome> {
         .clone()
         .or_else(|| opts.run_id.clone())
         .unwrap_or_else(new_run_id);
-    if let Some(r) = &opts.resume {
-        let runs = list_runs(&lake, &cfg.config.name).await?;
-        if !runs.contains(r) {
-            return Err(EngineError::config(
-                "--resume",
-                format!(
-                    "run `{r}` of pipeline `{}` not found in {}; known runs: {}",
-                    cfg.config.name,
-                    crate::lake::redact(lake.url()),
-                    if runs.is_empty() {
-                        "none".to_string()
-                    } else {
-                        runs.join(", ")
-                    }
-                ),
-            ));
-        }
-    }
     // The run exists from its first moment (not only from its first commit),
     // so a run killed before any step committed can still be resumed.
     let marker = format!("runs/{}/{run_id}/{RUN_MARKER}", cfg.config.name);
     // Written on every start (a plain PUT: the first request of a run, so a
     // wrong key or a missing permission is reported precisely).
-    let body = serde_json::json!({
-        "pipeline": cfg.config.name,
-        "run_id": run_id,
-        "last_started_at": started_at,
-        "config": cfg.path,
-    });
-    lake.put(
-        &marker,
-        bytes::Bytes::from(serde_json::to_vec_pretty(&body).unwrap_or_default()),
-    )
-    .await?;
-    info!(pipeline = %cfg.config.name, run_id = %run_id, lake = %crate::lake::redact(lake.url()), mode = ?engine.mode, "run started");
+    let body = RunMarker {
+        pipeline: cfg.config.name.clone(),
+        run_id: run_id.clone(),
+        last_started_at: started_at.clone(),
+        config: cfg.path.clone(),
+    };
+    let body = serde_json::to_vec_pretty(&body)
+        .map_err(|e| EngineError::Internal(format!("run marker: {e}")))?;
+    lake.put(&marker, bytes::Bytes::from(body)).await?;
+    info!(pipeline = %cfg.config.name, run_id = %run_id, lake = %crate::lake::redact(lake.url()), engine = %engine.mode, "run started");
     let mut effective = cfg.clone();
     // Steps see the engine this run uses (`--scheduler` overrides the file).
     effective.config.engine = engine.clone();
@@ -324,9 +349,9 @@ pub async fn run(cfg: &LoadedConfig, opts: &RunOptions) -> Result<RunOutcome> {
         if !run_it {
             outcomes.push(StepOutcome {
                 step: name,
-                status: "not_selected".into(),
+                status: StepStatus::NotSelected,
                 seconds: 0.0,
-                output: rc.step_dir(name),
+                output: rc.output_dir(name),
                 manifests: vec![],
                 attempts: 0,
                 retries: vec![],
@@ -336,12 +361,12 @@ pub async fn run(cfg: &LoadedConfig, opts: &RunOptions) -> Result<RunOutcome> {
         let t = Instant::now();
         info!(step = %name, "step started");
         let mut retries = Vec::new();
-        let (status, manifests) = loop {
+        let result = loop {
             let attempt = retries.len() as u32 + 1;
             // A retry resumes: outputs this step already committed (a
             // trained model) are kept.
             match steps::run_step(&rc, step, resuming || attempt > 1).await {
-                Ok(done) => break done,
+                Ok(done) => break Ok(done),
                 Err(e) => {
                     let message = e.to_string();
                     let retry = engine.mode == session::EngineMode::Ballista
@@ -349,14 +374,14 @@ pub async fn run(cfg: &LoadedConfig, opts: &RunOptions) -> Result<RunOutcome> {
                         && crate::watchdog::is_cluster_loss(&message);
                     if !retry {
                         if let EngineError::Step { .. } = e {
-                            return Err(e);
+                            break Err(e);
                         }
                         let tried = if attempt > 1 {
                             format!(" (attempt {attempt} of {})", engine.retry.attempts)
                         } else {
                             String::new()
                         };
-                        return Err(EngineError::Step {
+                        break Err(EngineError::Step {
                             step: name.to_string(),
                             message: format!(
                                 "{}{tried}",
@@ -365,7 +390,7 @@ pub async fn run(cfg: &LoadedConfig, opts: &RunOptions) -> Result<RunOutcome> {
                         });
                     }
                     let wait = engine.retry.backoff(attempt + 1);
-                    warn!(step = %name, attempt, of = engine.retry.attempts, backoff_seconds = wait.as_secs_f64(), error = %message,
+                    warn!(step = %name, attempt, of = engine.retry.attempts, backoff_seconds = %logfmt::secs(wait.as_secs_f64()), error = %message,
                         "the step's cluster job was lost with a cluster process; running the step again");
                     retries.push(StepRetry {
                         attempt,
@@ -377,35 +402,54 @@ pub async fn run(cfg: &LoadedConfig, opts: &RunOptions) -> Result<RunOutcome> {
             }
         };
         let secs = t.elapsed().as_secs_f64();
-        info!(step = %name, status = %status, seconds = secs, attempts = retries.len() + 1, rows = ?manifests.first().and_then(|m| m.rows), "step finished");
+        let (status, manifests) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                outcomes.push(StepOutcome {
+                    step: name,
+                    status: StepStatus::Failed,
+                    seconds: secs,
+                    output: rc.output_dir(name),
+                    manifests: vec![],
+                    attempts: retries.len() as u32 + 1,
+                    retries,
+                });
+                let failure = crate::report::Failure {
+                    step: name.to_string(),
+                    error: e.to_string(),
+                };
+                match steps::write_report(&rc, &outcomes, &started_at, Some(&failure)).await {
+                    Ok(path) => warn!(
+                        step = %name,
+                        report = %rc.lake.table_url(&path),
+                        "run failed; the report names the failing step"
+                    ),
+                    Err(re) => warn!(error = %re, "could not write the report of the failed run"),
+                }
+                return Err(e);
+            }
+        };
+        let rows = manifests.first().and_then(|m| m.rows);
+        info!(step = %name, status = %status, seconds = %logfmt::secs(secs), attempts = retries.len() + 1, rows = %logfmt::count(rows), "step finished");
         outcomes.push(StepOutcome {
             step: name,
-            status: status.into(),
+            status,
             seconds: secs,
-            output: rc.step_dir(name),
+            output: rc.output_dir(name),
             manifests,
             attempts: retries.len() as u32 + 1,
             retries,
         });
     }
-    let summary = steps::summary(&rc, &outcomes).await;
-    let report_html = steps::write_report(&rc, &outcomes, &started_at, &summary)
+    let summary = steps::summary(&rc, &outcomes)?;
+    let report_html = steps::write_report(&rc, &outcomes, &started_at, None)
         .await
         .unwrap_or_else(|e| {
             warn!(error = %e, "could not write the run report");
             String::new()
         });
-    info!(pipeline = %cfg.config.name, run_id = %rc.run_id, seconds = started.elapsed().as_secs_f64(), "run finished");
-    let drift = outcomes
-        .iter()
-        .filter(|o| o.step == StepName::Predict)
-        .flat_map(|o| &o.manifests)
-        .find_map(|m| m.extra.get("drift"))
-        .map(|d| serde_json::from_value(d.clone()))
-        .transpose()
-        .map_err(|e| EngineError::Internal(format!("predict manifest drift: {e}")))?;
+    info!(pipeline = %cfg.config.name, run_id = %rc.run_id, seconds = %logfmt::secs(started.elapsed().as_secs_f64()), "run finished");
     Ok(RunOutcome {
-        drift,
         pipeline: cfg.config.name.clone(),
         run_id: rc.run_id.clone(),
         lake: crate::lake::redact(rc.lake.url()),

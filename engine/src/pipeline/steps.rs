@@ -21,7 +21,12 @@ use crate::config::{
     StepName, TrainStep, TransformsConfig,
 };
 use crate::error::{EngineError, Result};
-use crate::registry;
+use crate::outputs::{
+    self, ClassCounts, CvOutput, CvPoint, DeployOutput, EvalCurves, EvaluateOutput, FeaturesOutput,
+    IngestOutput, ModelEvaluation, ModelProvenance, ModelRef, PredictOutput, RunSummary, Scoring,
+    StepOutput, StepStatus, TrainOutput,
+};
+use crate::{progress, registry};
 
 pub use crate::predict::{predict_udf, PREDICT_UDF};
 
@@ -30,8 +35,9 @@ pub(super) async fn run_step(
     rc: &RunContext,
     step: &StepConfig,
     resuming: bool,
-) -> Result<(&'static str, Vec<Manifest>)> {
-    let params = serde_json::to_value(step).unwrap_or_default();
+) -> Result<(StepStatus, Vec<Manifest>)> {
+    let params = serde_json::to_value(step)
+        .map_err(|e| EngineError::Internal(format!("step parameters: {e}")))?;
     match step {
         StepConfig::Ingest(s) => {
             let inputs = raw_inputs(rc).await?;
@@ -84,12 +90,12 @@ pub(super) async fn run_step(
             if resuming {
                 if let Some(m) = commit::read_manifest(&rc.lake, &dir).await? {
                     if m.matches(&commit::fingerprint_json(&params), &inputs) {
-                        return Ok(("skipped", vec![m]));
+                        return Ok((StepStatus::Skipped, vec![m]));
                     }
                 }
             }
             let m = predict(rc, s, &params, feats, inputs).await?;
-            Ok(("ran", vec![m]))
+            Ok((StepStatus::Ran, vec![m]))
         }
     }
 }
@@ -102,28 +108,30 @@ fn input(name: &str, m: &Manifest) -> InputRef {
 }
 
 /// Skip-or-run for steps with one output directory.
-async fn single<'a, F, Fut>(
+async fn single<'a, F, Fut, T>(
     rc: &'a RunContext,
     step: StepName,
     params: &serde_json::Value,
     inputs: Vec<InputRef>,
     resuming: bool,
     body: F,
-) -> Result<(&'static str, Vec<Manifest>)>
+) -> Result<(StepStatus, Vec<Manifest>)>
 where
     F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = Result<(Commit<'a>, serde_json::Value)>>,
+    Fut: std::future::Future<Output = Result<(Commit<'a>, T)>>,
+    T: StepOutput,
 {
     let dir = rc.step_dir(step);
     if resuming {
         if let Some(m) = commit::read_manifest(&rc.lake, &dir).await? {
             if m.matches(&commit::fingerprint_json(params), &inputs) {
                 info!(step = %step, "committed output matches parameters and inputs: skipped");
-                return Ok(("skipped", vec![m]));
+                return Ok((StepStatus::Skipped, vec![m]));
             }
         }
     }
-    let (c, extra) = body().await?;
+    let (c, out) = body().await?;
+    let extra = outputs::to_manifest(&out)?;
     let m = c
         .finish(
             &format!("step:{step}"),
@@ -134,7 +142,7 @@ where
             extra,
         )
         .await?;
-    Ok(("ran", vec![m]))
+    Ok((StepStatus::Ran, vec![m]))
 }
 
 /// Fingerprint of the raw inputs (listing: path, size, modification time).
@@ -163,7 +171,7 @@ async fn raw_inputs(rc: &RunContext) -> Result<Vec<InputRef>> {
     }])
 }
 
-async fn ingest<'a>(rc: &'a RunContext, s: &IngestStep) -> Result<(Commit<'a>, serde_json::Value)> {
+async fn ingest<'a>(rc: &'a RunContext, s: &IngestStep) -> Result<(Commit<'a>, IngestOutput)> {
     let dir = rc.step_dir(StepName::Ingest);
     let checks = inference_options(s);
     let out = match rc.cfg.config.kind {
@@ -180,7 +188,7 @@ async fn ingest<'a>(rc: &'a RunContext, s: &IngestStep) -> Result<(Commit<'a>, s
     };
     let expected_rows = out.diagnostics.expected_rows;
     let parts = out.parts();
-    let mut extra = json!({});
+    let mut output = IngestOutput::default();
     if let Some(rej) = out.rejected {
         let mut rc2 = Commit::begin(&rc.lake, &format!("{dir}/rejected"));
         let n = rc2.write_parquet(rej).await?;
@@ -196,10 +204,13 @@ async fn ingest<'a>(rc: &'a RunContext, s: &IngestStep) -> Result<(Commit<'a>, s
         if n > 0 {
             tracing::warn!(rows = n, output = %format!("{dir}/rejected"), "rows with unparsable or out-of-bounds values were routed to the rejected output");
         }
-        extra["rejected_rows"] = json!(n);
+        output.rejected_rows = Some(n);
     }
-    let mut c = Commit::begin(&rc.lake, &dir);
-    let pb = crate::progress::spinner("ingest");
+    let mut c = Commit::begin(&rc.lake, &dir).with_progress(progress::task(
+        "ingest",
+        progress::Unit::Rows,
+        None,
+    ));
     let n_parts = parts.len();
     let rows = match c.write_parquet_parts(parts).await {
         Ok(rows) => rows,
@@ -207,16 +218,15 @@ async fn ingest<'a>(rc: &'a RunContext, s: &IngestStep) -> Result<(Commit<'a>, s
             return Err(crate::ingest::name_bounds_error(&rc.ctx, &rc.lake, &checks, e).await)
         }
     };
-    pb.finish_and_clear();
     if let Some(expected) = expected_rows {
         // Not committed: the attempt stays invisible when this fails.
         crate::ingest::check_joined_rows(&rc.ctx, &rc.lake, &checks, expected, rows).await?;
     }
-    extra["rows"] = json!(rows);
+    output.rows = rows;
     if n_parts > 1 {
-        extra["join_slices"] = json!(n_parts);
+        output.join_slices = Some(n_parts);
     }
-    Ok((c, extra))
+    Ok((c, output))
 }
 
 fn inference_options(s: &IngestStep) -> crate::ingest::InferenceOptions {
@@ -265,9 +275,9 @@ async fn features<'a>(
     s: &FeaturesStep,
     ingest: Manifest,
     model: Option<registry::ModelVersion>,
-) -> Result<(Commit<'a>, serde_json::Value)> {
+) -> Result<(Commit<'a>, FeaturesOutput)> {
     let df = commit::read_parquet(&rc.ctx, &rc.lake, &ingest).await?;
-    let (fitted, model_ref): (FittedPipeline, serde_json::Value) = match model {
+    let (fitted, model_ref): (FittedPipeline, Option<ModelRef>) = match model {
         None => {
             let pipeline = match &s.transforms {
                 TransformsConfig::Named(n) if n == "default" => FeaturePipeline::default_contract(),
@@ -281,10 +291,9 @@ async fn features<'a>(
                     steps: list.clone(),
                 },
             };
-            let pb = crate::progress::spinner("fitting features");
+            info!("fitting the feature chain");
             let f = pipeline.fit(df.clone()).await?;
-            pb.finish_and_clear();
-            (f, serde_json::Value::Null)
+            (f, None)
         }
         Some(v) => {
             let art = load_artefact(rc, &v).await?;
@@ -297,24 +306,28 @@ async fn features<'a>(
                         ),
                     )
                 })?;
-            (f, json!({"name": v.name, "version": v.version}))
+            (
+                f,
+                Some(ModelRef {
+                    name: v.name.clone(),
+                    version: v.version.clone(),
+                }),
+            )
         }
     };
-    let mut c = Commit::begin(&rc.lake, &rc.step_dir(StepName::Features));
+    let mut c = Commit::begin(&rc.lake, &rc.step_dir(StepName::Features)).with_progress(
+        progress::task("features", progress::Unit::Rows, ingest.rows),
+    );
     let state = serde_json::to_value(&fitted)
         .map_err(|e| EngineError::Internal(format!("fitted state serialization: {e}")))?;
-    c.put(
-        "transform_state.json",
-        Bytes::from(serde_json::to_vec_pretty(&state).unwrap_or_default()),
-    )
-    .await?;
+    let state_bytes = serde_json::to_vec_pretty(&state)
+        .map_err(|e| EngineError::Internal(format!("fitted state serialization: {e}")))?;
+    c.put("transform_state.json", Bytes::from(state_bytes))
+        .await?;
     let parts = feature_parts(rc, &fitted, df, ingest.rows.unwrap_or(0), s.slices).await?;
     let n_parts = parts.len();
     let rows = if s.materialize {
-        let pb = crate::progress::spinner("features");
-        let rows = c.write_parquet_parts(parts).await?;
-        pb.finish_and_clear();
-        rows
+        c.write_parquet_parts(parts).await?
     } else {
         // The chain maps rows one to one; the plan was built (and every
         // column checked) above, the predict step runs it.
@@ -323,7 +336,13 @@ async fn features<'a>(
     };
     Ok((
         c,
-        json!({"rows": rows, "feature_names": fitted.feature_names(), "model": model_ref, "materialized": s.materialize, "slices": n_parts}),
+        FeaturesOutput {
+            rows,
+            feature_names: fitted.feature_names(),
+            model: model_ref,
+            materialized: s.materialize,
+            slices: n_parts,
+        },
     ))
 }
 
@@ -375,7 +394,8 @@ async fn feature_parts(
 /// another: read from the lake, or (when the step did not materialize it)
 /// the fitted chain applied to the ingest output, inside the caller's plan.
 async fn feature_frames(rc: &RunContext, feats: &Manifest) -> Result<Vec<DataFrame>> {
-    if feats.extra["materialized"].as_bool() != Some(false) {
+    let out: FeaturesOutput = feats.output()?;
+    if out.materialized {
         return Ok(vec![commit::read_parquet(&rc.ctx, &rc.lake, feats).await?]);
     }
     let (_, ingest) = rc.upstream(StepName::Ingest, None).await?;
@@ -383,7 +403,7 @@ async fn feature_frames(rc: &RunContext, feats: &Manifest) -> Result<Vec<DataFra
     let fitted: FittedPipeline = serde_json::from_value(state).map_err(|e| {
         EngineError::Internal(format!("features output: fitted state unreadable: {e}"))
     })?;
-    let slices = feats.extra["slices"].as_u64().map(|n| n as usize);
+    let slices = Some(out.slices);
     let df = commit::read_parquet(&rc.ctx, &rc.lake, &ingest).await?;
     feature_parts(rc, &fitted, df, ingest.rows.unwrap_or(0), slices).await
 }
@@ -410,10 +430,7 @@ struct Labelled {
 }
 
 async fn load_labelled(rc: &RunContext, feats: &Manifest) -> Result<Labelled> {
-    let names: Vec<String> =
-        serde_json::from_value(feats.extra["feature_names"].clone()).map_err(|e| {
-            EngineError::Internal(format!("features manifest lacks feature_names: {e}"))
-        })?;
+    let names = feats.output::<FeaturesOutput>()?.feature_names;
     let df = commit::read_parquet(&rc.ctx, &rc.lake, feats).await?;
     let df = df.sort(vec![col("sample_id").sort(true, false)])?;
     let batches = df.collect().await?;
@@ -476,7 +493,7 @@ async fn train(
     s: &TrainStep,
     params: &serde_json::Value,
     resuming: bool,
-) -> Result<(&'static str, Vec<Manifest>)> {
+) -> Result<(StepStatus, Vec<Manifest>)> {
     let (_, feats) = rc.upstream(StepName::Features, None).await?;
     let inputs = vec![input("features", &feats)];
     let models: Vec<&ModelConfig> = s
@@ -521,7 +538,7 @@ async fn train(
     }
     let _ = params;
     if todo.is_empty() {
-        return Ok(("skipped", done));
+        return Ok((StepStatus::Skipped, done));
     }
     let state = fitted_state(rc, &feats).await?;
     // With `engine.mode: ballista`, models without a grid train on the
@@ -556,11 +573,16 @@ async fn train(
         models = todo.len(),
         "training"
     );
-    let fit_one = |m: &ModelConfig| -> Result<(TrainedModel, serde_json::Value, f64)> {
+    let balance = ClassCounts::of(&y);
+    let fit_one = |m: &ModelConfig| -> Result<LocalFit> {
         let t = std::time::Instant::now();
         let spec = m.spec.to_spec();
-        let (model, cv) = if m.grid.is_empty() && m.cv.is_none() {
-            (sluice_ml::train(&spec, &x, &y)?, serde_json::Value::Null)
+        let (model, cv, params) = if m.grid.is_empty() && m.cv.is_none() {
+            let task = progress::task(format!("train {}", m.name), progress::Unit::Fits, Some(1));
+            let model = sluice_ml::train(&spec, &x, &y)?;
+            task.inc(1);
+            task.finish();
+            (model, None, spec)
         } else {
             let cfg = sluice_ml::GridSearchConfig {
                 folds: m.cv.as_ref().map(|c| c.folds).unwrap_or(0),
@@ -569,23 +591,30 @@ async fn train(
                 grid: m.grid.clone(),
                 parallelism: m.cv.as_ref().and_then(|c| c.parallelism),
             };
-            let r = sluice_ml::grid_search(&spec, &cfg, &x, &y)?;
-            let points: Vec<serde_json::Value> = r
-                .points
-                .iter()
-                .map(|p| json!({"params": p.params, "mean": p.mean_score, "std": p.std_score}))
-                .collect();
-            let best = r
-                .points
-                .get(r.best_index)
-                .map(|p| json!(p.params))
-                .unwrap_or_default();
-            (
-                r.best_model,
-                json!({"points": points, "best_params": best, "best_spec": r.best_spec, "metric": cfg.metric}),
-            )
+            let r = grid_search_reported(&m.name, &spec, &cfg, &x, &y)?;
+            let cv = CvOutput {
+                metric: cfg.metric,
+                folds: cfg.folds,
+                points: r
+                    .points
+                    .iter()
+                    .map(|p| CvPoint {
+                        params: p.params.clone(),
+                        mean: p.mean_score,
+                        std: p.std_score,
+                        fold_scores: p.fold_scores.clone(),
+                    })
+                    .collect(),
+                best_index: r.best_index,
+            };
+            (r.best_model, Some(cv), r.best_spec)
         };
-        Ok((model, cv, t.elapsed().as_secs_f64()))
+        Ok(LocalFit {
+            model,
+            cv,
+            params,
+            seconds: t.elapsed().as_secs_f64(),
+        })
     };
     let local: Vec<&ModelConfig> = todo
         .iter()
@@ -593,40 +622,63 @@ async fn train(
         .filter(|(_, c)| c.is_none())
         .map(|((m, _, _), _)| *m)
         .collect();
-    let mut local_results: Vec<Result<(TrainedModel, serde_json::Value, f64)>> =
-        if s.parallel && local.len() > 1 {
-            use rayon::prelude::*;
-            local.par_iter().map(|m| fit_one(m)).collect::<Vec<_>>()
-        } else {
-            local.iter().map(|m| fit_one(m)).collect::<Vec<_>>()
-        }
-        .into_iter()
-        .rev()
-        .collect();
+    let mut local_results: Vec<Result<LocalFit>> = if s.parallel && local.len() > 1 {
+        use rayon::prelude::*;
+        local.par_iter().map(|m| fit_one(m)).collect::<Vec<_>>()
+    } else {
+        local.iter().map(|m| fit_one(m)).collect::<Vec<_>>()
+    }
+    .into_iter()
+    .rev()
+    .collect();
     for ((m, p, dir), cluster_fit) in todo.into_iter().zip(on_cluster) {
-        let (res, train_rows, distributed) = match cluster_fit {
+        let (res, train_rows, distributed, class_balance) = match cluster_fit {
             Some((fit, secs)) => (
-                Ok((fit.model.clone(), serde_json::Value::Null, secs)),
-                fit.rows as usize,
-                fit.summary(),
+                Ok(LocalFit {
+                    model: fit.model.clone(),
+                    cv: None,
+                    params: m.spec.to_spec(),
+                    seconds: secs,
+                }),
+                fit.rows,
+                Some(fit.summary()),
+                None,
             ),
             None => (
                 local_results
                     .pop()
                     .unwrap_or_else(|| Err(EngineError::Internal("missing local fit".into()))),
-                x.n_rows(),
-                serde_json::Value::Null,
+                x.n_rows() as u64,
+                None,
+                Some(balance),
             ),
         };
-        let (model, cv, secs) = res?;
+        let fit = res?;
+        let secs = fit.seconds;
+        let output = TrainOutput {
+            model: m.name.clone(),
+            kind: fit.model.kind(),
+            params: fit.params.clone(),
+            train_rows,
+            class_balance,
+            seconds: secs,
+            cv: fit.cv.clone(),
+            importance: fit.model.feature_importance(),
+            trees: fit.model.trees().len(),
+            distributed,
+        };
         let mut art = ModelArtefact::new(
             m.name.clone(),
-            model,
+            fit.model,
             m.spec.to_spec(),
             commit::now_rfc3339(),
         );
         art.transform_state = state.clone();
-        art.extra.insert("cv".into(), cv.clone());
+        art.extra.insert(
+            "cv".into(),
+            serde_json::to_value(&fit.cv)
+                .map_err(|e| EngineError::Internal(format!("grid search summary: {e}")))?,
+        );
         let mut c = Commit::begin(&rc.lake, &dir);
         c.put(crate::registry::ARTEFACT_FILE, Bytes::from(art.to_bytes()?))
             .await?;
@@ -637,14 +689,79 @@ async fn train(
                 &rc.run_id,
                 p,
                 inputs.clone(),
-                json!({"model": m.name, "train_rows": train_rows, "seconds": secs, "cv": cv,
-                       "importance": art.model.feature_importance(), "distributed": distributed}),
+                outputs::to_manifest(&output)?,
             )
             .await?;
-        info!(model = %m.name, seconds = secs, "model trained");
+        info!(model = %m.name, seconds = %format_args!("{secs:.1}"), "model trained");
         done.push(man);
     }
-    Ok(("ran", done))
+    Ok((StepStatus::Ran, done))
+}
+
+/// [`sluice_ml::grid_search`] reporting fits done, the total and the best
+/// cross-validated score so far to a progress task `train <model>`.
+fn grid_search_reported(
+    model: &str,
+    spec: &sluice_ml::ModelSpec,
+    cfg: &sluice_ml::GridSearchConfig,
+    x: &FeatureMatrix,
+    y: &[u8],
+) -> Result<sluice_ml::GridSearchResult> {
+    let task = progress::task(format!("train {model}"), progress::Unit::Fits, None);
+    let metric = crate::logfmt::metric_name(cfg.metric);
+    let higher = cfg.metric.higher_is_better();
+    let best = std::sync::Mutex::new(None::<f64>);
+    let total = std::sync::atomic::AtomicUsize::new(0);
+    let on_event = |e: sluice_ml::TrainEvent| match e {
+        sluice_ml::TrainEvent::FoldDone { done, total: t } => {
+            // The fits of the grid plus the final refit on all rows.
+            if total.swap(t, std::sync::atomic::Ordering::Relaxed) != t {
+                task.set_total(t as u64 + 1);
+            }
+            task.set(done as u64);
+        }
+        sluice_ml::TrainEvent::GridPointDone {
+            index,
+            total: points,
+            mean_score,
+        } => {
+            if let Ok(mut b) = best.lock() {
+                let better = match *b {
+                    None => mean_score.is_finite(),
+                    Some(old) => mean_score.is_finite() && (mean_score > old) == higher,
+                };
+                if better {
+                    *b = Some(mean_score);
+                    task.set_best(&metric, mean_score);
+                }
+            }
+            tracing::debug!(model, point = index + 1, points, score = %crate::logfmt::num(mean_score), "grid point scored");
+        }
+        _ => {}
+    };
+    let r = sluice_ml::grid_search_with_progress(spec, cfg, x, y, Some(&on_event))?;
+    let t = total.load(std::sync::atomic::Ordering::Relaxed) as u64;
+    task.set(t + 1);
+    task.finish();
+    if let Some(p) = r.points.get(r.best_index) {
+        info!(
+            model,
+            points = r.points.len(),
+            metric = %metric,
+            best = %crate::logfmt::num(p.mean_score),
+            "grid search finished"
+        );
+    }
+    Ok(r)
+}
+
+/// A model fitted on the driver.
+struct LocalFit {
+    model: TrainedModel,
+    cv: Option<CvOutput>,
+    /// The parameters of `model` (the best grid point's, with a grid).
+    params: sluice_ml::ModelSpec,
+    seconds: f64,
 }
 
 /// All trained models of this run's configured train step.
@@ -674,8 +791,10 @@ async fn evaluate<'a>(
     s: &EvaluateStep,
     feats: Manifest,
     models: Vec<(String, Manifest)>,
-) -> Result<(Commit<'a>, serde_json::Value)> {
-    let t = train_step_config(rc).expect("checked by trained_models");
+) -> Result<(Commit<'a>, EvaluateOutput)> {
+    let t = train_step_config(rc).ok_or_else(|| {
+        EngineError::config(&rc.cfg.path, "evaluate needs a train step in the pipeline")
+    })?;
     let data = load_labelled(rc, &feats).await?;
     let (_, test_idx) = split_by_device(&data.device, t.test_fraction, t.seed);
     let x = data.x.select_rows(&test_idx);
@@ -687,34 +806,91 @@ async fn evaluate<'a>(
         let proba = art.model.predict_proba(&x)?;
         let metrics = sluice_ml::evaluate(&y, &proba, s.threshold);
         let score = metrics.get(s.metric);
-        info!(model = %name, metric = ?s.metric, score, accuracy = metrics.accuracy, auc = metrics.auc, "evaluated");
-        if best.as_ref().map(|(_, b)| score > *b).unwrap_or(true) {
+        info!(
+            model = %name,
+            metric = %crate::logfmt::metric_name(s.metric),
+            score = %crate::logfmt::num(score),
+            accuracy = %crate::logfmt::num(metrics.accuracy),
+            auc = %crate::logfmt::num(metrics.auc),
+            "evaluated"
+        );
+        if best
+            .as_ref()
+            .map(|(_, b)| better(s.metric, score, *b))
+            .unwrap_or(true)
+        {
             best = Some((name.clone(), score));
         }
-        results.insert(
-            name.clone(),
-            serde_json::to_value(&metrics).unwrap_or_default(),
-        );
+        let mut curves = label_curves(&y, &proba, &metrics);
+        curves.learning_curve = sluice_ml::curves::learning_curve(&art.model, &x, &y, 25)?;
+        results.insert(name.clone(), ModelEvaluation { metrics, curves });
     }
     let (best_name, best_score) =
         best.ok_or_else(|| EngineError::Internal("no model to evaluate".into()))?;
     let mut c = Commit::begin(&rc.lake, &rc.step_dir(StepName::Evaluate));
-    let body = json!({"metric": s.metric, "threshold": s.threshold, "test_rows": x.n_rows(), "models": results, "best": best_name, "best_score": best_score});
-    c.put(
-        "metrics.json",
-        Bytes::from(serde_json::to_vec_pretty(&body).unwrap_or_default()),
-    )
-    .await?;
-    Ok((c, body))
+    let out = EvaluateOutput {
+        metric: s.metric,
+        threshold: s.threshold,
+        test_rows: x.n_rows() as u64,
+        test_balance: ClassCounts::of(&y),
+        models: results,
+        best: best_name,
+        best_score,
+    };
+    let body = serde_json::to_vec_pretty(&out)
+        .map_err(|e| EngineError::Internal(format!("evaluation metrics: {e}")))?;
+    c.put("metrics.json", Bytes::from(body)).await?;
+    Ok((c, out))
 }
+
+/// Whether `score` beats `best` on `metric` (a NaN never does).
+fn better(metric: Metric, score: f64, best: f64) -> bool {
+    if best.is_nan() {
+        return !score.is_nan();
+    }
+    if metric.higher_is_better() {
+        score > best
+    } else {
+        score < best
+    }
+}
+
+/// PR curve, calibration and score histograms of probabilities against
+/// labels (`metrics` computed from the same).
+fn label_curves(y: &[u8], proba: &[f64], metrics: &sluice_ml::Metrics) -> EvalCurves {
+    use sluice_ml::curves::{calibration, histogram, pr_curve};
+    let class = |c: u8| {
+        histogram(
+            y.iter()
+                .zip(proba)
+                .filter(move |(t, _)| **t == c)
+                .map(|(_, p)| *p),
+            HISTOGRAM_BINS,
+        )
+    };
+    EvalCurves {
+        pr: pr_curve(metrics),
+        calibration: calibration(y, proba, 10),
+        histogram: outputs::ScoreHistogram {
+            indoor: class(1),
+            outdoor: class(0),
+            all: histogram(proba.iter().copied(), HISTOGRAM_BINS),
+        },
+        learning_curve: Vec::new(),
+    }
+}
+
+/// Bins of the probability histograms.
+const HISTOGRAM_BINS: usize = 20;
 
 async fn deploy<'a>(
     rc: &'a RunContext,
     s: &crate::config::DeployStep,
     eval: Manifest,
-) -> Result<(Commit<'a>, serde_json::Value)> {
-    let best = eval.extra["best"].as_str().unwrap_or_default().to_string();
-    let score = eval.extra["best_score"].as_f64().unwrap_or(f64::NAN);
+) -> Result<(Commit<'a>, DeployOutput)> {
+    let ev: EvaluateOutput = eval.output()?;
+    let best = ev.best.clone();
+    let score = ev.best_score;
     if let Some(min) = s.min_metric {
         // A NaN score (metric not computed) does not pass either.
         if score.is_nan() || score < min {
@@ -728,12 +904,18 @@ async fn deploy<'a>(
     }
     let (_, man) = rc.upstream(StepName::Train, Some(&best)).await?;
     let mut art = load_trained(rc, &man).await?;
-    let metrics: sluice_ml::Metrics =
-        serde_json::from_value(eval.extra["models"][&best].clone())
-            .map_err(|e| EngineError::Internal(format!("evaluate metrics unreadable: {e}")))?;
+    let metrics = ev
+        .models
+        .get(&best)
+        .map(|m| m.metrics.clone())
+        .ok_or_else(|| EngineError::Step {
+            step: "deploy".into(),
+            message: format!("the evaluate output has no metrics for the best model `{best}`"),
+        })?;
+    let metrics_json = serde_json::to_value(&metrics)
+        .map_err(|e| EngineError::Internal(format!("metrics serialization: {e}")))?;
     art.metrics = Some(metrics);
-    art.extra
-        .insert("threshold".into(), eval.extra["threshold"].clone());
+    art.extra.insert("threshold".into(), json!(ev.threshold));
     art.extra.insert("pipeline".into(), json!(rc.pipeline()));
     art.extra.insert("run_id".into(), json!(rc.run_id));
     attach_drift_reference(rc, &mut art).await?;
@@ -743,10 +925,13 @@ async fn deploy<'a>(
             name: &s.model_name,
             artefact: Bytes::from(art.to_bytes()?),
             transform_state: &art.transform_state,
-            metrics: &eval.extra["models"][&best],
+            metrics: &metrics_json,
             pipeline: rc.pipeline(),
             run_id: &rc.run_id,
-            params: json!({"model": best}),
+            params: serde_json::to_value(registry::VersionParams {
+                model: best.clone(),
+            })
+            .map_err(|e| EngineError::Internal(format!("version parameters: {e}")))?,
             inputs: vec![
                 input(&format!("train/{best}"), &man),
                 input("evaluate", &eval),
@@ -756,13 +941,17 @@ async fn deploy<'a>(
     .await?;
     info!(model = %best, name = %v.name, version = %v.version, "deployed");
     let mut c = Commit::begin(&rc.lake, &rc.step_dir(StepName::Deploy));
-    let body = json!({"name": v.name, "version": v.version, "model": best, "metric": eval.extra["metric"], "value": score});
-    c.put(
-        "deployed.json",
-        Bytes::from(serde_json::to_vec_pretty(&body).unwrap_or_default()),
-    )
-    .await?;
-    Ok((c, body))
+    let out = DeployOutput {
+        name: v.name.clone(),
+        version: v.version.clone(),
+        model: best,
+        metric: ev.metric,
+        value: score,
+    };
+    let body = serde_json::to_vec_pretty(&out)
+        .map_err(|e| EngineError::Internal(format!("deploy record: {e}")))?;
+    c.put("deployed.json", Bytes::from(body)).await?;
+    Ok((c, out))
 }
 
 /// The reference of inference drift checks: the model's features over all
@@ -795,22 +984,9 @@ async fn attach_drift_reference(rc: &RunContext, art: &mut ModelArtefact) -> Res
     Ok(())
 }
 
-/// `predictions/run=<run_id>`, or for a run restricted to single partition
-/// values (`--partition date=2026-11-28`) the same partitions as the raw
-/// tables, `predictions/date=2026-11-28`: a rerun of that day commits a new
-/// manifest there, replacing the day's predictions atomically.
+/// Where this run's predictions go ([`RunContext::predictions_dir`]).
 fn predictions_dir(rc: &RunContext) -> String {
-    let partitions = rc.cfg.config.steps.iter().find_map(|s| match s {
-        StepConfig::Ingest(i) if !i.partitions.is_empty() => Some(&i.partitions),
-        _ => None,
-    });
-    match partitions {
-        Some(p) if p.iter().all(|f| f.is_single()) => {
-            let parts: Vec<String> = p.iter().map(|f| f.to_string()).collect();
-            format!("predictions/{}", parts.join("/"))
-        }
-        _ => format!("predictions/run={}", rc.run_id),
-    }
+    rc.predictions_dir()
 }
 
 async fn predict(
@@ -821,7 +997,8 @@ async fn predict(
     inputs: Vec<InputRef>,
 ) -> Result<Manifest> {
     // The model version the features were computed with (never a newer one).
-    let version = feats.extra["model"]["version"].as_str().map(str::to_string);
+    let feats_out: FeaturesOutput = feats.output()?;
+    let version = feats_out.model.as_ref().map(|m| m.version.clone());
     let v = registry::resolve(
         &rc.lake,
         &s.model_name,
@@ -859,8 +1036,11 @@ async fn predict(
     };
     let proba = udf.call(args);
     let dir = predictions_dir(rc);
-    let mut c = Commit::begin(&rc.lake, &dir);
-    let pb = crate::progress::spinner("predict");
+    let mut c = Commit::begin(&rc.lake, &dir).with_progress(progress::task(
+        "predict",
+        progress::Unit::Rows,
+        feats.rows,
+    ));
     let mut outs = Vec::new();
     for df in feature_frames(rc, &feats).await? {
         let mut first = vec![
@@ -891,9 +1071,7 @@ async fn predict(
         outs.push(out);
     }
     let rows = c.write_parquet_parts(outs).await?;
-    pb.finish_and_clear();
     c.promote_files().await?;
-    let mut extra = json!({"rows": rows, "model": {"name": v.name, "version": v.version}, "threshold": threshold});
     let drift =
         crate::drift::check(&art, feature_frames(rc, &feats).await?, proba, &s.drift).await?;
     if let Some(d) = &drift {
@@ -903,7 +1081,6 @@ async fn predict(
             d,
         )
         .await?;
-        extra["drift"] = serde_json::to_value(d).unwrap_or_default();
     }
     if rows != feats.rows.unwrap_or(rows) {
         return Err(EngineError::Internal(format!(
@@ -911,31 +1088,110 @@ async fn predict(
             feats.rows.unwrap_or(0)
         )));
     }
-    if let Some(score) = score_against_truth(rc, &c, threshold).await? {
+    let (probability_histogram, predicted_indoor) = prediction_histogram(rc, &c).await?;
+    let scoring = score_against_truth(rc, &c, threshold).await?;
+    if let Some(sc) = &scoring {
         info!(
-            accuracy = score["accuracy"].as_f64(),
-            auc = score["auc"].as_f64(),
+            rows = sc.rows,
+            accuracy = %crate::logfmt::num(sc.metrics.accuracy),
+            auc = %crate::logfmt::num(sc.metrics.auc),
             "scored against truth labels"
         );
-        extra["scoring"] = score;
     }
+    let out = PredictOutput {
+        rows,
+        predictions: dir.clone(),
+        model: ModelProvenance {
+            name: v.name.clone(),
+            version: v.version.clone(),
+            model: art.name.clone(),
+            kind: Some(art.model.kind()),
+            pipeline: Some(v.manifest.pipeline.clone()),
+            run_id: Some(v.manifest.run_id.clone()),
+            committed_at: v.manifest.finished_at.clone(),
+            metrics: art.metrics.clone(),
+        },
+        threshold,
+        predicted_indoor,
+        probability_histogram,
+        scoring,
+        drift,
+    };
     c.finish(
         "predictions",
         rc.pipeline(),
         &rc.run_id,
         params.clone(),
         inputs,
-        extra,
+        outputs::to_manifest(&out)?,
     )
     .await
 }
 
-/// Accuracy/AUC of the just-written predictions against `truth/labels/`, when present.
+/// Predicted probabilities of the just-written predictions in
+/// [`HISTOGRAM_BINS`] bins, and the rows predicted indoor (one aggregate
+/// query over the `indoor_probability` and `indoor` columns).
+async fn prediction_histogram(rc: &RunContext, c: &Commit<'_>) -> Result<(Vec<u64>, u64)> {
+    use datafusion::functions_aggregate::expr_fn::{count, sum};
+    let bins = HISTOGRAM_BINS as i64;
+    let raw = datafusion::logical_expr::cast(
+        col("indoor_probability") * lit(HISTOGRAM_BINS as f64),
+        arrow::datatypes::DataType::Int64,
+    );
+    let bin = datafusion::logical_expr::when(raw.clone().gt_eq(lit(bins)), lit(bins - 1))
+        .when(raw.clone().lt(lit(0i64)), lit(0i64))
+        .otherwise(raw)?;
+    let batches = rc
+        .ctx
+        .read_parquet(c.file_urls(), Default::default())
+        .await?
+        .aggregate(
+            vec![bin.alias("bin")],
+            vec![
+                count(lit(1i64)).alias("n"),
+                sum(datafusion::logical_expr::cast(
+                    col("indoor"),
+                    arrow::datatypes::DataType::Int64,
+                ))
+                .alias("indoor"),
+            ],
+        )?
+        .collect()
+        .await?;
+    let mut hist = vec![0u64; HISTOGRAM_BINS];
+    let mut indoor = 0u64;
+    for b in &batches {
+        let as_i64 = |name: &str| -> Result<arrow::array::ArrayRef> {
+            let c = b.column_by_name(name).ok_or_else(|| {
+                EngineError::Internal(format!("prediction histogram: no column `{name}`"))
+            })?;
+            Ok(arrow::compute::cast(c, &arrow::datatypes::DataType::Int64)?)
+        };
+        let (bin, n, ind) = (as_i64("bin")?, as_i64("n")?, as_i64("indoor")?);
+        let (bin, n, ind) = (
+            bin.as_primitive::<Int64Type>(),
+            n.as_primitive::<Int64Type>(),
+            ind.as_primitive::<Int64Type>(),
+        );
+        for i in 0..b.num_rows() {
+            if bin.is_valid(i) {
+                hist[bin.value(i).clamp(0, bins - 1) as usize] += n.value(i) as u64;
+            }
+            if ind.is_valid(i) {
+                indoor += ind.value(i) as u64;
+            }
+        }
+    }
+    Ok((hist, indoor))
+}
+
+/// Metrics and curves of the just-written predictions against
+/// `truth/labels/`, when present.
 async fn score_against_truth(
     rc: &RunContext,
     c: &Commit<'_>,
     threshold: f64,
-) -> Result<Option<serde_json::Value>> {
+) -> Result<Option<Scoring>> {
     if rc.lake.list("truth/labels/").await?.is_empty() {
         return Ok(None);
     }
@@ -975,33 +1231,33 @@ async fn score_against_truth(
     if y.is_empty() {
         return Ok(None);
     }
-    let m = sluice_ml::evaluate(&y, &p, threshold);
-    Ok(Some(
-        json!({"rows": y.len(), "accuracy": m.accuracy, "auc": m.auc, "metrics": m}),
-    ))
+    let metrics = sluice_ml::evaluate(&y, &p, threshold);
+    let curves = label_curves(&y, &p, &metrics);
+    Ok(Some(Scoring {
+        rows: y.len() as u64,
+        metrics,
+        curves,
+    }))
 }
 
-/// Facts worth printing at the end of a run.
-pub(super) async fn summary(rc: &RunContext, outcomes: &[StepOutcome]) -> serde_json::Value {
-    let mut s = json!({"run_id": rc.run_id});
+/// Facts worth printing at the end of a run, from the steps' typed outputs.
+pub(super) fn summary(rc: &RunContext, outcomes: &[StepOutcome]) -> Result<RunSummary> {
+    let mut s = RunSummary::default();
     for o in outcomes {
         for m in &o.manifests {
             match o.step {
-                StepName::Evaluate => {
-                    s["best_model"] = m.extra["best"].clone();
-                    s["evaluation"] = m.extra["models"].clone();
-                }
-                StepName::Deploy => s["deployed"] = m.extra.clone(),
+                StepName::Evaluate => s.evaluation = Some(m.output()?),
+                StepName::Deploy => s.deployed = Some(m.output()?),
                 StepName::Predict => {
-                    s["predictions"] = json!(rc.lake.table_url(&predictions_dir(rc)));
-                    s["predicted_rows"] = m.extra["rows"].clone();
-                    s["scoring"] = m.extra["scoring"].clone();
+                    let p: PredictOutput = m.output()?;
+                    s.predictions_url = Some(rc.lake.table_url(&p.predictions));
+                    s.predictions = Some(p);
                 }
                 _ => {}
             }
         }
     }
-    s
+    Ok(s)
 }
 
 /// Writes `report.html` and `report.json` for the run; returns the HTML path.
@@ -1009,9 +1265,9 @@ pub(super) async fn write_report(
     rc: &RunContext,
     outcomes: &[StepOutcome],
     started_at: &str,
-    summary: &serde_json::Value,
+    failure: Option<&crate::report::Failure>,
 ) -> Result<String> {
-    let report = crate::report_build::build(rc, outcomes, started_at, summary);
+    let report = crate::report_build::build(rc, outcomes, started_at, failure)?;
     let dir = format!("runs/{}/{}", rc.pipeline(), rc.run_id);
     let html = crate::report::render_html(&report)?;
     let js = crate::report::render_json(&report)?;

@@ -36,6 +36,10 @@ tr.failed td{color:var(--bad)}
 .badge.deployed{background:var(--accent);color:#fff}
 .warnings{background:var(--warn);border:1px solid #f0d58a;border-radius:6px;padding:8px 16px;margin:16px 0}
 .warnings h2{border:none;margin:4px 0}
+.failure{background:#fbe3e3;border:1px solid #e8a3a3;border-radius:6px;padding:8px 16px;margin:16px 0}
+.failure h2{border:none;margin:4px 0;color:var(--bad)}
+.failure pre{white-space:pre-wrap;word-break:break-word;font-size:13px}
+td.folds{font-size:12px;color:var(--muted)}
 .card{border:1px solid var(--line);border-radius:6px;padding:10px 16px;margin:8px 0}
 figure{margin:10px 0 18px}
 figure svg{max-width:100%;height:auto;display:block}
@@ -66,11 +70,14 @@ pub fn render(report: &RunReport) -> Result<String> {
         esc(&report.run_id),
         run_status(report)
     );
+    failure(&mut h, report);
     warnings(&mut h, report);
     metadata(&mut h, report);
     deployed(&mut h, report);
-    scoring(&mut h, report);
+    inference(&mut h, report)?;
+    scoring(&mut h, report)?;
     crate::report::drift::section(&mut h, report.drift.as_ref())?;
+    data(&mut h, report);
     models(&mut h, report)?;
     steps(&mut h, report)?;
     let _ = write!(
@@ -90,7 +97,7 @@ fn non_empty<'a>(s: &'a str, fallback: &'a str) -> &'a str {
 }
 
 fn run_status(report: &RunReport) -> &'static str {
-    if report.steps.iter().any(|s| s.status == StepStatus::Failed) {
+    if report.failure.is_some() || report.steps.iter().any(|s| s.status == StepStatus::Failed) {
         "<span class=\"badge failed\">failed</span>"
     } else {
         "<span class=\"badge ran\">succeeded</span>"
@@ -146,6 +153,19 @@ fn metadata(h: &mut String, r: &RunReport) {
     h.push_str("</table>\n</section>\n");
 }
 
+fn failure(h: &mut String, r: &RunReport) {
+    let Some(f) = &r.failure else { return };
+    let _ = write!(
+        h,
+        "<section class=\"failure\" id=\"failure\">\n<h2>Failed at step <code>{}</code></h2>\n\
+         <pre>{}</pre>\n<p class=\"sub\">Steps committed before the failure are kept; fix the cause and \
+         rerun with <code>--resume {}</code>.</p>\n</section>\n",
+        esc(&f.step),
+        esc(&f.error),
+        esc(&r.run_id)
+    );
+}
+
 fn deployed(h: &mut String, r: &RunReport) {
     let Some(d) = &r.deployed else { return };
     let heading = if r.kind == "inference" {
@@ -160,13 +180,140 @@ fn deployed(h: &mut String, r: &RunReport) {
         esc(&d.name),
         esc(&d.version),
         esc(&d.model),
-        esc(non_empty(&d.metric, "n/a")),
+        esc(non_empty(&d.metric, "the configured metric")),
         metric(Some(d.value))
     );
 }
 
-fn scoring(h: &mut String, r: &RunReport) {
-    let Some(m) = &r.scoring else { return };
+fn data(h: &mut String, r: &RunReport) {
+    let Some(d) = &r.data else { return };
+    h.push_str("<section id=\"data\">\n<h2>Data</h2>\n<table>\n<tr><th>split</th><th class=\"num\">rows</th><th class=\"num\">indoor</th><th class=\"num\">outdoor</th><th class=\"num\">indoor share</th></tr>\n");
+    for (label, c) in [("train", d.train), ("test (held out)", d.test)] {
+        let Some(c) = c else { continue };
+        let _ = writeln!(
+            h,
+            "<tr><td>{label}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+            thousands(c.total()),
+            thousands(c.indoor),
+            thousands(c.outdoor),
+            c.indoor_share()
+                .map_or_else(|| "—".to_string(), |s| format!("{:.1} %", 100.0 * s))
+        );
+    }
+    h.push_str("</table>\n<table class=\"kv\">\n");
+    if let Some(n) = d.ingested_rows {
+        let _ = writeln!(
+            h,
+            "<tr><th>rows ingested</th><td>{}</td></tr>",
+            thousands(n)
+        );
+    }
+    if let Some(n) = d.rejected_rows {
+        let _ = writeln!(
+            h,
+            "<tr><th>rows rejected</th><td>{}</td></tr>",
+            thousands(n)
+        );
+    }
+    let _ = writeln!(h, "<tr><th>features</th><td>{}</td></tr>", d.features);
+    h.push_str("</table>\n</section>\n");
+}
+
+fn inference(h: &mut String, r: &RunReport) -> Result<()> {
+    let Some(i) = &r.inference else { return Ok(()) };
+    let m = &i.model;
+    h.push_str("<section id=\"inference\">\n<h2>Model used</h2>\n<table class=\"kv\">\n");
+    let from = match (&m.pipeline, &m.run_id) {
+        (Some(p), Some(run)) => format!(
+            "pipeline <code>{}</code>, run <code>{}</code>",
+            esc(p),
+            esc(run)
+        ),
+        _ => "—".to_string(),
+    };
+    let selection = m.metrics.as_ref().map_or_else(
+        || "—".to_string(),
+        |x| {
+            format!(
+                "accuracy {} · AUC {}",
+                metric(Some(x.accuracy)),
+                metric(Some(x.auc))
+            )
+        },
+    );
+    let rows: [(&str, String); 6] = [
+        (
+            "registry model",
+            format!(
+                "<strong>{}</strong> version <code>{}</code>",
+                esc(&m.name),
+                esc(&m.version)
+            ),
+        ),
+        (
+            "trained model",
+            format!(
+                "{}{}",
+                esc(&m.model),
+                m.kind.map_or_else(String::new, |k| format!(
+                    " ({})",
+                    esc(&crate::logfmt::kind_name(k))
+                ))
+            ),
+        ),
+        ("deployed by", from),
+        ("committed", esc(non_empty(&m.committed_at, "—"))),
+        ("held-out metrics", selection),
+        ("decision threshold", metric(Some(i.threshold))),
+    ];
+    for (k, v) in rows {
+        let _ = writeln!(h, "<tr><th>{k}</th><td>{v}</td></tr>");
+    }
+    h.push_str("</table>\n<h2>Predictions</h2>\n<table class=\"kv\">\n");
+    let share = if i.rows > 0 {
+        format!(
+            " ({:.1} %)",
+            100.0 * i.predicted_indoor as f64 / i.rows as f64
+        )
+    } else {
+        String::new()
+    };
+    let _ = writeln!(
+        h,
+        "<tr><th>written to</th><td><code id=\"predictions-path\">{}</code></td></tr>\n\
+         <tr><th>rows</th><td>{}</td></tr>\n<tr><th>predicted indoor</th><td>{}{share}</td></tr>\n\
+         <tr><th>predicted outdoor</th><td>{}</td></tr>",
+        esc(&redact_url(&i.predictions)),
+        thousands(i.rows),
+        thousands(i.predicted_indoor),
+        thousands(i.rows.saturating_sub(i.predicted_indoor)),
+    );
+    h.push_str("</table>\n");
+    let bins = [plots::BinSeries {
+        label: "predictions",
+        color: 0,
+        counts: &i.probability_histogram,
+    }];
+    if let Some(svg) = plots::histogram_chart(
+        "Predicted indoor probability",
+        "indoor probability",
+        &bins,
+        Some(i.threshold),
+    )? {
+        figure_tagged(
+            h,
+            "probability-histogram",
+            &["predictions"],
+            &svg,
+            "Predicted indoor probability of every prediction; the dashed line is the decision threshold.",
+        );
+    }
+    h.push_str("</section>\n");
+    Ok(())
+}
+
+fn scoring(h: &mut String, r: &RunReport) -> Result<()> {
+    let Some(m) = &r.scoring else { return Ok(()) };
     h.push_str(
         "<section id=\"scoring\">\n<h2>Predictions scored against truth</h2>\n<table>\n<tr>",
     );
@@ -180,7 +327,162 @@ fn scoring(h: &mut String, r: &RunReport) {
     for (_, v, _) in m.entries() {
         let _ = write!(h, "<td class=\"num\">{}</td>", metric(v));
     }
-    h.push_str("</tr>\n</table>\n</section>\n");
+    h.push_str("</tr>\n</table>\n");
+    if let Some(t) = &r.truth {
+        let as_model = ModelReport {
+            name: "predictions".into(),
+            metrics: m.clone(),
+            roc: t.roc.clone(),
+            confusion: t.confusion,
+            curves: t.curves.clone(),
+            ..ModelReport::default()
+        };
+        let one = std::slice::from_ref(&as_model);
+        if let Some(svg) = plots::confusion_chart(&as_model)? {
+            figure_tagged(
+                h,
+                "truth-confusion",
+                &["predictions"],
+                &svg,
+                "Predictions against truth labels (percentages of the actual class).",
+            );
+        }
+        curve_charts(h, one, "against truth")?;
+    }
+    h.push_str("</section>\n");
+    Ok(())
+}
+
+/// ROC (linear and log-scaled false positive rate), precision-recall,
+/// calibration and score histograms of `models` (held-out or against truth).
+fn curve_charts(h: &mut String, models: &[ModelReport], what: &str) -> Result<()> {
+    let names: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
+    let roc: Vec<plots::Series> = models
+        .iter()
+        .enumerate()
+        .map(|(i, m)| plots::Series {
+            label: format!("{} (AUC {})", m.name, metric(m.metrics.auc)),
+            color: i,
+            points: plots::roc_points(&m.roc),
+            dots: false,
+        })
+        .collect();
+    let title = format!("ROC curve ({what})");
+    let spec = plots::LineChart {
+        title: &title,
+        x_desc: "false positive rate",
+        y_desc: "true positive rate",
+        x: (0.0, 1.0),
+        y: (0.0, 1.0),
+        log_x: false,
+        reference: Some(((0.0, 0.0), (1.0, 1.0), "chance (AUC 0.5)")),
+        legend: plotters::prelude::SeriesLabelPosition::LowerRight,
+    };
+    match plots::line_chart(&spec, &roc)? {
+        Some(svg) => figure_tagged(h, "roc", &names, &svg, "True against false positive rate over all thresholds; the dashed diagonal is a random classifier."),
+        None => h.push_str("<p class=\"empty\">No ROC curve was recorded.</p>\n"),
+    }
+    let log_roc: Vec<plots::Series> = roc
+        .iter()
+        .map(|s| plots::Series {
+            points: s
+                .points
+                .iter()
+                .filter(|(x, _)| *x > 0.0)
+                .map(|&(x, y)| (x.log10().max(-4.0), y))
+                .collect(),
+            ..s.clone()
+        })
+        .collect();
+    let title = format!("ROC curve, log-scaled false positive rate ({what})");
+    let spec = plots::LineChart {
+        title: &title,
+        x: (-4.0, 0.0),
+        log_x: true,
+        reference: None,
+        ..spec
+    };
+    if let Some(svg) = plots::line_chart(&spec, &log_roc)? {
+        figure_tagged(h, "roc-log", &names, &svg, "The same curves with the false positive rate on a log scale: how many indoor samples are found at very few false alarms.");
+    }
+    let pr: Vec<plots::Series> = models
+        .iter()
+        .enumerate()
+        .map(|(i, m)| plots::Series {
+            label: format!("{} (PR AUC {})", m.name, metric(m.metrics.pr_auc)),
+            color: i,
+            points: m.curves.pr.clone(),
+            dots: false,
+        })
+        .collect();
+    let title = format!("Precision-recall curve ({what})");
+    let spec = plots::LineChart {
+        title: &title,
+        x_desc: "recall (indoor)",
+        y_desc: "precision (indoor)",
+        x: (0.0, 1.0),
+        y: (0.0, 1.0),
+        log_x: false,
+        reference: None,
+        legend: plotters::prelude::SeriesLabelPosition::LowerLeft,
+    };
+    if let Some(svg) = plots::line_chart(&spec, &pr)? {
+        figure_tagged(
+            h,
+            "pr",
+            &names,
+            &svg,
+            "Precision against recall of the indoor class over all thresholds.",
+        );
+    }
+    let cal: Vec<plots::Series> = models
+        .iter()
+        .enumerate()
+        .map(|(i, m)| plots::Series {
+            label: m.name.clone(),
+            color: i,
+            points: m
+                .curves
+                .calibration
+                .iter()
+                .map(|b| (b.mean_predicted, b.observed))
+                .collect(),
+            dots: true,
+        })
+        .collect();
+    let title = format!("Calibration ({what})");
+    let spec = plots::LineChart {
+        title: &title,
+        x_desc: "mean predicted indoor probability",
+        y_desc: "observed indoor share",
+        reference: Some(((0.0, 0.0), (1.0, 1.0), "perfectly calibrated")),
+        legend: plotters::prelude::SeriesLabelPosition::UpperLeft,
+        ..spec
+    };
+    if let Some(svg) = plots::line_chart(&spec, &cal)? {
+        figure_tagged(h, "calibration", &names, &svg, "Reliability diagram over ten probability bins: points on the diagonal are well calibrated.");
+    }
+    for m in models {
+        let bins = [
+            plots::BinSeries {
+                label: "truth: indoor",
+                color: 0,
+                counts: &m.curves.histogram.indoor,
+            },
+            plots::BinSeries {
+                label: "truth: outdoor",
+                color: 1,
+                counts: &m.curves.histogram.outdoor,
+            },
+        ];
+        let title = format!("{}: predicted probability by true class ({what})", m.name);
+        if let Some(svg) =
+            plots::histogram_chart(&title, "predicted indoor probability", &bins, None)?
+        {
+            figure_tagged(h, "score-histogram", &["truth: indoor", "truth: outdoor"], &svg, "Predicted indoor probability, indoor and outdoor samples side by side: the less they overlap, the better the model separates them.");
+        }
+    }
+    Ok(())
 }
 
 /// Index of the best finite value per metric column (only with 2+ models).
@@ -254,26 +556,26 @@ fn models(h: &mut String, r: &RunReport) -> Result<()> {
         h.push_str("<p class=\"sub\">Best value per metric highlighted (↑ higher is better, ↓ lower is better).</p>\n");
     }
 
-    h.push_str("<h3>ROC curves</h3>\n");
-    match plots::roc_chart(&r.models)? {
-        Some(svg) => figure(h, &svg, "True against false positive rate over all thresholds; the dashed diagonal is a random classifier."),
-        None => h.push_str("<p class=\"empty\">No ROC curve was recorded.</p>\n"),
-    }
+    params_table(h, &r.models);
+    h.push_str("<h3>Curves on the held-out split</h3>\n");
+    curve_charts(h, &r.models, "held-out split")?;
+    learning_curves(h, &r.models)?;
 
     h.push_str("<h3>Confusion matrices</h3>\n<div class=\"grid\">\n");
     for m in &r.models {
         match plots::confusion_chart(m)? {
             Some(svg) => {
                 let c = m.confusion;
+                let tag = [m.name.as_str()];
                 let caption = format!(
-                    "{}: TN {}, FP {}, FN {}, TP {} (percentages of the actual class)",
+                    "{}: outdoor kept {}, outdoor called indoor {}, indoor missed {}, indoor found {} (percentages of the actual class)",
                     m.name,
                     thousands(c.tn),
                     thousands(c.fp),
                     thousands(c.fn_),
                     thousands(c.tp)
                 );
-                figure(h, &svg, &caption);
+                figure_tagged(h, "confusion", &tag, &svg, &caption);
             }
             None => {
                 let _ = writeln!(
@@ -286,9 +588,113 @@ fn models(h: &mut String, r: &RunReport) -> Result<()> {
     }
     h.push_str("</div>\n");
 
-    grids(h, &r.models);
+    grids(h, &r.models)?;
     importance(h, &r.models)?;
     h.push_str("</section>\n");
+    Ok(())
+}
+
+/// A figure whose chart kind and expected series are named in `data-`
+/// attributes (the browser test checks each series is drawn).
+fn figure_tagged(h: &mut String, chart: &str, series: &[&str], svg: &str, caption: &str) {
+    let _ = write!(
+        h,
+        "<figure data-chart=\"{}\" data-series=\"{}\">\n{svg}<figcaption>{}</figcaption>\n</figure>\n",
+        esc(chart),
+        esc(&series.join("|")),
+        esc(caption)
+    );
+}
+
+/// Every parameter of every model, one column per model.
+fn params_table(h: &mut String, models: &[ModelReport]) {
+    let with: Vec<&ModelReport> = models.iter().filter(|m| m.params.is_object()).collect();
+    if with.is_empty() {
+        return;
+    }
+    let mut keys: Vec<&String> = Vec::new();
+    for m in &with {
+        for k in m.params.as_object().into_iter().flat_map(|o| o.keys()) {
+            if !keys.contains(&k) {
+                keys.push(k);
+            }
+        }
+    }
+    h.push_str("<h3>Parameters</h3>\n<table id=\"params\">\n<tr><th>parameter</th>");
+    for m in &with {
+        let _ = write!(h, "<th>{}</th>", esc(&m.name));
+    }
+    h.push_str("</tr>\n<tr><td>training rows</td>");
+    for m in &with {
+        let _ = write!(
+            h,
+            "<td class=\"num\">{}</td>",
+            m.train_rows.map_or_else(|| "—".to_string(), thousands)
+        );
+    }
+    h.push_str("</tr>\n<tr><td>trees</td>");
+    for m in &with {
+        let _ = write!(
+            h,
+            "<td class=\"num\">{}</td>",
+            m.trees.map_or_else(|| "—".to_string(), |t| t.to_string())
+        );
+    }
+    h.push_str("</tr>\n");
+    for k in keys {
+        let _ = write!(h, "<tr><td>{}</td>", esc(k));
+        for m in &with {
+            let v = m
+                .params
+                .get(k.as_str())
+                .map_or_else(|| "—".to_string(), param_value);
+            let _ = write!(h, "<td>{}</td>", esc(&v));
+        }
+        h.push_str("</tr>\n");
+    }
+    h.push_str("</table>\n");
+}
+
+/// Held-out log-loss by number of trees, one line per model.
+fn learning_curves(h: &mut String, models: &[ModelReport]) -> Result<()> {
+    let series: Vec<plots::Series> = models
+        .iter()
+        .enumerate()
+        .map(|(i, m)| plots::Series {
+            label: m.name.clone(),
+            color: i,
+            points: m
+                .curves
+                .learning_curve
+                .iter()
+                .map(|&(n, l)| (n as f64, l))
+                .collect(),
+            dots: false,
+        })
+        .collect();
+    let xs = series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
+    let ys: Vec<f64> = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.1))
+        .filter(|v| v.is_finite())
+        .collect();
+    let x_max = xs.fold(1.0f64, f64::max);
+    let y_max = ys.iter().copied().fold(0.0f64, f64::max);
+    let y_min = ys.iter().copied().fold(f64::INFINITY, f64::min);
+    let spec = plots::LineChart {
+        title: "Learning curve (held-out split)",
+        x_desc: "trees",
+        y_desc: "log-loss",
+        x: (0.0, x_max),
+        y: ((y_min * 0.9).min(y_max), y_max * 1.05),
+        log_x: false,
+        reference: None,
+        legend: plotters::prelude::SeriesLabelPosition::UpperRight,
+    };
+    let names: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
+    if let Some(svg) = plots::line_chart(&spec, &series)? {
+        figure_tagged(h, "learning-curve", &names, &svg, "Held-out log-loss of the first n trees: where boosting stops helping (a forest's trees average, so its curve flattens early).");
+    }
     Ok(())
 }
 
@@ -337,10 +743,10 @@ fn best_grid_row(m: &ModelReport) -> Option<usize> {
         .map(|(i, _)| i)
 }
 
-fn grids(h: &mut String, models: &[ModelReport]) {
+fn grids(h: &mut String, models: &[ModelReport]) -> Result<()> {
     let with_grid: Vec<&ModelReport> = models.iter().filter(|m| !m.grid.is_empty()).collect();
     if with_grid.is_empty() {
-        return;
+        return Ok(());
     }
     h.push_str("<h3>Grid search</h3>\n");
     for m in with_grid {
@@ -361,7 +767,11 @@ fn grids(h: &mut String, models: &[ModelReport]) {
             }
             None => h.push_str("<th>parameters</th>"),
         }
-        let _ = writeln!(h, "<th class=\"num\">{} (mean ± std)</th></tr>", esc(score));
+        let _ = writeln!(
+            h,
+            "<th class=\"num\">{} (mean ± std)</th><th>per fold</th></tr>",
+            esc(score)
+        );
         let best = best_grid_row(m);
         for (i, g) in m.grid.iter().enumerate() {
             let is_best = best == Some(i);
@@ -382,15 +792,91 @@ fn grids(h: &mut String, models: &[ModelReport]) {
                     let _ = write!(h, "<td><code>{}</code></td>", esc(&g.params.to_string()));
                 }
             }
+            let folds: Vec<String> = g.fold_scores.iter().map(|v| metric(Some(*v))).collect();
             let _ = writeln!(
                 h,
-                "<td class=\"num\">{} ± {}</td></tr>",
+                "<td class=\"num\">{} ± {}</td><td class=\"folds\">{}</td></tr>",
                 metric(Some(g.mean)),
-                metric(Some(g.std))
+                metric(Some(g.std)),
+                if folds.is_empty() {
+                    "—".to_string()
+                } else {
+                    folds.join(" · ")
+                }
             );
         }
         h.push_str("</table>\n");
+        grid_heatmap(h, m, keys.as_deref(), score)?;
     }
+    Ok(())
+}
+
+/// The grid as a heat map: two varied parameters as rows and columns (the
+/// best score over the other parameters in each cell), or one as a row.
+fn grid_heatmap(
+    h: &mut String,
+    m: &ModelReport,
+    keys: Option<&[String]>,
+    score: &str,
+) -> Result<()> {
+    let Some(keys) = keys else { return Ok(()) };
+    // Parameters that take more than one value, in first-seen order.
+    let values = |k: &str| {
+        let mut vals: Vec<String> = Vec::new();
+        for g in &m.grid {
+            let v = g.params.get(k).map_or_else(String::new, param_value);
+            if !vals.contains(&v) {
+                vals.push(v);
+            }
+        }
+        vals
+    };
+    let varied: Vec<(&String, Vec<String>)> = keys
+        .iter()
+        .map(|k| (k, values(k)))
+        .filter(|(_, v)| v.len() > 1)
+        .collect();
+    let (row_key, rows, col_key, cols) = match varied.as_slice() {
+        [] => return Ok(()),
+        [(k, v)] => ((*k).clone(), vec![String::new()], (*k).clone(), v.clone()),
+        [(rk, rv), (ck, cv), ..] => ((*rk).clone(), rv.clone(), (*ck).clone(), cv.clone()),
+    };
+    let one_dim = row_key == col_key;
+    let lower = score.contains("loss") || score.contains("error");
+    let mut cells = vec![vec![None::<f64>; cols.len()]; rows.len()];
+    for g in &m.grid {
+        let c = cols
+            .iter()
+            .position(|v| *v == g.params.get(&col_key).map_or_else(String::new, param_value));
+        let r = if one_dim {
+            Some(0)
+        } else {
+            rows.iter()
+                .position(|v| *v == g.params.get(&row_key).map_or_else(String::new, param_value))
+        };
+        if let (Some(r), Some(c)) = (r, c) {
+            let cell = &mut cells[r][c];
+            let better = match cell {
+                None => true,
+                Some(old) => (g.mean > *old) != lower,
+            };
+            if better && g.mean.is_finite() {
+                *cell = Some(g.mean);
+            }
+        }
+    }
+    let title = format!("{}: grid search, cross-validated {score}", m.name);
+    let row_desc = if one_dim { "" } else { row_key.as_str() };
+    if let Some(svg) = plots::heatmap_chart(&title, row_desc, &col_key, &rows, &cols, &cells)? {
+        figure_tagged(
+            h,
+            "grid-heatmap",
+            &[m.name.as_str()],
+            &svg,
+            "Mean cross-validated score per grid point (the best over any other parameters); darker is higher.",
+        );
+    }
+    Ok(())
 }
 
 /// Union of parameter names in first-seen order, when every point is an object.
@@ -441,7 +927,27 @@ fn importance(h: &mut String, models: &[ModelReport]) -> Result<()> {
                 "Top {shown} of {} features by total split gain; shares are of the model's total gain.",
                 fi.len()
             );
-            figure(h, &svg, &caption);
+            figure_tagged(h, "importance-gain", &[m.name.as_str()], &svg, &caption);
+        }
+        let mut by_splits = fi.clone();
+        by_splits.sort_by(|a, b| b.splits.cmp(&a.splits).then_with(|| a.name.cmp(&b.name)));
+        let split_bars: Vec<Bar> = by_splits[..shown]
+            .iter()
+            .map(|f| Bar {
+                label: f.name.clone(),
+                value: Some(f.splits as f64),
+                note: format!("{} splits", thousands(f.splits)),
+                failed: false,
+                muted: false,
+            })
+            .collect();
+        let title = format!("{}: feature importance (split count)", m.name);
+        if let Some(svg) = plots::hbar_chart(&title, "splits", &split_bars)? {
+            let caption = format!(
+                "Top {shown} of {} features by the number of splits on them.",
+                fi.len()
+            );
+            figure_tagged(h, "importance-splits", &[m.name.as_str()], &svg, &caption);
         }
     }
     Ok(())
@@ -463,7 +969,7 @@ fn steps(h: &mut String, r: &RunReport) -> Result<()> {
         let output = s.output.as_deref().map_or_else(String::new, |o| {
             format!("<code>{}</code>", esc(&redact_url(o)))
         });
-        let time = if s.status == StepStatus::Skipped {
+        let time = if matches!(s.status, StepStatus::Skipped | StepStatus::NotSelected) {
             "—".to_string()
         } else {
             seconds(s.seconds)
@@ -512,6 +1018,7 @@ fn steps(h: &mut String, r: &RunReport) -> Result<()> {
 fn timing_bar(s: &StepReport) -> Bar {
     let (value, note) = match s.status {
         StepStatus::Skipped => (None, "skipped".to_string()),
+        StepStatus::NotSelected => (None, "not selected".to_string()),
         StepStatus::Failed => (
             Some(s.seconds),
             format!("failed after {}", seconds(s.seconds)),
@@ -523,7 +1030,7 @@ fn timing_bar(s: &StepReport) -> Bar {
         value,
         note,
         failed: s.status == StepStatus::Failed,
-        muted: s.status == StepStatus::Skipped,
+        muted: matches!(s.status, StepStatus::Skipped | StepStatus::NotSelected),
     }
 }
 
@@ -534,6 +1041,8 @@ fn rows_bar(s: &StepReport) -> Bar {
         (None, Some(o)) => format!("→ {}", thousands(o)),
         (Some(i), None) => format!("{} →", thousands(i)),
         (None, None) if s.status == StepStatus::Skipped => "skipped".to_string(),
+        (None, None) if s.status == StepStatus::NotSelected => "not selected".to_string(),
+        (None, None) if s.status == StepStatus::Failed => "failed".to_string(),
         (None, None) => "no row count".to_string(),
     };
     Bar {
@@ -541,6 +1050,6 @@ fn rows_bar(s: &StepReport) -> Bar {
         value,
         note,
         failed: s.status == StepStatus::Failed,
-        muted: s.status == StepStatus::Skipped,
+        muted: matches!(s.status, StepStatus::Skipped | StepStatus::NotSelected),
     }
 }

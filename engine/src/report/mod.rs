@@ -1,13 +1,22 @@
 //! The run report: `report.html` and `report.json` for one pipeline run.
 //!
-//! A pipeline fills a [`RunReport`] (plain data, no dependency on the ML or
-//! query types) and calls [`write_report`], which writes
+//! The pipeline fills a [`RunReport`] from the steps' typed outputs
+//! (`report_build.rs` over [`crate::outputs`]) and renders it with
+//! [`render_html`] and [`render_json`]:
 //!
 //! * `report.html`: one self-contained page (inline CSS and SVG charts drawn
-//!   with `plotters`, no scripts, no external assets) with the run metadata,
-//!   warnings, per-model metrics, ROC curves, confusion matrices, grid-search
-//!   results, feature importance, the deployed model, inference scoring and
-//!   step timings and row counts;
+//!   with `plotters`, no scripts, no external assets): run metadata, the
+//!   failing step of a failed run, warnings, train/test sizes and class
+//!   balance, every model's parameters and metrics, ROC curves (linear and
+//!   log-scaled false positive rate), precision-recall and calibration
+//!   curves, score histograms by true class, confusion matrices, the grid
+//!   search as a table (per-fold scores) and a heat map, learning curves,
+//!   feature importance by gain and by split count, the deployed model; for
+//!   inference the model used and its provenance, where the predictions
+//!   went, their probability distribution and the scoring against truth;
+//!   step timings and row counts. Every chart sits in a
+//!   `<figure data-chart=.. data-series=..>` naming its series (the browser
+//!   test in `tests/ux/` checks each is drawn);
 //! * `report.json`: the same [`RunReport`] as JSON, every number included,
 //!   readable back with [`parse_json`].
 //!
@@ -32,10 +41,10 @@ pub use drift::{DriftRow, DriftSection, DRIFT_PLOTS};
 pub use format::escape_html;
 pub use html::TOP_FEATURES;
 pub use model::{
-    Confusion, DeployedModel, GridPoint, Importance, MetricSet, ModelReport, RunReport, StepReport,
-    StepStatus,
+    Confusion, DataReport, DeployedModel, Failure, GridPoint, Importance, InferenceReport,
+    MetricSet, ModelReport, RunReport, StepReport, StepStatus, TruthReport,
 };
-pub use plots::{confusion_chart, roc_chart};
+pub use plots::confusion_chart;
 pub use redact::{redact_url, REDACTED};
 
 use crate::error::{EngineError, Result};
@@ -75,6 +84,9 @@ pub fn redacted(report: &RunReport) -> RunReport {
         if let Some(o) = &s.output {
             s.output = Some(redact_url(o));
         }
+    }
+    if let Some(i) = &mut r.inference {
+        i.predictions = redact_url(&i.predictions);
     }
     r
 }

@@ -1,13 +1,16 @@
 //! The plain-data shape of a run report.
 //!
-//! Pipelines fill a [`RunReport`] as they go; nothing here depends on the
-//! types of `sluice-ml` or DataFusion, so the report can be written (and read
-//! back from `report.json`) by any tool. Floating-point fields that may be
+//! The pipeline fills a [`RunReport`] from the steps' typed outputs
+//! ([`crate::outputs`]); nothing here depends on DataFusion, so the report
+//! can be written (and read back from `report.json`) by any tool. Floating-point fields that may be
 //! undefined (an AUC on a single-class split, a log-loss without
 //! probabilities) are `Option<f64>`; a NaN or infinite value is written to
 //! JSON as `null` and read back as `None` (or NaN for plain `f64` fields).
 
 use serde::{Deserialize, Deserializer, Serialize};
+
+pub use crate::outputs::StepStatus;
+use crate::outputs::{ClassCounts, EvalCurves, ModelProvenance};
 
 /// Everything shown in `report.html` and written to `report.json` for one
 /// pipeline run.
@@ -40,32 +43,73 @@ pub struct RunReport {
     pub scoring: Option<MetricSet>,
     /// Warnings collected during the run, shown prominently.
     pub warnings: Vec<String>,
+    /// The step that failed and its error, for a failed run.
+    pub failure: Option<Failure>,
+    /// Training data: sizes and class balance of the train/test split.
+    pub data: Option<DataReport>,
+    /// Inference: the model used, where the predictions went, their distribution.
+    pub inference: Option<InferenceReport>,
+    /// Inference predictions against truth labels: confusion, ROC and curves.
+    pub truth: Option<TruthReport>,
     /// The inference input's drift check, when it ran.
     pub drift: Option<crate::report::DriftSection>,
 }
 
-/// Outcome of one step.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StepStatus {
-    /// The step ran to completion.
-    #[default]
-    Ran,
-    /// The step was not run (outside `--steps`/`--from`, or reused).
-    Skipped,
-    /// The step failed; the run stopped there.
-    Failed,
+/// Why a run stopped.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Failure {
+    /// The failing step.
+    pub step: String,
+    /// Its error message.
+    pub error: String,
 }
 
-impl StepStatus {
-    /// Lower-case name as shown in the report.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StepStatus::Ran => "ran",
-            StepStatus::Skipped => "skipped",
-            StepStatus::Failed => "failed",
-        }
-    }
+/// The training table as the models saw it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DataReport {
+    /// Rows of the ingested table.
+    pub ingested_rows: Option<u64>,
+    /// Rows routed to `rejected/` by ingest.
+    pub rejected_rows: Option<u64>,
+    /// Feature columns.
+    pub features: usize,
+    /// Training rows per class (held-out devices excluded).
+    pub train: Option<ClassCounts>,
+    /// Held-out rows per class.
+    pub test: Option<ClassCounts>,
+}
+
+/// What an inference run produced.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct InferenceReport {
+    /// The registry version used and the training run it came from.
+    pub model: ModelProvenance,
+    /// Full URL of the predictions directory (credentials redacted).
+    pub predictions: String,
+    /// Prediction rows.
+    pub rows: u64,
+    /// Rows predicted indoor at the threshold.
+    pub predicted_indoor: u64,
+    /// Decision threshold.
+    #[serde(deserialize_with = "f64_or_nan")]
+    pub threshold: f64,
+    /// Predicted probabilities in equal-width bins over `[0, 1]`.
+    pub probability_histogram: Vec<u64>,
+}
+
+/// Predictions scored against truth labels.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TruthReport {
+    /// Confusion matrix at the decision threshold.
+    pub confusion: Confusion,
+    /// ROC curve against truth.
+    pub roc: Vec<(f64, f64)>,
+    /// PR curve, calibration and histograms against truth.
+    pub curves: EvalCurves,
 }
 
 /// One pipeline step: status, wall-clock time and row counts.
@@ -171,6 +215,8 @@ pub struct GridPoint {
     /// Standard deviation of the score over the folds.
     #[serde(deserialize_with = "f64_or_nan")]
     pub std: f64,
+    /// Score of each fold.
+    pub fold_scores: Vec<f64>,
 }
 
 /// One trained model and how it scored on the held-out split.
@@ -198,6 +244,14 @@ pub struct ModelReport {
     /// Wall-clock seconds spent training (grid search included).
     #[serde(deserialize_with = "f64_or_nan")]
     pub train_seconds: f64,
+    /// Every parameter of the fitted model (the best grid point's).
+    pub params: serde_json::Value,
+    /// Training rows.
+    pub train_rows: Option<u64>,
+    /// Trees in the model.
+    pub trees: Option<usize>,
+    /// PR curve, calibration, score histogram and learning curve (held-out).
+    pub curves: EvalCurves,
 }
 
 /// The model a training run deployed, or an inference run used.

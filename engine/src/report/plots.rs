@@ -77,69 +77,8 @@ pub(crate) fn roc_points(raw: &[(f64, f64)]) -> Vec<(f64, f64)> {
     out
 }
 
-/// A model's index (its colour), the model and its cleaned ROC points.
-type Curve<'a> = (usize, &'a ModelReport, Vec<(f64, f64)>);
-
-/// ROC curves of all models in one chart with the chance diagonal; the
-/// legend carries each model's AUC. `None` when no model has a curve.
-pub fn roc_chart(models: &[ModelReport]) -> Result<Option<String>> {
-    let curves: Vec<Curve<'_>> = models
-        .iter()
-        .enumerate()
-        .map(|(i, m)| (i, m, roc_points(&m.roc)))
-        .filter(|(_, _, pts)| !pts.is_empty())
-        .collect();
-    if curves.is_empty() {
-        return Ok(None);
-    }
-    draw_svg("ROC curves", (WIDE, 560), |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption("ROC curves (held-out split)", (FONT, 20))
-            .margin(16)
-            .x_label_area_size(44)
-            .y_label_area_size(56)
-            .build_cartesian_2d(0f64..1f64, 0f64..1f64)?;
-        chart
-            .configure_mesh()
-            .x_desc("false positive rate")
-            .y_desc("true positive rate")
-            .x_label_formatter(&|v| format!("{v:.1}"))
-            .y_label_formatter(&|v| format!("{v:.1}"))
-            .light_line_style(RGBColor(238, 238, 238))
-            .draw()?;
-        chart
-            .draw_series(DashedLineSeries::new(
-                vec![(0.0, 0.0), (1.0, 1.0)],
-                6,
-                5,
-                GREY.stroke_width(1),
-            ))?
-            .label("chance (AUC 0.5)")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], GREY.stroke_width(1)));
-        for (i, model, pts) in curves {
-            let color = model_color(i);
-            chart
-                .draw_series(LineSeries::new(pts, color.stroke_width(2)))?
-                .label(format!(
-                    "{} (AUC {})",
-                    model.name,
-                    metric(model.metrics.auc)
-                ))
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3))
-                });
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .label_font((FONT, 15))
-            .background_style(WHITE.mix(0.9))
-            .border_style(RGBColor(200, 200, 200))
-            .draw()?;
-        Ok(())
-    })
-    .map(Some)
-}
+/// Class names of label 0 and label 1 (the data contract's `indoor` column).
+pub(crate) const CLASSES: [&str; 2] = ["outdoor", "indoor"];
 
 /// Row-normalised share of each cell: `[[tn, fp], [fn, tp]]` over the actual
 /// class totals; `None` for an empty row.
@@ -165,24 +104,25 @@ pub fn confusion_chart(model: &ModelReport) -> Result<Option<String>> {
     let shares = row_shares(&c);
     let counts = [[c.tn, c.fp], [c.fn_, c.tp]];
     let title = format!("{}: confusion matrix", model.name);
-    let (left, top, cw, ch) = (96i32, 74i32, 128i32, 92i32);
-    draw_svg(&title, (380, 300), |root| {
+    let (left, top, cw, ch) = (130i32, 74i32, 128i32, 92i32);
+    draw_svg(&title, (414, 300), |root| {
         let title_style =
             TextStyle::from((FONT, 17).into_font()).pos(Pos::new(HPos::Center, VPos::Top));
-        root.draw(&Text::new(title.clone(), (190, 10), title_style))?;
+        root.draw(&Text::new(title.clone(), (207, 10), title_style))?;
         let head =
             TextStyle::from((FONT, 14).into_font()).pos(Pos::new(HPos::Center, VPos::Center));
         let side = TextStyle::from((FONT, 14).into_font()).pos(Pos::new(HPos::Right, VPos::Center));
-        for k in 0..2 {
+        for (k, class) in CLASSES.iter().enumerate() {
+            let k = k as i32;
             let cx = left + k * cw + cw / 2;
             root.draw(&Text::new(
-                format!("predicted {k}"),
+                format!("predicted {class}"),
                 (cx, top - 14),
                 head.clone(),
             ))?;
             let cy = top + k * ch + ch / 2;
             root.draw(&Text::new(
-                format!("actual {k}"),
+                format!("actual {class}"),
                 (left - 10, cy),
                 side.clone(),
             ))?;
@@ -315,6 +255,299 @@ pub(crate) fn hbar_chart(title: &str, x_desc: &str, bars: &[Bar]) -> Result<Opti
                 (nx + 6, ny),
                 note_style.clone(),
             ))?;
+        }
+        Ok(())
+    })
+    .map(Some)
+}
+
+/// One line of a [`line_chart`].
+#[derive(Debug, Clone)]
+pub(crate) struct Series {
+    /// Legend text.
+    pub label: String,
+    /// Colour index ([`model_color`]).
+    pub color: usize,
+    /// Points in data coordinates.
+    pub points: Vec<(f64, f64)>,
+    /// Also mark every point with a dot (sparse series such as a reliability diagram).
+    pub dots: bool,
+}
+
+/// How a [`line_chart`] lays out its axes.
+#[derive(Debug, Clone)]
+pub(crate) struct LineChart<'a> {
+    /// Chart title.
+    pub title: &'a str,
+    /// X axis description.
+    pub x_desc: &'a str,
+    /// Y axis description.
+    pub y_desc: &'a str,
+    /// X range (in plotted coordinates: log10 when `log_x`).
+    pub x: (f64, f64),
+    /// Y range.
+    pub y: (f64, f64),
+    /// The x axis shows `10^x` labels (data are given as log10 already).
+    pub log_x: bool,
+    /// A dashed reference line `(from, to)` with its legend text.
+    pub reference: Option<((f64, f64), (f64, f64), &'a str)>,
+    /// Where the legend goes.
+    pub legend: SeriesLabelPosition,
+}
+
+/// A chart of one or more lines (ROC, PR, calibration, learning curves).
+/// `None` when no series has a point.
+pub(crate) fn line_chart(spec: &LineChart<'_>, series: &[Series]) -> Result<Option<String>> {
+    let series: Vec<&Series> = series.iter().filter(|s| !s.points.is_empty()).collect();
+    if series.is_empty() {
+        return Ok(None);
+    }
+    let (x0, x1) = if spec.x.1 > spec.x.0 {
+        spec.x
+    } else {
+        (spec.x.0, spec.x.0 + 1.0)
+    };
+    let (y0, y1) = if spec.y.1 > spec.y.0 {
+        spec.y
+    } else {
+        (spec.y.0, spec.y.0 + 1.0)
+    };
+    draw_svg(spec.title, (WIDE, 480), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(spec.title, (FONT, 19))
+            .margin(16)
+            .x_label_area_size(44)
+            .y_label_area_size(60)
+            .build_cartesian_2d(x0..x1, y0..y1)?;
+        let log_x = spec.log_x;
+        let x_fmt = move |v: &f64| {
+            if log_x {
+                let p = 10f64.powf(*v);
+                if p >= 0.1 {
+                    format!("{p:.1}")
+                } else {
+                    format!("1e{}", v.round() as i64)
+                }
+            } else {
+                compact(*v)
+            }
+        };
+        chart
+            .configure_mesh()
+            .x_desc(spec.x_desc)
+            .y_desc(spec.y_desc)
+            .x_label_formatter(&x_fmt)
+            .y_label_formatter(&|v| compact(*v))
+            .light_line_style(RGBColor(238, 238, 238))
+            .draw()?;
+        if let Some((a, b, label)) = spec.reference {
+            chart
+                .draw_series(DashedLineSeries::new(
+                    vec![a, b],
+                    6,
+                    5,
+                    GREY.stroke_width(1),
+                ))?
+                .label(label)
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], GREY.stroke_width(1)));
+        }
+        for s in &series {
+            let color = model_color(s.color);
+            let pts: Vec<(f64, f64)> = s
+                .points
+                .iter()
+                .filter(|(x, y)| x.is_finite() && y.is_finite())
+                .map(|&(x, y)| (x.clamp(x0, x1), y.clamp(y0, y1)))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
+                .label(s.label.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3))
+                });
+            if s.dots {
+                chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
+            }
+        }
+        chart
+            .configure_series_labels()
+            .position(spec.legend.clone())
+            .label_font((FONT, 15))
+            .background_style(WHITE.mix(0.9))
+            .border_style(RGBColor(200, 200, 200))
+            .draw()?;
+        Ok(())
+    })
+    .map(Some)
+}
+
+/// One group of bars in a [`histogram_chart`].
+#[derive(Debug, Clone)]
+pub(crate) struct BinSeries<'a> {
+    /// Legend text.
+    pub label: &'a str,
+    /// Colour index ([`model_color`]).
+    pub color: usize,
+    /// Count per equal-width bin over `[0, 1]`.
+    pub counts: &'a [u64],
+}
+
+/// Counts in equal-width bins over `[0, 1]`, one bar colour per series
+/// (drawn side by side within a bin), with an optional dashed threshold.
+/// `None` when every count is zero.
+pub(crate) fn histogram_chart(
+    title: &str,
+    x_desc: &str,
+    series: &[BinSeries<'_>],
+    threshold: Option<f64>,
+) -> Result<Option<String>> {
+    let max = series
+        .iter()
+        .flat_map(|s| s.counts.iter().copied())
+        .max()
+        .unwrap_or(0);
+    if max == 0 {
+        return Ok(None);
+    }
+    let k = series.len().max(1) as f64;
+    draw_svg(title, (WIDE, 400), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, (FONT, 19))
+            .margin(16)
+            .x_label_area_size(44)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0f64..1f64, 0f64..(max as f64 * 1.12))?;
+        chart
+            .configure_mesh()
+            .x_desc(x_desc)
+            .y_desc("rows")
+            .x_label_formatter(&|v| format!("{v:.1}"))
+            .y_label_formatter(&|v| compact(*v))
+            .light_line_style(RGBColor(238, 238, 238))
+            .draw()?;
+        for (j, s) in series.iter().enumerate() {
+            let color = model_color(s.color);
+            let n = s.counts.len().max(1) as f64;
+            let w = 1.0 / n;
+            chart
+                .draw_series(s.counts.iter().enumerate().map(|(i, &c)| {
+                    let left = i as f64 * w + w * j as f64 / k;
+                    Rectangle::new(
+                        [(left + w * 0.04, 0.0), (left + w / k - w * 0.04, c as f64)],
+                        color.mix(0.85).filled(),
+                    )
+                }))?
+                .label(s.label.to_string())
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 18, y + 5)], color.filled())
+                });
+        }
+        if let Some(t) = threshold.filter(|t| t.is_finite()) {
+            chart
+                .draw_series(DashedLineSeries::new(
+                    vec![(t, 0.0), (t, max as f64 * 1.12)],
+                    6,
+                    5,
+                    GREY.stroke_width(2),
+                ))?
+                .label(format!("threshold {}", metric(Some(t))))
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], GREY.stroke_width(2)));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperMiddle)
+            .label_font((FONT, 15))
+            .background_style(WHITE.mix(0.9))
+            .border_style(RGBColor(200, 200, 200))
+            .draw()?;
+        Ok(())
+    })
+    .map(Some)
+}
+
+/// A heat map of a two-parameter grid: `rows` × `cols` cells shaded by
+/// score, each labelled with its value (`None`: point not in the grid).
+pub(crate) fn heatmap_chart(
+    title: &str,
+    row_desc: &str,
+    col_desc: &str,
+    rows: &[String],
+    cols: &[String],
+    cells: &[Vec<Option<f64>>],
+) -> Result<Option<String>> {
+    let finite: Vec<f64> = cells
+        .iter()
+        .flatten()
+        .flatten()
+        .copied()
+        .filter(|v| v.is_finite())
+        .collect();
+    if rows.is_empty() || cols.is_empty() || finite.is_empty() {
+        return Ok(None);
+    }
+    let lo = finite.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = finite.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let (left, top) = (150i32, 80i32);
+    let cw = (640 / cols.len() as i32).clamp(60, 160);
+    let ch = 44i32;
+    let width = (left + cw * cols.len() as i32 + 30) as u32;
+    let height = (top + ch * rows.len() as i32 + 30) as u32;
+    draw_svg(title, (width.max(420), height), |root| {
+        let center = |size| {
+            TextStyle::from((FONT, size).into_font()).pos(Pos::new(HPos::Center, VPos::Center))
+        };
+        root.draw(&Text::new(
+            title.to_string(),
+            (width.max(420) as i32 / 2, 16),
+            center(18),
+        ))?;
+        root.draw(&Text::new(
+            format!("{col_desc} →"),
+            (left + cw * cols.len() as i32 / 2, 44),
+            center(14),
+        ))?;
+        let side = TextStyle::from((FONT, 14).into_font()).pos(Pos::new(HPos::Right, VPos::Center));
+        root.draw(&Text::new(
+            format!("{row_desc} ↓"),
+            (left - 10, top - 14),
+            side.clone(),
+        ))?;
+        for (c, name) in cols.iter().enumerate() {
+            root.draw(&Text::new(
+                name.clone(),
+                (left + c as i32 * cw + cw / 2, top - 14),
+                center(14),
+            ))?;
+        }
+        for (r, name) in rows.iter().enumerate() {
+            let y0 = top + r as i32 * ch;
+            root.draw(&Text::new(
+                name.clone(),
+                (left - 10, y0 + ch / 2),
+                side.clone(),
+            ))?;
+            for (c, v) in cells.get(r).into_iter().flatten().enumerate() {
+                let x0 = left + c as i32 * cw;
+                let share = match v {
+                    Some(v) if v.is_finite() && hi > lo => (v - lo) / (hi - lo),
+                    Some(v) if v.is_finite() => 1.0,
+                    _ => 0.0,
+                };
+                root.draw(&Rectangle::new(
+                    [(x0, y0), (x0 + cw, y0 + ch)],
+                    shade(0.15 + 0.85 * share).filled(),
+                ))?;
+                root.draw(&Rectangle::new(
+                    [(x0, y0), (x0 + cw, y0 + ch)],
+                    WHITE.stroke_width(2),
+                ))?;
+                let ink = if share > 0.5 { WHITE } else { BLACK };
+                root.draw(&Text::new(
+                    v.map_or_else(|| "–".to_string(), |v| metric(Some(v))),
+                    (x0 + cw / 2, y0 + ch / 2),
+                    center(14).color(&ink),
+                ))?;
+            }
         }
         Ok(())
     })
