@@ -38,7 +38,7 @@ echo "== command line"
 out=$("$SLUICE" models list --lake "$WORK/typo" 2>&1) && fail "models list on a missing lake succeeded"
 expect "missing lake" "no lake directory at $WORK/typo" "$out"
 [ -e "$WORK/typo" ] && fail "a mistyped --lake was created"
-"$SLUICE" -q datagen --out "$LAKE" --samples 30000 --train-rows 24000 --seed 7 >/dev/null
+"$SLUICE" -q datagen --out "$LAKE" --samples 30000 --devices 60 --train-rows 24000 --seed 7 >/dev/null
 printf 'name: x\nkind: training\nlake: %s\nengine:\n  memory_limit: banana\nsteps:\n  - step: ingest\n' "$LAKE" >"$WORK/banana.yaml"
 out=$("$SLUICE" validate "$WORK/banana.yaml" 2>&1) && fail "validate passed memory_limit: banana"
 expect "validate banana" "banana.yaml:5:3: engine.memory_limit" "$out"
@@ -58,7 +58,8 @@ out=$("$SLUICE" cluster status --dir "$WORK/no-cluster" 2>&1) && fail "cluster s
 expect "cluster status" "^no local cluster in" "$out"
 [ "$(grep -c 'No such file' <<<"$out")" = 0 ] || fail "cluster status printed an I/O error: $out"
 for sh in bash zsh fish; do
-  "$SLUICE" completions "$sh" | grep -q "models" || fail "no $sh completions"
+  out=$("$SLUICE" completions "$sh")
+  expect "$sh completions" "models" "$out"
 done
 
 echo "== runs (training with a grid, inference with truth labels, a failed run)"
@@ -73,14 +74,16 @@ if "$SLUICE" -q run tests/ux/failing-training.yaml --lake "$LAKE" >"$WORK/failed
 fi
 out=$("$SLUICE" models list --lake "$LAKE")
 expect "models list" "ux-model +v0001 +\* +gbt|ux-model +v0001 +\* +rf" "$out"
-"$SLUICE" models show ux-model --lake "$LAKE" | grep -q "held-out" || fail "models show"
+out=$("$SLUICE" models show ux-model --lake "$LAKE")
+expect "models show" "held-out" "$out"
 "$SLUICE" models compare ux-model --lake "$LAKE" --json | python3 -c 'import json,sys; r=json.load(sys.stdin); assert r[0]["metrics"]["auc"] > 0.8, r'
 runs=$("$SLUICE" runs list --lake "$LAKE" --json)
 run_of() { python3 -c 'import json,sys; print([r["run_id"] for r in json.load(sys.stdin) if r["pipeline"]==sys.argv[1]][-1])' "$1" <<<"$runs"; }
 state_of() { python3 -c 'import json,sys; print([r["state"] for r in json.load(sys.stdin) if r["pipeline"]==sys.argv[1]][-1])' "$1" <<<"$runs"; }
 [ "$(state_of ux-failing-training)" = failed ] || fail "runs list: the failed run is not failed: $runs"
 [ "$(state_of ux-grid-training)" = succeeded ] || fail "runs list: training not succeeded: $runs"
-"$SLUICE" runs show "$(run_of ux-failing-training)" --lake "$LAKE" | grep -q "failed at step deploy" || fail "runs show of the failed run"
+out=$("$SLUICE" runs show "$(run_of ux-failing-training)" --lake "$LAKE")
+expect "runs show" "failed at step deploy" "$out"
 
 echo "== reports in headless chromium"
 for kind in training inference failed; do

@@ -90,6 +90,7 @@ pub fn init_logging(format: LogFormat, quiet: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(|| progress_view::LogWriter);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
@@ -117,8 +118,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Report(args) => report::run(args, &default_lake(lake)).await,
         Command::Completions(args) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(args.shell, &mut cmd, "sluice", &mut std::io::stdout());
-            Ok(0)
+            let mut script = Vec::new();
+            clap_complete::generate(args.shell, &mut cmd, "sluice", &mut script);
+            use std::io::Write as _;
+            match std::io::stdout().write_all(&script) {
+                // `sluice completions bash | head` closes the pipe early: fine.
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+                _ => Ok(0),
+            }
         }
         Command::Submit(args) => crate::k8s::cli::run_submit(&args).await,
         Command::Scale(args) => crate::k8s::cli::run_scale(&args).await,

@@ -4,7 +4,6 @@
 //! Airflow's task log shows the same progress.
 
 use std::collections::HashMap;
-use std::io::Write as _;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
