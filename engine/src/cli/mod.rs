@@ -127,7 +127,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 _ => Ok(0),
             }
         }
-        Command::Submit(args) => crate::k8s::cli::run_submit(&args).await,
+        Command::Submit(mut args) => {
+            args.lake = lake;
+            crate::k8s::cli::run_submit(&args).await
+        }
         Command::Scale(args) => crate::k8s::cli::run_scale(&args).await,
         Command::Status(args) => crate::k8s::cli::run_status(&args).await,
         Command::Datagen(args) => datagen::run(args).await,

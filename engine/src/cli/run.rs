@@ -263,7 +263,15 @@ pub async fn validate(args: ValidateArgs, lake: Option<String>) -> anyhow::Resul
                     lake: lake.clone(),
                     ..RunOptions::default()
                 };
-                pipeline::check(&c, &opts).await.map(|plan| (c, plan))
+                // A local lake is checked like a run checks it; a remote
+                // one (maybe unreachable from here) by `run --dry-run`.
+                let location = pipeline::plan::lake_of(&c, &opts);
+                let local = !location.contains("://") || location.starts_with("file://");
+                if local {
+                    pipeline::check(&c, &opts).await.map(|plan| (c, plan))
+                } else {
+                    pipeline::plan::check_offline(&c, &opts).map(|plan| (c, plan))
+                }
             }
             Err(e) => Err(e),
         };

@@ -59,8 +59,9 @@ pub struct SubmitArgs {
     /// Sluice run id of the driver (default: the Job name); a retried pod continues it.
     #[arg(long)]
     pub run_id: Option<String>,
-    /// Lake URL given to the pod as SLUICE_LAKE (default: the chart's lake.url).
-    #[arg(long)]
+    /// Lake URL given to the pod as SLUICE_LAKE (default: the chart's
+    /// lake.url); set from the global `--lake`.
+    #[arg(skip)]
     pub lake: Option<String>,
     /// Extra environment of the driver pod, KEY=VALUE (repeatable; no credentials).
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env_pair)]

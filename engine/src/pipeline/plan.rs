@@ -95,6 +95,13 @@ pub fn check_engine(engine: &EngineSettings, origin: &str) -> Result<()> {
 
 /// Everything a run checks before reading data; returns what it would do.
 pub async fn check(cfg: &LoadedConfig, opts: &RunOptions) -> Result<RunPlan> {
+    let plan = check_offline(cfg, opts)?;
+    check_lake(cfg, opts, plan).await
+}
+
+/// The checks that need no lake: config, engine settings, `--steps`,
+/// `--from`, `--model`. [`check`] adds the lake's.
+pub fn check_offline(cfg: &LoadedConfig, opts: &RunOptions) -> Result<RunPlan> {
     let engine = engine_of(cfg, opts);
     check_engine(&engine, &cfg.path)?;
     let sel = selected(cfg, opts)?;
@@ -152,6 +159,32 @@ pub async fn check(cfg: &LoadedConfig, opts: &RunOptions) -> Result<RunPlan> {
             });
         }
     }
+    Ok(RunPlan {
+        pipeline: cfg.config.name.clone(),
+        config: cfg.path.clone(),
+        lake: lake_of(cfg, opts),
+        engine: match (&engine.mode, &engine.scheduler) {
+            (EngineMode::Ballista, Some(url)) => format!("ballista {url}"),
+            (mode, _) => mode.to_string(),
+        },
+        memory_limit: engine.memory_limit.clone(),
+        steps: cfg
+            .config
+            .steps
+            .iter()
+            .zip(sel)
+            .map(|(s, on)| (s.name(), on))
+            .collect(),
+        models,
+        model_version: None,
+        run_id: opts.resume.clone().or_else(|| opts.run_id.clone()),
+    })
+}
+
+/// The checks against the lake: it exists, `--resume` names a run of it,
+/// an inference pipeline's model is registered.
+async fn check_lake(cfg: &LoadedConfig, opts: &RunOptions, mut plan: RunPlan) -> Result<RunPlan> {
+    let runs = |name: StepName| plan.steps.iter().any(|(s, on)| *on && *s == name);
     let lake = Lake::open_existing(&lake_of(cfg, opts))?;
     if let Some(r) = &opts.resume {
         let known = list_runs(&lake, &cfg.config.name).await?;
@@ -198,24 +231,7 @@ pub async fn check(cfg: &LoadedConfig, opts: &RunOptions) -> Result<RunPlan> {
             })?;
         model_version = Some(format!("{}/{}", v.name, v.version));
     }
-    Ok(RunPlan {
-        pipeline: cfg.config.name.clone(),
-        config: cfg.path.clone(),
-        lake: crate::lake::redact(lake.url()),
-        engine: match (&engine.mode, &engine.scheduler) {
-            (EngineMode::Ballista, Some(url)) => format!("ballista {url}"),
-            (mode, _) => mode.to_string(),
-        },
-        memory_limit: engine.memory_limit.clone(),
-        steps: cfg
-            .config
-            .steps
-            .iter()
-            .zip(sel)
-            .map(|(s, on)| (s.name(), on))
-            .collect(),
-        models,
-        model_version,
-        run_id: opts.resume.clone().or_else(|| opts.run_id.clone()),
-    })
+    plan.lake = crate::lake::redact(lake.url());
+    plan.model_version = model_version;
+    Ok(plan)
 }
