@@ -80,7 +80,7 @@ async fn training_and_inference_on_a_cluster_match_embedded() {
             (ea - da).abs() <= 0.01 && (eu - du).abs() <= 0.005,
             "{m}: embedded accuracy {ea} auc {eu}, cluster accuracy {da} auc {du}"
         );
-        assert!(da > 0.85 && du > 0.9, "{m} on the cluster: {d}");
+        assert!(da > 0.85 && du > 0.9, "{m} on the cluster: {d:?}");
     }
 
     // Inference with one pinned model version, embedded and on the cluster.

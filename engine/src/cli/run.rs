@@ -245,7 +245,11 @@ pub async fn run(args: RunArgs, lake: Option<String>) -> anyhow::Result<i32> {
     }
     let outcome = pipeline::run(&cfg, &opts).await?;
     print_outcome(&outcome);
-    let drift = outcome.summary.predictions.as_ref().and_then(|p| p.drift.as_ref());
+    let drift = outcome
+        .summary
+        .predictions
+        .as_ref()
+        .and_then(|p| p.drift.as_ref());
     Ok(match drift {
         Some(d) if d.drifted && d.thresholds.exit_on_drift => DRIFTED_EXIT_CODE,
         _ => 0,

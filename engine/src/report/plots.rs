@@ -274,6 +274,9 @@ pub(crate) struct Series {
     pub dots: bool,
 }
 
+/// A dashed reference line from one point to another, with its legend text.
+pub(crate) type ReferenceLine<'a> = ((f64, f64), (f64, f64), &'a str);
+
 /// How a [`line_chart`] lays out its axes.
 #[derive(Debug, Clone)]
 pub(crate) struct LineChart<'a> {
@@ -290,7 +293,7 @@ pub(crate) struct LineChart<'a> {
     /// The x axis shows `10^x` labels (data are given as log10 already).
     pub log_x: bool,
     /// A dashed reference line `(from, to)` with its legend text.
-    pub reference: Option<((f64, f64), (f64, f64), &'a str)>,
+    pub reference: Option<ReferenceLine<'a>>,
     /// Where the legend goes.
     pub legend: SeriesLabelPosition,
 }

@@ -92,7 +92,12 @@ fn request(grower: &LevelGrower<()>) -> (Vec<GrowingTree>, Vec<Vec<u32>>) {
     for a in grower.requests() {
         let map = maps[a.tree].get_or_insert_with(|| vec![-1; grown[a.tree].nodes.len().max(1)]);
         map[a.node] = slots.len() as i32;
-        slots.push(a.features.iter().map(|&j| j as u32).collect());
+        // The plan wants each slot's features ascending; a node drawing
+        // more features lists them in draw order (the histogram is laid out
+        // by feature, so the order does not change the result).
+        let mut f: Vec<u32> = a.features.iter().map(|&j| j as u32).collect();
+        f.sort_unstable();
+        slots.push(f);
     }
     let trees = maps
         .into_iter()
