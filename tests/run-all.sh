@@ -90,7 +90,7 @@ run "bad-input catalogue" bash tests/catalogue/run.sh
 run "model export, drift and explanations" bash tests/models/run.sh
 # What users see: the CLI as documented, every report opened in headless
 # Chromium (installed through apt-get when missing), README.md as a test.
-run "CLI, reports in Chromium" bash tests/ux/run.sh --no-readme
+run "CLI, reports in Chromium, README" bash tests/ux/run.sh
 if [ -x tests/deploy/run.sh ]; then
   run "deployment checks" bash tests/deploy/run.sh
 fi
