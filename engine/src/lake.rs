@@ -312,8 +312,19 @@ fn classify(e: &object_store::Error, url: &Url, endpoint: Option<&str>) -> Strin
     let bad_signature = lower.contains("authorizationfailure")
         || lower.contains("authenticationfailed")
         || lower.contains("signaturedoesnotmatch");
-    if lower.contains("authorizationpermissionmismatch")
-        || lower.contains("accessdenied")
+    let explicit_denial =
+        lower.contains("authorizationpermissionmismatch") || lower.contains("accessdenied");
+    if matches!(e, object_store::Error::PermissionDenied { .. })
+        && !bad_signature
+        && !explicit_denial
+        && lower.contains("error performing head")
+    {
+        // A 403 to a HEAD request has no body, so no code says which it is.
+        return format!(
+            "the store refused access{at} (a HEAD request carries no reason): either it rejected the credentials (check {creds} in this process's environment) or the identity lacks permission on `{container}` (grant it `Storage Blob Data Contributor` on the storage account or container, or the equivalent read/list permissions)"
+        );
+    }
+    if explicit_denial
         || (matches!(e, object_store::Error::PermissionDenied { .. }) && !bad_signature)
     {
         return format!(

@@ -211,6 +211,12 @@ pub async fn latest_version(lake: &Lake, name: &str) -> Result<Option<String>> {
 pub async fn resolve(lake: &Lake, name: &str, version: &str) -> Result<ModelVersion> {
     validate_name(name)?;
     let latest = latest_version(lake, name).await?;
+    if latest.is_none() {
+        // A HEAD of a missing object looks the same in a missing container;
+        // listing the model's directory names the container (or bucket)
+        // when that is what is missing.
+        lake.list_dirs(&format!("models/{name}/")).await?;
+    }
     let v = if version == "latest" {
         latest.clone().ok_or_else(|| {
             EngineError::lake(

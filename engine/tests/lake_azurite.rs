@@ -247,11 +247,12 @@ fn unreachable_endpoint_wrong_key_and_missing_container_are_named() {
     };
 
     // Sanity: the same config against the running emulator gets past the
-    // store and fails on the empty lake, naming what is missing.
+    // store (the pre-run check lists the registry there) and fails on the
+    // empty lake, naming what is missing, before any data is read.
     let (ok, e) = sluice_run(&good, &[]);
     assert!(!ok);
     assert!(
-        e.contains("az://lake-bad/l/raw/") && e.contains("no input files"),
+        e.contains("az://lake-bad/l/models/io/") && e.contains("no deployed version"),
         "{e}"
     );
 
