@@ -505,7 +505,8 @@ pub fn schema_json(schema: &arrow::datatypes::Schema) -> serde_json::Value {
 /// but not its files. So the files that appeared are grouped by write id,
 /// the run whose Parquet footers hold the rows the job reported is kept and
 /// the others are deleted, with a warning. Readers of the directory see
-/// every row once.
+/// every row once. With `progress` (a task and the rows written before),
+/// the task follows the rows as they are written.
 pub async fn write_parquet_once(
     df: DataFrame,
     url: &str,
