@@ -22,7 +22,6 @@ use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext};
 use futures::StreamExt;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::error::{EngineError, Result};
