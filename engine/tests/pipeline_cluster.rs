@@ -28,7 +28,7 @@ use sluice_engine::cluster::{ClusterOptions, LocalCluster};
 use sluice_engine::commit::{self, Verify};
 use sluice_engine::config::StepName;
 use sluice_engine::lake::Lake;
-use sluice_engine::outputs::StepStatus;
+use sluice_engine::outputs::{EvaluateOutput, StepStatus};
 use sluice_engine::pipeline::{self, RunOptions};
 use sluice_engine::session::{EngineMode, EngineSettings, RetrySettings};
 
@@ -215,18 +215,11 @@ async fn committed_file(lake: &Lake, dir: &str, name: &str) -> Vec<u8> {
 /// (accuracy, AUC).
 async fn metrics(lake: &Lake, run_id: &str) -> std::collections::BTreeMap<String, (f64, f64)> {
     let dir = format!("runs/lt-train/{run_id}/evaluate");
-    let v: serde_json::Value =
+    let v: EvaluateOutput =
         serde_json::from_slice(&committed_file(lake, &dir, "metrics.json").await).unwrap();
-    v["models"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, m)| {
-            (
-                k.clone(),
-                (m["accuracy"].as_f64().unwrap(), m["auc"].as_f64().unwrap()),
-            )
-        })
+    v.models
+        .into_iter()
+        .map(|(k, m)| (k, (m.metrics.accuracy, m.metrics.auc)))
         .collect()
 }
 

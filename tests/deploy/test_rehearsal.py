@@ -354,9 +354,10 @@ def test_the_deployment_runs_as_rendered(rehearsal, binaries, monkeypatch):
     [(dag_id, retrain_run)] = triggered
     order, states, _ = run_dag(dag_id, retrain_run, tag="-retrain")
     assert states["deploy"] == "success"
-    models = subprocess.run(cli + ["models", "list", "--lake", LAKE], env=env, capture_output=True, text=True, timeout=60)
+    models = subprocess.run(cli + ["models", "list", "--json", "--lake", LAKE], env=env, capture_output=True, text=True, timeout=60)
     assert models.returncode == 0, models.stderr
-    assert "v0002" in models.stdout and "(latest)" in models.stdout.split("v0002", 1)[1].splitlines()[0], models.stdout
+    latest = [m["version"] for m in json.loads(models.stdout) if m["latest"]]
+    assert latest == ["v0002"], models.stdout
 
     # Every long-lived pod stayed alive and ready throughout.
     for pod in [scheduler, *executors, *started]:

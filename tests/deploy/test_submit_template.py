@@ -7,6 +7,7 @@ and its manifests validate strictly. Needs the built `sluice` binary."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 import kubernetes_validate
@@ -85,6 +86,8 @@ def test_submit_refuses_a_lake_the_pod_cannot_use(binaries, tmp_path, lake_line,
     proc = subprocess.run(
         [str(binaries / "sluice"), "submit", str(config), "--dry-run", "--namespace", "sluice", "--image", "acr.io/sluice:1", *extra],
         capture_output=True, text=True,
+        # No SLUICE_LAKE from the caller: `--lake` (or that variable) is what is missing.
+        env={k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")},
     )
     assert proc.returncode == 1, proc
     assert message in proc.stderr, proc.stderr
