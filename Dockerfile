@@ -47,13 +47,13 @@ COPY --from=planner /src/recipe.json recipe.json
 # lock file) is unchanged.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo chef cook --profile ${PROFILE} --locked --recipe-path recipe.json \
-        -p sluice-engine -p sluice-scheduler -p sluice-executor
+        -p sluice -p sluice-scheduler -p sluice-executor
 # Then Sluice itself; the binaries leave the target dir by copy so that the
 # layer keeps only them.
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --profile ${PROFILE} --locked \
-        -p sluice-engine -p sluice-scheduler -p sluice-executor \
+        -p sluice -p sluice-scheduler -p sluice-executor \
     && mkdir -p /out \
     && cp target/${PROFILE}/sluice target/${PROFILE}/sluice-scheduler \
           target/${PROFILE}/sluice-executor /out/

@@ -68,6 +68,17 @@ no_lint_warnings() {
 run "cargo fmt --check" cargo fmt --all --check
 run "build (all targets)" build_all
 run "clippy: no warnings" no_lint_warnings
+servers_carry_no_cli_code() {
+  # cli/tests/architecture.rs checks the dependency graph; this checks what
+  # the linker kept: no code of the command line, Kubernetes or the report.
+  local b hits
+  for b in sluice-scheduler sluice-executor; do
+    hits=$(nm -C "$CARGO_TARGET_DIR/release/$b" | grep -E '\b(kube|kube_client|k8s_openapi|plotters|indicatif|clap_complete|sluice_cli|sluice_engine|sluice_cluster)::' | head -3)
+    if [ -n "$hits" ]; then echo "$b links code it must not: $hits"; return 1; fi
+    echo "$b: no CLI, Kubernetes or report code ($(nm "$CARGO_TARGET_DIR/release/$b" | wc -l) symbols)"
+  done
+}
+run "scheduler and executor: core only" servers_carry_no_cli_code
 run "start azurite" start_azurite
 
 section "cargo test (workspace)"

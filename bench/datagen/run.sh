@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/sluice-target}
-cargo build --release -p sluice-engine --bin sluice >/dev/null
+cargo build --release -p sluice --bin sluice >/dev/null
 SLUICE=$CARGO_TARGET_DIR/release/sluice
 WORK=${BENCH_DIR:-/tmp/sluice-bench}/datagen
 SIZES=${SIZES:-"1000000 10000000"}

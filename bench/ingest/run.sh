@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/sluice-target}
-[ -n "${SLUICE_BIN:-}" ] || cargo build --release -p sluice-engine --bin sluice >/dev/null
+[ -n "${SLUICE_BIN:-}" ] || cargo build --release -p sluice --bin sluice >/dev/null
 SLUICE=${SLUICE_BIN:-$CARGO_TARGET_DIR/release/sluice}
 WORK=${BENCH_DIR:-/tmp/sluice-bench}/ingest
 SIZES=${SIZES:-"1000000 10000000"}

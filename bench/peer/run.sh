@@ -21,7 +21,7 @@ cd "$(dirname "$0")/../.."
 ROOT=$PWD
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/sluice-target}
 if [ -z "${SLUICE_BIN:-}" ]; then
-  cargo build --release -p sluice-engine --bin sluice >/dev/null
+  cargo build --release -p sluice --bin sluice >/dev/null
 fi
 SLUICE=${SLUICE_BIN:-$CARGO_TARGET_DIR/release/sluice}
 SAMPLES=${SAMPLES:-1000000}

@@ -1,10 +1,13 @@
 //! # sluice-engine
 //!
-//! The engine owns everything between a YAML config and the lake: the config
-//! schema, the lake abstraction over `object_store`, the one DataFusion session
-//! setup used embedded and on Ballista, ingestion, the synthetic data generator,
-//! pipeline steps with their atomic manifests, the model registry, run reports,
-//! the Kubernetes client and the `sluice` command line.
+//! The engine owns what happens between a YAML config and the lake: the
+//! config schema, ingestion (the seven-table join, the labelled CSVs),
+//! pipeline steps and their typed outputs, the distributed-training driver,
+//! drift checks and run reports. The lake, the commit protocol and the
+//! registry are `sluice-lake`; the session setup and the function list are
+//! `sluice-core` (both re-exported here under their old paths); processes
+//! and Kubernetes are `sluice-cluster`; the command line is the `sluice`
+//! crate.
 //!
 //! Feature math lives in `sluice-transforms`, tree math in `sluice-ml`; this
 //! crate only wires them to data.
@@ -13,29 +16,19 @@
 //! [`config::StepName`], and list its inputs so manifests and `--resume` know
 //! what it depends on.
 
-pub mod cli;
-pub mod cluster;
-pub mod commit;
 pub mod config;
-pub mod datagen;
 pub mod drift;
 pub mod dtrain;
-pub mod error;
-pub mod explain;
 pub mod ingest;
-pub mod k8s;
-pub mod lake;
-pub mod logfmt;
 pub mod outputs;
 pub mod pipeline;
-pub mod predict;
-pub mod progress;
-pub mod registry;
 pub mod report;
 mod report_build;
-pub mod schema;
-pub mod session;
 pub mod slices;
-pub mod watchdog;
+
+// The lower layers, under the paths the engine's modules use.
+pub use sluice_common::{error, logfmt, progress};
+pub use sluice_core::{explain, predict, session, watchdog};
+pub use sluice_lake::{commit, lake, registry, schema};
 
 pub use error::{EngineError, Result};

@@ -16,7 +16,7 @@ use arrow::array::{Array, Float64Array, Int64Array, StringArray};
 use arrow::record_batch::RecordBatch;
 use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
-use sluice_engine::cluster::{ClusterOptions, LocalCluster};
+use sluice_cluster::local::{ClusterOptions, LocalCluster};
 use sluice_engine::lake::Lake;
 use sluice_engine::session::{connect, EngineMode, EngineSettings, RetrySettings};
 use sluice_engine::watchdog::retry_lost;
@@ -408,7 +408,7 @@ async fn executor_killed_during_a_job_completes_identically() {
         tokio::time::sleep(Duration::from_millis(150 * seed)).await;
         let pid = cluster.executor_pid(victim).unwrap();
         cluster.kill_executor(victim).unwrap();
-        assert!(!sluice_engine::cluster::is_alive(pid));
+        assert!(!sluice_cluster::local::is_alive(pid));
         let killed = Instant::now();
         let (got, lost) = tokio::time::timeout(Duration::from_secs(240), job)
             .await

@@ -19,7 +19,7 @@
 //! The cluster tests need the binaries: `cargo build --release -p
 //! sluice-scheduler -p sluice-executor` (or `SLUICE_BIN_DIR`).
 
-mod common;
+use sluice_testkit as common;
 
 use std::sync::Arc;
 
@@ -28,7 +28,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
-use sluice_engine::cluster::{ClusterOptions, LocalCluster};
+use sluice_cluster::local::{ClusterOptions, LocalCluster};
 use sluice_engine::dtrain::{train_distributed, DistributedFit, DistributedOptions};
 use sluice_engine::lake::Lake;
 use sluice_engine::outputs::TrainOutput;

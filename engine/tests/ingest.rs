@@ -10,7 +10,7 @@ use bytes::Bytes;
 use datafusion::prelude::{col, ParquetReadOptions, SessionContext};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
-use sluice_engine::datagen::{generate, DatagenConfig};
+use sluice_datagen::{generate, DatagenConfig};
 use sluice_engine::ingest::{
     inference_input, inference_input_sliced, keys_proven_unique, training_input, write_parquet,
     IngestOptions,
@@ -117,7 +117,7 @@ async fn training_csvs_ingest_into_the_training_schema() {
         .column(2)
         .as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
         .value(0);
-    assert_eq!(sluice_engine::datagen::rfc3339_micros(ts), first[2]);
+    assert_eq!(sluice_datagen::rfc3339_micros(ts), first[2]);
     assert_eq!(
         row.column_by_name("label_source")
             .unwrap()

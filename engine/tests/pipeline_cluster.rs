@@ -20,11 +20,11 @@
 //! Needs the binaries: `cargo build --release -p sluice-scheduler -p
 //! sluice-executor` (or `SLUICE_BIN_DIR`).
 
-mod common;
+use sluice_testkit as common;
 
 use std::time::{Duration, Instant};
 
-use sluice_engine::cluster::{ClusterOptions, LocalCluster};
+use sluice_cluster::local::{ClusterOptions, LocalCluster};
 use sluice_engine::commit::{self, Verify};
 use sluice_engine::config::StepName;
 use sluice_engine::lake::Lake;

@@ -12,7 +12,7 @@ use sluice_engine::lake::Lake;
 use sluice_engine::outputs::StepStatus;
 use sluice_engine::pipeline::{self, RunOptions};
 
-mod common;
+use sluice_testkit as common;
 
 use common::{INFERENCE, TRAINING};
 

@@ -16,9 +16,9 @@ use std::time::Instant;
 
 use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
-use sluice_engine::cluster::{ClusterOptions, LocalCluster};
-use sluice_engine::lake::Lake;
-use sluice_engine::session::{connect, EngineMode, EngineSettings};
+use sluice_cluster::local::{ClusterOptions, LocalCluster};
+use sluice_lake::lake::Lake;
+use sluice_core::session::{connect, EngineMode, EngineSettings};
 
 const FEATURES: usize = 16;
 

@@ -4,10 +4,10 @@
 //! ship functions or object stores to executors, so this binary installs them
 //! through the executor's override hooks:
 //!
-//! * `override_function_registry`: [`sluice_engine::session::function_registry`]
+//! * `override_function_registry`: [`sluice_core::session::function_registry`]
 //!   (DataFusion's functions plus every Sluice UDF/UDAF from the one list);
 //! * `override_runtime_producer`:
-//!   [`sluice_engine::session::executor_runtime_producer`] (the lake store
+//!   [`sluice_core::session::executor_runtime_producer`] (the lake store
 //!   registry for `abfss://`, `az://`, `s3://`, `gs://`; spill files in the
 //!   work dir);
 //! * `override_config_producer`: the shared Ballista session config.
@@ -114,7 +114,7 @@ impl ExecutorArgs {
         let memory_pool_size = match &self.memory_limit {
             None => None,
             Some(s) => Some(
-                sluice_engine::session::parse_bytes(s)
+                sluice_core::session::parse_bytes(s)
                     .map_err(|e| BallistaError::Configuration(format!("--memory-limit: {e}")))?
                     as u64,
             ),
@@ -145,11 +145,11 @@ impl ExecutorArgs {
             executor_heartbeat_interval_seconds: self.heartbeat_interval_seconds.max(1),
             memory_pool_size,
             print_thread_info: false,
-            override_function_registry: Some(Arc::new(sluice_engine::session::function_registry())),
-            override_runtime_producer: Some(sluice_engine::session::executor_runtime_producer(
+            override_function_registry: Some(Arc::new(sluice_core::session::function_registry())),
+            override_runtime_producer: Some(sluice_core::session::executor_runtime_producer(
                 self.work_dir.clone(),
             )),
-            override_config_producer: Some(sluice_engine::session::ballista_config_producer()),
+            override_config_producer: Some(sluice_core::session::ballista_config_producer()),
             ..ExecutorProcessConfig::default()
         };
         if let Some(id) = &self.executor_id {
@@ -206,19 +206,9 @@ fn work_dir_error(dir: &std::path::Path, e: std::io::Error) -> BallistaError {
     ))
 }
 
-/// Installs the tracing subscriber (`RUST_LOG` filter, default `info`).
+/// Installs the tracing subscriber ([`sluice_core::logging::init_server`]).
 pub fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(false)
-        .with_writer(std::io::stderr);
-    let _ = if json {
-        builder.json().flatten_event(true).try_init()
-    } else {
-        builder.try_init()
-    };
+    sluice_core::logging::init_server(json);
 }
 
 /// The health routes: `/healthz` is liveness (always 200 while the process
@@ -319,10 +309,10 @@ mod tests {
         assert_eq!(cfg.external_host.as_deref(), Some("10.0.0.7"));
         assert!(dir.is_dir());
         let reg = cfg.override_function_registry.as_ref().unwrap();
-        for f in sluice_engine::session::sluice_scalar_udfs() {
+        for f in sluice_core::session::sluice_scalar_udfs() {
             assert!(reg.scalar_functions.contains_key(f.name()));
         }
-        for f in sluice_engine::session::sluice_aggregate_udfs() {
+        for f in sluice_core::session::sluice_aggregate_udfs() {
             assert!(reg.aggregate_functions.contains_key(f.name()));
         }
         assert!(cfg.override_runtime_producer.is_some());

@@ -2,10 +2,10 @@
 //!
 //! Ballista 55's scheduler with Sluice's session setup: every session the
 //! scheduler plans a job in is built by
-//! [`sluice_engine::session::scheduler_session_builder`], so it resolves every
+//! [`sluice_core::session::scheduler_session_builder`], so it resolves every
 //! Sluice UDF/UDAF (the one list) and the lake's object store (`abfss://`,
 //! `az://`, `s3://`, `gs://` through
-//! [`sluice_engine::session::LakeStoreRegistry`]).
+//! [`sluice_core::session::LakeStoreRegistry`]).
 //!
 //! The binary is thin: [`SchedulerArgs`] (flags and `SLUICE_SCHEDULER_*`
 //! environment variables) → [`SchedulerArgs::to_config`] → [`run`], which
@@ -155,27 +155,17 @@ impl SchedulerArgs {
             ..SchedulerConfig::default()
         };
         cfg = cfg
-            .with_override_config_producer(sluice_engine::session::ballista_config_producer())
+            .with_override_config_producer(sluice_core::session::ballista_config_producer())
             .with_override_session_builder(Arc::new(
-                sluice_engine::session::scheduler_session_builder,
+                sluice_core::session::scheduler_session_builder,
             ));
         cfg
     }
 }
 
-/// Installs the tracing subscriber (`RUST_LOG` filter, default `info`).
+/// Installs the tracing subscriber ([`sluice_core::logging::init_server`]).
 pub fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(false)
-        .with_writer(std::io::stderr);
-    let _ = if json {
-        builder.json().flatten_event(true).try_init()
-    } else {
-        builder.try_init()
-    };
+    sluice_core::logging::init_server(json);
 }
 
 /// Runs the scheduler until SIGTERM or Ctrl-C (then returns `Ok`), or until
@@ -186,8 +176,8 @@ pub async fn run(args: SchedulerArgs) -> Result<(), BallistaError> {
     tracing::info!(
         %addr,
         external_host = %args.external_host,
-        functions = sluice_engine::session::sluice_scalar_udfs().len()
-            + sluice_engine::session::sluice_aggregate_udfs().len(),
+        functions = sluice_core::session::sluice_scalar_udfs().len()
+            + sluice_core::session::sluice_aggregate_udfs().len(),
         "starting the Sluice scheduler"
     );
     let memory = BallistaCluster::new_from_config(&config).await?;

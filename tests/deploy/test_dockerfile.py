@@ -99,7 +99,7 @@ def test_builds_the_three_binaries_stripped(parser):
     assert dist["inherits"] == "release" and dist["strip"] in ("symbols", True), dist
     build = " ".join(i["value"] for i in _stage(parser, "build") if i["instruction"] == "RUN")
     assert "cargo build --profile ${PROFILE} --locked" in build
-    for pkg in ("sluice-engine", "sluice-scheduler", "sluice-executor"):
+    for pkg in ("sluice", "sluice-scheduler", "sluice-executor"):
         assert f"-p {pkg}" in build, pkg
     runtime = stages(parser)[-1]
     copies = [i["value"] for i in runtime if i["instruction"] == "COPY"]

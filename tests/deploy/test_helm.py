@@ -210,7 +210,7 @@ def test_resource_names_follow_the_release_name():
 
 def test_submitter_role_is_the_rules_file_and_minimal():
     """One source for the Role: files/rbac/submitter-rules.yaml (the code's
-    requests are checked against it in engine/tests/k8s_api.rs)."""
+    requests are checked against it in cluster/tests/k8s_api.rs)."""
     docs = manifests_of(render_chart(load_values("production")))
     role = _by_kind(docs, "Role")["sluice-submitter"]
     rules_file = (CHART / "files" / "rbac" / "submitter-rules.yaml").read_text().replace("${RELEASE}", "sluice")

@@ -9,7 +9,7 @@
 # Environment:
 #   SLUICE_MODELS_VENV  venv (default $HOME/.cache/sluice-venv-models)
 #   SLUICE_BIN          the `sluice` binary (default $CARGO_TARGET_DIR/release/sluice,
-#                       built with `cargo build --release -p sluice-engine --bin sluice`)
+#                       built with `cargo build --release -p sluice --bin sluice`)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -21,7 +21,7 @@ export SLUICE_BIN="${SLUICE_BIN:-$CARGO_TARGET_DIR/release/sluice}"
 PY=$(bash "$ROOT/tests/tools/venv.sh" "$VENV" "$HERE/requirements.txt")
 if [[ ! -x "$SLUICE_BIN" ]]; then
     echo "model tests: building the sluice binary"
-    (cd "$ROOT" && cargo build --release -q -p sluice-engine --bin sluice)
+    (cd "$ROOT" && cargo build --release -q -p sluice --bin sluice)
 fi
 cd "$HERE"
 exec "$PY" -m pytest -q -p no:cacheprovider "$@"

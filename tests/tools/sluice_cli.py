@@ -5,7 +5,7 @@ tests/models): where it is, how to run it, and a small generated lake.
 
 `SLUICE_BIN` names the binary; otherwise it is
 `$CARGO_TARGET_DIR/release/sluice` (default target `~/.cache/sluice-target`),
-built with `cargo build --release -p sluice-engine --bin sluice`."""
+built with `cargo build --release -p sluice --bin sluice`."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def generate_lake(out, samples: int, devices: int, train_rows: int, *extra) -> P
     """`sluice datagen` into OUT (extra flags such as --seed or --chunk-samples)."""
     if not os.path.exists(sluice_bin()):
         raise AssertionError(
-            f"sluice binary not found at {sluice_bin()}: cargo build --release -p sluice-engine --bin sluice"
+            f"sluice binary not found at {sluice_bin()}: cargo build --release -p sluice --bin sluice"
         )
     sluice("datagen", "--out", out, "--samples", samples, "--devices", devices, "--train-rows", train_rows, *extra)
     return Path(out)

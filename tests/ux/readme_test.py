@@ -66,9 +66,9 @@ def blocks(text):
 def main():
     readme = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "README.md")
     text = open(readme, encoding="utf-8").read()
-    print("building the sluice binary (cargo build --release -p sluice-engine --bin sluice)")
+    print("building the sluice binary (cargo build --release -p sluice --bin sluice)")
     subprocess.run(
-        ["cargo", "build", "--release", "-q", "-p", "sluice-engine", "--bin", "sluice"],
+        ["cargo", "build", "--release", "-q", "-p", "sluice", "--bin", "sluice"],
         cwd=ROOT,
         check=True,
     )

@@ -24,7 +24,7 @@ if ! command -v chromium >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
 fi
 
-cargo build --release -q -p sluice-engine --bin sluice
+cargo build --release -q -p sluice --bin sluice
 SLUICE="$CARGO_TARGET_DIR/release/sluice"
 WORK=$(mktemp -d /tmp/sluice-ux.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT

@@ -16,7 +16,6 @@
 pub mod bounds;
 pub mod checks;
 mod inference;
-mod ordered;
 pub mod partition;
 pub mod raw;
 mod training;
@@ -26,7 +25,7 @@ pub use inference::{
     check_joined_rows, inference_input, inference_input_sliced, inference_input_with,
     name_bounds_error, raw_table_input, InferenceOptions,
 };
-pub use ordered::{
+pub use sluice_core::ordered::{
     keys_ordered_udaf, keys_proven_unique, keys_proven_unique_counting, KEYS_ORDERED_UDAF,
 };
 pub use partition::PartitionFilter;

@@ -1,0 +1,221 @@
+//! # sluice-testkit
+//!
+//! Helpers shared by the integration tests of every crate: small generated
+//! lakes, pipeline configs, reading the committed predictions of a run in a
+//! comparable form, running a process under a timeout, and one Azurite
+//! ([`azurite`]) shared by the tests of a binary.
+
+pub mod azurite;
+
+use std::path::{Path, PathBuf};
+
+use arrow::array::AsArray;
+use arrow::datatypes::{Float64Type, Int32Type, Int64Type};
+use datafusion::prelude::SessionContext;
+use sluice_lake::commit::{self, Verify};
+use sluice_engine::config::{self, LoadedConfig};
+use sluice_datagen::{self as datagen, DatagenConfig};
+use sluice_lake::lake::Lake;
+
+/// A small training pipeline (two models, deploys `io`).
+pub const TRAINING: &str = r#"
+name: lt-train
+kind: training
+lake: LAKE
+engine:
+  target_partitions: 2
+steps:
+  - step: ingest
+  - step: features
+  - step: train
+    test_fraction: 0.25
+    seed: 7
+    models:
+      - name: gbt
+        type: gbt
+        params: {maxIter: 20, maxDepth: 5, stepSize: 0.2}
+      - name: rf
+        type: random_forest
+        params: {numTrees: 10, maxDepth: 8}
+  - step: evaluate
+    metric: auc
+  - step: deploy
+    model_name: io
+"#;
+
+/// The inference pipeline scoring the raw samples with `io`.
+pub const INFERENCE: &str = r#"
+name: lt-infer
+kind: inference
+lake: LAKE
+engine:
+  target_partitions: 2
+steps:
+  - step: ingest
+  - step: features
+  - step: predict
+    model_name: io
+"#;
+
+/// A pipeline config text with its lake set.
+pub fn config_text(text: &str, lake: &str) -> String {
+    text.replace("LAKE", lake)
+}
+
+/// A parsed pipeline config for `lake` (a path or URL).
+pub fn cfg(text: &str, lake: &str) -> LoadedConfig {
+    config::parse(&config_text(text, lake), "test.yaml").unwrap()
+}
+
+/// Writes a config file for the `sluice` binary; returns its path.
+pub fn write_config(dir: &Path, name: &str, text: &str, lake: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, config_text(text, lake)).unwrap();
+    p
+}
+
+/// Generates a small lake: `samples` raw samples and as many training rows.
+pub async fn generate(lake: &Lake, samples: u64) {
+    let mut c = DatagenConfig::new(samples);
+    c.devices = (samples / 1_000).max(4);
+    c.train_rows = samples;
+    datagen::generate(lake, &c).await.unwrap();
+}
+
+/// One prediction row, comparable across runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prediction {
+    /// Sample id.
+    pub sample_id: i64,
+    /// Predicted probability of `indoor`.
+    pub probability: f64,
+    /// Thresholded label.
+    pub indoor: i32,
+}
+
+/// The committed predictions of `run_id`, read through their manifest
+/// (checksums verified), sorted by sample id.
+pub async fn predictions(lake: &Lake, run_id: &str) -> Vec<Prediction> {
+    let dir = format!("predictions/run={run_id}");
+    let m = commit::open_committed(lake, &dir, Verify::Full)
+        .await
+        .unwrap_or_else(|e| panic!("predictions of {run_id}: {e}"));
+    let ctx = SessionContext::new();
+    lake.register(&ctx);
+    let batches = commit::read_parquet(&ctx, lake, &m)
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    for b in &batches {
+        let id = b
+            .column_by_name("sample_id")
+            .unwrap()
+            .as_primitive::<Int64Type>();
+        let p = b
+            .column_by_name("indoor_probability")
+            .unwrap()
+            .as_primitive::<Float64Type>();
+        let y = b
+            .column_by_name("indoor")
+            .unwrap()
+            .as_primitive::<Int32Type>();
+        for i in 0..b.num_rows() {
+            out.push(Prediction {
+                sample_id: id.value(i),
+                probability: p.value(i),
+                indoor: y.value(i),
+            });
+        }
+    }
+    assert_eq!(
+        Some(out.len() as u64),
+        m.rows,
+        "rows of {dir} vs its manifest"
+    );
+    out.sort_by_key(|p| p.sample_id);
+    out
+}
+
+/// An order-independent checksum of predictions (sorted by sample id, exact
+/// probability bits).
+pub fn checksum(preds: &[Prediction]) -> String {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for p in preds {
+        h.update(&p.sample_id.to_le_bytes());
+        h.update(&p.probability.to_bits().to_le_bytes());
+        h.update(&p.indoor.to_le_bytes());
+    }
+    format!("{:016x}", h.digest())
+}
+
+/// Asserts two prediction sets are equal: same ids, probabilities within
+/// `tol`, same labels. Reports the first difference.
+pub fn assert_same_predictions(a: &[Prediction], b: &[Prediction], tol: f64, what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: row counts differ");
+    for (x, y) in a.iter().zip(b) {
+        assert_eq!(x.sample_id, y.sample_id, "{what}: sample ids differ");
+        assert!(
+            (x.probability - y.probability).abs() <= tol && x.indoor == y.indoor,
+            "{what}: sample {} differs: {:?} vs {:?}",
+            x.sample_id,
+            x,
+            y
+        );
+    }
+}
+
+/// The output of a finished child process.
+#[derive(Debug)]
+pub struct Finished {
+    /// Whether it exited with status 0.
+    pub success: bool,
+    /// Its stdout.
+    pub stdout: String,
+    /// Its stderr.
+    pub stderr: String,
+}
+
+/// Spawns `cmd` with piped output and waits at most `timeout` (then kills
+/// it and panics, so a hung process never hangs the suite).
+pub fn run_with_timeout(cmd: &mut std::process::Command, timeout: std::time::Duration) -> Finished {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let deadline = std::time::Instant::now() + timeout;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} did not finish within {timeout:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    Finished {
+        success: status.success(),
+        stdout: t_out.join().unwrap(),
+        stderr: t_err.join().unwrap(),
+    }
+}
