@@ -3,12 +3,12 @@
 
 use clap::ValueEnum;
 
+use sluice_core::session::{connect, EngineSettings};
 use sluice_engine::ingest::{
     check_joined_rows, inference_input_with, raw_table_input, training_input, write_parquet,
     InferenceOptions, IngestOptions, PartitionFilter,
 };
 use sluice_lake::lake::Lake;
-use sluice_core::session::{connect, EngineSettings};
 
 /// Which input to ingest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

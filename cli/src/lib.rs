@@ -7,8 +7,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 pub mod cluster;
 pub mod datagen;
-pub mod k8s;
 pub mod ingest;
+pub mod k8s;
 pub mod models;
 pub mod progress_view;
 pub mod quickstart;

@@ -4,8 +4,8 @@
 use serde::Serialize;
 
 use super::table;
-use sluice_lake::lake::Lake;
 use sluice_common::logfmt::num;
+use sluice_lake::lake::Lake;
 use sluice_lake::registry::{self, ModelVersion};
 
 /// Arguments of `sluice models`.

@@ -3,10 +3,10 @@
 
 use std::path::PathBuf;
 
-use sluice_engine::config;
 use sluice_datagen::{self as datagen, DatagenConfig};
-use sluice_lake::lake::Lake;
+use sluice_engine::config;
 use sluice_engine::pipeline::{self, RunOptions};
+use sluice_lake::lake::Lake;
 
 /// The training config `quickstart` runs (also under `config/`).
 pub const TRAINING_YAML: &str = include_str!("../../../config/quickstart-training.yaml");

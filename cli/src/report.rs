@@ -1,8 +1,8 @@
 //! `sluice report <run_id> [--open]`: where a run's report is, opened in
 //! the browser on request.
 
-use sluice_lake::lake::Lake;
 use sluice_engine::report;
+use sluice_lake::lake::Lake;
 
 /// Arguments of `sluice report`.
 #[derive(Debug, clap::Args)]

@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
+use sluice_core::session::{EngineMode, EngineSettings};
 use sluice_engine::config::{self, StepName};
 use sluice_engine::pipeline::{self, RunOptions, RunOutcome, RunPlan};
-use sluice_core::session::{EngineMode, EngineSettings};
 
 /// Arguments of `sluice run`.
 #[derive(Debug, clap::Args)]

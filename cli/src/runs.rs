@@ -4,10 +4,10 @@
 use serde::Serialize;
 
 use super::table;
-use sluice_lake::lake::Lake;
 use sluice_common::logfmt::num;
 use sluice_engine::pipeline::{RunMarker, RUN_MARKER};
 use sluice_engine::report::{self, RunReport, StepStatus};
+use sluice_lake::lake::Lake;
 
 /// Arguments of `sluice runs`.
 #[derive(Debug, clap::Args)]

@@ -18,9 +18,15 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("sluice-ml", &[]),
     ("sluice-common", &["sluice-ml", "sluice-transforms"]),
     ("sluice-lake", &["sluice-common", "sluice-ml"]),
+    ("sluice-report", &["sluice-common", "sluice-ml"]),
     (
         "sluice-core",
-        &["sluice-common", "sluice-lake", "sluice-ml", "sluice-transforms"],
+        &[
+            "sluice-common",
+            "sluice-lake",
+            "sluice-ml",
+            "sluice-transforms",
+        ],
     ),
     (
         "sluice-engine",
@@ -28,6 +34,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "sluice-common",
             "sluice-lake",
             "sluice-core",
+            "sluice-report",
             "sluice-ml",
             "sluice-transforms",
         ],
@@ -48,13 +55,17 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     ("sluice-scheduler", &["sluice-core"]),
     ("sluice-executor", &["sluice-core"]),
-    ("sluice-testkit", &["sluice-engine", "sluice-lake", "sluice-datagen"]),
+    (
+        "sluice-testkit",
+        &["sluice-engine", "sluice-lake", "sluice-datagen"],
+    ),
 ];
 
 /// Crates the cluster's server processes must not reach.
 const NOT_IN_SERVERS: &[&str] = &[
     "sluice",
     "sluice-engine",
+    "sluice-report",
     "sluice-cluster",
     "sluice-datagen",
     "kube",
@@ -118,7 +129,9 @@ fn metadata() -> Graph {
             })
             .map(|d| name_of[d["pkg"].as_str().unwrap()].clone())
             .collect();
-        deps.entry(name).or_insert_with(BTreeSet::new).extend(normal);
+        deps.entry(name)
+            .or_insert_with(BTreeSet::new)
+            .extend(normal);
     }
     Graph { deps, members }
 }
@@ -163,6 +176,9 @@ fn scheduler_and_executor_reach_no_cli_kubernetes_or_report_crate() {
                 "`{server}` reaches `{bad}` through its normal dependencies"
             );
         }
-        assert!(seen.contains("sluice-core"), "{server} uses the one session setup");
+        assert!(
+            seen.contains("sluice-core"),
+            "{server} uses the one session setup"
+        );
     }
 }

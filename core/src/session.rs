@@ -226,7 +226,7 @@ pub fn sluice_scalar_udfs() -> Vec<Arc<ScalarUDF>> {
     v.extend(sluice_ml::distributed::scalar_udfs());
     v.push(Arc::new(crate::predict::predict_udf()));
     v.push(Arc::new(crate::explain::explain_udf()));
-    v.push(Arc::new(crate::ingest::bounds::value_bounds_udf()));
+    v.push(Arc::new(crate::bounds::value_bounds_udf()));
     v
 }
 

@@ -56,8 +56,8 @@ use futures::{Future, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{info, warn};
 
-use sluice_common::error::EngineError;
 use crate::session::RetrySettings;
+use sluice_common::error::EngineError;
 
 /// Ballista's client exec node, as Sluice's client builds it.
 type ClientExec = DistributedQueryExec<LogicalPlanNode>;

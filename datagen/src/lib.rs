@@ -37,10 +37,10 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use tokio::io::AsyncWriteExt;
 
+use sim::{cell_attrs, device_spec, mix, simulate_device, DeviceSpec, Sample, MODELS, OS_VERSIONS};
 use sluice_common::error::{EngineError, Result};
 use sluice_lake::lake::Lake;
 use sluice_lake::schema;
-use sim::{cell_attrs, device_spec, mix, simulate_device, DeviceSpec, Sample, MODELS, OS_VERSIONS};
 
 /// The label sources of the training campaigns (one CSV file each) with the
 /// share of training devices and the label noise of each campaign.

@@ -49,8 +49,8 @@ use tracing::info;
 
 use crate::commit::{self, Manifest};
 use crate::config::{ModelConfig, TrainStep};
+use crate::context::RunContext;
 use crate::error::{EngineError, Result};
-use crate::pipeline::RunContext;
 use crate::session::{EngineMode, EngineSettings, RetrySettings};
 use crate::watchdog::retry_lost;
 

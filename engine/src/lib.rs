@@ -3,7 +3,8 @@
 //! The engine owns what happens between a YAML config and the lake: the
 //! config schema, ingestion (the seven-table join, the labelled CSVs),
 //! pipeline steps and their typed outputs, the distributed-training driver,
-//! drift checks and run reports. The lake, the commit protocol and the
+//! drift checks, and the data of run reports (rendered by `sluice-report`).
+//! The lake, the commit protocol and the
 //! registry are `sluice-lake`; the session setup and the function list are
 //! `sluice-core` (both re-exported here under their old paths); processes
 //! and Kubernetes are `sluice-cluster`; the command line is the `sluice`
@@ -17,12 +18,12 @@
 //! what it depends on.
 
 pub mod config;
+pub mod context;
 pub mod drift;
 pub mod dtrain;
 pub mod ingest;
 pub mod outputs;
 pub mod pipeline;
-pub mod report;
 mod report_build;
 pub mod slices;
 
@@ -30,5 +31,6 @@ pub mod slices;
 pub use sluice_common::{error, logfmt, progress};
 pub use sluice_core::{explain, predict, session, watchdog};
 pub use sluice_lake::{commit, lake, registry, schema};
+pub use sluice_report as report;
 
 pub use error::{EngineError, Result};

@@ -4,11 +4,11 @@
 use sluice_ml::{FeatureImportance, Metrics};
 
 use crate::config::StepName;
+use crate::context::{RunContext, StepOutcome};
 use crate::error::Result;
 use crate::outputs::{
     DeployOutput, EvaluateOutput, FeaturesOutput, IngestOutput, PredictOutput, TrainOutput,
 };
-use crate::pipeline::{RunContext, StepOutcome};
 use crate::report::{
     Confusion, DataReport, DeployedModel, DriftRow, DriftSection, Failure, GridPoint, Importance,
     InferenceReport, MetricSet, ModelReport, RunReport, StepReport, TruthReport,

@@ -17,8 +17,8 @@ use std::time::Instant;
 use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use sluice_cluster::local::{ClusterOptions, LocalCluster};
-use sluice_lake::lake::Lake;
 use sluice_core::session::{connect, EngineMode, EngineSettings};
+use sluice_lake::lake::Lake;
 
 const FEATURES: usize = 16;
 

@@ -27,9 +27,9 @@ use std::time::Instant;
 use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use sluice_cluster::local::{ClusterOptions, LocalCluster};
+use sluice_core::session::{connect, EngineMode, EngineSettings};
 use sluice_engine::dtrain::{train_distributed, DistributedOptions};
 use sluice_lake::lake::Lake;
-use sluice_core::session::{connect, EngineMode, EngineSettings};
 use sluice_ml::{GbtParams, ModelSpec, RfParams};
 
 fn env_usize(k: &str, d: usize) -> usize {

@@ -24,8 +24,8 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::Xxh3;
 
-use sluice_common::error::{EngineError, Result};
 use crate::lake::Lake;
+use sluice_common::error::{EngineError, Result};
 
 /// File name of the commit marker.
 pub const MANIFEST: &str = "_manifest.json";
@@ -509,7 +509,7 @@ pub fn schema_json(schema: &arrow::datatypes::Schema) -> serde_json::Value {
 pub async fn write_parquet_once(
     df: DataFrame,
     url: &str,
-    progress: Option<(&crate::progress::Task, u64)>,
+    progress: Option<(&sluice_common::progress::Task, u64)>,
 ) -> Result<u64> {
     let table = datafusion::datasource::listing::ListingTableUrl::parse(url)?;
     let store = df
@@ -552,7 +552,7 @@ pub async fn write_parquet_once(
             let df = DataFrame::new(state, copy);
             let task_ctx = Arc::new(df.task_ctx());
             let physical = df.create_physical_plan().await?;
-            crate::progress::collect_tracked(physical, task_ctx, task, base).await?
+            sluice_common::progress::collect_tracked(physical, task_ctx, task, base).await?
         }
     };
     let rows = count_from_write(&out);

@@ -12,8 +12,8 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::commit::{self, Commit, InputRef, Manifest, Verify};
-use sluice_common::error::{EngineError, Result};
 use crate::lake::Lake;
+use sluice_common::error::{EngineError, Result};
 
 /// Artefact file name inside a version directory.
 pub const ARTEFACT_FILE: &str = "model.sluice";

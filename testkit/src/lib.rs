@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use arrow::array::AsArray;
 use arrow::datatypes::{Float64Type, Int32Type, Int64Type};
 use datafusion::prelude::SessionContext;
-use sluice_lake::commit::{self, Verify};
-use sluice_engine::config::{self, LoadedConfig};
 use sluice_datagen::{self as datagen, DatagenConfig};
+use sluice_engine::config::{self, LoadedConfig};
+use sluice_lake::commit::{self, Verify};
 use sluice_lake::lake::Lake;
 
 /// A small training pipeline (two models, deploys `io`).

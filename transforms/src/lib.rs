@@ -7,12 +7,13 @@
 //! * the scalar UDFs (`haversine_m`, `local_hour`, `local_minute_of_day`,
 //!   `local_is_weekend`, and the vectorized helpers `fill_null_f64`,
 //!   `indicator_f64`, `signal_level` the imputers, the one-hot encoder and the
-//!   level calculator compile to) and the one list that registers them everywhere
-//!   ([`scalar_udfs`], [`register_all`], [`register_all_in`],
-//!   [`with_sluice_functions`]);
+//!   level calculator compile to), listed by [`scalar_udfs`] and
+//!   [`window_udfs`] (the session setup in `sluice-core` registers them with
+//!   every other Sluice function; [`register_all`] is for a bare context);
 //! * the transform specs ([`TransformSpec`], the YAML list entries);
-//! * the estimator/model pair [`FeaturePipeline`] → [`FittedPipeline`];
-//! * the hand-off of feature columns to the ML crate ([`assemble`]).
+//! * the estimator/model pair [`FeaturePipeline`] → [`FittedPipeline`]
+//!   (the ML crate's `FeatureMatrix::from_batches` takes its Float64
+//!   feature columns).
 //!
 //! It knows nothing about steps, files or Ballista: every transform is a set
 //! of DataFusion expressions (window functions, `CASE`, casts and the UDFs
@@ -32,21 +33,15 @@
 //! A new UDF goes in its own file under `functions/` and into
 //! `functions::all_udfs`.
 
-pub mod assemble;
 pub mod error;
 pub mod fitted;
 pub mod functions;
 mod plan;
 pub mod spec;
 
-use std::sync::Arc;
-
-use datafusion::execution::session_state::SessionStateBuilder;
-use datafusion::logical_expr::registry::FunctionRegistry;
 use datafusion::logical_expr::{ScalarUDF, WindowUDF};
 use datafusion::prelude::SessionContext;
 
-pub use assemble::assemble;
 pub use error::TransformError;
 pub use fitted::{
     FeaturePipeline, FittedPipeline, FittedState, FittedStep, IndexedColumn, OneHotGroup,
@@ -81,34 +76,6 @@ pub fn register_all(ctx: &SessionContext) {
     }
 }
 
-/// Registers every Sluice UDF in any function registry (a `SessionState`,
-/// Ballista's executor registry, ...).
-pub fn register_all_in(registry: &mut dyn FunctionRegistry) -> datafusion::error::Result<()> {
-    for udf in functions::all_udfs() {
-        registry.register_udf(udf)?;
-    }
-    for udwf in functions::all_udwfs() {
-        registry.register_udwf(udwf)?;
-    }
-    Ok(())
-}
-
-/// Adds every Sluice UDF to a session state builder, keeping the functions
-/// already configured on it (call after `with_default_features`).
-pub fn with_sluice_functions(mut builder: SessionStateBuilder) -> SessionStateBuilder {
-    let funcs = builder.scalar_functions().get_or_insert_with(Vec::new);
-    for udf in functions::all_udfs() {
-        funcs.retain(|f| f.name() != udf.name());
-        funcs.push(Arc::clone(&udf));
-    }
-    let windows = builder.window_functions().get_or_insert_with(Vec::new);
-    for udwf in functions::all_udwfs() {
-        windows.retain(|f| f.name() != udwf.name());
-        windows.push(Arc::clone(&udwf));
-    }
-    builder
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,16 +108,5 @@ mod tests {
             .to_string();
         assert!(s.contains("111194.92664455"), "{s}");
         assert!(s.contains("| 3 "), "{s}");
-    }
-
-    #[tokio::test]
-    async fn state_builder_keeps_default_functions() {
-        let state =
-            with_sluice_functions(SessionStateBuilder::new().with_default_features()).build();
-        assert!(state.scalar_functions().contains_key("haversine_m"));
-        assert!(state.scalar_functions().contains_key("abs"));
-        let mut state = SessionStateBuilder::new().with_default_features().build();
-        register_all_in(&mut state).unwrap();
-        assert!(state.scalar_functions().contains_key("local_is_weekend"));
     }
 }

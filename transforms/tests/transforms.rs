@@ -15,9 +15,23 @@ use proptest::prelude::*;
 use sluice_transforms::functions::haversine::haversine_m_scalar;
 use sluice_transforms::spec::*;
 use sluice_transforms::{
-    assemble, FeaturePipeline, FittedPipeline, FittedState, TransformError, TransformSpec,
+    FeaturePipeline, FittedPipeline, FittedState, TransformError, TransformSpec,
     DEFAULT_CONTRACT_YAML,
 };
+
+/// The feature columns of a transformed batch, in `names` order.
+fn features(batch: &RecordBatch, names: &[String]) -> Vec<ArrayRef> {
+    names
+        .iter()
+        .map(|n| {
+            ArrayRef::clone(
+                batch
+                    .column_by_name(n)
+                    .unwrap_or_else(|| panic!("feature column {n} missing")),
+            )
+        })
+        .collect()
+}
 
 fn us(y: i32, m: u32, d: u32, h: u32, mi: u32, s: u32) -> i64 {
     Utc.from_utc_datetime(
@@ -554,8 +568,8 @@ async fn string_indexer_frequency_order_unseen_and_one_hot() {
     assert_eq!(rows[1], vec![0.0, 0.0, 0.0, 0.0, 1.0]); // unseen -> unknown slot
     assert_eq!(rows[2], vec![0.0, 0.0, 0.0, 0.0, 1.0]); // null -> unknown slot
     assert_eq!(rows[3], vec![1.0, 0.0, 0.0, 0.0, 0.0]);
-    // assemble hands the same columns to the ML crate as Float64 arrays.
-    let arrays = assemble(&out, &names).unwrap();
+    // The ML crate takes the same columns as Float64 arrays.
+    let arrays = features(&out, &names);
     assert_eq!(arrays.len(), names.len());
     assert!(arrays.iter().all(|a| a.data_type() == &DataType::Float64));
 }
@@ -693,7 +707,7 @@ async fn default_contract_on_empty_unified_input() {
     let rows = unified_batch(50, 3, 2);
     let out = run_sorted(fitted.transform(df_from_batches(vec![rows])).unwrap()).await;
     assert_eq!(out.num_rows(), 50);
-    for a in assemble(&out, &names).unwrap() {
+    for a in features(&out, &names) {
         assert_eq!(a.null_count(), 0);
     }
     assert_eq!(f64s(&out, "activity_vec__unknown"), vec![Some(1.0); 50]);
@@ -1061,7 +1075,7 @@ async fn default_contract_runs_on_unified_rows_and_round_trips_through_json() {
     assert_eq!(&cols[..4], &["sample_id", "device_id", "ts", "indoor"]);
     assert_eq!(&cols[4..], names.as_slice());
     // Every feature is Float64 and, after imputation, non-null.
-    for a in assemble(&out, &names).unwrap() {
+    for a in features(&out, &names) {
         assert_eq!(a.data_type(), &DataType::Float64);
         assert_eq!(a.null_count(), 0);
     }

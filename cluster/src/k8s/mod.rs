@@ -19,7 +19,6 @@
 //! against the fake API server), a thin wrapper that calls [`connect`], and a
 //! clap `Args` struct plus `run_*` entry in `cli/src/k8s.rs`.
 
-
 mod error;
 pub mod template;
 

@@ -13,7 +13,7 @@
 //! is the caller's job (the pipeline step's commit protocol, or
 //! [`write_parquet`] for the CLI and tests).
 
-pub mod bounds;
+pub use sluice_core::bounds;
 pub mod checks;
 mod inference;
 pub mod partition;
@@ -25,10 +25,10 @@ pub use inference::{
     check_joined_rows, inference_input, inference_input_sliced, inference_input_with,
     name_bounds_error, raw_table_input, InferenceOptions,
 };
+pub use partition::PartitionFilter;
 pub use sluice_core::ordered::{
     keys_ordered_udaf, keys_proven_unique, keys_proven_unique_counting, KEYS_ORDERED_UDAF,
 };
-pub use partition::PartitionFilter;
 pub use training::training_input;
 
 use datafusion::dataframe::DataFrameWriteOptions;

@@ -8,9 +8,9 @@
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use crate::error::{EngineError, Result};
-use crate::report::format::{compact, metric};
-use crate::report::model::{Confusion, ModelReport};
+use crate::format::{compact, metric};
+use crate::model::{Confusion, ModelReport};
+use sluice_common::error::{EngineError, Result};
 
 /// Width in pixels of the wide charts (ROC, bars).
 const WIDE: u32 = 860;
@@ -162,7 +162,7 @@ pub fn confusion_chart(model: &ModelReport) -> Result<Option<String>> {
 
 /// Counts with thousands separators (`12 345`).
 fn compact_count(n: u64) -> String {
-    crate::report::format::thousands(n)
+    crate::format::thousands(n)
 }
 
 /// White → dark blue by `share` in `[0, 1]`.

@@ -3,11 +3,11 @@
 
 use std::fmt::Write as _;
 
-use crate::error::Result;
-use crate::report::format::{escape_html as esc, metric, seconds, thousands};
-use crate::report::model::{GridPoint, MetricSet, ModelReport, RunReport, StepReport, StepStatus};
-use crate::report::plots::{self, Bar};
-use crate::report::redact::redact_url;
+use crate::format::{escape_html as esc, metric, seconds, thousands};
+use crate::model::{GridPoint, MetricSet, ModelReport, RunReport, StepReport, StepStatus};
+use crate::plots::{self, Bar};
+use crate::redact::redact_url;
+use sluice_common::error::Result;
 
 /// How many features the importance charts show.
 pub const TOP_FEATURES: usize = 20;
@@ -76,7 +76,7 @@ pub fn render(report: &RunReport) -> Result<String> {
     deployed(&mut h, report);
     inference(&mut h, report)?;
     scoring(&mut h, report)?;
-    crate::report::drift::section(&mut h, report.drift.as_ref())?;
+    crate::drift::section(&mut h, report.drift.as_ref())?;
     data(&mut h, report);
     models(&mut h, report)?;
     steps(&mut h, report)?;
@@ -257,7 +257,7 @@ fn inference(h: &mut String, r: &RunReport) -> Result<()> {
                 esc(&m.model),
                 m.kind.map_or_else(String::new, |k| format!(
                     " ({})",
-                    esc(&crate::logfmt::kind_name(k))
+                    esc(&sluice_common::logfmt::kind_name(k))
                 ))
             ),
         ),

@@ -1,8 +1,10 @@
-//! The run report: `report.html` and `report.json` for one pipeline run.
+//! # sluice-report
 //!
-//! The pipeline fills a [`RunReport`] from the steps' typed outputs
-//! (`report_build.rs` over [`crate::outputs`]) and renders it with
-//! [`render_html`] and [`render_json`]:
+//! The run report: `report.html` and `report.json` for one pipeline run.
+//! It depends on no engine, DataFusion or command-line crate: the engine
+//! fills a [`RunReport`] from its typed step outputs (`report_build.rs`,
+//! whose shared facts are in [`facts`]) and renders it with [`render_html`]
+//! and [`render_json`]:
 //!
 //! * `report.html`: one self-contained page (inline CSS and SVG charts drawn
 //!   with `plotters`, no scripts, no external assets): run metadata, the
@@ -29,6 +31,7 @@
 //! `<svg>` document.
 
 mod drift;
+pub mod facts;
 mod format;
 mod html;
 mod model;
@@ -47,7 +50,7 @@ pub use model::{
 pub use plots::confusion_chart;
 pub use redact::{redact_url, REDACTED};
 
-use crate::error::{EngineError, Result};
+use sluice_common::error::{EngineError, Result};
 
 /// File name of the HTML report inside a run directory.
 pub const HTML_FILE: &str = "report.html";

@@ -1,7 +1,7 @@
 //! The plain-data shape of a run report.
 //!
 //! The pipeline fills a [`RunReport`] from the steps' typed outputs
-//! ([`crate::outputs`]); nothing here depends on DataFusion, so the report
+//! ([`crate::facts`]); nothing here depends on DataFusion, so the report
 //! can be written (and read back from `report.json`) by any tool. Floating-point fields that may be
 //! undefined (an AUC on a single-class split, a log-loss without
 //! probabilities) are `Option<f64>`; a NaN or infinite value is written to
@@ -9,8 +9,8 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-pub use crate::outputs::StepStatus;
-use crate::outputs::{ClassCounts, EvalCurves, ModelProvenance};
+pub use crate::facts::StepStatus;
+use crate::facts::{ClassCounts, EvalCurves, ModelProvenance};
 
 /// Everything shown in `report.html` and written to `report.json` for one
 /// pipeline run.
@@ -52,7 +52,7 @@ pub struct RunReport {
     /// Inference predictions against truth labels: confusion, ROC and curves.
     pub truth: Option<TruthReport>,
     /// The inference input's drift check, when it ran.
-    pub drift: Option<crate::report::DriftSection>,
+    pub drift: Option<crate::DriftSection>,
 }
 
 /// Why a run stopped.

@@ -8,8 +8,8 @@ use std::fmt::Write as _;
 use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{EngineError, Result};
-use crate::report::format::escape_html as esc;
+use crate::format::escape_html as esc;
+use sluice_common::error::{EngineError, Result};
 
 /// How many of the most drifted features get a chart.
 pub const DRIFT_PLOTS: usize = 3;

@@ -5,7 +5,7 @@
 //! `[min, max]` (NaN and infinities included; nulls never break it) fails
 //! the query with an execution error naming the table, the key and value
 //! and the bound, marked with [`BOUNDS_MARKER`] so the caller can replace
-//! it with the error of [`super::checks::first_violation`], which also
+//! it with the error of the engine's `ingest::checks::first_violation`, which also
 //! names the file. A projection keeps the join's plan (and its row
 //! estimates) as without checks, and costs one comparison per value of a
 //! batch already in memory: no extra pass over the table.
