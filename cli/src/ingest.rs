@@ -118,7 +118,7 @@ pub async fn run(args: IngestArgs, lake: Option<String>) -> anyhow::Result<i32> 
     for part in out.parts() {
         if let Err(e) = write_parquet(part, &lake, &out_dir).await {
             let e = match &checked {
-                Some(opts) => crate::ingest::name_bounds_error(&ctx, &lake, opts, e).await,
+                Some(opts) => sluice_engine::ingest::name_bounds_error(&ctx, &lake, opts, e).await,
                 None => e,
             };
             lake.delete_prefix(&out_dir).await?;

@@ -9,9 +9,9 @@ use sluice_engine::pipeline::{self, RunOptions};
 use sluice_lake::lake::Lake;
 
 /// The training config `quickstart` runs (also under `config/`).
-pub const TRAINING_YAML: &str = include_str!("../../../config/quickstart-training.yaml");
+pub const TRAINING_YAML: &str = include_str!("../../config/quickstart-training.yaml");
 /// The inference config `quickstart` runs (also under `config/`).
-pub const INFERENCE_YAML: &str = include_str!("../../../config/quickstart-inference.yaml");
+pub const INFERENCE_YAML: &str = include_str!("../../config/quickstart-inference.yaml");
 
 /// Arguments of `sluice quickstart`.
 #[derive(Debug, clap::Args)]

@@ -31,8 +31,9 @@ pub struct RunArgs {
     pub scheduler: Option<String>,
     /// Inference: read only these Hive partitions of the raw tables
     /// (`date=2026-11-28`, or a range `date=2026-11-01..2026-11-07`;
-    /// repeatable), replacing the ingest step's `partitions`. Predictions of
-    /// a single day go to `predictions/date=<day>/`.
+    /// repeatable), replacing the ingest step's `partitions`. A range runs
+    /// once per partition value found, so each day's predictions go to
+    /// `predictions/date=<day>/`, as a single day's do.
     #[arg(long = "partition", value_name = "KEY=VALUE")]
     pub partition: Vec<String>,
     /// Check everything and print what would run (lake, engine, steps,
@@ -232,28 +233,58 @@ pub fn print_plan(p: &RunPlan) {
     }
 }
 
-/// Runs `sluice run`.
+/// Runs `sluice run`. A ranged partition filter runs once per partition
+/// value found in the lake (`pipeline::days`), in order; the exit code is
+/// the highest of the runs'.
 pub async fn run(args: RunArgs, lake: Option<String>) -> anyhow::Result<i32> {
     let mut cfg = config::load(&args.config)?;
     apply_partitions(&mut cfg, &args.partition)?;
     let opts = options(&args, lake, &cfg)?;
+    let days = pipeline::days::split(&cfg, &opts).await?;
     if args.dry_run {
         let plan = pipeline::check(&cfg, &opts).await?;
         print_plan(&plan);
+        if let Some(days) = &days {
+            let names: Vec<&str> = days.iter().map(|d| d.partition.as_str()).collect();
+            println!("  one run per partition: {}", names.join(", "));
+        }
         println!("dry run: nothing was read or written");
         return Ok(0);
     }
-    let outcome = pipeline::run(&cfg, &opts).await?;
-    print_outcome(&outcome);
+    let Some(days) = days else {
+        let outcome = pipeline::run(&cfg, &opts).await?;
+        print_outcome(&outcome);
+        return Ok(exit_code(&outcome));
+    };
+    let mut code = 0;
+    let total = days.len();
+    for (i, day) in days.into_iter().enumerate() {
+        tracing::info!(partition = %day.partition, run = i + 1, of = total, "running one partition of the range");
+        let outcome = pipeline::run(&day.cfg, &day.opts).await.map_err(|e| {
+            anyhow::Error::new(e).context(format!(
+                "partition {} ({} of {total}; the partitions before it are committed)",
+                day.partition,
+                i + 1
+            ))
+        })?;
+        print_outcome(&outcome);
+        code = code.max(exit_code(&outcome));
+    }
+    Ok(code)
+}
+
+/// The exit code of a finished run: [`DRIFTED_EXIT_CODE`] when its input
+/// drifted and the predict step asks to exit on drift, else 0.
+fn exit_code(outcome: &RunOutcome) -> i32 {
     let drift = outcome
         .summary
         .predictions
         .as_ref()
         .and_then(|p| p.drift.as_ref());
-    Ok(match drift {
+    match drift {
         Some(d) if d.drifted && d.thresholds.exit_on_drift => DRIFTED_EXIT_CODE,
         _ => 0,
-    })
+    }
 }
 
 /// Runs `sluice validate`: the checks `sluice run` makes before reading

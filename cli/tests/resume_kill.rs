@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use sluice_engine::commit::{self, Verify};
 use sluice_engine::lake::Lake;
-use sluice_engine::outputs::EvaluateOutput;
+use sluice_engine::outputs::{EvaluateOutput, ManifestOutput};
 use sluice_engine::registry;
 
 const SAMPLES: u64 = 30_000;

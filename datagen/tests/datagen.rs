@@ -8,8 +8,8 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Int32Type, Int64Type};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use sluice_datagen::{generate, DatagenConfig};
-use sluice_engine::lake::Lake;
-use sluice_engine::schema::{raw_tables, training_schema, truth_schema};
+use sluice_lake::lake::Lake;
+use sluice_lake::schema::{raw_tables, training_schema, truth_schema};
 
 fn small_config(samples: u64, devices: u64, train_rows: u64, seed: u64) -> DatagenConfig {
     let mut cfg = DatagenConfig::new(samples);
@@ -87,7 +87,7 @@ async fn generated_lake_matches_the_contract() {
         let (schema, batches) = read_table(&ctx, &lake, &format!("raw/{}/", t.name)).await;
         // DataFusion reads Parquet strings as Utf8View; the file itself must
         // carry exactly the contract's types and nullability.
-        sluice_engine::schema::validate_schema(&schema, &t.schema, &t.name).unwrap();
+        sluice_lake::schema::validate_schema(&schema, &t.schema, &t.name).unwrap();
         let first = lake.list(&format!("raw/{}/", t.name)).await.unwrap()[0]
             .location
             .clone();

@@ -51,6 +51,7 @@ use crate::commit::{self, Manifest};
 use crate::config::{ModelConfig, TrainStep};
 use crate::context::RunContext;
 use crate::error::{EngineError, Result};
+use crate::outputs::ManifestOutput;
 use crate::session::{EngineMode, EngineSettings, RetrySettings};
 use crate::watchdog::retry_lost;
 

@@ -33,11 +33,17 @@ pub trait StepOutput: Serialize + DeserializeOwned {
     const STEP: StepName;
 }
 
-impl Manifest {
+/// Reading a committed manifest's step output as its type (the manifest
+/// itself is the lake's: it knows nothing of steps).
+pub trait ManifestOutput {
     /// This manifest's step output read as `T`; an error naming the
     /// manifest when it holds something else (another step's output, an
     /// older incompatible format).
-    pub fn output<T: StepOutput>(&self) -> Result<T> {
+    fn output<T: StepOutput>(&self) -> Result<T>;
+}
+
+impl ManifestOutput for Manifest {
+    fn output<T: StepOutput>(&self) -> Result<T> {
         T::deserialize(&self.extra).map_err(|e| EngineError::Data {
             location: format!(
                 "runs/{}/{}, manifest of `{}`",

@@ -7,7 +7,8 @@ use crate::config::StepName;
 use crate::context::{RunContext, StepOutcome};
 use crate::error::Result;
 use crate::outputs::{
-    DeployOutput, EvaluateOutput, FeaturesOutput, IngestOutput, PredictOutput, TrainOutput,
+    DeployOutput, EvaluateOutput, FeaturesOutput, IngestOutput, ManifestOutput, PredictOutput,
+    TrainOutput,
 };
 use crate::report::{
     Confusion, DataReport, DeployedModel, DriftRow, DriftSection, Failure, GridPoint, Importance,

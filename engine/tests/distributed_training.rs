@@ -31,7 +31,7 @@ use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use sluice_cluster::local::{ClusterOptions, LocalCluster};
 use sluice_engine::dtrain::{train_distributed, DistributedFit, DistributedOptions};
 use sluice_engine::lake::Lake;
-use sluice_engine::outputs::TrainOutput;
+use sluice_engine::outputs::{ManifestOutput, TrainOutput};
 use sluice_engine::session::{connect, EngineMode, EngineSettings};
 use sluice_ml::sampling::{hash2, unit};
 use sluice_ml::{

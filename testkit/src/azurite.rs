@@ -299,6 +299,7 @@ pub fn base64_encode(data: &[u8]) -> String {
     out
 }
 
+/// Decodes standard base64 (with padding), as the Azure account key is given.
 pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(s.len() / 4 * 3);
     let mut acc = 0u32;

@@ -91,15 +91,22 @@ def test_writer_lake_predicts_like_the_generators(base_lake, tmp_path, reference
     assert as_rows(committed_predictions(lake, only_run_dir(lake))) == reference
 
 
+def day_partitions(lake):
+    days = sorted(d.split("=", 1)[1] for d in os.listdir(lake.path("raw", "samples")) if d.startswith("date="))
+    assert len(days) >= 2, days
+    return days
+
+
 def test_daily_partitioned_runs(base_lake, tmp_path, reference):
     lake = rewritten(base_lake, tmp_path, "pandas", partition=True)
-    days = sorted(d.split("=", 1)[1] for d in os.listdir(lake.path("raw", "samples")) if d.startswith("date="))
-    assert days, "no date partitions"
+    days = day_partitions(lake)
     rows = []
     first = None
+    by_day = {}
     for day in days:
         predict_all(lake, "--partition", f"date={day}")
         day_rows = as_rows(committed_predictions(lake, f"predictions/date={day}"))
+        by_day[day] = day_rows
         first = first or day_rows
         rows += day_rows
     # Every sample predicted once over the days (lag/lead features see only
@@ -112,3 +119,19 @@ def test_daily_partitioned_runs(base_lake, tmp_path, reference):
     predict_all(lake, "--partition", f"date={days[0]}")
     assert open(manifest).read() != before
     assert as_rows(committed_predictions(lake, f"predictions/date={days[0]}")) == first
+
+    # A range is one run per day: each day's predictions replace that day's
+    # directory with the same rows as its own daily run, none go to run=.
+    manifests = {d: open(lake.path("predictions", f"date={d}", "_manifest.json")).read() for d in days}
+    r = predict_all(lake, "--partition", f"date={days[0]}..{days[-1]}")
+    assert r.out.count("pipeline ") == len(days), r
+    for d in days:
+        assert open(lake.path("predictions", f"date={d}", "_manifest.json")).read() != manifests[d], d
+        assert as_rows(committed_predictions(lake, f"predictions/date={d}")) == by_day[d], d
+    assert not [p for p in os.listdir(lake.path("predictions")) if p.startswith("run=")]
+    # The dry run names the runs it would make and writes nothing.
+    r = run("run", lake.infer_cfg, "--dry-run", "--partition", f"date={days[0]}..{days[1]}")
+    assert r.code == 0 and f"one run per partition: date={days[0]}, date={days[1]}" in r.out, r
+    # A range between the days present matches nothing: named, nothing run.
+    r = run("run", lake.infer_cfg, "--partition", "date=1999-01-01..1999-01-02")
+    assert r.code != 0 and "date=1999-01-01..1999-01-02" in r.err and "matches no partition" in r.err, r

@@ -157,7 +157,8 @@ pub struct IngestStep {
     /// partitioned by the key, before any file is opened. `sluice run
     /// --partition` sets them from the command line. Predictions of a run
     /// with one single-value filter per key go to
-    /// `predictions/<key>=<value>/`, replaced atomically by a rerun.
+    /// `predictions/<key>=<value>/`, replaced atomically by a rerun; `sluice
+    /// run` runs a range once per value found (`pipeline::days`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub partitions: Vec<crate::ingest::PartitionFilter>,
     /// Inference input: rows outside the contract's value bounds (latitude,

@@ -67,6 +67,12 @@ impl PartitionFilter {
         compare(value, &self.first) != std::cmp::Ordering::Less
             && compare(value, &self.last) != std::cmp::Ordering::Greater
     }
+
+    /// The order of partition values: integers as numbers, anything else
+    /// as text (ISO dates sort correctly).
+    pub fn compare_values(a: &str, b: &str) -> std::cmp::Ordering {
+        compare(a, b)
+    }
 }
 
 impl std::fmt::Display for PartitionFilter {

@@ -9,6 +9,7 @@
 //! `steps.rs` that reads its inputs through [`RunContext::upstream`] and
 //! commits with [`crate::commit::Commit`], and an arm in [`run_step`].
 
+pub mod days;
 pub mod plan;
 mod steps;
 

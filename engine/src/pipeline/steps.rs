@@ -23,8 +23,8 @@ use crate::config::{
 use crate::error::{EngineError, Result};
 use crate::outputs::{
     self, ClassCounts, CvOutput, CvPoint, DeployOutput, EvalCurves, EvaluateOutput, FeaturesOutput,
-    IngestOutput, ModelEvaluation, ModelProvenance, ModelRef, PredictOutput, RunSummary, Scoring,
-    StepOutput, StepStatus, TrainOutput,
+    IngestOutput, ManifestOutput, ModelEvaluation, ModelProvenance, ModelRef, PredictOutput,
+    RunSummary, Scoring, StepOutput, StepStatus, TrainOutput,
 };
 use crate::{progress, registry};
 
