@@ -78,7 +78,7 @@ const NOT_IN_SERVERS: &[&str] = &[
 const HACK: &str = "sluice-unify";
 
 struct Graph {
-    /// Package name → names of its normal dependencies (any platform).
+    /// Package name → names of its normal dependencies (on this host).
     deps: BTreeMap<String, BTreeSet<String>>,
     members: BTreeSet<String>,
 }
@@ -86,7 +86,17 @@ struct Graph {
 fn metadata() -> Graph {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--locked", "--offline"])
+        // The host's platform only: the packages of other platforms are
+        // never downloaded by a build here, and `--offline` must not need them.
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--locked",
+            "--offline",
+            "--filter-platform",
+            "host-tuple",
+        ])
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
         .output()
         .expect("cargo metadata runs");
