@@ -1,5 +1,5 @@
 //! Value checks of the raw tables: the physical bounds the contract
-//! declares per column (`min`/`max` in `lake/schema/unified_v1.json`) and
+//! declares per column (`min`/`max` in `storage/schema/unified_v1.json`) and
 //! timestamps not in the future beyond a tolerance.
 //!
 //! The checks run per raw table before the join. What happens to violating

@@ -1,5 +1,5 @@
 //! The reference schema of the data contract, loaded from the versioned file
-//! `lake/schema/unified_v1.json` (compiled in), and the one schema check
+//! `storage/schema/unified_v1.json` (compiled in), and the one schema check
 //! every input goes through.
 //!
 //! The file lists the seven raw tables (with their key and join kind), the
@@ -168,7 +168,7 @@ fn loaded() -> &'static Loaded {
     static LOADED: OnceLock<Loaded> = OnceLock::new();
     LOADED.get_or_init(|| {
         let file: SchemaFile = serde_json::from_str(SCHEMA_JSON)
-            .unwrap_or_else(|e| panic!("lake/schema/unified_v1.json is not valid: {e}"));
+            .unwrap_or_else(|e| panic!("storage/schema/unified_v1.json is not valid: {e}"));
         let unified = to_schema(&file.unified);
         let mut training_fields: Vec<Field> = unified
             .fields()
