@@ -23,7 +23,10 @@ pub(super) async fn inference_model(rc: &RunContext) -> Result<registry::ModelVe
     registry::resolve(&rc.lake, &p.model_name, &p.version).await
 }
 
-pub(super) async fn load_artefact(rc: &RunContext, v: &registry::ModelVersion) -> Result<ModelArtefact> {
+pub(super) async fn load_artefact(
+    rc: &RunContext,
+    v: &registry::ModelVersion,
+) -> Result<ModelArtefact> {
     let bytes = registry::load_artefact(&rc.lake, v).await?;
     ModelArtefact::from_bytes(&bytes).map_err(|e| {
         EngineError::data(

@@ -3,7 +3,10 @@
 
 use super::*;
 
-pub(super) async fn ingest<'a>(rc: &'a RunContext, s: &IngestStep) -> Result<(Commit<'a>, IngestOutput)> {
+pub(super) async fn ingest<'a>(
+    rc: &'a RunContext,
+    s: &IngestStep,
+) -> Result<(Commit<'a>, IngestOutput)> {
     let dir = rc.step_dir(StepName::Ingest);
     let checks = inference_options(s);
     let out = match rc.cfg.config.kind {

@@ -150,7 +150,10 @@ pub(super) async fn predict(
 /// Predicted probabilities of the just-written predictions in
 /// [`HISTOGRAM_BINS`] bins, and the rows predicted indoor (one aggregate
 /// query over the `indoor_probability` and `indoor` columns).
-pub(super) async fn prediction_histogram(rc: &RunContext, c: &Commit<'_>) -> Result<(Vec<u64>, u64)> {
+pub(super) async fn prediction_histogram(
+    rc: &RunContext,
+    c: &Commit<'_>,
+) -> Result<(Vec<u64>, u64)> {
     use datafusion::functions_aggregate::expr_fn::{count, sum};
     let bins = HISTOGRAM_BINS as i64;
     let raw = datafusion::logical_expr::cast(

@@ -45,7 +45,11 @@ pub(super) async fn load_labelled(rc: &RunContext, feats: &Manifest) -> Result<L
 
 /// Held-out split by device (hash of device id and seed), so a device's
 /// neighbouring samples never sit on both sides of the split.
-pub(super) fn split_by_device(device: &[i64], test_fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+pub(super) fn split_by_device(
+    device: &[i64],
+    test_fraction: f64,
+    seed: u64,
+) -> (Vec<usize>, Vec<usize>) {
     let mut train = Vec::new();
     let mut test = Vec::new();
     for (i, d) in device.iter().enumerate() {
