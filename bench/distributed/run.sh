@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice-target}"
-cargo build --release -p sluice-scheduler -p sluice-executor
+cargo build --release --workspace --bins
 cargo bench -p sluice-executor --bench distributed
 # Per-level time of distributed histogram training (GBT and RF, 20 trees of
 # depth 5, embedded vs 1 and 2 executors, local trainer baseline, ratios):

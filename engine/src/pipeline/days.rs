@@ -54,6 +54,18 @@ pub async fn split(cfg: &LoadedConfig, opts: &RunOptions) -> Result<Option<Vec<P
         return Ok(None);
     }
     let lake = Lake::open_existing(&plan::lake_of(cfg, opts))?;
+    // Only a `samples` table partitioned by every ranged key splits the
+    // run; otherwise one run applies the filters to the tables that are
+    // (or names the filter no table is partitioned by).
+    let whole = list_table_files(&lake, BASE_TABLE, &[]).await?;
+    let partitioned = whole.files.iter().any(|f| {
+        ranged
+            .iter()
+            .all(|r| f.partition.iter().any(|(k, _)| *k == r.key))
+    });
+    if !partitioned {
+        return Ok(None);
+    }
     let listing = list_table_files(&lake, BASE_TABLE, all).await?;
     let mut combos: Vec<Vec<(String, String)>> = listing
         .files
@@ -78,12 +90,6 @@ pub async fn split(cfg: &LoadedConfig, opts: &RunOptions) -> Result<Option<Vec<P
             .unwrap_or(std::cmp::Ordering::Equal)
     });
     combos.dedup();
-    if combos.is_empty() && listing.pruned == 0 {
-        // `samples` is not partitioned by the ranged keys: one run, whose
-        // ingest applies the filters to the tables that are (or names the
-        // filter no table is partitioned by).
-        return Ok(None);
-    }
     if combos.is_empty() {
         let names: Vec<String> = ranged.iter().map(|r| r.to_string()).collect();
         return Err(EngineError::data(
@@ -92,7 +98,7 @@ pub async fn split(cfg: &LoadedConfig, opts: &RunOptions) -> Result<Option<Vec<P
                 "the partition filter {} matches no partition of the table ({} data file(s) listed); \
                  check the range and the table's `<key>=<value>` directories",
                 names.join(", "),
-                listing.files.len() + listing.pruned
+                whole.files.len()
             ),
         ));
     }
@@ -128,4 +134,94 @@ pub async fn split(cfg: &LoadedConfig, opts: &RunOptions) -> Result<Option<Vec<P
             })
             .collect(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INFERENCE: &str = "name: daily\nkind: inference\nlake: LAKE\nsteps:\n  - step: ingest\n    partitions: [PARTS]\n  - step: features\n  - step: predict\n    model_name: io\n";
+
+    async fn lake_with(files: &[&str]) -> (tempfile::TempDir, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("lake").to_str().unwrap().to_string();
+        let lake = Lake::open(&root).unwrap();
+        for f in files {
+            lake.put(f, bytes::Bytes::from_static(b"PAR1"))
+                .await
+                .unwrap();
+        }
+        (dir, root)
+    }
+
+    fn config(root: &str, parts: &str) -> LoadedConfig {
+        let text = INFERENCE.replace("LAKE", root).replace("PARTS", parts);
+        crate::config::parse(&text, "daily.yaml").unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_range_is_one_run_per_partition_present_in_order() {
+        let (_d, root) = lake_with(&[
+            "raw/samples/day=10/part-0.parquet",
+            "raw/samples/day=9/part-0.parquet",
+            "raw/samples/day=9/part-1.parquet",
+            "raw/samples/day=12/part-0.parquet",
+            "raw/samples/day=2/part-0.parquet",
+            "raw/samples/_SUCCESS",
+            "raw/radio/day=11/part-0.parquet",
+        ])
+        .await;
+        let opts = RunOptions {
+            run_id: Some("airflow-1".into()),
+            ..RunOptions::default()
+        };
+        let runs = split(&config(&root, "day=9..12"), &opts)
+            .await
+            .unwrap()
+            .unwrap();
+        // Integers in numeric order; day 11 has no samples; day 2 is outside.
+        let names: Vec<&str> = runs.iter().map(|r| r.partition.as_str()).collect();
+        assert_eq!(names, ["day=9", "day=10", "day=12"]);
+        let first = &runs[0];
+        assert_eq!(first.opts.run_id.as_deref(), Some("airflow-1.day=9"));
+        let filters = filters(&first.cfg).unwrap();
+        assert_eq!(filters.len(), 1);
+        assert!(filters[0].is_single() && filters[0].to_string() == "day=9");
+    }
+
+    #[tokio::test]
+    async fn single_values_and_unpartitioned_samples_run_as_configured() {
+        let (_d, root) = lake_with(&[
+            "raw/samples/part-0.parquet",
+            "raw/radio/day=1/part-0.parquet",
+        ])
+        .await;
+        let opts = RunOptions::default();
+        assert!(split(&config(&root, "day=1..3"), &opts)
+            .await
+            .unwrap()
+            .is_none());
+        assert!(split(&config(&root, "day=1"), &opts)
+            .await
+            .unwrap()
+            .is_none());
+    }
+
+    #[tokio::test]
+    async fn a_range_matching_no_partition_names_the_filter() {
+        let (_d, root) = lake_with(&["raw/samples/date=2026-11-28/part-0.parquet"]).await;
+        let e = split(
+            &config(&root, "date=2026-12-01..2026-12-07"),
+            &RunOptions::default(),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("date=2026-12-01..2026-12-07")
+                && e.contains("raw/samples/")
+                && e.contains("matches no partition"),
+            "{e}"
+        );
+    }
 }
