@@ -8,7 +8,9 @@ cd "$(dirname "$0")/../.."
 tree() { cargo tree $1 -e normal,build,dev -f '{p} {f}' --prefix none --target x86_64-unknown-linux-gnu 2>/dev/null | sed 's/ (.*)//; s/ (\*)//' | sort -u; }
 tree --workspace > /tmp/unify-w.txt
 status=0
-for p in sluice-ml sluice-transforms sluice-common sluice-lake sluice-report sluice-core sluice-engine sluice-cluster sluice-datagen sluice sluice-scheduler sluice-executor; do
+# The compute crates do not depend on sluice-unify (no network or CLI crates
+# in their trees); they are built alone with it selected beside them.
+for p in "sluice-ml -p sluice-unify" "sluice-transforms -p sluice-unify" sluice-common sluice-lake sluice-report sluice-core sluice-engine sluice-cluster sluice-datagen sluice sluice-scheduler sluice-executor; do
   tree "-p $p" > /tmp/unify-x.txt
   python3 - "$p" <<'PY' || status=1
 import sys

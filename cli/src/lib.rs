@@ -55,6 +55,8 @@ pub enum Command {
     Run(run::RunArgs),
     /// Check pipeline configs without running them.
     Validate(run::ValidateArgs),
+    /// Print the config reference (`docs`, Markdown) or its JSON Schema (`schema`).
+    Config(ConfigArgs),
     /// List, inspect and compare models in the registry.
     Models(models::ModelsArgs),
     /// List and inspect pipeline runs.
@@ -77,12 +79,41 @@ pub enum Command {
     Cluster(cluster::ClusterArgs),
 }
 
+/// Arguments of `sluice config`.
+#[derive(Debug, clap::Args)]
+pub struct ConfigArgs {
+    /// What to print.
+    #[arg(value_enum)]
+    pub what: ConfigOutput,
+}
+
+/// Outputs of `sluice config`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ConfigOutput {
+    /// Every key of a pipeline file with its type, default and meaning
+    /// (Markdown; the generated part of docs/CONFIG.md).
+    Docs,
+    /// The JSON Schema of a pipeline file (for editors, e.g.
+    /// `# yaml-language-server: $schema=sluice.schema.json`).
+    Schema,
+}
+
 /// Arguments of `sluice completions`.
 #[derive(Debug, clap::Args)]
 pub struct CompletionsArgs {
     /// The shell.
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
+}
+
+/// Writes a command's output; a reader that closes the pipe early
+/// (`sluice config docs | head`) is fine.
+fn write_stdout(bytes: &[u8]) -> anyhow::Result<i32> {
+    use std::io::Write as _;
+    match std::io::stdout().write_all(bytes) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(0),
+    }
 }
 
 /// Installs the tracing subscriber (text or JSON, `RUST_LOG` filter, default
@@ -111,6 +142,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Quickstart(args) => quickstart::run(args).await,
         Command::Run(args) => run::run(args, lake).await,
         Command::Validate(args) => run::validate(args, lake).await,
+        Command::Config(args) => write_stdout(
+            match args.what {
+                ConfigOutput::Docs => sluice_engine::config::reference::markdown(),
+                ConfigOutput::Schema => format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&sluice_engine::config::reference::json_schema())?
+                ),
+            }
+            .as_bytes(),
+        ),
         Command::Models(args) => models::run(args, &default_lake(lake)).await,
         Command::Runs(args) => runs::run(args, &default_lake(lake)).await,
         Command::Report(args) => report::run(args, &default_lake(lake)).await,
@@ -118,12 +159,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             let mut script = Vec::new();
             clap_complete::generate(args.shell, &mut cmd, "sluice", &mut script);
-            use std::io::Write as _;
-            match std::io::stdout().write_all(&script) {
-                // `sluice completions bash | head` closes the pipe early: fine.
-                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
-                _ => Ok(0),
-            }
+            write_stdout(&script)
         }
         Command::Submit(mut args) => {
             args.lake = lake;

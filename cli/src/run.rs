@@ -63,11 +63,7 @@ pub fn apply_partitions(
             ),
         ));
     }
-    let ingest = cfg.config.steps.iter_mut().find_map(|s| match s {
-        config::StepConfig::Ingest(i) => Some(i),
-        _ => None,
-    });
-    match ingest {
+    match cfg.config.ingest_mut() {
         Some(i) => i.partitions = filters,
         None => anyhow::bail!(sluice_common::error::EngineError::config(
             "--partition",

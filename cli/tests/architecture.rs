@@ -83,29 +83,35 @@ struct Graph {
     members: BTreeSet<String>,
 }
 
-fn metadata() -> Graph {
+/// Runs cargo at the workspace root (offline, with the lock file as is);
+/// its standard output.
+fn cargo(args: &[&str]) -> Vec<u8> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
-        // The host's platform only: the packages of other platforms are
-        // never downloaded by a build here, and `--offline` must not need them.
-        .args([
-            "metadata",
-            "--format-version",
-            "1",
-            "--locked",
-            "--offline",
-            "--filter-platform",
-            "host-tuple",
-        ])
+        .args(args)
+        .args(["--locked", "--offline"])
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
         .output()
-        .expect("cargo metadata runs");
+        .expect("cargo runs");
     assert!(
         out.status.success(),
-        "cargo metadata failed: {}",
+        "cargo {args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata is JSON");
+    out.stdout
+}
+
+fn metadata() -> Graph {
+    // The host's platform only: the packages of other platforms are never
+    // downloaded by a build here, and `--offline` must not need them.
+    let out = cargo(&[
+        "metadata",
+        "--format-version",
+        "1",
+        "--filter-platform",
+        "host-tuple",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out).expect("metadata is JSON");
     let name_of: BTreeMap<String, String> = v["packages"]
         .as_array()
         .unwrap()
@@ -190,5 +196,48 @@ fn scheduler_and_executor_reach_no_cli_kubernetes_or_report_crate() {
             seen.contains("sluice-core"),
             "{server} uses the one session setup"
         );
+    }
+}
+
+/// Crates of networking, servers and command lines.
+const NETWORK_OR_CLI: &[&str] = &[
+    "axum",
+    "hyper",
+    "hyper-util",
+    "reqwest",
+    "tonic",
+    "h2",
+    "rustls",
+    "tower-http",
+    "clap",
+    "kube",
+    "indicatif",
+    "plotters",
+];
+
+/// The compute crates' own dependency trees, resolved for the crate alone
+/// (as `cargo build -p` does, not unified with the rest of the workspace),
+/// carry no network, server or command-line crate, and not the
+/// workspace's feature-set crate either.
+#[test]
+fn compute_crates_carry_no_network_or_cli_crate() {
+    for krate in ["sluice-ml", "sluice-transforms"] {
+        let out = cargo(&[
+            "tree", "-p", krate, "-e", "normal", "--prefix", "none", "-f", "{p}",
+        ]);
+        let names: BTreeSet<String> = String::from_utf8_lossy(&out)
+            .lines()
+            .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+            .collect();
+        assert!(
+            names.contains("datafusion"),
+            "{krate}: cargo tree listed {names:?}"
+        );
+        for bad in NETWORK_OR_CLI.iter().chain([&HACK]) {
+            assert!(
+                !names.contains(*bad),
+                "`{krate}` depends on `{bad}` (cargo tree -p {krate} -e normal -i {bad})"
+            );
+        }
     }
 }

@@ -18,6 +18,7 @@
 pub mod bounds;
 pub mod explain;
 pub mod logging;
+pub mod memory;
 pub mod ordered;
 pub mod predict;
 pub mod session;

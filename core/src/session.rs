@@ -46,7 +46,9 @@ use sluice_common::error::{EngineError, Result};
 use sluice_lake::lake::{redact, Lake};
 
 /// Where plans run.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    schemars::JsonSchema, Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum EngineMode {
     /// In-process DataFusion (the default; no setup).
@@ -66,13 +68,14 @@ impl std::fmt::Display for EngineMode {
 }
 
 /// Engine settings (the `engine:` block of a pipeline config).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EngineSettings {
     /// `embedded` (default) or `ballista`.
     #[serde(default)]
     pub mode: EngineMode,
-    /// Ballista scheduler URL (`df://host:50050`), required in `ballista` mode.
+    /// Ballista scheduler URL (`df://host:50050`), required in `ballista`
+    /// mode (`sluice run --scheduler` overrides it).
     #[serde(default)]
     pub scheduler: Option<String>,
     /// Partitions per query (default: the number of cores).
@@ -87,20 +90,27 @@ pub struct EngineSettings {
     pub batch_size: Option<usize>,
     /// Any DataFusion setting by its full key, e.g.
     /// `datafusion.optimizer.prefer_hash_join: "false"` (sort-merge joins,
-    /// which spill, for joins whose build sides exceed `memory_limit`).
-    /// Unknown keys are an error naming the key.
+    /// which spill, for joins whose build sides exceed `memory_limit`; hash
+    /// joins cannot spill). An unknown key fails naming
+    /// `engine.options.<key>`. Sluice sets
+    /// `datafusion.execution.parquet.compression` to `lz4_raw` (readable by
+    /// Spark 3.4+, pyarrow, DuckDB, Polars); set it here to e.g. `zstd(3)`
+    /// or `snappy` for other readers.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub options: std::collections::BTreeMap<String, String>,
     /// `ballista` mode: a cluster job that makes no progress (no stage
     /// finishes, its status does not change) for this many seconds is
     /// cancelled on the scheduler and fails with an error naming the job,
-    /// its stages and the executors lost (default
-    /// [`DEFAULT_WATCHDOG_SECONDS`]; docs/DISTRIBUTED.md).
+    /// its stages and the executors lost (at least 1; docs/DISTRIBUTED.md,
+    /// "Fault tolerance").
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = DEFAULT_WATCHDOG_SECONDS))]
     pub watchdog_seconds: Option<u64>,
     /// `ballista` mode: how often a step (and a distributed training pass)
     /// whose cluster job failed because executors or the scheduler were
-    /// lost is run again.
+    /// lost, or was cancelled by the watchdog, is run again. Retries are
+    /// logged and listed in the run outcome (`steps[].attempts`,
+    /// `steps[].retries`).
     #[serde(default, skip_serializing_if = "RetrySettings::is_default")]
     pub retry: RetrySettings,
     /// `ballista` mode: Ballista's adaptive planner (AQE). Off by default:
@@ -125,7 +135,7 @@ impl EngineSettings {
 }
 
 /// Retries of work lost with a cluster process (`engine.retry`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetrySettings {
     /// Attempts in all (1 = no retry; default 3).
@@ -157,6 +167,14 @@ impl Default for RetrySettings {
 impl RetrySettings {
     fn is_default(&self) -> bool {
         *self == Self::default()
+    }
+
+    /// One attempt, no retry.
+    pub fn once() -> Self {
+        RetrySettings {
+            attempts: 1,
+            ..Self::default()
+        }
     }
 
     /// The wait before attempt `attempt` (2, 3, ...): `backoff × 2^(attempt-2)`.

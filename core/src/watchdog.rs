@@ -607,15 +607,34 @@ pub async fn http_get(hostport: &str, path: &str) -> Option<(u16, String)> {
     Some((code, body.to_string()))
 }
 
+/// One lost attempt of work that [`retry_lost`] ran again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retry {
+    /// What was run (`stats`, `pass 3 (tree 1 level 2)`, `step train`).
+    pub what: String,
+    /// The attempt that failed (1-based).
+    pub attempt: u32,
+    /// Its error.
+    pub error: String,
+    /// Seconds waited before the next attempt.
+    pub backoff_seconds: f64,
+}
+
+impl fmt::Display for Retry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.what, self.error)
+    }
+}
+
 /// Runs `work(attempt)` until it succeeds, fails for another reason than a
 /// lost cluster process ([`is_cluster_loss`]), or used `retry.attempts`
-/// attempts; waits `retry.backoff` between attempts and logs each lost one
-/// (and adds `"<what>: <error>"` to `log`). The distributed trainer runs
-/// each query through it; the pipeline retries whole steps the same way.
+/// attempts; waits `retry.backoff` between attempts, logs each lost one and
+/// adds it to `log`. The distributed trainer runs each query through it;
+/// the pipeline runs whole steps through it.
 pub async fn retry_lost<T, F, Fut>(
     retry: &RetrySettings,
     what: &str,
-    log: &mut Vec<String>,
+    log: &mut Vec<Retry>,
     mut work: F,
 ) -> sluice_common::error::Result<T>
 where
@@ -630,7 +649,12 @@ where
                 let wait = retry.backoff(attempt + 1);
                 warn!(what, attempt, of = retry.attempts, backoff_seconds = wait.as_secs_f64(), error = %e,
                     "work lost with a cluster process; running it again");
-                log.push(format!("{what}: {e}"));
+                log.push(Retry {
+                    what: what.to_string(),
+                    attempt,
+                    error: e.to_string(),
+                    backoff_seconds: wait.as_secs_f64(),
+                });
                 tokio::time::sleep(wait).await;
                 attempt += 1;
             }

@@ -10,7 +10,7 @@ use tracing::info;
 use datafusion::prelude::SessionContext;
 
 use crate::commit::{self, Manifest};
-use crate::config::{LoadedConfig, StepConfig, StepName};
+use crate::config::{LoadedConfig, StepName};
 use crate::error::{EngineError, Result};
 use crate::lake::Lake;
 use crate::outputs::{RunSummary, StepStatus};
@@ -74,6 +74,16 @@ pub struct StepRetry {
     pub backoff_seconds: f64,
 }
 
+impl From<crate::watchdog::Retry> for StepRetry {
+    fn from(r: crate::watchdog::Retry) -> Self {
+        StepRetry {
+            attempt: r.attempt,
+            error: r.error,
+            backoff_seconds: r.backoff_seconds,
+        }
+    }
+}
+
 /// The result of `sluice run`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunOutcome {
@@ -89,6 +99,11 @@ pub struct RunOutcome {
     pub report_html: String,
     /// Facts worth printing (deployed version, metrics, prediction path).
     pub summary: RunSummary,
+    /// Peak resident memory of this process (the driver) when the run
+    /// finished, MiB (`VmHWM`; `None` off Linux). A process that ran
+    /// several runs (`--partition` ranges) reports its peak so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_rss_mib: Option<u64>,
 }
 
 /// Everything a step needs.
@@ -131,12 +146,8 @@ impl RunContext {
     /// commits a new manifest there, replacing the day's predictions
     /// atomically.
     pub fn predictions_dir(&self) -> String {
-        let partitions = self.cfg.config.steps.iter().find_map(|s| match s {
-            StepConfig::Ingest(i) if !i.partitions.is_empty() => Some(&i.partitions),
-            _ => None,
-        });
-        match partitions {
-            Some(p) if p.iter().all(|f| f.is_single()) => {
+        match self.cfg.config.partition_filters() {
+            p if !p.is_empty() && p.iter().all(|f| f.is_single()) => {
                 let parts: Vec<String> = p.iter().map(|f| f.to_string()).collect();
                 format!("predictions/{}", parts.join("/"))
             }

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use datafusion::logical_expr::{col, lit, AggregateUDF};
 use datafusion::prelude::{DataFrame, Expr};
-use sluice_ml::drift::{compare, profile_udaf, state_of_result, DriftReport, DriftThresholds};
+use sluice_ml::drift::{
+    compare, profile_udaf, state_of_result, DriftReport, DriftThresholds, ProfileSpec,
+};
 use sluice_ml::ModelArtefact;
 use tracing::info;
 
@@ -36,10 +38,38 @@ pub async fn check(
     };
     thresholds.validate()?;
     let spec = reference.spec();
+    let mut args: Vec<Expr> = art
+        .feature_names
+        .iter()
+        .map(|n| col(format!("\"{n}\"")))
+        .collect();
+    args.push(proba);
+    let state = profile_state(frames, &spec, args).await?;
+    let current = reference.with_state(&state)?;
+    let report = compare(reference, &current, thresholds)?;
+    info!(
+        drifted = report.drifted,
+        top_feature = report.features.first().map(|f| f.name.as_str()),
+        top_psi = report.features.first().map(|f| f.psi),
+        prediction_psi = report.prediction.psi,
+        "drift check"
+    );
+    Ok(Some(report))
+}
+
+/// The dense state of `spec` over `values` (one expression per column of
+/// `spec`) in `frames`: one `sluice_drift_profile` aggregate per frame (on
+/// the executors on a cluster), the partial states merged on the driver.
+/// Counts are sums of ones and min/max are exact, so the state equals
+/// [`sluice_ml::drift::ProfileSpec::accumulate`] over the same rows.
+pub async fn profile_state(
+    frames: Vec<DataFrame>,
+    spec: &ProfileSpec,
+    values: Vec<Expr>,
+) -> Result<Vec<f64>> {
     let udaf: Arc<AggregateUDF> = Arc::new(profile_udaf());
     let mut args: Vec<Expr> = vec![lit(spec.to_json())];
-    args.extend(art.feature_names.iter().map(|n| col(format!("\"{n}\""))));
-    args.push(proba);
+    args.extend(values);
     let agg = udaf.call(args).alias("profile");
     let mut state = spec.empty_state();
     for df in frames {
@@ -56,16 +86,7 @@ pub async fn check(
             spec.merge(&mut state, &part);
         }
     }
-    let current = reference.with_state(&state)?;
-    let report = compare(reference, &current, thresholds)?;
-    info!(
-        drifted = report.drifted,
-        top_feature = report.features.first().map(|f| f.name.as_str()),
-        top_psi = report.features.first().map(|f| f.psi),
-        prediction_psi = report.prediction.psi,
-        "drift check"
-    );
-    Ok(Some(report))
+    Ok(state)
 }
 
 /// Writes `report` as `<run_dir>/drift.json`.

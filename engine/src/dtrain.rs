@@ -53,7 +53,7 @@ use crate::context::RunContext;
 use crate::error::{EngineError, Result};
 use crate::outputs::ManifestOutput;
 use crate::session::{EngineMode, EngineSettings, RetrySettings};
-use crate::watchdog::retry_lost;
+use crate::watchdog::{retry_lost, Retry};
 
 /// Largest aggregate state (in `f64` values, 8 MiB) one query may carry.
 /// An aggregate without a group key returns its state as one row, and
@@ -380,7 +380,7 @@ pub async fn train_distributed(
         rows: n as u64,
         prepare_seconds,
         passes,
-        retries,
+        retries: retries.iter().map(ToString::to_string).collect(),
     })
 }
 
@@ -391,7 +391,7 @@ async fn run_passes(
     mut trainer: DistributedTrainer,
     budget: usize,
     retry: &RetrySettings,
-    retries: &mut Vec<String>,
+    retries: &mut Vec<Retry>,
 ) -> Result<(TrainedModel, Vec<PassTiming>)> {
     let level = udaf(LevelHistogramsFunc::new());
     let mut passes = Vec::new();
@@ -451,16 +451,14 @@ pub fn is_test_device(device: i64, test_fraction: f64, seed: u64) -> bool {
     sluice_ml::sampling::holds_out_key(device, test_fraction, seed)
 }
 
-/// The training rows of a features output for a distributed fit: devices
-/// of the training split only (the held-out devices' ids, a few thousand at
-/// most, travel as an `IN` list), with row ids `0..n` in `sample_id` order,
-/// the order of the local trainer's matrix, so both train the same model.
-pub async fn pipeline_training_rows(
-    features: DataFrame,
+/// The held-out device ids of a features output, as literals for an `IN`
+/// list (a few thousand at most): one `DISTINCT` query, then
+/// [`is_test_device`] on the driver.
+async fn held_out_devices(
+    features: &DataFrame,
     test_fraction: f64,
     seed: u64,
-    row_id: &str,
-) -> Result<DataFrame> {
+) -> Result<Vec<Expr>> {
     let devices = features
         .clone()
         .select(vec![col("device_id")])?
@@ -477,6 +475,37 @@ pub async fn pipeline_training_rows(
             }
         }
     }
+    Ok(test)
+}
+
+/// The held-out rows of a features output (the devices [`is_test_device`]
+/// puts in the test split), filtered where the query runs (on the
+/// executors on a cluster), so evaluating a model never loads the whole
+/// table into the driver.
+pub async fn held_out_rows(
+    features: DataFrame,
+    test_fraction: f64,
+    seed: u64,
+) -> Result<DataFrame> {
+    let test = held_out_devices(&features, test_fraction, seed).await?;
+    Ok(if test.is_empty() {
+        features.filter(lit(false))?
+    } else {
+        features.filter(in_list(col("device_id"), test, false))?
+    })
+}
+
+/// The training rows of a features output for a distributed fit: devices
+/// of the training split only (the held-out devices' ids, a few thousand at
+/// most, travel as an `IN` list), with row ids `0..n` in `sample_id` order,
+/// the order of the local trainer's matrix, so both train the same model.
+pub async fn pipeline_training_rows(
+    features: DataFrame,
+    test_fraction: f64,
+    seed: u64,
+    row_id: &str,
+) -> Result<DataFrame> {
+    let test = held_out_devices(&features, test_fraction, seed).await?;
     let df = if test.is_empty() {
         features
     } else {

@@ -29,7 +29,7 @@ pub mod slices;
 
 // The lower layers, under the paths the engine's modules use.
 pub use sluice_common::{error, logfmt, progress};
-pub use sluice_core::{explain, predict, session, watchdog};
+pub use sluice_core::{explain, memory, predict, session, watchdog};
 pub use sluice_lake::{commit, lake, registry, schema};
 pub use sluice_report as report;
 

@@ -21,6 +21,7 @@
 //! sluice-executor` (or `SLUICE_BIN_DIR`).
 
 use sluice_testkit as common;
+use sluice_testkit::committed_rows;
 
 use std::time::{Duration, Instant};
 
@@ -166,40 +167,6 @@ fn log_len(path: &std::path::Path) -> usize {
     std::fs::metadata(path)
         .map(|m| m.len() as usize)
         .unwrap_or(0)
-}
-
-/// A committed step output as sorted rows (every column rendered), so two
-/// outputs compare as multisets: a duplicated or missing row differs.
-async fn committed_rows(lake: &Lake, dir: &str) -> Vec<String> {
-    let m = commit::open_committed(lake, dir, Verify::Full)
-        .await
-        .unwrap_or_else(|e| panic!("{dir}: {e}"));
-    let ctx = datafusion::prelude::SessionContext::new();
-    lake.register(&ctx);
-    let batches = commit::read_parquet(&ctx, lake, &m)
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
-    let mut rows = Vec::new();
-    for b in &batches {
-        let fmt: Vec<_> = b
-            .columns()
-            .iter()
-            .map(|c| {
-                arrow::util::display::ArrayFormatter::try_new(c.as_ref(), &Default::default())
-                    .unwrap()
-            })
-            .collect();
-        for i in 0..b.num_rows() {
-            let r: Vec<String> = fmt.iter().map(|f| f.value(i).to_string()).collect();
-            rows.push(r.join("|"));
-        }
-    }
-    assert_eq!(Some(rows.len() as u64), m.rows, "{dir}: rows vs manifest");
-    rows.sort();
-    rows
 }
 
 /// The bytes of the committed file of `dir` whose path ends with `name`.

@@ -263,3 +263,116 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// Issue 18: the evaluate step streams the held-out rows (filtered and
+/// sorted where the query runs) and the deploy step counts the drift
+/// reference with aggregates, so neither holds the table on the driver.
+/// Their outputs equal the in-memory computation over the whole matrix in
+/// `sample_id` order that they replaced: metrics, learning curves and the
+/// deployed model's drift reference, value for value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_evaluation_equals_the_in_memory_one() {
+    use datafusion::logical_expr::col;
+    use sluice_engine::commit::{self, Verify};
+    use sluice_engine::outputs::{FeaturesOutput, ManifestOutput};
+    use sluice_ml::{FeatureMatrix, ModelArtefact};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = generated_lake(tmp.path()).await;
+    let train = pipeline::run(&cfg(TRAINING, tmp.path()), &RunOptions::default())
+        .await
+        .unwrap();
+    let ev = train.summary.evaluation.as_ref().unwrap();
+    let run = format!("runs/lt-train/{}", train.run_id);
+
+    // The whole features output in sample_id order, split by device.
+    let feats = commit::open_committed(&lake, &format!("{run}/features"), Verify::Size)
+        .await
+        .unwrap();
+    let ctx = datafusion::prelude::SessionContext::new();
+    lake.register(&ctx);
+    let batches = commit::read_parquet(&ctx, &lake, &feats)
+        .await
+        .unwrap()
+        .sort(vec![col("sample_id").sort(true, false)])
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let names = feats.output::<FeaturesOutput>().unwrap().feature_names;
+    let x = FeatureMatrix::from_batches(&batches, &names).unwrap();
+    let mut y = Vec::new();
+    let mut test = Vec::new();
+    let mut i = 0;
+    for b in &batches {
+        let label = arrow::compute::cast(
+            b.column_by_name("indoor").unwrap(),
+            &arrow::datatypes::DataType::Int64,
+        )
+        .unwrap();
+        y.extend(
+            label
+                .as_primitive::<Int64Type>()
+                .values()
+                .iter()
+                .map(|v| (*v != 0) as u8),
+        );
+        let d = b.column_by_name("device_id").unwrap();
+        for d in d.as_primitive::<Int64Type>().values().iter() {
+            if sluice_engine::dtrain::is_test_device(*d, 0.25, 7) {
+                test.push(i);
+            }
+            i += 1;
+        }
+    }
+    let xt = x.select_rows(&test);
+    let yt: Vec<u8> = test.iter().map(|&i| y[i]).collect();
+    assert_eq!(ev.test_rows, yt.len() as u64);
+
+    for m in ["gbt", "rf"] {
+        let man = commit::open_committed(&lake, &format!("{run}/train/{m}"), Verify::Size)
+            .await
+            .unwrap();
+        let f = man
+            .files
+            .iter()
+            .find(|f| f.path.ends_with("model.sluice"))
+            .unwrap();
+        let art = ModelArtefact::from_bytes(&lake.get(&f.path).await.unwrap()).unwrap();
+        let proba = art.model.predict_proba(&xt).unwrap();
+        let metrics = sluice_ml::evaluate(&yt, &proba, ev.threshold);
+        let curve = sluice_ml::curves::learning_curve(&art.model, &xt, &yt, 25).unwrap();
+        let got = &ev.models[m];
+        assert_eq!(json(&got.metrics), json(&metrics), "{m}: metrics");
+        assert_eq!(got.curves.learning_curve, curve, "{m}: learning curve");
+    }
+
+    // The deployed model's drift reference: features over every row,
+    // predictions over the held-out rows.
+    let v = sluice_engine::registry::resolve(&lake, "io", "latest")
+        .await
+        .unwrap();
+    let deployed = ModelArtefact::from_bytes(
+        &sluice_engine::registry::load_artefact(&lake, &v)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let cols: Vec<&[f64]> = deployed
+        .feature_names
+        .iter()
+        .map(|n| x.column(x.names().iter().position(|m| m == n).unwrap()))
+        .collect();
+    let proba = deployed.model.predict_proba(&xt).unwrap();
+    let reference = sluice_ml::drift::reference_profile(&deployed.model, &cols, &proba).unwrap();
+    assert_eq!(
+        json(deployed.drift_reference.as_ref().unwrap()),
+        json(&reference),
+        "drift reference"
+    );
+}
+
+/// A value as JSON, to compare outputs (NaN metrics compare equal as `null`).
+fn json<T: serde::Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap()
+}

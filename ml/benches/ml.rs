@@ -1,6 +1,6 @@
 //! Criterion benches of the hot loops, each against a baseline measured in the same run.
 //!
-//! `cargo bench -p sluice-ml --bench ml` (set `ML_BENCH_ROWS` to change the row count).
+//! `cargo bench -p sluice-ml -p sluice-unify --bench ml` (set `ML_BENCH_ROWS` to change the row count).
 
 // `criterion_group!` defines an undocumented `pub fn benches`.
 #![allow(missing_docs)]

@@ -100,19 +100,72 @@ pub fn learning_curve(
     y: &[u8],
     points: usize,
 ) -> Result<Vec<(usize, f64)>> {
-    let total = model.trees().len();
-    if total == 0 || y.is_empty() {
-        return Ok(Vec::new());
+    let mut curve = LearningCurve::new(model, points);
+    curve.add(x, y)?;
+    Ok(curve.finish())
+}
+
+/// [`learning_curve`] over rows that arrive in batches (the held-out rows
+/// streamed from a cluster): the same points and values as one call over
+/// all rows in the same order, while only the probabilities are kept.
+pub struct LearningCurve {
+    models: Vec<(usize, TrainedModel)>,
+    proba: Vec<Vec<f64>>,
+    y: Vec<u8>,
+}
+
+impl LearningCurve {
+    /// The curve of `model` at up to `points` tree counts.
+    pub fn new(model: &TrainedModel, points: usize) -> Self {
+        let total = model.trees().len();
+        let mut ns: Vec<usize> = if total == 0 {
+            Vec::new()
+        } else {
+            let points = points.clamp(1, total);
+            (1..=points).map(|k| (k * total).div_ceil(points)).collect()
+        };
+        ns.dedup();
+        let models: Vec<(usize, TrainedModel)> = ns
+            .into_iter()
+            .map(|n| (n, model.truncated(n, usize::MAX)))
+            .collect();
+        Self {
+            proba: vec![Vec::new(); models.len()],
+            models,
+            y: Vec::new(),
+        }
     }
-    let points = points.clamp(1, total);
-    let mut ns: Vec<usize> = (1..=points).map(|k| (k * total).div_ceil(points)).collect();
-    ns.dedup();
-    let mut out = Vec::with_capacity(ns.len());
-    for n in ns {
-        let proba = model.truncated(n, usize::MAX).predict_proba(x)?;
-        out.push((n, log_loss(y, &proba)));
+
+    /// Adds rows (`x` in any column order, `y` their labels).
+    pub fn add(&mut self, x: &FeatureMatrix, y: &[u8]) -> Result<()> {
+        for ((_, m), p) in self.models.iter().zip(&mut self.proba) {
+            p.extend(m.predict_proba(x)?);
+        }
+        self.y.extend_from_slice(y);
+        Ok(())
     }
-    Ok(out)
+
+    /// Adds the rows of an Arrow batch (features looked up by name, nulls
+    /// missing) with their labels.
+    pub fn add_batch(&mut self, batch: &arrow::array::RecordBatch, y: &[u8]) -> Result<()> {
+        for ((_, m), p) in self.models.iter().zip(&mut self.proba) {
+            p.extend(m.predict_proba_batch(batch)?.values().iter().copied());
+        }
+        self.y.extend_from_slice(y);
+        Ok(())
+    }
+
+    /// `(trees, log-loss)` per point; empty without trees or rows.
+    pub fn finish(self) -> Vec<(usize, f64)> {
+        if self.y.is_empty() {
+            return Vec::new();
+        }
+        self.models
+            .iter()
+            .zip(&self.proba)
+            .map(|((n, _), p)| (*n, log_loss(&self.y, p)))
+            .collect()
+    }
 }
 
 #[cfg(test)]

@@ -261,18 +261,37 @@ pub fn reference_profile(
             names.len()
         )));
     }
-    // Fine counts over the model's bin edges, coarsened to DRIFT_BINS.
-    let fine = ProfileSpec {
+    let fine = fine_spec(model);
+    let mut fine_state = fine.empty_state();
+    fine.accumulate(&mut fine_state, cols);
+    let spec = reference_spec(&fine, &fine_state);
+    let mut state = spec.empty_state();
+    let mut all: Vec<&[f64]> = cols.to_vec();
+    all.push(proba);
+    spec.accumulate(&mut state, &all);
+    reference_of_state(model, &spec, &state)
+}
+
+/// The first pass of a reference profile: fine counts of every feature
+/// (model order) over the model's own bin edges. Its state (from
+/// [`ProfileSpec::accumulate`] or the `sluice_drift_profile` aggregate,
+/// which count alike) gives the bins of [`reference_spec`].
+pub fn fine_spec(model: &TrainedModel) -> ProfileSpec {
+    ProfileSpec {
         columns: model
             .bin_edges()
             .features
             .iter()
             .map(|f| f.upper_bounds.clone())
             .collect(),
-    };
-    let mut fine_state = fine.empty_state();
-    fine.accumulate(&mut fine_state, cols);
-    let mut columns = Vec::with_capacity(names.len() + 1);
+    }
+}
+
+/// The bins of a reference profile from the fine counts of [`fine_spec`]:
+/// each feature's coarsened to [`DRIFT_BINS`] of about equal mass, then the
+/// probability's ten equal-width bins (the last column).
+pub fn reference_spec(fine: &ProfileSpec, fine_state: &[f64]) -> ProfileSpec {
+    let mut columns = Vec::with_capacity(fine.columns.len() + 1);
     let mut at = 0;
     for ub in &fine.columns {
         let n = ub.len() + 2;
@@ -280,11 +299,25 @@ pub fn reference_profile(
         at += n + 2;
     }
     columns.push(probability_bounds());
-    let spec = ProfileSpec { columns };
-    let mut state = spec.empty_state();
-    let mut all: Vec<&[f64]> = cols.to_vec();
-    all.push(proba);
-    spec.accumulate(&mut state, &all);
+    ProfileSpec { columns }
+}
+
+/// The reference profile of `model` from the dense `state` of `spec` (a
+/// [`reference_spec`]): the feature columns counted over the labelled rows,
+/// the last over the predicted probabilities.
+pub fn reference_of_state(
+    model: &TrainedModel,
+    spec: &ProfileSpec,
+    state: &[f64],
+) -> Result<DriftProfile> {
+    let names = model.feature_names();
+    if spec.columns.len() != names.len() + 1 {
+        return Err(MlError::Data(format!(
+            "a reference spec of {} columns for a model of {} features",
+            spec.columns.len(),
+            names.len()
+        )));
+    }
     let template = DriftProfile {
         rows: 0.0,
         features: names
@@ -306,11 +339,11 @@ pub fn reference_profile(
             max: None,
         },
     };
-    template.with_state(&state)
+    template.with_state(state)
 }
 
 /// When a run counts as drifted.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DriftThresholds {
     /// PSI from which a column is reported as `warn`.

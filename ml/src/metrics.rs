@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// A metric to select models by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Metric {
     /// Area under the ROC curve (exact, tie-aware).

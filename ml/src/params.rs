@@ -9,7 +9,7 @@ use crate::error::{MlError, Result};
 ///
 /// Serialized as Spark's strings: `auto`, `all`, `sqrt`, `log2`, `onethird`, a
 /// fraction in `(0, 1]` such as `"0.5"`, or a count such as `"7"`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum FeatureSubsetStrategy {
     /// `all` for GBT and single trees, `sqrt` for forests (Spark's rule for classification).
@@ -91,7 +91,7 @@ impl From<FeatureSubsetStrategy> for String {
 }
 
 /// Node impurity of random-forest trees (Spark's `impurity`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Impurity {
     /// Gini impurity `2 p (1 - p)`.
@@ -101,7 +101,7 @@ pub enum Impurity {
 }
 
 /// Gradient-boosted trees with binary logistic loss.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct GbtParams {
     /// Number of boosting rounds (trees). Spark default 20.
@@ -153,7 +153,7 @@ impl Default for GbtParams {
 }
 
 /// Random forest of classification trees.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct RfParams {
     /// Number of trees. Spark default 20.

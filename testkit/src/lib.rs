@@ -9,8 +9,9 @@ pub mod azurite;
 
 use std::path::{Path, PathBuf};
 
-use arrow::array::AsArray;
+use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{Float64Type, Int32Type, Int64Type};
+use arrow::util::display::ArrayFormatter;
 use datafusion::prelude::SessionContext;
 use sluice_datagen::{self as datagen, DatagenConfig};
 use sluice_engine::config::{self, LoadedConfig};
@@ -93,13 +94,12 @@ pub struct Prediction {
     pub indoor: i32,
 }
 
-/// The committed predictions of `run_id`, read through their manifest
-/// (checksums verified), sorted by sample id.
-pub async fn predictions(lake: &Lake, run_id: &str) -> Vec<Prediction> {
-    let dir = format!("predictions/run={run_id}");
-    let m = commit::open_committed(lake, &dir, Verify::Full)
+/// The batches of the committed output `dir`, read through its manifest
+/// (checksums verified); their row count must be the manifest's.
+pub async fn committed_batches(lake: &Lake, dir: &str) -> Vec<RecordBatch> {
+    let m = commit::open_committed(lake, dir, Verify::Full)
         .await
-        .unwrap_or_else(|e| panic!("predictions of {run_id}: {e}"));
+        .unwrap_or_else(|e| panic!("{dir}: {e}"));
     let ctx = SessionContext::new();
     lake.register(&ctx);
     let batches = commit::read_parquet(&ctx, lake, &m)
@@ -108,6 +108,34 @@ pub async fn predictions(lake: &Lake, run_id: &str) -> Vec<Prediction> {
         .collect()
         .await
         .unwrap();
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    assert_eq!(Some(rows as u64), m.rows, "rows of {dir} vs its manifest");
+    batches
+}
+
+/// The committed output `dir` as sorted rows (every column rendered), so
+/// two outputs compare as multisets: a duplicated or missing row differs.
+pub async fn committed_rows(lake: &Lake, dir: &str) -> Vec<String> {
+    let mut rows = Vec::new();
+    for b in &committed_batches(lake, dir).await {
+        let fmt: Vec<_> = b
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &Default::default()).unwrap())
+            .collect();
+        for i in 0..b.num_rows() {
+            let r: Vec<String> = fmt.iter().map(|f| f.value(i).to_string()).collect();
+            rows.push(r.join("|"));
+        }
+    }
+    rows.sort();
+    rows
+}
+
+/// The committed predictions of `run_id`, read through their manifest
+/// (checksums verified), sorted by sample id.
+pub async fn predictions(lake: &Lake, run_id: &str) -> Vec<Prediction> {
+    let batches = committed_batches(lake, &format!("predictions/run={run_id}")).await;
     let mut out = Vec::new();
     for b in &batches {
         let id = b
@@ -130,11 +158,6 @@ pub async fn predictions(lake: &Lake, run_id: &str) -> Vec<Prediction> {
             });
         }
     }
-    assert_eq!(
-        Some(out.len() as u64),
-        m.rows,
-        "rows of {dir} vs its manifest"
-    );
     out.sort_by_key(|p| p.sample_id);
     out
 }

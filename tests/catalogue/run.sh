@@ -8,8 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=$(bash tests/tools/spark-venv.sh)
-if ! "$PY" -c "import pytest" 2>/dev/null; then
-  "$PY" -m pip install --quiet --disable-pip-version-check pytest >&2
+if ! "$PY" -c "import pytest, jsonschema, yaml" 2>/dev/null; then
+  "$PY" -m pip install --quiet --disable-pip-version-check pytest jsonschema pyyaml >&2
 fi
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice-target}"
 exec "$PY" -m pytest -q -p no:cacheprovider tests/catalogue "$@"

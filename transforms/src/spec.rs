@@ -77,7 +77,7 @@ pub const DEFAULT_LEVEL_THRESHOLDS: [f64; 4] = [-85.0, -95.0, -105.0, -115.0];
 /// `tie_breaker` (for determinism when timestamps repeat).
 ///
 /// Outputs are named `<column>_lag<offset>` / `<column>_lead<offset>`.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ShiftParams {
     /// Columns to shift.
@@ -97,7 +97,7 @@ pub struct ShiftParams {
 }
 
 /// Parameters of `DistanceCalculator`: `haversine_m(lat1, lon1, lat2, lon2)`.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DistanceParams {
     /// Latitude of the first point (degrees).
@@ -113,7 +113,7 @@ pub struct DistanceParams {
 }
 
 /// Parameters of `GpsDelayCalculator`: `ts - fix_ts` in seconds (Float64).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct GpsDelayParams {
     /// Sample timestamp column (default `ts`).
@@ -128,7 +128,7 @@ pub struct GpsDelayParams {
 }
 
 /// Parameters of `WeekendExtractor`: 1 on local Saturday/Sunday, else 0 (Int32).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct WeekendParams {
     /// Timestamp column (default `ts`).
@@ -144,7 +144,7 @@ pub struct WeekendParams {
 
 /// Parameters of `TimeExtractor`: local hour of day (0..23) and minute of day
 /// (0..1439), Int32, DST-correct.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TimeParams {
     /// Timestamp column (default `ts`).
@@ -162,7 +162,7 @@ pub struct TimeParams {
 }
 
 /// Parameters of `LevelCalculator`: signal level 0..4 (Int32) from a dBm column.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LevelParams {
     /// Signal column (default `rsrp_dbm`); null stays null.
@@ -186,7 +186,7 @@ pub struct LevelParams {
 
 /// Parameters of `CategoricalFilter`: values outside `allowed` (and nulls)
 /// become `other`.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct CategoricalFilterParams {
     /// String column to filter.
@@ -203,7 +203,7 @@ pub struct CategoricalFilterParams {
 
 /// Parameters of `MedianImputer`: nulls in `columns` become the column's
 /// median on the training data; the columns become Float64.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct MedianImputerParams {
     /// Numeric columns to impute in place.
@@ -215,7 +215,7 @@ pub struct MedianImputerParams {
 
 /// Parameters of `NumericalImputer`: nulls in `columns` become `value`; the
 /// columns become Float64 (booleans become 0/1).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct NumericalImputerParams {
     /// Numeric or boolean columns to impute in place.
@@ -228,7 +228,7 @@ pub struct NumericalImputerParams {
 /// `<column><suffix>`; labels are ordered by descending training frequency,
 /// ties alphabetically (as Spark's `frequencyDesc`); nulls and values unseen
 /// in training get the unknown index (= number of labels).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct StringIndexerParams {
     /// String columns to index.
@@ -247,7 +247,7 @@ pub struct StringIndexerParams {
 /// `<group>_<label>` (labels from the fitted `StringIndexer` when the input was
 /// produced by one, else the index) and `<group>__unknown`. A
 /// `VectorAssembler` listing the group name gets all its columns.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct OneHotEncoderParams {
     /// Integer index columns to encode.
@@ -260,7 +260,7 @@ pub struct OneHotEncoderParams {
 /// Parameters of `VectorAssembler`: the final projection. Output is
 /// `passthrough` columns, the label if present, then every feature column cast
 /// to Float64 under a stable name.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct VectorAssemblerParams {
     /// Feature columns (numeric or boolean) or one-hot group names.
@@ -276,7 +276,7 @@ pub struct VectorAssemblerParams {
 /// One transform of a feature pipeline, named as in the thesis (Table 7).
 ///
 /// YAML: `- name: LagCalculator` / `  params: {columns: [latitude]}`.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(tag = "name", content = "params", deny_unknown_fields)]
 pub enum TransformSpec {
     /// Previous values per device (window `lag`).

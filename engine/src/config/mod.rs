@@ -2,10 +2,14 @@
 //! substitution from the environment, and validation with errors that name
 //! the file, line and column.
 //!
-//! Each key is declared once below, with its default and its doc; `docs/CONFIG.md`
-//! is the reference built from these declarations.
+//! Each key is declared once below, with its default and its doc;
+//! `docs/CONFIG.md` embeds the reference generated from these declarations
+//! ([`reference`], `sluice config docs`).
 
 mod env;
+mod locate;
+pub mod reference;
+mod validate;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -16,9 +20,12 @@ use crate::error::{EngineError, Result};
 use crate::session::{EngineMode, EngineSettings};
 
 pub use env::substitute_env;
+pub use locate::locate_key;
+use locate::{at_key_line, key_path, refine_location, secret_hint};
+pub use validate::{validate, validate_grid};
 
 /// The kind of pipeline: which inputs it reads and which steps it may run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PipelineKind {
     /// CSV union → features (fit) → train → evaluate → deploy.
@@ -28,24 +35,29 @@ pub enum PipelineKind {
 }
 
 /// A whole pipeline config file.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineConfig {
     /// Pipeline name; run outputs go to `<lake>/runs/<name>/<run_id>/`.
     pub name: String,
     /// `training` or `inference`.
     pub kind: PipelineKind,
-    /// Lake location: a path, `file://`, `abfss://`, `az://`, `s3://` or `gs://`.
+    /// Lake location: a path (`./lake`), `file://`,
+    /// `abfss://<container>@<account>.dfs.core.windows.net/<path>`, `az://`,
+    /// `s3://` or `gs://` (credentials from the environment, docs/LAKE.md;
+    /// `--lake` or `SLUICE_LAKE` override it).
     pub lake: String,
     /// Where plans run (default: embedded).
     #[serde(default)]
     pub engine: EngineSettings,
-    /// The steps, in order.
+    /// The steps, in order: a training pipeline runs ingest, features,
+    /// train, evaluate, deploy; an inference pipeline ingest, features,
+    /// predict.
     pub steps: Vec<StepConfig>,
 }
 
 /// One step and its parameters, tagged by `step:`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "step", rename_all = "snake_case")]
 pub enum StepConfig {
     /// Read and validate the input (CSV union or seven-table join).
@@ -137,7 +149,7 @@ fn default_csv_glob() -> String {
 }
 
 /// `step: ingest`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IngestStep {
     /// Training input: glob of the labelled CSV files, relative to the lake.
@@ -158,7 +170,8 @@ pub struct IngestStep {
     /// --partition` sets them from the command line. Predictions of a run
     /// with one single-value filter per key go to
     /// `predictions/<key>=<value>/`, replaced atomically by a rerun; `sluice
-    /// run` runs a range once per value found (`pipeline::days`).
+    /// run` runs a range once per value found in `raw/samples/`, in order
+    /// (docs/DATA.md).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub partitions: Vec<crate::ingest::PartitionFilter>,
     /// Inference input: rows outside the contract's value bounds (latitude,
@@ -176,7 +189,7 @@ fn is_default_checks(v: &crate::ingest::ValueChecks) -> bool {
 }
 
 /// The feature chain: `default` (the reference chain) or an explicit list.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum TransformsConfig {
     /// The word `default`.
@@ -192,7 +205,7 @@ impl Default for TransformsConfig {
 }
 
 /// `step: features`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FeaturesStep {
     /// The transform chain (training only; inference applies the deployed
@@ -237,7 +250,7 @@ fn default_seed() -> u64 {
 }
 
 /// Cross-validation settings of one model.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CvConfig {
     /// Number of folds (stratified, seeded).
@@ -259,7 +272,7 @@ fn default_metric() -> sluice_ml::Metric {
 /// Read through [`RawModelConfig`] so unknown keys are rejected (serde's
 /// `deny_unknown_fields` does not work across a flattened enum) and `params`
 /// may be left out (Spark's defaults).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize, Deserialize)]
 #[serde(try_from = "RawModelConfig", into = "RawModelConfig")]
 pub struct ModelConfig {
     /// A name unique in the pipeline (`gbt`, `rf`, ...).
@@ -273,7 +286,7 @@ pub struct ModelConfig {
 }
 
 /// A model entry as written in YAML.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawModelConfig {
     /// A name unique in the pipeline.
@@ -283,6 +296,7 @@ pub struct RawModelConfig {
     pub model_type: String,
     /// Spark-named parameters; missing ones take Spark's defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "reference::model_params_schema")]
     pub params: Option<serde_json::Value>,
     /// Parameter grid.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -346,7 +360,7 @@ impl From<ModelConfig> for RawModelConfig {
 }
 
 /// The model type and its base parameters.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", content = "params", rename_all = "snake_case")]
 pub enum ModelSpecConfig {
     /// Gradient-boosted trees.
@@ -366,7 +380,7 @@ impl ModelSpecConfig {
 }
 
 /// `step: train`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainStep {
     /// Fraction of rows held out for evaluation (stratified).
@@ -396,7 +410,7 @@ fn default_threshold() -> f64 {
 }
 
 /// `step: evaluate`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EvaluateStep {
     /// Metric that picks the best model.
@@ -408,7 +422,7 @@ pub struct EvaluateStep {
 }
 
 /// `step: deploy`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeployStep {
     /// Registry name: the model goes to `<lake>/models/<model_name>/<version>/`.
@@ -419,7 +433,7 @@ pub struct DeployStep {
 }
 
 /// `step: predict`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PredictStep {
     /// Registry name of the model.
@@ -457,6 +471,57 @@ pub struct LoadedConfig {
     pub path: String,
     /// The text as written (safe to record: secrets are `${VAR}` references).
     pub raw: String,
+}
+
+impl PipelineConfig {
+    /// The `ingest` step, if the pipeline has one.
+    pub fn ingest(&self) -> Option<&IngestStep> {
+        self.steps.iter().find_map(|s| match s {
+            StepConfig::Ingest(i) => Some(i),
+            _ => None,
+        })
+    }
+
+    /// The `ingest` step, to change (`--partition` replaces its filters).
+    pub fn ingest_mut(&mut self) -> Option<&mut IngestStep> {
+        self.steps.iter_mut().find_map(|s| match s {
+            StepConfig::Ingest(i) => Some(i),
+            _ => None,
+        })
+    }
+
+    /// The ingest step's partition filters (empty without any).
+    pub fn partition_filters(&self) -> &[crate::ingest::PartitionFilter] {
+        self.ingest().map_or(&[], |i| i.partitions.as_slice())
+    }
+
+    /// The `train` step, if the pipeline has one.
+    pub fn train(&self) -> Option<&TrainStep> {
+        self.steps.iter().find_map(|s| match s {
+            StepConfig::Train(t) => Some(t),
+            _ => None,
+        })
+    }
+}
+
+impl LoadedConfig {
+    /// The `predict` step of an inference pipeline; an error naming the file
+    /// without one.
+    pub fn predict_step(&self) -> Result<&PredictStep> {
+        self.config
+            .steps
+            .iter()
+            .find_map(|s| match s {
+                StepConfig::Predict(p) => Some(p),
+                _ => None,
+            })
+            .ok_or_else(|| {
+                EngineError::config(
+                    &self.path,
+                    "an inference pipeline needs a `predict` step naming the model (model_name)",
+                )
+            })
+    }
 }
 
 /// Reads, substitutes and validates a config file.
@@ -497,498 +562,4 @@ pub fn parse(raw: &str, origin: &str) -> Result<LoadedConfig> {
         path: origin.to_string(),
         raw: raw.to_string(),
     })
-}
-
-/// The key path of a deserialization error (`steps[2].models[1].params.numTrees`)
-/// and the message without location, or `None` when the text is not YAML
-/// or the path says nothing more than the top level.
-///
-/// serde buffers internally tagged enums (the steps), which hides the path
-/// below `steps[i]`; the step is then deserialized again as its own struct
-/// (chosen by its `step:` tag) to find the rest of the path. Model entries
-/// put the path inside the entry at the start of their message
-/// (`params.numTrees: ...`), which is joined here too.
-fn key_path(text: &str) -> Option<(String, String)> {
-    let value: serde_yaml::Value = serde_yaml::from_str(text).ok()?;
-    let e = serde_path_to_error::deserialize::<_, PipelineConfig>(value.clone()).err()?;
-    let mut path = e.path().to_string();
-    let mut message = strip_location(&e.into_inner().to_string());
-    if let Some(i) = step_index(&path) {
-        let step = value.get("steps")?.get(i)?.clone();
-        let mut map = step.as_mapping()?.clone();
-        let tag = map.remove("step")?;
-        let inner = serde_yaml::Value::Mapping(map);
-        fn sub<T: serde::de::DeserializeOwned>(v: serde_yaml::Value) -> Option<(String, String)> {
-            let e = serde_path_to_error::deserialize::<_, T>(v).err()?;
-            Some((
-                e.path().to_string(),
-                strip_location(&e.into_inner().to_string()),
-            ))
-        }
-        let found = match tag.as_str()? {
-            "ingest" => sub::<IngestStep>(inner),
-            "features" => sub::<FeaturesStep>(inner),
-            "train" => sub::<TrainStep>(inner),
-            "evaluate" => sub::<EvaluateStep>(inner),
-            "deploy" => sub::<DeployStep>(inner),
-            "predict" => sub::<PredictStep>(inner),
-            _ => None,
-        };
-        if let Some((p, m)) = found {
-            if p != "." {
-                path = format!("steps[{i}].{p}");
-            }
-            message = m;
-        }
-    }
-    // `params.numTrees: invalid value ...` from a model entry.
-    if let Some((head, rest)) = message.split_once(": ") {
-        if (head.starts_with("params") || head == "type") && !head.contains(' ') {
-            path = format!("{path}.{head}");
-            message = rest.to_string();
-        }
-    }
-    (path != "." && !path.is_empty()).then_some((path, message))
-}
-
-/// For an unknown key that looks like a credential: where credentials go
-/// instead. (The value is never echoed: serde names only the key.)
-fn secret_hint(message: &str) -> &'static str {
-    let Some(key) = message
-        .split("unknown field `")
-        .nth(1)
-        .and_then(|r| r.split('`').next())
-    else {
-        return "";
-    };
-    let k = key.to_ascii_lowercase();
-    let secret = ["key", "secret", "token", "password", "sas", "credential"]
-        .iter()
-        .any(|w| k.contains(w));
-    if secret {
-        "; credentials never go in the config file: set them in the environment (AZURE_STORAGE_ACCOUNT_KEY, AZURE_STORAGE_SAS_TOKEN, AWS_SECRET_ACCESS_KEY, ... or workload identity; see docs/LAKE.md) and reference non-secret values as ${VAR}"
-    } else {
-        ""
-    }
-}
-
-/// `Some(i)` for the path `steps[i]` (and below).
-fn step_index(path: &str) -> Option<usize> {
-    let rest = path.strip_prefix("steps[")?;
-    rest[..rest.find(']')?].parse().ok()
-}
-
-/// A serde_yaml message without its " at line L column C" suffix.
-fn strip_location(m: &str) -> String {
-    m.rsplit_once(" at line ")
-        .map_or(m, |(head, _)| head)
-        .to_string()
-}
-
-/// A validation error located as `<origin>: <key path>` pointed at the
-/// key's line instead: `<origin>:<line>:<column>: <key path>`.
-fn at_key_line(e: EngineError, text: &str, origin: &str) -> EngineError {
-    match e {
-        EngineError::Config { location, message } => {
-            let key = location
-                .strip_prefix(origin)
-                .and_then(|r| r.strip_prefix(": "))
-                .map(str::to_string);
-            match key.as_deref().and_then(|k| Some((k, locate_key(text, k)?))) {
-                Some((k, (line, col))) => {
-                    EngineError::config(format!("{origin}:{line}:{col}: {k}"), message)
-                }
-                None => EngineError::Config { location, message },
-            }
-        }
-        other => other,
-    }
-}
-
-/// The 1-based line and column of a key path such as
-/// `steps[2].models[0].cv.folds` in YAML text (block mappings and
-/// sequences, and keys inside a one-line flow mapping `{folds: 10}`).
-/// `None` when the path cannot be followed.
-pub fn locate_key(text: &str, path: &str) -> Option<(usize, usize)> {
-    let lines: Vec<&str> = text.lines().collect();
-    let indent = |l: &str| l.len() - l.trim_start().len();
-    let key_of = |l: &str| {
-        let t = l.trim_start();
-        let (t, dash) = match t.strip_prefix("- ") {
-            Some(rest) => (rest, 2),
-            None => (t, 0),
-        };
-        let k = t.split_once(':')?.0.trim();
-        (!k.is_empty() && !k.starts_with('#')).then(|| (k.to_string(), indent(l) + dash))
-    };
-    // Segments: `steps[2]` is `steps` then index 2.
-    let mut segs: Vec<Result<String, usize>> = Vec::new();
-    for part in path.split('.') {
-        let mut rest = part;
-        if let Some(i) = rest.find('[') {
-            segs.push(Ok(rest[..i].to_string()));
-            rest = &rest[i..];
-            while let Some(r) = rest.strip_prefix('[') {
-                let (n, tail) = r.split_once(']')?;
-                segs.push(Err(n.parse().ok()?));
-                rest = tail;
-            }
-        } else {
-            segs.push(Ok(rest.to_string()));
-        }
-    }
-    // (line index, column of its key, indentation that encloses the block)
-    let mut pos: Option<(usize, usize)> = None;
-    let mut start = 0usize;
-    let mut parent: Option<usize> = None;
-    for seg in segs {
-        match seg {
-            Ok(name) => {
-                // A key inside a one-line flow mapping of the current line.
-                if let Some((li, _)) = pos {
-                    let l = lines[li];
-                    if let Some(brace) = l.find('{') {
-                        if let Some(off) = l[brace..].find(&format!("{name}:")) {
-                            return Some((li + 1, brace + off + 1));
-                        }
-                    }
-                }
-                let mut found = None;
-                for (i, l) in lines.iter().enumerate().skip(start) {
-                    if l.trim().is_empty() || l.trim_start().starts_with('#') {
-                        continue;
-                    }
-                    let Some((k, col)) = key_of(l) else { continue };
-                    if parent.is_some_and(|p| col <= p) && i > start {
-                        break;
-                    }
-                    if k == name && parent.is_none_or(|p| col > p) {
-                        found = Some((i, col));
-                        break;
-                    }
-                }
-                let (i, col) = found?;
-                pos = Some((i, col + 1));
-                parent = Some(col);
-                start = i + 1;
-            }
-            Err(index) => {
-                let mut n = 0usize;
-                let mut item_indent = None;
-                let mut found = None;
-                for (i, l) in lines.iter().enumerate().skip(start) {
-                    let t = l.trim_start();
-                    if t.is_empty() || t.starts_with('#') {
-                        continue;
-                    }
-                    let ind = indent(l);
-                    if parent.is_some_and(|p| ind < p)
-                        || (parent == Some(ind) && !t.starts_with("- "))
-                    {
-                        break;
-                    }
-                    if t.starts_with("- ") && item_indent.is_none_or(|w| w == ind) {
-                        item_indent = Some(ind);
-                        if n == index {
-                            found = Some((i, ind));
-                            break;
-                        }
-                        n += 1;
-                    }
-                }
-                let (i, ind) = found?;
-                pos = Some((i, ind + 1));
-                parent = Some(ind);
-                start = i;
-            }
-        }
-    }
-    pos.map(|(i, c)| (i + 1, c))
-}
-
-/// serde_yaml places errors inside internally tagged enums (our steps) at
-/// the start of the mapping, without the key. Point at the key instead:
-/// for "unknown field `k`" the first line from the reported one holding
-/// `k:`; for "invalid type: string \"v\"" (or a number, a boolean) the
-/// first line holding `<key>: v`. Returns the line, the column and the key.
-fn refine_location(
-    text: &str,
-    message: &str,
-    line: usize,
-    col: usize,
-) -> (usize, usize, Option<String>) {
-    let lines = || text.lines().enumerate().skip(line.saturating_sub(1));
-    let entry = |l: &str| {
-        let trimmed = l.trim_start().trim_start_matches("- ");
-        let indent = l.len() - trimmed.len() + 1;
-        trimmed
-            .split_once(':')
-            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string(), indent))
-    };
-    if message.contains("unknown field") {
-        if let Some(key) = message.split('`').nth(1) {
-            for (i, l) in lines() {
-                if let Some((k, _, c)) = entry(l) {
-                    if k == key {
-                        return (i + 1, c, Some(k));
-                    }
-                }
-            }
-        }
-    } else if let Some(value) = message
-        .split("unknown variant `")
-        .nth(1)
-        .and_then(|r| r.split('`').next())
-    {
-        for (i, l) in lines() {
-            if let Some((k, v, c)) = entry(l) {
-                if v.trim_matches(|c| c == '"' || c == '\'') == value {
-                    return (i + 1, c, Some(k));
-                }
-            }
-        }
-    } else if let Some(rest) = message.split("invalid type: ").nth(1) {
-        // `string "lots"`, `integer `5``, `floating point `1.5``, `boolean `true``
-        let value = rest
-            .split('"')
-            .nth(1)
-            .or_else(|| rest.split('`').nth(1))
-            .map(str::to_string);
-        if let Some(value) = value {
-            for (i, l) in lines() {
-                if let Some((k, v, c)) = entry(l) {
-                    if v.trim_matches(|c| c == '"' || c == '\'') == value {
-                        return (i + 1, c, Some(k));
-                    }
-                }
-            }
-        }
-    }
-    (line, col, None)
-}
-
-/// Checks what serde cannot: step order and uniqueness, names, ranges.
-pub fn validate(cfg: &PipelineConfig, origin: &str) -> Result<()> {
-    let err = |key: &str, msg: String| EngineError::config(format!("{origin}: {key}"), msg);
-    if cfg.name.trim().is_empty() || cfg.name.contains('/') {
-        return Err(err("name", "must be a non-empty name without `/`".into()));
-    }
-    // The engine settings as a session would build them.
-    if let Some(limit) = &cfg.engine.memory_limit {
-        crate::session::parse_bytes(limit).map_err(|e| match e {
-            EngineError::Config { message, .. } => err("engine.memory_limit", message),
-            other => other,
-        })?;
-    }
-    crate::session::session_config(&cfg.engine).map_err(|e| match e {
-        EngineError::Config { location, message } => err(&location, message),
-        other => other,
-    })?;
-    if cfg.engine.mode == EngineMode::Ballista && cfg.engine.scheduler.is_none() {
-        return Err(err(
-            "engine.scheduler",
-            "required when engine.mode is `ballista` (e.g. df://localhost:50050)".into(),
-        ));
-    }
-    cfg.engine.retry.validate().map_err(|e| match e {
-        EngineError::Config { location, message } => err(&location, message),
-        other => other,
-    })?;
-    if cfg.engine.watchdog_seconds == Some(0) {
-        return Err(err(
-            "engine.watchdog_seconds",
-            "must be at least 1 (seconds without progress before a cluster job is cancelled)"
-                .into(),
-        ));
-    }
-    let allowed: &[StepName] = match cfg.kind {
-        PipelineKind::Training => &[
-            StepName::Ingest,
-            StepName::Features,
-            StepName::Train,
-            StepName::Evaluate,
-            StepName::Deploy,
-        ],
-        PipelineKind::Inference => &[StepName::Ingest, StepName::Features, StepName::Predict],
-    };
-    let mut last: Option<usize> = None;
-    for (i, s) in cfg.steps.iter().enumerate() {
-        let pos = allowed.iter().position(|a| *a == s.name()).ok_or_else(|| {
-            err(
-                &format!("steps[{i}]"),
-                format!(
-                    "step `{}` does not belong in a {:?} pipeline; allowed: {}",
-                    s.name(),
-                    cfg.kind,
-                    allowed
-                        .iter()
-                        .map(|a| a.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            )
-        })?;
-        if let Some(l) = last {
-            if pos <= l {
-                return Err(err(
-                    &format!("steps[{i}]"),
-                    format!(
-                        "step `{}` is out of order or repeated; order is {}",
-                        s.name(),
-                        allowed
-                            .iter()
-                            .map(|a| a.as_str())
-                            .collect::<Vec<_>>()
-                            .join(" → ")
-                    ),
-                ));
-            }
-        }
-        last = Some(pos);
-        match s {
-            StepConfig::Train(t) => {
-                if !(0.0..0.9).contains(&t.test_fraction) {
-                    return Err(err(
-                        &format!("steps[{i}].test_fraction"),
-                        format!("{} is outside [0, 0.9)", t.test_fraction),
-                    ));
-                }
-                if t.models.is_empty() {
-                    return Err(err(
-                        &format!("steps[{i}].models"),
-                        "at least one model is required".into(),
-                    ));
-                }
-                let mut names = std::collections::BTreeSet::new();
-                for (j, m) in t.models.iter().enumerate() {
-                    if !names.insert(m.name.clone()) {
-                        return Err(err(
-                            &format!("steps[{i}].models[{j}].name"),
-                            format!("duplicate model name `{}`", m.name),
-                        ));
-                    }
-                    if let Some(cv) = &m.cv {
-                        if cv.folds == 1 || cv.folds > 100 {
-                            return Err(err(
-                                &format!("steps[{i}].models[{j}].cv.folds"),
-                                format!("{} folds: use 0 (no CV) or 2..=100", cv.folds),
-                            ));
-                        }
-                    }
-                    if let Err(e) = m.spec.to_spec().validate() {
-                        return Err(match e {
-                            sluice_ml::MlError::Params { param, message } => {
-                                err(&format!("steps[{i}].models[{j}].params.{param}"), message)
-                            }
-                            other => {
-                                err(&format!("steps[{i}].models[{j}].params"), other.to_string())
-                            }
-                        });
-                    }
-                    validate_grid(&m.spec, &m.grid)
-                        .map_err(|msg| err(&format!("steps[{i}].models[{j}].grid"), msg))?;
-                }
-            }
-            StepConfig::Predict(p) => {
-                if let Err(e) = p.drift.validate() {
-                    return Err(err(&format!("steps[{i}].drift"), e.to_string()));
-                }
-                if p.explain == Some(0) {
-                    return Err(err(
-                        &format!("steps[{i}].explain"),
-                        "expected the number of top contributions to write (1 or more), found 0"
-                            .into(),
-                    ));
-                }
-            }
-            StepConfig::Features(f) if !f.materialize && cfg.kind == PipelineKind::Training => {
-                return Err(err(
-                    &format!("steps[{i}].materialize"),
-                    "`false` is for inference pipelines only: train and evaluate read the feature table from the lake".into(),
-                ));
-            }
-            StepConfig::Evaluate(e) if !(0.0..=1.0).contains(&e.threshold) => {
-                return Err(err(
-                    &format!("steps[{i}].threshold"),
-                    format!("{} is outside [0, 1]", e.threshold),
-                ));
-            }
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-/// Checks every grid key names a parameter of the model type and every value
-/// has that parameter's type, by applying each value to the base parameters.
-pub fn validate_grid(
-    spec: &ModelSpecConfig,
-    grid: &BTreeMap<String, Vec<serde_json::Value>>,
-) -> std::result::Result<(), String> {
-    let base = serde_json::to_value(spec).map_err(|e| e.to_string())?;
-    let params = base
-        .get("params")
-        .and_then(|p| p.as_object())
-        .cloned()
-        .unwrap_or_default();
-    for (key, values) in grid {
-        if !params.contains_key(key) {
-            let mut known: Vec<&String> = params.keys().collect();
-            known.sort();
-            return Err(format!(
-                "unknown parameter `{key}`; known parameters: {}",
-                known
-                    .iter()
-                    .map(|k| k.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-        }
-        if values.is_empty() {
-            return Err(format!("`{key}` has an empty list of values"));
-        }
-        for v in values {
-            let mut candidate = base.clone();
-            candidate["params"][key] = v.clone();
-            let spec = serde_json::from_value::<ModelSpecConfig>(candidate)
-                .map_err(|e| format!("value {v} for `{key}` is invalid: {e}"))?;
-            spec.to_spec()
-                .validate()
-                .map_err(|e| format!("value {v} for `{key}` is invalid: {e}"))?;
-        }
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod locate_tests {
-    use super::*;
-
-    const YAML: &str = "name: x\nkind: training\nlake: /tmp/x\nengine:\n  memory_limit: 2GiB\nsteps:\n  - step: ingest\n  - step: train\n    test_fraction: 0.95\n    models:\n      - name: g\n        type: gbt\n        cv: {folds: 1, metric: auc}\n";
-
-    #[test]
-    fn keys_are_found_on_their_line() {
-        assert_eq!(locate_key(YAML, "name"), Some((1, 1)));
-        assert_eq!(locate_key(YAML, "engine.memory_limit"), Some((5, 3)));
-        assert_eq!(locate_key(YAML, "steps[1]"), Some((8, 3)));
-        assert_eq!(locate_key(YAML, "steps[1].test_fraction"), Some((9, 5)));
-        assert_eq!(locate_key(YAML, "steps[1].models[0].name"), Some((11, 9)));
-        assert_eq!(
-            locate_key(YAML, "steps[1].models[0].cv.folds"),
-            Some((13, 14))
-        );
-        assert_eq!(locate_key(YAML, "steps[5].x"), None);
-    }
-
-    #[test]
-    fn validation_errors_point_at_the_key() {
-        let e = parse(YAML, "c.yaml").unwrap_err().to_string();
-        assert!(e.contains("c.yaml:9:5: steps[1].test_fraction"), "{e}");
-        let banana = YAML.replace("2GiB", "banana");
-        let e = parse(&banana, "c.yaml").unwrap_err().to_string();
-        assert!(
-            e.contains("c.yaml:5:3: engine.memory_limit") && e.contains("banana"),
-            "{e}"
-        );
-    }
 }

@@ -34,7 +34,9 @@ use crate::lake::Lake;
 use crate::schema::{future_tolerance_seconds, RawTable, ValueCheck};
 
 /// What ingestion does with rows outside the contract's value bounds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    schemars::JsonSchema, Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ValueChecks {
     /// Fail the step, naming file, column, row and value (default: the

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{EngineError, Result};
 
 /// One partition filter: `key=value` or `key=first..last` (inclusive).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct PartitionFilter {
     /// The partition key (the directory name before `=`).

@@ -4,7 +4,7 @@
 //! day's directory (`predictions/date=<day>/`), exactly as a daily run
 //! writes them, and a rerun of a range replaces each day atomically.
 
-use crate::config::{LoadedConfig, PipelineKind, StepConfig};
+use crate::config::{LoadedConfig, PipelineKind};
 use crate::error::{EngineError, Result};
 use crate::ingest::raw::list_table_files;
 use crate::ingest::PartitionFilter;
@@ -34,10 +34,8 @@ fn filters(cfg: &LoadedConfig) -> Option<&[PartitionFilter]> {
     if cfg.config.kind != PipelineKind::Inference {
         return None;
     }
-    cfg.config.steps.iter().find_map(|s| match s {
-        StepConfig::Ingest(i) if !i.partitions.is_empty() => Some(i.partitions.as_slice()),
-        _ => None,
-    })
+    let filters = cfg.config.partition_filters();
+    (!filters.is_empty()).then_some(filters)
 }
 
 /// `None` when the config has no ranged partition filter (one run, as
@@ -112,13 +110,11 @@ pub async fn split(cfg: &LoadedConfig, opts: &RunOptions) -> Result<Option<Vec<P
                     .collect::<Vec<_>>()
                     .join("/");
                 let mut cfg = cfg.clone();
-                for step in &mut cfg.config.steps {
-                    if let StepConfig::Ingest(i) = step {
-                        for f in &mut i.partitions {
-                            if let Some((_, v)) = combo.iter().find(|(k, _)| *k == f.key) {
-                                f.first.clone_from(v);
-                                f.last.clone_from(v);
-                            }
+                if let Some(i) = cfg.config.ingest_mut() {
+                    for f in &mut i.partitions {
+                        if let Some((_, v)) = combo.iter().find(|(k, _)| *k == f.key) {
+                            f.first.clone_from(v);
+                            f.last.clone_from(v);
                         }
                     }
                 }

@@ -158,47 +158,37 @@ pub async fn run(cfg: &LoadedConfig, opts: &RunOptions) -> Result<RunOutcome> {
         }
         let t = Instant::now();
         info!(step = %name, "step started");
-        let mut retries = Vec::new();
-        let result = loop {
-            let attempt = retries.len() as u32 + 1;
-            // A retry resumes: outputs this step already committed (a
-            // trained model) are kept.
-            match steps::run_step(&rc, step, resuming || attempt > 1).await {
-                Ok(done) => break Ok(done),
-                Err(e) => {
-                    let message = e.to_string();
-                    let retry = engine.mode == session::EngineMode::Ballista
-                        && attempt < engine.retry.attempts
-                        && crate::watchdog::is_cluster_loss(&message);
-                    if !retry {
-                        if let EngineError::Step { .. } = e {
-                            break Err(e);
-                        }
-                        let tried = if attempt > 1 {
-                            format!(" (attempt {attempt} of {})", engine.retry.attempts)
-                        } else {
-                            String::new()
-                        };
-                        break Err(EngineError::Step {
-                            step: name.to_string(),
-                            message: format!(
-                                "{}{tried}",
-                                explain_cluster_failure(&engine, &rc.run_id, message)
-                            ),
-                        });
-                    }
-                    let wait = engine.retry.backoff(attempt + 1);
-                    warn!(step = %name, attempt, of = engine.retry.attempts, backoff_seconds = %logfmt::secs(wait.as_secs_f64()), error = %message,
-                        "the step's cluster job was lost with a cluster process; running the step again");
-                    retries.push(StepRetry {
-                        attempt,
-                        error: message,
-                        backoff_seconds: wait.as_secs_f64(),
-                    });
-                    tokio::time::sleep(wait).await;
-                }
-            }
+        let mut lost = Vec::new();
+        // Only a cluster loses work with a process; embedded runs fail once.
+        let retry = match engine.mode {
+            session::EngineMode::Ballista => engine.retry.clone(),
+            session::EngineMode::Embedded => session::RetrySettings::once(),
         };
+        // A retry resumes: outputs this step already committed (a trained
+        // model) are kept.
+        let result =
+            crate::watchdog::retry_lost(&retry, &format!("step {name}"), &mut lost, |attempt| {
+                steps::run_step(&rc, step, resuming || attempt > 1)
+            })
+            .await
+            .map_err(|e| match e {
+                EngineError::Step { .. } => e,
+                e => {
+                    let tried = if lost.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (attempt {} of {})", lost.len() + 1, retry.attempts)
+                    };
+                    EngineError::Step {
+                        step: name.to_string(),
+                        message: format!(
+                            "{}{tried}",
+                            explain_cluster_failure(&engine, &rc.run_id, e.to_string())
+                        ),
+                    }
+                }
+            });
+        let retries: Vec<StepRetry> = lost.into_iter().map(StepRetry::from).collect();
         let secs = t.elapsed().as_secs_f64();
         let (status, manifests) = match result {
             Ok(r) => r,
@@ -246,7 +236,8 @@ pub async fn run(cfg: &LoadedConfig, opts: &RunOptions) -> Result<RunOutcome> {
             warn!(error = %e, "could not write the run report");
             String::new()
         });
-    info!(pipeline = %cfg.config.name, run_id = %rc.run_id, seconds = %logfmt::secs(started.elapsed().as_secs_f64()), "run finished");
+    let peak_rss_mib = crate::memory::peak_rss_mib();
+    info!(pipeline = %cfg.config.name, run_id = %rc.run_id, seconds = %logfmt::secs(started.elapsed().as_secs_f64()), peak_rss_mib, "run finished");
     Ok(RunOutcome {
         pipeline: cfg.config.name.clone(),
         run_id: rc.run_id.clone(),
@@ -254,6 +245,7 @@ pub async fn run(cfg: &LoadedConfig, opts: &RunOptions) -> Result<RunOutcome> {
         steps: outcomes,
         report_html,
         summary,
+        peak_rss_mib,
     })
 }
 

@@ -208,16 +208,7 @@ async fn check_lake(cfg: &LoadedConfig, opts: &RunOptions, mut plan: RunPlan) ->
     if cfg.config.kind == PipelineKind::Inference
         && (runs(StepName::Features) || runs(StepName::Predict))
     {
-        let predict = cfg.config.steps.iter().find_map(|s| match s {
-            StepConfig::Predict(p) => Some(p),
-            _ => None,
-        });
-        let Some(p) = predict else {
-            return Err(EngineError::config(
-                &cfg.path,
-                "an inference pipeline needs a `predict` step naming the model (model_name)",
-            ));
-        };
+        let p = cfg.predict_step()?;
         let v = crate::registry::resolve(&lake, &p.model_name, &p.version)
             .await
             .map_err(|e| {

@@ -78,28 +78,42 @@ pub(super) async fn deploy<'a>(
 /// labelled rows (devices are the sampling unit, so every device counts)
 /// and its predictions over the held-out rows (the evaluate step's split;
 /// on training rows they would be more confident than on new data).
+///
+/// The feature counts are two `sluice_drift_profile` aggregates over the
+/// features output (fine bins, then the coarsened ones), run on the
+/// executors on a cluster; the predictions of the held-out rows are counted
+/// as they stream through the driver. Counts are exact, so the profile is
+/// [`sluice_ml::drift::reference_profile`]'s over the same rows.
 pub(super) async fn attach_drift_reference(rc: &RunContext, art: &mut ModelArtefact) -> Result<()> {
-    let Some(t) = train_step_config(rc) else {
+    use sluice_ml::drift::{fine_spec, reference_of_state, reference_spec, ProfileSpec};
+    if train_step_config(rc).is_none() {
         return Ok(());
-    };
+    }
     let (_, feats) = rc.upstream(StepName::Features, None).await?;
-    let data = load_labelled(rc, &feats).await?;
-    let (_, test_idx) = split_by_device(&data.device, t.test_fraction, t.seed);
-    let proba = art.model.predict_proba(&data.x.select_rows(&test_idx))?;
-    let x = &data.x;
-    let cols = art
+    let values: Vec<Expr> = art
         .feature_names
         .iter()
-        .map(|n| {
-            x.names()
-                .iter()
-                .position(|m| m == n)
-                .map(|j| x.column(j))
-                .ok_or_else(|| EngineError::Internal(format!("feature `{n}` not in the table")))
-        })
-        .collect::<Result<Vec<&[f64]>>>()?;
-    art.drift_reference = Some(sluice_ml::drift::reference_profile(
-        &art.model, &cols, &proba,
-    )?);
+        .map(datafusion::logical_expr::ident)
+        .collect();
+    let all = commit::read_parquet(&rc.ctx, &rc.lake, &feats).await?;
+    let fine = fine_spec(&art.model);
+    let fine_state = crate::drift::profile_state(vec![all.clone()], &fine, values.clone()).await?;
+    let spec = reference_spec(&fine, &fine_state);
+    let (features, prediction) = spec.columns.split_at(spec.columns.len() - 1);
+    let features = ProfileSpec {
+        columns: features.to_vec(),
+    };
+    let prediction = ProfileSpec {
+        columns: prediction.to_vec(),
+    };
+    let mut state = crate::drift::profile_state(vec![all], &features, values).await?;
+    let mut predicted = prediction.empty_state();
+    let mut stream = held_out_rows(rc, &feats).await?.execute_stream().await?;
+    while let Some(b) = futures::TryStreamExt::try_next(&mut stream).await? {
+        let proba = art.model.predict_proba_batch(&b)?;
+        prediction.accumulate(&mut predicted, &[&proba.values()[..]]);
+    }
+    state.extend(predicted);
+    art.drift_reference = Some(reference_of_state(&art.model, &spec, &state)?);
     Ok(())
 }

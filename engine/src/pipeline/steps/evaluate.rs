@@ -9,18 +9,32 @@ pub(super) async fn evaluate<'a>(
     feats: Manifest,
     models: Vec<(String, Manifest)>,
 ) -> Result<(Commit<'a>, EvaluateOutput)> {
-    let t = train_step_config(rc).ok_or_else(|| {
-        EngineError::config(&rc.cfg.path, "evaluate needs a train step in the pipeline")
-    })?;
-    let data = load_labelled(rc, &feats).await?;
-    let (_, test_idx) = split_by_device(&data.device, t.test_fraction, t.seed);
-    let x = data.x.select_rows(&test_idx);
-    let y = pick(&data.y, &test_idx);
-    let mut results = BTreeMap::new();
-    let mut best: Option<(String, f64)> = None;
+    // The held-out rows stream through the driver in `sample_id` order,
+    // one batch at a time (filtered and sorted on the executors on a
+    // cluster); only labels and probabilities are kept.
+    let mut scored = Vec::with_capacity(models.len());
     for (name, man) in &models {
         let art = load_trained(rc, man).await?;
-        let proba = art.model.predict_proba(&x)?;
+        let curve = sluice_ml::curves::LearningCurve::new(&art.model, LEARNING_CURVE_POINTS);
+        scored.push((name, art, Vec::<f64>::new(), curve));
+    }
+    let df = held_out_rows(rc, &feats).await?;
+    let mut stream = df
+        .sort(vec![col("sample_id").sort(true, false)])?
+        .execute_stream()
+        .await?;
+    let mut y: Vec<u8> = Vec::new();
+    while let Some(b) = futures::TryStreamExt::try_next(&mut stream).await? {
+        let labels = labels_of(&b)?;
+        for (_, art, proba, curve) in &mut scored {
+            proba.extend(art.model.predict_proba_batch(&b)?.values().iter().copied());
+            curve.add_batch(&b, &labels)?;
+        }
+        y.extend(labels);
+    }
+    let mut results = BTreeMap::new();
+    let mut best: Option<(String, f64)> = None;
+    for (name, _, proba, curve) in scored {
         let metrics = sluice_ml::evaluate(&y, &proba, s.threshold);
         let score = metrics.get(s.metric);
         info!(
@@ -39,7 +53,7 @@ pub(super) async fn evaluate<'a>(
             best = Some((name.clone(), score));
         }
         let mut curves = label_curves(&y, &proba, &metrics);
-        curves.learning_curve = sluice_ml::curves::learning_curve(&art.model, &x, &y, 25)?;
+        curves.learning_curve = curve.finish();
         results.insert(name.clone(), ModelEvaluation { metrics, curves });
     }
     let (best_name, best_score) =
@@ -48,7 +62,7 @@ pub(super) async fn evaluate<'a>(
     let out = EvaluateOutput {
         metric: s.metric,
         threshold: s.threshold,
-        test_rows: x.n_rows() as u64,
+        test_rows: y.len() as u64,
         test_balance: ClassCounts::of(&y),
         models: results,
         best: best_name,
@@ -96,6 +110,9 @@ pub(super) fn label_curves(y: &[u8], proba: &[f64], metrics: &sluice_ml::Metrics
         learning_curve: Vec::new(),
     }
 }
+
+/// Points of the held-out learning curve.
+const LEARNING_CURVE_POINTS: usize = 25;
 
 /// Bins of the probability histograms.
 pub(super) const HISTOGRAM_BINS: usize = 20;

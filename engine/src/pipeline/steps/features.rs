@@ -5,21 +5,7 @@
 use super::*;
 
 pub(super) async fn inference_model(rc: &RunContext) -> Result<registry::ModelVersion> {
-    let p = rc
-        .cfg
-        .config
-        .steps
-        .iter()
-        .find_map(|s| match s {
-            StepConfig::Predict(p) => Some(p.clone()),
-            _ => None,
-        })
-        .ok_or_else(|| {
-            EngineError::config(
-                &rc.cfg.path,
-                "an inference pipeline needs a `predict` step naming the model (model_name)",
-            )
-        })?;
+    let p = rc.cfg.predict_step()?;
     registry::resolve(&rc.lake, &p.model_name, &p.version).await
 }
 

@@ -19,21 +19,7 @@ pub(super) async fn load_labelled(rc: &RunContext, feats: &Manifest) -> Result<L
     let mut y = Vec::with_capacity(x.n_rows());
     let mut device = Vec::with_capacity(x.n_rows());
     for b in &batches {
-        let label = b.column_by_name("indoor").ok_or_else(|| {
-            EngineError::data(
-                "features output",
-                "no `indoor` label column: is this a training pipeline?",
-            )
-        })?;
-        let label = arrow::compute::cast(label, &arrow::datatypes::DataType::Int64)?;
-        let label = label.as_primitive::<Int64Type>();
-        if label.null_count() > 0 {
-            return Err(EngineError::data(
-                "training data, column `indoor`",
-                "null labels found; every labelled row needs indoor 0 or 1",
-            ));
-        }
-        y.extend(label.values().iter().map(|v| (*v != 0) as u8));
+        y.extend(labels_of(b)?);
         let d = b
             .column_by_name("device_id")
             .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
@@ -41,6 +27,38 @@ pub(super) async fn load_labelled(rc: &RunContext, feats: &Manifest) -> Result<L
         device.extend(d.values().iter().copied());
     }
     Ok(Labelled { x, y, device })
+}
+
+/// The `indoor` labels (0/1) of a batch of the features output.
+pub(super) fn labels_of(b: &arrow::array::RecordBatch) -> Result<Vec<u8>> {
+    let label = b.column_by_name("indoor").ok_or_else(|| {
+        EngineError::data(
+            "features output",
+            "no `indoor` label column: is this a training pipeline?",
+        )
+    })?;
+    let label = arrow::compute::cast(label, &arrow::datatypes::DataType::Int64)?;
+    let label = label.as_primitive::<Int64Type>();
+    if label.null_count() > 0 {
+        return Err(EngineError::data(
+            "training data, column `indoor`",
+            "null labels found; every labelled row needs indoor 0 or 1",
+        ));
+    }
+    Ok(label.values().iter().map(|v| (*v != 0) as u8).collect())
+}
+
+/// The held-out rows of the features output (the devices
+/// [`split_by_device`] puts in the test split), filtered where the query
+/// runs: on a cluster the executors filter, and the driver reads the result
+/// as a stream, one batch at a time, so evaluating and deploying a model
+/// need no driver memory proportional to the table (issue 18).
+pub(super) async fn held_out_rows(rc: &RunContext, feats: &Manifest) -> Result<DataFrame> {
+    let t = train_step_config(rc).ok_or_else(|| {
+        EngineError::config(&rc.cfg.path, "evaluate needs a train step in the pipeline")
+    })?;
+    let df = commit::read_parquet(&rc.ctx, &rc.lake, feats).await?;
+    crate::dtrain::held_out_rows(df, t.test_fraction, t.seed).await
 }
 
 /// Held-out split by device (hash of device id and seed), so a device's
@@ -67,10 +85,7 @@ pub(super) fn pick<T: Copy>(v: &[T], idx: &[usize]) -> Vec<T> {
 }
 
 pub(super) fn train_step_config(rc: &RunContext) -> Option<TrainStep> {
-    rc.cfg.config.steps.iter().find_map(|s| match s {
-        StepConfig::Train(t) => Some(t.clone()),
-        _ => None,
-    })
+    rc.cfg.config.train().cloned()
 }
 
 pub(super) async fn train(
