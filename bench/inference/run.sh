@@ -10,6 +10,11 @@
 #
 #   bench/inference/run.sh                  # 38M samples (about 4 GB of lake)
 #   SAMPLES=5000000 bench/inference/run.sh  # smaller
+#   EXPLAIN=3 SAMPLES=2000000 bench/inference/run.sh
+#       # also the same pipeline with `explain: 3` (top-3 TreeSHAP
+#       # contributions per prediction), and its ratio to the run without
+#   MODEL_CONFIG=path.yaml ...  # the training config of the deployed model
+#                               # (default: config/quickstart-training.yaml)
 #
 # The lake and a model trained on it (quickstart training config) are built
 # once under $BENCH_DIR (default /tmp/sluice-bench) and reused.
@@ -30,10 +35,12 @@ if [ ! -d "$LAKE/raw/samples" ]; then
   echo "generating $SAMPLES samples into $LAKE"
   "$SLUICE" --quiet datagen --out "$LAKE" --samples "$SAMPLES" --train-rows 544500
 fi
-if [ ! -f "$LAKE/models/indoor-outdoor/latest" ]; then
-  echo "training the model to deploy (quickstart config)"
-  "$SLUICE" --quiet run config/quickstart-training.yaml --lake "$LAKE" >/dev/null
+MODEL_CONFIG=${MODEL_CONFIG:-config/quickstart-training.yaml}
+if [ ! -f "$LAKE/models/indoor-outdoor/latest" ] || [ -n "${RETRAIN:-}" ]; then
+  echo "training the model to deploy ($MODEL_CONFIG)"
+  "$SLUICE" --quiet run "$MODEL_CONFIG" --lake "$LAKE" >/dev/null
 fi
+"$SLUICE" --quiet models show indoor-outdoor --lake "$LAKE" | head -3
 
 measure() { # name, command...: prints "seconds maxrss_kib"
   local name=$1; shift
@@ -60,3 +67,11 @@ for s in r["steps"]:
 if r.get("scoring"):
     print("scored against truth: accuracy %.4f  auc %.4f" % (r["scoring"]["accuracy"], r["scoring"]["auc"]))
 PY
+
+if [ -n "${EXPLAIN:-}" ]; then
+  sed "s/^    version: latest$/    version: latest\n    explain: $EXPLAIN/" config/inference.yaml >"$WORK/inference-explain.yaml"
+  grep -q "explain: $EXPLAIN" "$WORK/inference-explain.yaml" || { echo "could not add explain to the config"; exit 1; }
+  read -r te me < <(measure explain "$SLUICE" --log-format json run "$WORK/inference-explain.yaml" --lake "$LAKE")
+  printf "%-34s %12d %9.1f %14.0f %10.0f %7.2f\n" "same with explain: $EXPLAIN" "$SAMPLES" "$te" "$(echo "$SAMPLES / $te" | bc -l)" "$(echo "$me / 1024" | bc -l)" "$(echo "$te / $tb" | bc -l)"
+  printf "explain cost: %.2fx the pipeline without\n" "$(echo "$te / $tp" | bc -l)"
+fi

@@ -66,20 +66,27 @@ fn schema_is_json_with_every_step() {
         schema["$schema"],
         "https://json-schema.org/draft/2020-12/schema"
     );
-    for def in [
-        "IngestStep",
-        "FeaturesStep",
-        "TrainStep",
-        "EvaluateStep",
-        "DeployStep",
-        "PredictStep",
-        "EngineSettings",
-    ] {
-        assert!(
-            schema["$defs"][def]["properties"].is_object(),
-            "{def} missing"
-        );
-    }
+    // The steps are inlined into the tagged `StepConfig` (serde's internal
+    // tagging), each under its type's title.
+    let steps: Vec<&str> = schema["$defs"]["StepConfig"]["oneOf"]
+        .as_array()
+        .expect("StepConfig is a oneOf")
+        .iter()
+        .filter(|v| v["properties"].is_object())
+        .filter_map(|v| v["title"].as_str())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "IngestStep",
+            "FeaturesStep",
+            "TrainStep",
+            "EvaluateStep",
+            "DeployStep",
+            "PredictStep"
+        ]
+    );
+    assert!(schema["$defs"]["EngineSettings"]["properties"].is_object());
     assert_eq!(
         schema["required"],
         serde_json::json!(["name", "kind", "lake", "steps"])

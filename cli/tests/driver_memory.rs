@@ -19,10 +19,11 @@
 //! `SLUICE_BIN_DIR`) and `prlimit` (util-linux); Linux only. The numbers it
 //! prints are in docs/PERFORMANCE.md ("Distributed training that scales").
 
-use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+use sluice_testkit::Finished;
 
 use sluice_cluster::local::{ClusterOptions, LocalCluster};
 use sluice_engine::commit::{self, Verify};
@@ -59,70 +60,41 @@ steps:
     model_name: io
 "#;
 
-/// A finished process: its status, output and the highest `VmHWM` seen
-/// while it ran (polled every 20 ms; MiB).
-struct Finished {
-    success: bool,
-    #[allow(dead_code)] // printed by Debug on failure
-    stdout: String,
-    stderr: String,
+/// A finished process and the highest `VmHWM` seen while it ran (polled
+/// every 20 ms; MiB).
+struct Polled {
+    finished: Finished,
     polled_peak_mib: Option<u64>,
-    seconds: f64,
+}
+
+impl std::ops::Deref for Polled {
+    type Target = Finished;
+    fn deref(&self) -> &Finished {
+        &self.finished
+    }
 }
 
 /// Runs `cmd` to completion (killed and failed after [`PROCESS_TIMEOUT`]),
 /// polling its peak RSS.
-fn run_polled(cmd: &mut Command) -> Finished {
-    let t = Instant::now();
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let t_out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let status_file = format!("/proc/{}/status", child.id());
+fn run_polled(cmd: &mut Command) -> Polled {
     let mut peak = None;
-    let status = loop {
+    let finished = sluice_testkit::run_watched(cmd, PROCESS_TIMEOUT, |pid| {
         // prlimit execs the command, so the pid is sluice's.
-        if let Ok(s) = std::fs::read_to_string(&status_file) {
+        if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
             if let Some(kib) = sluice_core::memory::status_kib(&s, "VmHWM:") {
                 peak = Some(peak.unwrap_or(0).max(kib.div_ceil(1024)));
             }
         }
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if t.elapsed() > PROCESS_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} did not finish within {PROCESS_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Finished {
-        success: status.success(),
-        stdout: t_out.join().unwrap(),
-        stderr: t_err.join().unwrap(),
+    });
+    Polled {
+        finished,
         polled_peak_mib: peak,
-        seconds: t.elapsed().as_secs_f64(),
     }
 }
 
 /// `sluice --log-format json run <config> --lake <lake> --scheduler <url>
 /// <args>` with the driver's data segment limited to [`LIMIT_MIB`].
-fn run_limited(config: &Path, lake: &Path, scheduler: &str, args: &[&str]) -> Finished {
+fn run_limited(config: &Path, lake: &Path, scheduler: &str, args: &[&str]) -> Polled {
     let limit = LIMIT_MIB << 20;
     let mut cmd = Command::new("prlimit");
     cmd.arg(format!("--data={limit}:{limit}"))

@@ -199,13 +199,26 @@ pub struct Finished {
     pub stdout: String,
     /// Its stderr.
     pub stderr: String,
+    /// Wall-clock seconds from spawn to exit.
+    pub seconds: f64,
 }
 
 /// Spawns `cmd` with piped output and waits at most `timeout` (then kills
 /// it and panics, so a hung process never hangs the suite).
 pub fn run_with_timeout(cmd: &mut std::process::Command, timeout: std::time::Duration) -> Finished {
+    run_watched(cmd, timeout, |_| {})
+}
+
+/// [`run_with_timeout`], calling `poll` with the child's pid every 20 ms
+/// while it runs (to sample `/proc/<pid>/status`, say).
+pub fn run_watched(
+    cmd: &mut std::process::Command,
+    timeout: std::time::Duration,
+    mut poll: impl FnMut(u32),
+) -> Finished {
     use std::io::Read;
     use std::process::Stdio;
+    let started = std::time::Instant::now();
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -224,12 +237,12 @@ pub fn run_with_timeout(cmd: &mut std::process::Command, timeout: std::time::Dur
         let _ = err.read_to_string(&mut s);
         s
     });
-    let deadline = std::time::Instant::now() + timeout;
     let status = loop {
+        poll(child.id());
         if let Some(st) = child.try_wait().unwrap() {
             break st;
         }
-        if std::time::Instant::now() > deadline {
+        if started.elapsed() > timeout {
             let _ = child.kill();
             let _ = child.wait();
             panic!("{cmd:?} did not finish within {timeout:?}");
@@ -240,5 +253,6 @@ pub fn run_with_timeout(cmd: &mut std::process::Command, timeout: std::time::Dur
         success: status.success(),
         stdout: t_out.join().unwrap(),
         stderr: t_err.join().unwrap(),
+        seconds: started.elapsed().as_secs_f64(),
     }
 }

@@ -3,7 +3,7 @@
 # small lakes rewritten with pyarrow. Uses the PySpark virtualenv of
 # tests/tools/spark-venv.sh (pyarrow, pandas; pytest added here) and the
 # release binary in $CARGO_TARGET_DIR (build it first:
-# cargo build --release -p sluice --bin sluice).
+# cargo build --release --workspace --bins).
 #   bash tests/catalogue/run.sh [pytest args]
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -8,12 +8,14 @@ from __future__ import annotations
 import copy
 import json
 import re
+import shutil
 from pathlib import Path
 
 import jsonschema
 import pytest
 import yaml
 
+from conftest import TRAINING
 from sluice_cli import run, sluice
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,11 +35,34 @@ def load(path: Path) -> dict:
     return yaml.safe_load(text)
 
 
+@pytest.fixture(scope="module")
+def shipped_lake(base_lake, tmp_path_factory):
+    """The base lake with the shipped configs' model, `indoor-outdoor`,
+    deployed: `sluice validate` checks an inference config's model."""
+    d = tmp_path_factory.mktemp("shipped")
+    lake = str(d / "lake")
+    shutil.copytree(base_lake, lake, ignore=shutil.ignore_patterns("runs", "models"))
+    cfg = d / "train.yaml"
+    cfg.write_text(TRAINING.format(lake=lake).replace("model_name: io", "model_name: indoor-outdoor"))
+    sluice("run", cfg)
+    return lake
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
-def test_shipped_configs_validate(validator, path):
+def test_shipped_configs_validate(validator, shipped_lake, path):
     errors = [e.message for e in validator.iter_errors(load(path))]
     assert errors == [], f"{path.name}: {errors}"
-    sluice("validate", path)
+    r = sluice("validate", "--lake", shipped_lake, path)
+    assert f"{path}: ok" in r.out, r
+
+
+def test_validate_names_the_missing_model(base_lake):
+    """An inference config whose model was never deployed is refused with the
+    model's name and the way out."""
+    r = run("validate", "--lake", base_lake, ROOT / "config" / "inference.yaml")
+    assert r.code == 2, r
+    assert "model `indoor-outdoor` has no deployed version" in r.err, r
+    assert "sluice models list" in r.err, r
 
 
 def step(cfg: dict, name: str) -> dict:

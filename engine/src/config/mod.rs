@@ -151,6 +151,7 @@ fn default_csv_glob() -> String {
 /// `step: ingest`.
 #[derive(schemars::JsonSchema, Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "IngestStep")]
 pub struct IngestStep {
     /// Training input: glob of the labelled CSV files, relative to the lake.
     #[serde(default = "default_csv_glob")]
@@ -207,6 +208,7 @@ impl Default for TransformsConfig {
 /// `step: features`.
 #[derive(schemars::JsonSchema, Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "FeaturesStep")]
 pub struct FeaturesStep {
     /// The transform chain (training only; inference applies the deployed
     /// model's fitted chain).
@@ -382,6 +384,7 @@ impl ModelSpecConfig {
 /// `step: train`.
 #[derive(schemars::JsonSchema, Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "TrainStep")]
 pub struct TrainStep {
     /// Fraction of rows held out for evaluation (stratified).
     #[serde(default = "default_test_fraction")]
@@ -412,6 +415,7 @@ fn default_threshold() -> f64 {
 /// `step: evaluate`.
 #[derive(schemars::JsonSchema, Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "EvaluateStep")]
 pub struct EvaluateStep {
     /// Metric that picks the best model.
     #[serde(default = "default_metric")]
@@ -424,6 +428,7 @@ pub struct EvaluateStep {
 /// `step: deploy`.
 #[derive(schemars::JsonSchema, Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "DeployStep")]
 pub struct DeployStep {
     /// Registry name: the model goes to `<lake>/models/<model_name>/<version>/`.
     pub model_name: String,
@@ -435,6 +440,7 @@ pub struct DeployStep {
 /// `step: predict`.
 #[derive(schemars::JsonSchema, Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "PredictStep")]
 pub struct PredictStep {
     /// Registry name of the model.
     pub model_name: String,

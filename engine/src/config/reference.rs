@@ -147,6 +147,12 @@ impl Doc {
         if let Some(r) = ref_of(v) {
             return self.link(&r, &at);
         }
+        // A payload inlined into the variant (serde's internal tagging)
+        // gets its own section under its title, like a referenced type.
+        if let Some(title) = v.get("title").and_then(Value::as_str) {
+            self.defs.entry(title).or_insert_with(|| v.clone());
+            return self.link(title, &at);
+        }
         let props = v.get("properties").and_then(Value::as_object);
         props
             .map(|p| {
@@ -324,7 +330,7 @@ mod tests {
             "### IngestStep",
             "### FeaturesStep",
             "### TrainStep",
-            "### RawModelConfig",
+            "### ModelConfig",
             "### GbtParams",
             "### RfParams",
             "### CvConfig",

@@ -215,7 +215,7 @@ async fn check_lake(cfg: &LoadedConfig, opts: &RunOptions, mut plan: RunPlan) ->
                 EngineError::config(
                     format!("{}: predict.model_name", cfg.path),
                     format!(
-                        "{e}; deploy a model first (`sluice run config/training.yaml`) or list them with `sluice models list --lake {}`",
+                        "{e}; to deploy one: `sluice run config/training.yaml`; deployed models: `sluice models list --lake {}`",
                         crate::lake::redact(lake.url())
                     ),
                 )
