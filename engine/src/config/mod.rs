@@ -350,11 +350,15 @@ impl TryFrom<RawModelConfig> for ModelConfig {
 
 impl From<ModelConfig> for RawModelConfig {
     fn from(m: ModelConfig) -> Self {
-        let v = serde_json::to_value(&m.spec).unwrap_or_default();
+        // Parameter structs of plain numbers and strings always serialize.
+        let (model_type, params) = match &m.spec {
+            ModelSpecConfig::Gbt(p) => ("gbt", serde_json::to_value(p).ok()),
+            ModelSpecConfig::RandomForest(p) => ("random_forest", serde_json::to_value(p).ok()),
+        };
         RawModelConfig {
             name: m.name,
-            model_type: v["type"].as_str().unwrap_or_default().to_string(),
-            params: v.get("params").cloned(),
+            model_type: model_type.to_string(),
+            params,
             grid: m.grid,
             cv: m.cv,
         }
@@ -568,4 +572,24 @@ pub fn parse(raw: &str, origin: &str) -> Result<LoadedConfig> {
         path: origin.to_string(),
         raw: raw.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A parsed config written back as YAML parses to the same models (the
+    /// typed `ModelConfig` → `RawModelConfig` conversion keeps every
+    /// parameter, grid and CV setting).
+    #[test]
+    fn models_survive_a_yaml_round_trip() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/training.yaml");
+        let cfg = load(&path).unwrap().config;
+        let text = serde_yaml::to_string(&cfg).unwrap();
+        let back = parse(&text, "round trip").unwrap().config;
+        let models = |c: &PipelineConfig| format!("{:?}", c.train().unwrap().models);
+        assert_eq!(models(&cfg), models(&back));
+        let first = &back.train().unwrap().models[0];
+        assert!(!first.grid.is_empty(), "the grid was lost: {text}");
+    }
 }
