@@ -16,7 +16,7 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 
-use crate::predict::{artefact_url_arg, feature_batch, load_cached};
+use crate::predict::{artefact_url_arg, feature_batch, load_explainer_cached};
 
 /// The function's SQL name.
 pub const EXPLAIN_UDF: &str = "sluice_explain";
@@ -86,13 +86,12 @@ impl ScalarUDFImpl for ExplainFunc {
             },
             _ => return exec_err!("{EXPLAIN_UDF}: argument 2 (k) must be a literal"),
         };
-        let art = load_cached(&url)?;
+        let (art, explainer) = load_explainer_cached(&url)?;
         let batch = feature_batch(EXPLAIN_UDF, &url, &art, it, n)?;
         let owned = sluice_ml::matrix::FeatureMatrix::from_batches(&[batch], &art.feature_names)
             .map_err(|e| DataFusionError::Execution(format!("{EXPLAIN_UDF}: {e}")))?;
-        let e = art
-            .model
-            .shap_values(&owned.column_slices(), n)
+        let top = explainer
+            .top_k(&owned.column_slices(), n, k)
             .map_err(|e| DataFusionError::Execution(format!("{EXPLAIN_UDF}: {e}")))?;
         let mut b = ListBuilder::new(StructBuilder::new(
             entry_fields(),
@@ -103,7 +102,7 @@ impl ScalarUDFImpl for ExplainFunc {
         ));
         for r in 0..n {
             let sb = b.values();
-            for (j, v) in e.top_k(r, k) {
+            for &(j, v) in top.row(r) {
                 sb.field_builder::<StringBuilder>(0)
                     .ok_or_else(|| DataFusionError::Internal("feature builder".into()))?
                     .append_value(&art.feature_names[j]);

@@ -18,6 +18,7 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use object_store::ObjectStoreExt;
+use sluice_ml::shap::TreeExplainer;
 use sluice_ml::ModelArtefact;
 
 /// The function's SQL name.
@@ -120,6 +121,35 @@ pub fn load_cached(url: &str) -> DfResult<Arc<ModelArtefact>> {
         .map_err(|_| poisoned())?
         .insert(url.to_string(), Arc::clone(&art));
     Ok(art)
+}
+
+type ExplainerCache = Mutex<HashMap<String, Arc<TreeExplainer>>>;
+
+fn explainer_cache() -> &'static ExplainerCache {
+    static CACHE: OnceLock<ExplainerCache> = OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// The artefact at `url` ([`load_cached`]) and its TreeSHAP explainer, whose
+/// leaf tables are built once per process, not per batch.
+pub fn load_explainer_cached(url: &str) -> DfResult<(Arc<ModelArtefact>, Arc<TreeExplainer>)> {
+    let art = load_cached(url)?;
+    if let Some(e) = explainer_cache().lock().map_err(|_| poisoned())?.get(url) {
+        return Ok((art, Arc::clone(e)));
+    }
+    // Built outside the lock; a concurrent first build of the same model is merely redundant.
+    let built = Arc::new(
+        TreeExplainer::new(&art.model)
+            .map_err(|e| DataFusionError::Execution(format!("model artefact {url}: {e}")))?,
+    );
+    let e = Arc::clone(
+        explainer_cache()
+            .lock()
+            .map_err(|_| poisoned())?
+            .entry(url.to_string())
+            .or_insert(built),
+    );
+    Ok((art, e))
 }
 
 fn poisoned() -> DataFusionError {
