@@ -40,7 +40,7 @@ if [ ! -f "$LAKE/models/indoor-outdoor/latest" ] || [ -n "${RETRAIN:-}" ]; then
   echo "training the model to deploy ($MODEL_CONFIG)"
   "$SLUICE" --quiet run "$MODEL_CONFIG" --lake "$LAKE" >/dev/null
 fi
-"$SLUICE" --quiet models show indoor-outdoor --lake "$LAKE" | head -3
+"$SLUICE" --quiet models show indoor-outdoor --lake "$LAKE" | sed -n 1,3p
 
 measure() { # name, command...: prints "seconds maxrss_kib"
   local name=$1; shift

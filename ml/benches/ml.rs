@@ -1,8 +1,8 @@
 //! Criterion benches of the hot loops, each against a baseline measured in the same run.
 //!
-//! `cargo bench -p sluice-ml -p sluice-unify --bench ml` (set `ML_BENCH_ROWS` to change the row count).
+//! `cargo bench --workspace --bench ml` (set `ML_BENCH_ROWS` to change the row count).
 //!
-//! `cargo bench -p sluice-ml -p sluice-unify --bench ml -- shap` runs only the TreeSHAP cases
+//! `cargo bench --workspace --bench ml -- shap` runs only the TreeSHAP cases
 //! (`SHAP_BENCH_ROWS` explained rows, default 20000; `SHAP_BENCH_TRAIN` training rows, default
 //! 100000) and prints a summary of predict vs explain rows/s with their ratios.
 

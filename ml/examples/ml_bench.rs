@@ -6,7 +6,7 @@
 //! object per measurement on stdout.
 //!
 //! ```text
-//! cargo run --release -p sluice-ml -p sluice-unify --example ml_bench -- --rows 544500 --threads 2 --out /tmp/mlbench [--grid] [--skip-fit]
+//! cargo build --release --workspace --all-targets && $CARGO_TARGET_DIR/release/examples/ml_bench --rows 544500 --threads 2 --out /tmp/mlbench [--grid] [--skip-fit]
 //! ```
 //!
 //! With `--pipeline-features <file.arrow>` (the pipeline's features output in

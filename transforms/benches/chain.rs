@@ -2,7 +2,7 @@
 //! rows read from Parquet, against a plain scan of the same file as baseline.
 //!
 //! ```text
-//! SLUICE_BENCH_ROWS=10000000 cargo bench -p sluice-transforms -p sluice-unify --bench chain
+//! SLUICE_BENCH_ROWS=10000000 cargo bench --workspace --bench chain
 //! ```
 //!
 //! The bench generates `$SLUICE_BENCH_DIR/unified-<rows>.parquet` (default dir:

@@ -2,7 +2,7 @@
 //! run, on 1M rows with 1% nulls per input column.
 //!
 //! ```text
-//! cargo bench -p sluice-transforms -p sluice-unify --bench haversine
+//! cargo bench --workspace --bench haversine
 //! ```
 //!
 //! Two criterion groups:

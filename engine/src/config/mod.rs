@@ -105,6 +105,15 @@ impl StepName {
         }
     }
 
+    /// Names joined by `", "`, for error messages that list steps.
+    pub fn list(names: &[StepName]) -> String {
+        names
+            .iter()
+            .map(|n| n.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// Parses a step name, listing the valid ones on error.
     pub fn parse(s: &str) -> Result<Self> {
         Ok(match s.trim() {

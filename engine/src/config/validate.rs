@@ -56,11 +56,7 @@ pub fn validate(cfg: &PipelineConfig, origin: &str) -> Result<()> {
                     "step `{}` does not belong in a {:?} pipeline; allowed: {}",
                     s.name(),
                     cfg.kind,
-                    allowed
-                        .iter()
-                        .map(|a| a.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    StepName::list(allowed)
                 ),
             )
         })?;

@@ -79,11 +79,7 @@ fn selected(cfg: &LoadedConfig, opts: &RunOptions) -> Result<Vec<bool>> {
                 format!(
                     "step `{s}` is not in {}; its steps are {}",
                     cfg.path,
-                    names
-                        .iter()
-                        .map(|n| n.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    StepName::list(&names)
                 ),
             ));
         }
