@@ -14,12 +14,31 @@ use crate::tree::Tree;
 const LEVEL_HIST_BUDGET: usize = 64 << 20;
 
 /// Grows `p.num_trees` trees on `rows` of `binned`; leaf values are
-/// P(class 1). Checks `alts` (see [`AltMinInstances`]).
+/// P(class 1). Checks `alts` (see [`AltMinInstances`]) on every tree.
 pub(crate) fn fit_forest(
     p: &RfParams,
     binned: &BinnedMatrix,
     y: &[u8],
     rows: &[u32],
+    progress: Progress<'_>,
+    alts: Option<&mut AltMinInstances>,
+) -> Result<Vec<Tree>> {
+    let all: Vec<usize> = (0..p.num_trees).collect();
+    grow_forest_trees(p, binned, y, rows, &all, progress, alts)
+}
+
+/// Grows the trees of ensemble indices `trees` (ascending) of the forest
+/// `p` on `rows`: each tree exactly as [`fit_forest`] grows it (its
+/// bootstrap weights and feature draws depend on its index only), so a
+/// grid search regrows only the trees an alternative
+/// `minInstancesPerNode` changes. `alts` is checked with the batch's first
+/// index as offset, so it needs `trees` contiguous.
+pub(crate) fn grow_forest_trees(
+    p: &RfParams,
+    binned: &BinnedMatrix,
+    y: &[u8],
+    rows: &[u32],
+    trees: &[usize],
     progress: Progress<'_>,
     mut alts: Option<&mut AltMinInstances>,
 ) -> Result<Vec<Tree>> {
@@ -28,13 +47,14 @@ pub(crate) fn fit_forest(
     let weighted = p.bootstrap || p.subsampling_rate < 1.0;
     let hist_bytes = binned.n_bins().iter().map(|&b| b as usize).sum::<usize>() * 24;
     let widest_level = 1usize << p.max_depth.saturating_sub(1).min(20);
-    let batch = (LEVEL_HIST_BUDGET / (hist_bytes * widest_level).max(1)).clamp(1, p.num_trees);
+    let batch =
+        (LEVEL_HIST_BUDGET / (hist_bytes * widest_level).max(1)).clamp(1, trees.len().max(1));
     let source = LocalHistogramSource::new(binned);
-    let mut trees = Vec::with_capacity(p.num_trees);
-    for start in (0..p.num_trees).step_by(batch) {
-        let end = (start + batch).min(p.num_trees);
-        let weights: Vec<Option<Vec<u8>>> = (start..end)
-            .map(|t| {
+    let mut out = Vec::with_capacity(trees.len());
+    for chunk in trees.chunks(batch) {
+        let weights: Vec<Option<Vec<u8>>> = chunk
+            .iter()
+            .map(|&t| {
                 weighted.then(|| {
                     let mut w = vec![0u8; binned.n_rows()];
                     for &r in rows {
@@ -45,9 +65,10 @@ pub(crate) fn fit_forest(
                 })
             })
             .collect();
-        let jobs: Vec<TreeJob<'_>> = (start..end)
+        let jobs: Vec<TreeJob<'_>> = chunk
+            .iter()
             .zip(&weights)
-            .map(|(t, w)| TreeJob {
+            .map(|(&t, w)| TreeJob {
                 targets: Targets::Labels {
                     y,
                     weights: w.as_deref(),
@@ -63,7 +84,10 @@ pub(crate) fn fit_forest(
                 seed: hash2(p.seed, 0xf0e5, t as u64),
             })
             .collect();
-        trees.extend(grow_trees_checked(
+        if let Some(a) = alts.as_deref_mut() {
+            a.tree_offset = chunk[0];
+        }
+        out.extend(grow_trees_checked(
             &source,
             binned,
             &gp,
@@ -73,10 +97,10 @@ pub(crate) fn fit_forest(
         emit(
             progress,
             TrainEvent::TreesBuilt {
-                done: end,
-                total: p.num_trees,
+                done: out.len(),
+                total: trees.len(),
             },
         );
     }
-    Ok(trees)
+    Ok(out)
 }

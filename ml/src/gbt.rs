@@ -131,6 +131,13 @@ impl Boosting {
         self.trees.last().expect("pushed above")
     }
 
+    /// Ends a round with a tree already shrunk (a prefix replayed from a
+    /// model boosted with the same parameters).
+    pub(crate) fn add_shrunk_tree(&mut self, tree: Tree) -> &Tree {
+        self.trees.push(tree);
+        self.trees.last().expect("pushed above")
+    }
+
     /// Records the validation loss after the last added tree; returns true
     /// when boosting stops early.
     pub(crate) fn record_validation(&mut self, loss: f64) -> bool {
@@ -216,6 +223,24 @@ pub(crate) fn fit_gbt(
     y: &[u8],
     rows: &[u32],
     progress: Progress<'_>,
+    alts: Option<&mut AltMinInstances>,
+) -> Result<Boosted> {
+    fit_gbt_from(p, binned, y, rows, &[], progress, alts)
+}
+
+/// [`fit_gbt`] whose first rounds are `prefix` (shrunk trees of a model
+/// boosted on the same rows whose first `prefix.len()` rounds are the same
+/// under `p`): they are replayed (scores, validation losses) instead of
+/// grown, and boosting goes on from there. The result is the model
+/// [`fit_gbt`] grows; a grid search resumes a point that differs only in
+/// `minInstancesPerNode` from its first differing round.
+pub(crate) fn fit_gbt_from(
+    p: &GbtParams,
+    binned: &BinnedMatrix,
+    y: &[u8],
+    rows: &[u32],
+    prefix: &[Tree],
+    progress: Progress<'_>,
     mut alts: Option<&mut AltMinInstances>,
 ) -> Result<Boosted> {
     let (train, valid) = match p.validation_fraction {
@@ -246,6 +271,20 @@ pub(crate) fn fit_gbt(
         s
     };
     while let Some(it) = boost.next_round() {
+        if let Some(shrunk) = prefix.get(it) {
+            let tree = boost.add_shrunk_tree(shrunk.clone());
+            let deltas: Vec<f64> = scored
+                .par_iter()
+                .map(|&r| tree.predict_binned(binned, r as usize))
+                .collect();
+            for (&r, d) in scored.iter().zip(deltas) {
+                scores[r as usize] += d;
+            }
+            if !valid.is_empty() && boost.record_validation(log_loss_rows(&scores, y, &valid)) {
+                break;
+            }
+            continue;
+        }
         let gh: Vec<(f32, f32)> = train
             .par_iter()
             .map(|&r| grad_hess(scores[r as usize], y[r as usize]))
@@ -267,6 +306,9 @@ pub(crate) fn fit_gbt(
             grad: &grad,
             hess: &hess,
         };
+        if let Some(a) = alts.as_deref_mut() {
+            a.tree_offset = it;
+        }
         let (tree, leaves) = grow_local(
             &source,
             binned,

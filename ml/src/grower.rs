@@ -314,7 +314,16 @@ impl<R: Default + Send + Sync> LevelGrower<R> {
         if let Some(a) = alts.filter(|a| a.any_agree()) {
             for ((o, s), m) in self.open.iter().zip(&splits).zip(&more) {
                 let node = (&o.hist, o.features.as_slice(), &o.totals, o.at.depth);
-                a.check(node, s, m, &p, nf, seeds[o.at.tree], o.at.heap_id);
+                a.check(
+                    o.at.tree,
+                    node,
+                    s,
+                    m,
+                    &p,
+                    nf,
+                    seeds[o.at.tree],
+                    o.at.heap_id,
+                );
             }
         }
         let mut leaves = Vec::new();

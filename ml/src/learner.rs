@@ -149,37 +149,65 @@ impl GrowParams {
 }
 
 /// Other `minInstancesPerNode` values checked while trees grow (grid
-/// search shares one fit between grid points that differ only there):
-/// `agree[i]` stays true while every decision so far (split or leaf, split
-/// feature, bin, missing side, extra features drawn) is the same under
-/// `min_instances[i]`; then the trees grown are exactly the ones that value
-/// grows (the same splits give the same rows, gradients and histograms).
+/// search shares one fit between grid points that differ only there).
+/// A value agrees with a tree while every decision of that tree (split or
+/// leaf, split feature, bin, missing side, extra features drawn) is the
+/// same under it; the trees it agrees with are exactly the ones it grows
+/// (the same splits give the same rows, gradients and histograms).
+///
+/// `failed[i]` lists, ascending, the ensemble indices of the trees that
+/// `min_instances[i]` would grow differently. Boosting checks a value until
+/// its first failing round (every later round depends on it); a forest's
+/// trees are independent, so [`Self::per_tree`] checks every tree and only
+/// the failed ones need regrowing.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AltMinInstances {
     /// The alternative values.
     pub min_instances: Vec<f64>,
-    /// Whether each value still agrees.
-    pub agree: Vec<bool>,
+    /// Per value, the trees it would grow differently (ascending).
+    pub failed: Vec<Vec<usize>>,
+    /// Keep checking a value's later trees after one failed (forests).
+    per_tree: bool,
+    /// Ensemble index of the batch's tree 0 (set by the trainer).
+    pub(crate) tree_offset: usize,
 }
 
 impl AltMinInstances {
-    /// Checks `values`, all agreeing so far.
+    /// Checks `values` over a boosting sequence: each until its first
+    /// failing tree.
     pub fn new(values: Vec<f64>) -> Self {
-        let agree = vec![true; values.len()];
+        let failed = vec![Vec::new(); values.len()];
         Self {
             min_instances: values,
-            agree,
+            failed,
+            per_tree: false,
+            tree_offset: 0,
         }
     }
 
-    pub(crate) fn any_agree(&self) -> bool {
-        self.agree.iter().any(|&a| a)
+    /// Checks `values` on every tree of a forest.
+    pub fn per_tree(values: Vec<f64>) -> Self {
+        Self {
+            per_tree: true,
+            ..Self::new(values)
+        }
     }
 
-    /// Marks the values under which a node would decide differently.
+    /// Whether value `i` grows the whole ensemble as checked.
+    pub fn agrees(&self, i: usize) -> bool {
+        self.failed[i].is_empty()
+    }
+
+    pub(crate) fn any_agree(&self) -> bool {
+        self.per_tree || self.failed.iter().any(Vec::is_empty)
+    }
+
+    /// Marks the values under which node `node` of the batch's tree `tree`
+    /// would decide differently.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn check(
         &mut self,
+        tree: usize,
         node: (&Histogram, &[usize], &BinStats, usize),
         split: &Option<Split>,
         more: &Option<Vec<usize>>,
@@ -196,8 +224,14 @@ impl AltMinInstances {
             }
             _ => false,
         };
-        for (m, agree) in self.min_instances.iter().zip(self.agree.iter_mut()) {
-            if !*agree {
+        let t = self.tree_offset + tree;
+        for (m, failed) in self.min_instances.iter().zip(self.failed.iter_mut()) {
+            let skip = if self.per_tree {
+                failed.binary_search(&t).is_ok()
+            } else {
+                !failed.is_empty()
+            };
+            if skip {
                 continue;
             }
             let q = GrowParams {
@@ -205,10 +239,14 @@ impl AltMinInstances {
                 ..*p
             };
             let s = best_split_of(hist, features, totals, depth, &q);
-            *agree = same(&s, split)
+            let agree = same(&s, split)
                 && (s.is_some()
                     || more_features(hist, features, totals, depth, &q, n_features, seed, heap_id)
                         == *more);
+            if !agree {
+                let at = failed.partition_point(|&f| f < t);
+                failed.insert(at, t);
+            }
         }
     }
 }

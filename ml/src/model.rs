@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::binning::{BinEdges, BinnedMatrix, DEFAULT_BIN_SAMPLE};
 use crate::error::{MlError, Result};
-use crate::forest::fit_forest;
-use crate::gbt::{fit_gbt, sigmoid};
+use crate::forest::{fit_forest, grow_forest_trees};
+use crate::gbt::{fit_gbt, fit_gbt_from, sigmoid};
 use crate::learner::AltMinInstances;
 use crate::matrix::{column_as_f64, FeatureMatrix};
 use crate::params::ModelSpec;
@@ -119,7 +119,7 @@ pub(crate) fn fit_binned_checked(
     alts: Option<&mut AltMinInstances>,
 ) -> Result<TrainedModel> {
     spec.validate()?;
-    let (kind, init_score, mut trees, best_iteration) = match spec {
+    let (kind, init_score, trees, best_iteration) = match spec {
         ModelSpec::Gbt(p) => {
             let b = fit_gbt(p, binned, y, rows, progress, alts)?;
             (ModelKind::Gbt, b.init_score, b.trees, b.best_iteration)
@@ -131,21 +131,60 @@ pub(crate) fn fit_binned_checked(
             None,
         ),
     };
-    for t in &mut trees {
-        for n in &mut t.nodes {
-            if !n.is_leaf() {
-                n.threshold = edges.features[n.feature as usize].threshold(n.threshold_bin);
-            }
-        }
-    }
-    Ok(TrainedModel {
+    model_from_trees(
         kind,
-        feature_names: names.to_vec(),
-        bin_edges: edges.clone(),
+        names.to_vec(),
+        edges.clone(),
         init_score,
         trees,
         best_iteration,
-    })
+    )
+}
+
+/// The model `spec` grows on `rows`, given `base`: the model of the same
+/// spec but another `minInstancesPerNode`, fitted on the same rows, and
+/// `differing`, the trees that value grows differently (ascending, from
+/// [`AltMinInstances::failed`]). A forest regrows only those trees; boosting
+/// replays `base`'s rounds before the first of them and goes on from there.
+/// Equal to [`fit_binned`] of `spec` (tested).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn refit_differing(
+    spec: &ModelSpec,
+    base: &TrainedModel,
+    differing: &[usize],
+    edges: &BinEdges,
+    binned: &BinnedMatrix,
+    y: &[u8],
+    rows: &[u32],
+) -> Result<TrainedModel> {
+    spec.validate()?;
+    let (init_score, trees, best_iteration) = match spec {
+        ModelSpec::Gbt(p) => {
+            let first = differing.first().copied().unwrap_or(usize::MAX);
+            let prefix = &base.trees[..first.min(base.trees.len())];
+            let b = fit_gbt_from(p, binned, y, rows, prefix, None, None)?;
+            (b.init_score, b.trees, b.best_iteration)
+        }
+        ModelSpec::RandomForest(p) => {
+            let regrown = grow_forest_trees(p, binned, y, rows, differing, None, None)?;
+            let mut trees = base.trees.clone();
+            for (&t, tree) in differing.iter().zip(regrown) {
+                let slot = trees.get_mut(t).ok_or_else(|| {
+                    MlError::Internal(format!("tree {t} of a forest of {}", base.trees.len()))
+                })?;
+                *slot = tree;
+            }
+            (0.0, trees, None)
+        }
+    };
+    model_from_trees(
+        base.kind,
+        base.feature_names.clone(),
+        edges.clone(),
+        init_score,
+        trees,
+        best_iteration,
+    )
 }
 
 /// Assembles a model from trees grown elsewhere (the distributed trainer,

@@ -13,8 +13,8 @@ use crate::error::{MlError, Result};
 use crate::learner::AltMinInstances;
 use crate::matrix::FeatureMatrix;
 use crate::metrics::{evaluate, Metric};
-use crate::model::{check_labels, fit_binned, fit_binned_checked, TrainedModel};
-use crate::params::ModelSpec;
+use crate::model::{check_labels, fit_binned, fit_binned_checked, refit_differing, TrainedModel};
+use crate::params::{FeatureSubsetStrategy, ModelSpec};
 use crate::progress::{emit, Progress, TrainEvent};
 use crate::sampling::hash2;
 
@@ -199,8 +199,12 @@ fn plan_fits(points: &[(BTreeMap<String, Value>, ModelSpec)]) -> Vec<Fit> {
     for (i, (_, spec)) in points.iter().enumerate() {
         let m = min_instances(spec);
         let key_spec = match with_min_instances(spec, 0) {
+            // A forest of one tree draws every feature under `auto`
+            // (Spark's rule), so it cannot be a prefix of a larger one.
             ModelSpec::RandomForest(p) => ModelSpec::RandomForest(crate::params::RfParams {
-                num_trees: 0,
+                num_trees: usize::from(
+                    p.num_trees == 1 && p.feature_subset_strategy == FeatureSubsetStrategy::Auto,
+                ),
                 max_depth: 0,
                 ..p
             }),
@@ -229,8 +233,9 @@ fn plan_fits(points: &[(BTreeMap<String, Value>, ModelSpec)]) -> Vec<Fit> {
     fits
 }
 
-/// Fits `fit` on `rows`: one model per `minInstancesPerNode` value of its
-/// consumers that does not grow the same model as the smallest value.
+/// Fits `fit` on `rows`: the model of its smallest `minInstancesPerNode`,
+/// then, per other value of its consumers, only what that value grows
+/// differently ([`refit_differing`]): nothing when it agrees everywhere.
 fn fit_models(
     fit: &Fit,
     edges: &BinEdges,
@@ -248,7 +253,11 @@ fn fit_models(
         .collect();
     others.sort_unstable();
     others.dedup();
-    let mut alts = AltMinInstances::new(others.iter().map(|&m| m as f64).collect());
+    let values = others.iter().map(|&m| m as f64).collect();
+    let mut alts = match fit.spec {
+        ModelSpec::Gbt(_) => AltMinInstances::new(values),
+        ModelSpec::RandomForest(_) => AltMinInstances::per_tree(values),
+    };
     let model = fit_binned_checked(
         &fit.spec,
         edges,
@@ -259,14 +268,24 @@ fn fit_models(
         None,
         Some(&mut alts),
     )?;
-    let mut models = vec![(base, model)];
-    for (&m, &agree) in others.iter().zip(&alts.agree) {
-        tracing::debug!(min_instances = m, shared = agree, "grid fit");
-        if !agree {
+    let mut models = Vec::with_capacity(1 + others.len());
+    for (&m, differing) in others.iter().zip(&alts.failed) {
+        tracing::debug!(
+            min_instances = m,
+            trees = model.trees().len(),
+            differing = differing.len(),
+            first = differing.first().copied(),
+            "grid fit shared"
+        );
+        if !differing.is_empty() {
             let spec = with_min_instances(&fit.spec, m);
-            models.push((m, fit_binned(&spec, edges, names, binned, y, rows, None)?));
+            models.push((
+                m,
+                refit_differing(&spec, &model, differing, edges, binned, y, rows)?,
+            ));
         }
     }
+    models.insert(0, (base, model));
     Ok(models)
 }
 
@@ -575,7 +594,78 @@ mod tests {
             Some(&mut alts),
         )
         .unwrap();
-        assert_eq!(alts.agree, vec![true, false]);
+        assert!(alts.agrees(0));
+        assert!(!alts.agrees(1));
+    }
+
+    /// What an alternative `minInstancesPerNode` grows differently is
+    /// regrown (forest: those trees; GBT: from the first differing round),
+    /// and the result is byte for byte the model fitted from scratch.
+    #[test]
+    fn models_resumed_from_the_differing_trees_equal_their_own_fits() {
+        let (x, y) = crate::synthetic::generate(3000, 7);
+        let edges = BinEdges::fit(&x, 255, DEFAULT_BIN_SAMPLE).unwrap();
+        let binned = edges.transform(&x).unwrap();
+        let rows: Vec<u32> = (0..2400).collect();
+        let values = [2usize, 4, 8, 16, 32, 64, 128, 256];
+        for spec in [
+            ModelSpec::Gbt(GbtParams {
+                max_iter: 20,
+                max_depth: 3,
+                step_size: 0.3,
+                ..Default::default()
+            }),
+            ModelSpec::RandomForest(RfParams {
+                num_trees: 12,
+                max_depth: 4,
+                ..Default::default()
+            }),
+        ] {
+            let forest = matches!(spec, ModelSpec::RandomForest(_));
+            let floats = values.iter().map(|&m| m as f64).collect();
+            let mut alts = if forest {
+                AltMinInstances::per_tree(floats)
+            } else {
+                AltMinInstances::new(floats)
+            };
+            let base = fit_binned_checked(
+                &spec,
+                &edges,
+                x.names(),
+                &binned,
+                &y,
+                &rows,
+                None,
+                Some(&mut alts),
+            )
+            .unwrap();
+            let mut partial = 0;
+            for (&m, differing) in values.iter().zip(&alts.failed) {
+                let own_spec = with_min_instances(&spec, m);
+                let own =
+                    fit_binned(&own_spec, &edges, x.names(), &binned, &y, &rows, None).unwrap();
+                if differing.is_empty() {
+                    assert_eq!(own, base, "{m} agreed but grows another model");
+                    continue;
+                }
+                assert_ne!(own, base, "{m}");
+                let n = base.trees().len();
+                partial += usize::from(if forest {
+                    differing.len() < n
+                } else {
+                    differing[0] > 0
+                });
+                let resumed =
+                    refit_differing(&own_spec, &base, differing, &edges, &binned, &y, &rows)
+                        .unwrap();
+                assert_eq!(
+                    serde_json::to_string(&resumed).unwrap(),
+                    serde_json::to_string(&own).unwrap(),
+                    "minInstancesPerNode {m}, differing trees {differing:?}"
+                );
+            }
+            assert!(partial > 0, "no value reused part of {spec:?}: {alts:?}");
+        }
     }
 
     #[test]
