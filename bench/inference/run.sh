@@ -42,15 +42,16 @@ if [ ! -f "$LAKE/models/indoor-outdoor/latest" ] || [ -n "${RETRAIN:-}" ]; then
 fi
 "$SLUICE" --quiet models show indoor-outdoor --lake "$LAKE" | sed -n 1,3p
 
-measure() { # name, command...: prints "seconds maxrss_kib"
+measure() { # name, command...: writes "seconds maxrss_kib" to $WORK/name.time; stops the bench on failure
   local name=$1; shift
   /usr/bin/time -f "%e %M" -o "$WORK/$name.time" "$@" >"$WORK/$name.log" 2>&1 || {
-    echo "$name failed; see $WORK/$name.log"; tail -20 "$WORK/$name.log"; exit 1; }
-  cat "$WORK/$name.time"
+    echo "$name failed; see $WORK/$name.log" >&2; tail -20 "$WORK/$name.log" >&2; exit 1; }
 }
 
-read -r tb mb < <(measure baseline "$SLUICE" --quiet ingest --lake "$LAKE" --input table --table samples --out bench/samples-copy)
-read -r tp mp < <(measure pipeline "$SLUICE" --log-format json run config/inference.yaml --lake "$LAKE")
+measure baseline "$SLUICE" --quiet ingest --lake "$LAKE" --input table --table samples --out bench/samples-copy
+read -r tb mb < "$WORK/baseline.time"
+measure pipeline "$SLUICE" --log-format json run config/inference.yaml --lake "$LAKE"
+read -r tp mp < "$WORK/pipeline.time"
 
 printf "%-34s %12s %9s %14s %10s %7s\n" bench samples seconds samples/s peak_MiB ratio
 printf "%-34s %12d %9.1f %14.0f %10.0f %7s\n" "baseline: samples table rewrite" "$SAMPLES" "$tb" "$(echo "$SAMPLES / $tb" | bc -l)" "$(echo "$mb / 1024" | bc -l)" "1.00"
@@ -71,7 +72,8 @@ PY
 if [ -n "${EXPLAIN:-}" ]; then
   sed "s/^    version: latest$/    version: latest\n    explain: $EXPLAIN/" config/inference.yaml >"$WORK/inference-explain.yaml"
   grep -q "explain: $EXPLAIN" "$WORK/inference-explain.yaml" || { echo "could not add explain to the config"; exit 1; }
-  read -r te me < <(measure explain "$SLUICE" --log-format json run "$WORK/inference-explain.yaml" --lake "$LAKE")
+  measure explain "$SLUICE" --log-format json run "$WORK/inference-explain.yaml" --lake "$LAKE"
+  read -r te me < "$WORK/explain.time"
   printf "%-34s %12d %9.1f %14.0f %10.0f %7.2f\n" "same with explain: $EXPLAIN" "$SAMPLES" "$te" "$(echo "$SAMPLES / $te" | bc -l)" "$(echo "$me / 1024" | bc -l)" "$(echo "$te / $tb" | bc -l)"
   printf "explain cost: %.2fx the pipeline without\n" "$(echo "$te / $tp" | bc -l)"
 fi

@@ -68,7 +68,7 @@ pub async fn profile_state(
     values: Vec<Expr>,
 ) -> Result<Vec<f64>> {
     let udaf: Arc<AggregateUDF> = Arc::new(profile_udaf());
-    let mut args: Vec<Expr> = vec![lit(spec.to_json())];
+    let mut args: Vec<Expr> = vec![lit(spec.literal())];
     args.extend(values);
     let agg = udaf.call(args).alias("profile");
     let mut state = spec.empty_state();
@@ -95,4 +95,37 @@ pub async fn write(lake: &Lake, run_dir: &str, report: &DriftReport) -> Result<(
         .map_err(|e| EngineError::Internal(format!("drift report to JSON: {e}")))?;
     lake.put(&format!("{run_dir}/{DRIFT_FILE}"), Bytes::from(body))
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{ArrayRef, Float64Array};
+    use arrow::record_batch::RecordBatch;
+    use datafusion::prelude::SessionContext;
+    use sluice_ml::drift::ProfileSpec;
+
+    /// One input batch whose rows times the spec's JSON length exceed
+    /// Arrow's 32-bit string offsets (the 38M-row inference's batches did):
+    /// the profile is still computed, and equals the direct one.
+    #[tokio::test]
+    async fn a_large_spec_over_a_large_batch_profiles_exactly() {
+        let bounds: Vec<f64> = (0..200_000)
+            .map(|i| i as f64 * 0.5 + 0.123_456_789)
+            .collect();
+        let spec = ProfileSpec {
+            columns: vec![bounds],
+        };
+        assert!(spec.to_json().len() * 2_000 > i32::MAX as usize);
+        let values: Vec<f64> = (0..2_000).map(|i| (i * 37 % 100_001) as f64).collect();
+        let column: ArrayRef = std::sync::Arc::new(Float64Array::from(values.clone()));
+        let batch = RecordBatch::try_from_iter([("v", column)]).unwrap();
+        let df = SessionContext::new().read_batch(batch).unwrap();
+        let state = profile_state(vec![df], &spec, vec![col("v")])
+            .await
+            .unwrap();
+        let mut expected = spec.empty_state();
+        spec.accumulate(&mut expected, &[&values]);
+        assert_eq!(state, expected);
+    }
 }

@@ -161,6 +161,19 @@ impl ProfileSpec {
         serde_json::to_string(self).unwrap_or_default()
     }
 
+    /// The spec as the literal first argument of `sluice_drift_profile`:
+    /// a one-value dictionary of the JSON. An aggregate's literal argument
+    /// is expanded to one value per row of every input batch; as a plain
+    /// string that copies the JSON into each row, which overflows Arrow's
+    /// 32-bit string offsets (and memory) on the large batches of a 38M-row
+    /// inference, while a dictionary repeats only a 4-byte key.
+    pub fn literal(&self) -> ScalarValue {
+        ScalarValue::Dictionary(
+            Box::new(DataType::Int32),
+            Box::new(ScalarValue::Utf8(Some(self.to_json()))),
+        )
+    }
+
     /// Parses the JSON literal.
     pub fn parse(s: &str) -> Result<Self> {
         serde_json::from_str(s)
@@ -592,7 +605,8 @@ pub fn compare(
 
 function_struct!(
     /// The `sluice_drift_profile(spec, v_1, ..., v_n)` aggregate: `spec` a
-    /// [`ProfileSpec`] JSON literal, values coerced to Float64 (null = missing).
+    /// [`ProfileSpec`] JSON literal ([`ProfileSpec::literal`], or a plain
+    /// string), values coerced to Float64 (null = missing).
     ProfileFunc
 );
 
@@ -627,7 +641,11 @@ impl AggregateUDFImpl for ProfileFunc {
                 arg_types.len()
             );
         }
-        let mut t = vec![DataType::Utf8];
+        let spec_type = match &arg_types[0] {
+            DataType::Dictionary(_, v) if v.as_ref() == &DataType::Utf8 => arg_types[0].clone(),
+            _ => DataType::Utf8,
+        };
+        let mut t = vec![spec_type];
         t.extend(std::iter::repeat_n(DataType::Float64, arg_types.len() - 1));
         Ok(t)
     }
