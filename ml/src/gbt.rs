@@ -208,6 +208,18 @@ fn sorted_difference(all: &[u32], sub: &[u32]) -> Vec<u32> {
     out
 }
 
+/// Adds `tree`'s output to the score of each of `rows`, routing every row
+/// through the tree (in parallel).
+fn add_routed(tree: &Tree, binned: &BinnedMatrix, rows: &[u32], scores: &mut [f64]) {
+    let deltas: Vec<f64> = rows
+        .par_iter()
+        .map(|&r| tree.predict_binned(binned, r as usize))
+        .collect();
+    for (&r, d) in rows.iter().zip(deltas) {
+        scores[r as usize] += d;
+    }
+}
+
 fn log_loss_rows(scores: &[f64], y: &[u8], rows: &[u32]) -> f64 {
     let s: f64 = rows
         .par_iter()
@@ -230,8 +242,8 @@ pub(crate) fn fit_gbt(
 
 /// [`fit_gbt`] whose first rounds are `prefix` (shrunk trees of a model
 /// boosted on the same rows whose first `prefix.len()` rounds are the same
-/// under `p`): they are replayed (scores, validation losses) instead of
-/// grown, and boosting goes on from there. The result is the model
+/// under `p`): they are replayed (scores, validation losses, progress)
+/// instead of grown, and boosting goes on from there. The result is the model
 /// [`fit_gbt`] grows; a grid search resumes a point that differs only in
 /// `minInstancesPerNode` from its first differing round.
 pub(crate) fn fit_gbt_from(
@@ -273,69 +285,58 @@ pub(crate) fn fit_gbt_from(
     while let Some(it) = boost.next_round() {
         if let Some(shrunk) = prefix.get(it) {
             let tree = boost.add_shrunk_tree(shrunk.clone());
-            let deltas: Vec<f64> = scored
-                .par_iter()
-                .map(|&r| tree.predict_binned(binned, r as usize))
-                .collect();
-            for (&r, d) in scored.iter().zip(deltas) {
-                scores[r as usize] += d;
-            }
-            if !valid.is_empty() && boost.record_validation(log_loss_rows(&scores, y, &valid)) {
-                break;
-            }
-            continue;
-        }
-        let gh: Vec<(f32, f32)> = train
-            .par_iter()
-            .map(|&r| grad_hess(scores[r as usize], y[r as usize]))
-            .collect();
-        for (&r, &(g, h)) in train.iter().zip(&gh) {
-            grad[r as usize] = g;
-            hess[r as usize] = h;
-        }
-        let tree_rows: Vec<u32> = if p.subsampling_rate < 1.0 {
-            train
-                .iter()
-                .copied()
-                .filter(|&r| in_subsample(p.seed, it as u64, p.subsampling_rate, r as u64))
-                .collect()
+            add_routed(tree, binned, &scored, &mut scores);
         } else {
-            train.clone()
-        };
-        let targets = Targets::GradHess {
-            grad: &grad,
-            hess: &hess,
-        };
-        if let Some(a) = alts.as_deref_mut() {
-            a.tree_offset = it;
-        }
-        let (tree, leaves) = grow_local(
-            &source,
-            binned,
-            boost.grower(it, tree_rows.clone()),
-            &[targets],
-            true,
-            alts.as_deref_mut(),
-        )?
-        .pop()
-        .ok_or_else(|| MlError::Internal("learner returned no tree".into()))?;
-        let tree = boost.add_tree(tree);
-        // The tree's own rows get their leaf's value; other scored rows
-        // (validation holdout, rows left out of this round's subsample) are routed.
-        for (node, leaf_rows) in &leaves {
-            let v = tree.nodes[*node].value;
-            for &r in leaf_rows {
-                scores[r as usize] += v;
-            }
-        }
-        if tree_rows.len() < scored.len() {
-            let others = sorted_difference(&scored, &tree_rows);
-            let deltas: Vec<f64> = others
+            let gh: Vec<(f32, f32)> = train
                 .par_iter()
-                .map(|&r| tree.predict_binned(binned, r as usize))
+                .map(|&r| grad_hess(scores[r as usize], y[r as usize]))
                 .collect();
-            for (&r, d) in others.iter().zip(deltas) {
-                scores[r as usize] += d;
+            for (&r, &(g, h)) in train.iter().zip(&gh) {
+                grad[r as usize] = g;
+                hess[r as usize] = h;
+            }
+            let tree_rows: Vec<u32> = if p.subsampling_rate < 1.0 {
+                train
+                    .iter()
+                    .copied()
+                    .filter(|&r| in_subsample(p.seed, it as u64, p.subsampling_rate, r as u64))
+                    .collect()
+            } else {
+                train.clone()
+            };
+            let targets = Targets::GradHess {
+                grad: &grad,
+                hess: &hess,
+            };
+            if let Some(a) = alts.as_deref_mut() {
+                a.tree_offset = it;
+            }
+            let (tree, leaves) = grow_local(
+                &source,
+                binned,
+                boost.grower(it, tree_rows.clone()),
+                &[targets],
+                true,
+                alts.as_deref_mut(),
+            )?
+            .pop()
+            .ok_or_else(|| MlError::Internal("learner returned no tree".into()))?;
+            let tree = boost.add_tree(tree);
+            // The tree's own rows get their leaf's value; other scored rows
+            // (validation holdout, rows left out of this round's subsample) are routed.
+            for (node, leaf_rows) in &leaves {
+                let v = tree.nodes[*node].value;
+                for &r in leaf_rows {
+                    scores[r as usize] += v;
+                }
+            }
+            if tree_rows.len() < scored.len() {
+                add_routed(
+                    tree,
+                    binned,
+                    &sorted_difference(&scored, &tree_rows),
+                    &mut scores,
+                );
             }
         }
         let mut validation_loss = None;
