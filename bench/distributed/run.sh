@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice-target}"
 cargo build --release --workspace --bins
-cargo bench -p sluice-executor --bench distributed
+cargo bench --workspace --bench distributed
 # Per-level time of distributed histogram training (GBT and RF, 20 trees of
 # depth 5, embedded vs 1 and 2 executors, local trainer baseline, ratios):
 # SLUICE_BENCH_ROWS (544,500), SLUICE_BENCH_FEATURES (40),

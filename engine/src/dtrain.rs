@@ -30,6 +30,7 @@ use std::time::Instant;
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Float64Type, Int64Type, UInt64Type};
+use datafusion::execution::SessionStateBuilder;
 use datafusion::functions_aggregate::expr_fn::{count, sum};
 use datafusion::functions_window::expr_fn::row_number;
 use datafusion::logical_expr::{
@@ -41,11 +42,11 @@ use sluice_ml::binning::DEFAULT_BIN_SAMPLE;
 use sluice_ml::distributed::bin::{bounds_literal, BinFunc};
 use sluice_ml::distributed::bin_sample::{feature_bins, sample_rate, BinSampleFunc};
 use sluice_ml::distributed::level::{LevelHistogramsFunc, HOLDOUT_STREAM};
-use sluice_ml::distributed::resident::release_job;
+use sluice_ml::distributed::resident::{release_job, PassMode};
 use sluice_ml::distributed::row_hash::RowHashFunc;
 use sluice_ml::distributed::trainer::{DataStats, DistributedTrainer};
 use sluice_ml::{BinEdges, ModelSpec, TrainedModel};
-use tracing::info;
+use tracing::{debug, info};
 
 use crate::commit::{self, Manifest};
 use crate::config::{ModelConfig, TrainStep};
@@ -95,12 +96,21 @@ pub struct PassTiming {
     /// Histogram slots (nodes) built.
     pub nodes: usize,
     /// Scans of the binned table (1 unless the level's state exceeds
-    /// [`MAX_STATE_VALUES`]).
+    /// [`MAX_STATE_VALUES`], or a resident scan missed and the pass ran
+    /// again in full).
     pub queries: usize,
     /// `f64` values in each partial state (the per-partition network cost is 8× this).
     pub state_values: usize,
     /// Size of the plan literal(s) (JSON bytes).
     pub plan_bytes: usize,
+    /// Whether the result came from a resident scan (labels and row ids
+    /// only, the bins from the executors' copy of the job's batches).
+    #[serde(default)]
+    pub resident: bool,
+    /// Rows of resident scans that found no copy on their executor (the
+    /// pass then ran again in full).
+    #[serde(default)]
+    pub missed_rows: u64,
     /// Wall time of the query, seconds.
     pub seconds: f64,
 }
@@ -372,7 +382,18 @@ pub async fn train_distributed(
     // id (released below in this process; executors drop them after a TTL).
     let job = uuid::Uuid::new_v4().as_u64_pair().0;
     trainer.set_job(job);
-    let fit = run_passes(&binned, &bin_cols, trainer, budget, retry, &mut retries).await;
+    let mode = PassMode::new(Some(job));
+    let binned = in_scan_batches(binned);
+    let fit = run_passes(
+        &binned,
+        &bin_cols,
+        trainer,
+        mode,
+        budget,
+        retry,
+        &mut retries,
+    )
+    .await;
     release_job(job);
     let (model, passes) = fit?;
     Ok(DistributedFit {
@@ -384,11 +405,38 @@ pub async fn train_distributed(
     })
 }
 
-/// Runs every pass of `trainer` over the binned table.
+/// `df` planned without round-robin repartitioning, so that the passes'
+/// aggregates see each scanned file's batches as the reader yields them:
+/// DataFusion's `RepartitionExec` coalesces the batches of all its inputs
+/// in whatever order they arrive, so the same table would reach the
+/// executors in batches of other rows from one pass to the next, and the
+/// executors' copy of the job's batches ([`sluice_ml::distributed::resident`],
+/// keyed by the rows of a batch) would keep missing.
+fn in_scan_batches(df: DataFrame) -> DataFrame {
+    let (state, plan) = df.into_parts();
+    // The new state shares the session's catalogs; it must not install a
+    // fresh default catalog over them.
+    let mut config = state
+        .config()
+        .clone()
+        .with_create_default_catalog_and_schema(false);
+    config
+        .options_mut()
+        .optimizer
+        .enable_round_robin_repartition = false;
+    let state = SessionStateBuilder::new_from_existing(state)
+        .with_config(config)
+        .build();
+    DataFrame::new(state, plan)
+}
+
+/// Runs every pass of `trainer` over the binned table: resident scans when
+/// `mode` allows (a pass that misses batches runs again in full).
 async fn run_passes(
     binned: &DataFrame,
     bin_cols: &[String],
     mut trainer: DistributedTrainer,
+    mut mode: PassMode,
     budget: usize,
     retry: &RetrySettings,
     retries: &mut Vec<Retry>,
@@ -397,39 +445,58 @@ async fn run_passes(
     let mut passes = Vec::new();
     while let Some(plan) = trainer.next_pass()? {
         let t = Instant::now();
-        // Normally one query; a level whose state exceeds one message is
-        // scanned once per part (whole nodes per part).
-        let parts = plan.split(budget);
-        let mut results = Vec::with_capacity(parts.len());
-        let mut plan_bytes = 0;
-        for part in &parts {
-            let literal = part.to_literal();
-            plan_bytes += literal.try_as_str().flatten().map_or(0, str::len);
-            let mut args = vec![lit(literal), col(LABEL), col(ROW_ID)];
-            args.extend(bin_cols.iter().map(|c| col(c.as_str())));
-            let query = binned
-                .clone()
-                .aggregate(vec![], vec![level.call(args).alias("h")])?;
-            // The pass is a pure function of the binned table and the plan:
-            // a lost pass runs again from the same model (the last
-            // completed level), not from scratch.
-            let what = format!("pass {} ({})", passes.len(), trainer.pass_label());
-            let res = retry_lost(retry, &what, retries, |_| {
-                let q = query.clone();
-                async move { Ok(q.collect().await?) }
-            })
-            .await?;
-            results.push(list_at(first_row(&res)?, 0)?);
-        }
-        let sums = plan.join(&parts, &results)?;
+        let (mut queries, mut plan_bytes, mut missed_rows) = (0, 0, 0u64);
+        let (sums, resident) = loop {
+            let run = mode.plan(&plan);
+            // Normally one query; a level whose state exceeds one message
+            // is scanned once per part (whole nodes per part).
+            let parts = run.split(budget);
+            let mut results = Vec::with_capacity(parts.len());
+            let mut missed = 0.0;
+            for part in &parts {
+                let literal = part.to_literal();
+                plan_bytes += literal.try_as_str().flatten().map_or(0, str::len);
+                let mut args = vec![lit(literal), col(LABEL), col(ROW_ID)];
+                if !part.resident {
+                    args.extend(bin_cols.iter().map(|c| col(c.as_str())));
+                }
+                let query = binned
+                    .clone()
+                    .aggregate(vec![], vec![level.call(args).alias("h")])?;
+                // The pass is a pure function of the binned table and the
+                // plan: a lost pass runs again from the same model (the last
+                // completed level), not from scratch.
+                let what = format!("pass {} ({})", passes.len(), trainer.pass_label());
+                let res = retry_lost(retry, &what, retries, |_| {
+                    let q = query.clone();
+                    async move { Ok(q.collect().await?) }
+                })
+                .await?;
+                let (values, m) = part.take_missed(list_at(first_row(&res)?, 0)?)?;
+                missed += m;
+                results.push(values);
+            }
+            queries += parts.len();
+            missed_rows += missed as u64;
+            if !mode.record(&run, missed) {
+                break (run.join(&parts, &results)?, run.resident);
+            }
+            debug!(
+                pass = passes.len(),
+                missed_rows = missed as u64,
+                "resident pass missed batches: running it in full"
+            );
+        };
         trainer.absorb(&sums)?;
         let timing = PassTiming {
             pass: passes.len(),
             label: trainer.pass_label().to_string(),
             nodes: plan.slots.len(),
-            queries: parts.len(),
+            queries,
             state_values: plan.result_len(),
             plan_bytes,
+            resident,
+            missed_rows,
             seconds: t.elapsed().as_secs_f64(),
         };
         info!(
@@ -437,6 +504,7 @@ async fn run_passes(
             what = %timing.label,
             seconds = %crate::logfmt::secs(timing.seconds),
             state_values = timing.state_values,
+            resident = timing.resident,
             "distributed training pass"
         );
         passes.push(timing);

@@ -194,10 +194,37 @@ fn print_passes(what: &str, fit: &DistributedFit) {
     );
     for p in &fit.passes {
         println!(
-            "  pass {:3} {:45} {:8} values {} queries {:7.3} s",
-            p.pass, p.label, p.state_values, p.queries, p.seconds
+            "  pass {:3} {:45} {:8} values {} queries {:7.3} s{}{}",
+            p.pass,
+            p.label,
+            p.state_values,
+            p.queries,
+            p.seconds,
+            if p.resident { " resident" } else { "" },
+            if p.missed_rows > 0 {
+                format!(" ({} rows missed)", p.missed_rows)
+            } else {
+                String::new()
+            }
         );
     }
+}
+
+/// Every pass after the first scanned the executors' copy of the bins, not
+/// the binned table (`min_share` of them: a task placed on another executor
+/// than before misses and runs its pass in full).
+fn assert_resident(fit: &DistributedFit, min_share: f64, what: &str) {
+    assert!(
+        !fit.passes[0].resident,
+        "{what}: the first pass scans the bins"
+    );
+    let later = &fit.passes[1..];
+    let resident = later.iter().filter(|p| p.resident).count();
+    assert!(
+        resident as f64 >= min_share * later.len() as f64,
+        "{what}: {resident} of {} later passes resident",
+        later.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -239,6 +266,8 @@ async fn embedded_distributed_training_equals_local() {
         print_passes(&format!("embedded {name}"), &fit);
         assert_eq!(fit.rows, N as u64);
         assert_same_model(&fit.model, &local, &x, name);
+        // In one process every batch is found again.
+        assert_resident(&fit, 1.0, name);
     }
 }
 
@@ -380,6 +409,8 @@ async fn cluster_distributed_training_equals_embedded() {
             );
         }
         assert_same_model(&on_cluster.model, &embedded.model, &x, name);
+        assert_resident(&embedded, 1.0, name);
+        assert_resident(&on_cluster, 0.5, name);
         let local = sluice_ml::train(&spec, &x, &y).unwrap();
         assert_same_model(&on_cluster.model, &local, &x, name);
     }

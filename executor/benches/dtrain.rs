@@ -20,7 +20,8 @@
 //! during each fit (Linux: reset through `/proc/self/clear_refs`, read as
 //! `VmHWM`) is the last column: on a cluster the driver holds the model
 //! and one level's histograms, not the rows. `SLUICE_TRAIN_CACHE_MB=0`
-//! (inherited by the executors) turns the executor-resident margins off.
+//! (inherited by the executors) turns the executor-resident bins and
+//! margins off (every pass then scans the binned table).
 
 use std::time::Instant;
 
@@ -84,6 +85,8 @@ struct Row {
     model: String,
     prepare: f64,
     passes: usize,
+    /// Passes that scanned the executors' copy of the bins.
+    resident: usize,
     pass_total: f64,
     mean: f64,
     median: f64,
@@ -139,8 +142,13 @@ async fn measure(
         eprintln!("{tag} {mname}: {total:.2} s");
         for p in &fit.passes {
             eprintln!(
-                "  pass {:3} {:45} {:9} values {} queries {:7.3} s",
-                p.pass, p.label, p.state_values, p.queries, p.seconds
+                "  pass {:3} {:45} {:9} values {} queries {:7.3} s{}",
+                p.pass,
+                p.label,
+                p.state_values,
+                p.queries,
+                p.seconds,
+                if p.resident { " resident" } else { "" }
             );
         }
         let pass_total = secs.iter().sum::<f64>();
@@ -150,6 +158,7 @@ async fn measure(
             model: mname.clone(),
             prepare: fit.prepare_seconds,
             passes: secs.len(),
+            resident: fit.passes.iter().filter(|p| p.resident).count(),
             pass_total,
             mean: pass_total / secs.len().max(1) as f64,
             median: secs.get(secs.len() / 2).copied().unwrap_or(0.0),
@@ -265,7 +274,7 @@ fn main() {
             results.extend(measure(&ctx, &lake, &tag, Some(n), features, &models).await);
         }
         println!(
-            "\n| bench | setup | prepare (s) | passes | mean s/pass | median s/pass | total (s) | driver RSS at start → peak (MiB) |"
+            "\n| bench | setup | prepare (s) | passes (resident) | mean s/pass | median s/pass | total (s) | driver RSS at start → peak (MiB) |"
         );
         println!("|---|---|---|---|---|---|---|---|");
         for (m, secs) in &local {
@@ -276,8 +285,15 @@ fn main() {
                 .driver_rss_mb
                 .map_or("–".to_string(), |(a, b)| format!("{a:.0} → {b:.0}"));
             println!(
-                "| {} | {} | {:.2} | {} | {:.3} | {:.3} | {:.2} | {rss} |",
-                r.model, r.setup, r.prepare, r.passes, r.mean, r.median, r.total
+                "| {} | {} | {:.2} | {} ({}) | {:.3} | {:.3} | {:.2} | {rss} |",
+                r.model,
+                r.setup,
+                r.prepare,
+                r.passes,
+                r.resident,
+                r.mean,
+                r.median,
+                r.total
             );
         }
         println!();

@@ -37,7 +37,7 @@ use datafusion::physical_expr::expressions::Literal;
 use serde::{Deserialize, Serialize};
 
 use super::common::{dense_sums_state, f64_list_state, f64_list_type, function_struct};
-use super::resident::with_margins;
+use super::resident::with_batch;
 use crate::error::{MlError, Result as MlResult};
 use crate::gbt::{grad_hess, in_subsample, row_log_loss};
 use crate::histogram::{BinStats, Histogram};
@@ -215,6 +215,12 @@ pub struct LevelPlan {
     /// passes under this id ([`super::resident`]); `None`: recompute them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<u64>,
+    /// A resident pass: the query passes no bin columns, the executors take
+    /// each batch's bins from their copy of the job's batches
+    /// ([`super::resident`]) and count the rows of batches they do not have
+    /// in one more value after the result ([`Self::state_len`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resident: bool,
 }
 
 impl LevelPlan {
@@ -285,9 +291,33 @@ impl LevelPlan {
         (starts, at)
     }
 
-    /// Length of the result (and of every partial state).
+    /// Length of the result.
     pub fn result_len(&self) -> usize {
         self.layout().1
+    }
+
+    /// Length of the aggregate's state and value: the result, plus the
+    /// missed rows of a resident pass.
+    pub fn state_len(&self) -> usize {
+        self.result_len() + usize::from(self.resident)
+    }
+
+    /// Splits the aggregate's value into the result and the rows a
+    /// resident pass missed (0 for a full pass).
+    pub fn take_missed(&self, mut value: Vec<f64>) -> MlResult<(Vec<f64>, f64)> {
+        if value.len() != self.state_len() {
+            return Err(MlError::Internal(format!(
+                "level pass returned {} values, expected {}",
+                value.len(),
+                self.state_len()
+            )));
+        }
+        let missed = if self.resident {
+            value.pop().unwrap_or(0.0)
+        } else {
+            0.0
+        };
+        Ok((value, missed))
     }
 
     /// Splits the plan into plans whose states have at most `max_values`
@@ -344,6 +374,7 @@ impl LevelPlan {
                 slots: self.slots[g.clone()].to_vec(),
                 eval: self.eval && gi == 0,
                 job: self.job,
+                resident: self.resident,
             })
             .collect()
     }
@@ -418,23 +449,29 @@ impl LevelPlan {
     }
 }
 
+/// Per-slot scratch of a batch: its rows and their targets.
+#[derive(Debug)]
+struct Scratch {
+    rows: Vec<Vec<u32>>,
+    grad: Vec<Vec<f32>>,
+    hess: Vec<Vec<f32>>,
+}
+
 /// A parsed plan with its precomputed layout: the per-batch kernel.
 #[derive(Debug)]
 pub struct LevelKernel {
     plan: LevelPlan,
     /// Per slot, per requested feature: (feature, offset in the state).
     cells: Vec<Vec<(usize, usize)>>,
-    len: usize,
-    /// Per slot scratch: rows of the batch and their targets.
-    rows: Vec<Vec<u32>>,
-    grad: Vec<Vec<f32>>,
-    hess: Vec<Vec<f32>>,
+    /// Length of the result (the validation sums are its last two values).
+    result_len: usize,
+    scratch: Scratch,
 }
 
 impl LevelKernel {
     /// Prepares the kernel of a plan.
     pub fn new(plan: LevelPlan) -> Self {
-        let (starts, len) = plan.layout();
+        let (starts, result_len) = plan.layout();
         let cells = plan
             .slots
             .iter()
@@ -455,157 +492,189 @@ impl LevelKernel {
         Self {
             plan,
             cells,
-            len,
-            rows: vec![Vec::new(); n],
-            grad: vec![Vec::new(); n],
-            hess: vec![Vec::new(); n],
+            result_len,
+            scratch: Scratch {
+                rows: vec![Vec::new(); n],
+                grad: vec![Vec::new(); n],
+                hess: vec![Vec::new(); n],
+            },
         }
     }
 
-    /// Length of the state.
+    /// Length of the state ([`LevelPlan::state_len`]).
     pub fn len(&self) -> usize {
-        self.len
+        self.plan.state_len()
     }
 
     /// Whether the state is empty (a plan with nothing to compute).
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 
     /// Adds the rows of one batch to `sums` (length [`Self::len`]): labels
-    /// (0/1; larger values count as 1), row ids, the bin columns, and which
-    /// rows to use (`None`: all; rows with a null label or row id are not).
+    /// (0/1; larger values count as 1), row ids, which rows to use (`None`:
+    /// all; rows with a null label or row id are not), and the bin columns
+    /// (`None` in a resident pass: this executor's copy, or the batch is
+    /// counted as missed in the last value).
     pub fn accumulate(
         &mut self,
         sums: &mut [f64],
         label: &[u8],
         row_id: &[i64],
         use_row: Option<&[bool]>,
-        bins: &[&[u8]],
+        bins: Option<&[&[u8]]>,
     ) {
-        let n = label.len();
-        for v in self.rows.iter_mut() {
-            v.clear();
-        }
-        for v in self.grad.iter_mut() {
-            v.clear();
-        }
-        for v in self.hess.iter_mut() {
-            v.clear();
-        }
-        let valid = |i: usize| use_row.is_none_or(|u| u[i]);
-        match &self.plan.targets {
+        let boosting = match &self.plan.targets {
             PlanTargets::Gbt {
-                init_score,
-                trees,
-                seed,
-                round,
-                subsampling_rate,
-                holdout,
-            } => {
-                // Margins in the local trainer's order: init, then tree by
-                // tree (kept in the executor between passes of a job).
-                let eval = self.plan.eval;
-                let (grown, rows, grad, hess) = (
-                    &self.plan.trees,
-                    &mut self.rows,
-                    &mut self.grad,
-                    &mut self.hess,
-                );
-                let (loss, held) =
-                    with_margins(self.plan.job, row_id, *init_score, trees, bins, |margin| {
-                        let mut loss = 0.0f64;
-                        let mut held = 0.0f64;
-                        for (i, &m) in margin.iter().enumerate() {
-                            if !valid(i) {
-                                continue;
-                            }
-                            let y = label[i].min(1);
-                            let r = row_id[i] as u64;
-                            if holdout.is_some_and(|h| h.holds_out(r, y)) {
-                                if eval {
-                                    loss += row_log_loss(m, y);
-                                    held += 1.0;
-                                }
-                                continue;
-                            }
-                            if !in_subsample(*seed, *round, *subsampling_rate, r) {
-                                continue;
-                            }
-                            let (g, h) = grad_hess(m, y);
-                            for t in grown {
-                                let s = t.slot[t.shape.leaf_of(bins, i)];
-                                if s >= 0 {
-                                    let s = s as usize;
-                                    rows[s].push(i as u32);
-                                    grad[s].push(g);
-                                    hess[s].push(h);
-                                }
-                            }
-                        }
-                        (loss, held)
-                    });
-                if eval {
-                    sums[self.len - 2] += loss;
-                    sums[self.len - 1] += held;
+                init_score, trees, ..
+            } => Some((*init_score, trees.as_slice())),
+            PlanTargets::Forest { .. } => None,
+        };
+        let (plan, cells, scratch, result_len) =
+            (&self.plan, &self.cells, &mut self.scratch, self.result_len);
+        let done = with_batch(plan.job, row_id, bins, boosting, |bins, margins| {
+            let valid = |i: usize| use_row.is_none_or(|u| u[i]);
+            let (loss, held) = route(plan, scratch, label, row_id, &valid, bins, margins);
+            if plan.eval {
+                sums[result_len - 2] += loss;
+                sums[result_len - 1] += held;
+            }
+            fill(plan, cells, scratch, sums, bins);
+        });
+        if done.is_none() {
+            sums[result_len] += label.len() as f64;
+        }
+    }
+}
+
+/// Routes the rows of a batch to the slots of the nodes they sit in, with
+/// their targets; returns the validation (log-loss sum, rows) of boosting.
+fn route(
+    plan: &LevelPlan,
+    scratch: &mut Scratch,
+    label: &[u8],
+    row_id: &[i64],
+    valid: &dyn Fn(usize) -> bool,
+    bins: &[&[u8]],
+    margins: Option<&[f64]>,
+) -> (f64, f64) {
+    let Scratch { rows, grad, hess } = scratch;
+    for v in rows.iter_mut() {
+        v.clear();
+    }
+    for v in grad.iter_mut() {
+        v.clear();
+    }
+    for v in hess.iter_mut() {
+        v.clear();
+    }
+    let mut loss = 0.0f64;
+    let mut held = 0.0f64;
+    match &plan.targets {
+        PlanTargets::Gbt {
+            seed,
+            round,
+            subsampling_rate,
+            holdout,
+            ..
+        } => {
+            // Margins in the local trainer's order: init, then tree by tree
+            // (kept in the executor between passes of a job).
+            let margin = margins.unwrap_or_default();
+            for (i, &m) in margin.iter().enumerate() {
+                if !valid(i) {
+                    continue;
+                }
+                let y = label[i].min(1);
+                let r = row_id[i] as u64;
+                if holdout.is_some_and(|h| h.holds_out(r, y)) {
+                    if plan.eval {
+                        loss += row_log_loss(m, y);
+                        held += 1.0;
+                    }
+                    continue;
+                }
+                if !in_subsample(*seed, *round, *subsampling_rate, r) {
+                    continue;
+                }
+                let (g, h) = grad_hess(m, y);
+                for t in &plan.trees {
+                    let s = t.slot[t.shape.leaf_of(bins, i)];
+                    if s >= 0 {
+                        let s = s as usize;
+                        rows[s].push(i as u32);
+                        grad[s].push(g);
+                        hess[s].push(h);
+                    }
                 }
             }
-            PlanTargets::Forest {
-                seed,
-                bootstrap,
-                subsampling_rate,
-            } => {
-                let weighted = *bootstrap || *subsampling_rate < 1.0;
-                for i in 0..n {
-                    if !valid(i) {
+        }
+        PlanTargets::Forest {
+            seed,
+            bootstrap,
+            subsampling_rate,
+        } => {
+            let weighted = *bootstrap || *subsampling_rate < 1.0;
+            for i in 0..label.len() {
+                if !valid(i) {
+                    continue;
+                }
+                let y = label[i].min(1) as f32;
+                let r = row_id[i] as u64;
+                for t in &plan.trees {
+                    let s = t.slot[t.shape.leaf_of(bins, i)];
+                    if s < 0 {
                         continue;
                     }
-                    let y = label[i].min(1) as f32;
-                    let r = row_id[i] as u64;
-                    for t in &self.plan.trees {
-                        let s = t.slot[t.shape.leaf_of(bins, i)];
-                        if s < 0 {
-                            continue;
-                        }
-                        let w = if weighted {
-                            row_weight(*seed, t.index, r, *bootstrap, *subsampling_rate)
-                        } else {
-                            1
-                        };
-                        if w == 0 {
-                            continue;
-                        }
-                        let s = s as usize;
-                        self.rows[s].push(i as u32);
-                        self.grad[s].push(w as f32 * y);
-                        self.hess[s].push(w as f32);
+                    let w = if weighted {
+                        row_weight(*seed, t.index, r, *bootstrap, *subsampling_rate)
+                    } else {
+                        1
+                    };
+                    if w == 0 {
+                        continue;
                     }
+                    let s = s as usize;
+                    rows[s].push(i as u32);
+                    grad[s].push(w as f32 * y);
+                    hess[s].push(w as f32);
                 }
             }
         }
-        // Column-wise fill, as the local learner's `fill_feature`.
-        for (s, cells) in self.cells.iter().enumerate() {
-            let rows = &self.rows[s];
-            if rows.is_empty() {
-                continue;
+    }
+    (loss, held)
+}
+
+/// Adds the routed rows to their slots' histograms, column-wise as the
+/// local learner's `fill_feature`.
+fn fill(
+    plan: &LevelPlan,
+    cells: &[Vec<(usize, usize)>],
+    scratch: &Scratch,
+    sums: &mut [f64],
+    bins: &[&[u8]],
+) {
+    for (s, cells) in cells.iter().enumerate() {
+        let rows = &scratch.rows[s];
+        if rows.is_empty() {
+            continue;
+        }
+        let (g, h) = (&scratch.grad[s], &scratch.hess[s]);
+        for &(j, at) in cells {
+            let col = bins[j];
+            let mut acc = [[0f64; 3]; 256];
+            for ((&r, &gv), &hv) in rows.iter().zip(g).zip(h) {
+                let a = &mut acc[col[r as usize] as usize];
+                a[0] += gv as f64;
+                a[1] += hv as f64;
+                a[2] += 1.0;
             }
-            let (g, h) = (&self.grad[s], &self.hess[s]);
-            for &(j, at) in cells {
-                let col = bins[j];
-                let mut acc = [[0f64; 3]; 256];
-                for ((&r, &gv), &hv) in rows.iter().zip(g).zip(h) {
-                    let a = &mut acc[col[r as usize] as usize];
-                    a[0] += gv as f64;
-                    a[1] += hv as f64;
-                    a[2] += 1.0;
-                }
-                let nb = self.plan.n_bins[j] as usize;
-                for (b, a) in acc.iter().enumerate().take(nb) {
-                    let k = at + b * 3;
-                    sums[k] += a[0];
-                    sums[k + 1] += a[1];
-                    sums[k + 2] += a[2];
-                }
+            let nb = plan.n_bins[j] as usize;
+            for (b, a) in acc.iter().enumerate().take(nb) {
+                let k = at + b * 3;
+                sums[k] += a[0];
+                sums[k + 1] += a[1];
+                sums[k + 2] += a[2];
             }
         }
     }
@@ -640,9 +709,9 @@ impl AggregateUDFImpl for LevelHistogramsFunc {
     }
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        if arg_types.len() < 4 {
+        if arg_types.len() < 3 {
             return exec_err!(
-                "sluice_level_histograms expects (plan, label, row_id, bin_0, ...), got {} arguments",
+                "sluice_level_histograms expects (plan, label, row_id, bin_0, ...), or (plan, label, row_id) in a resident pass, got {} arguments",
                 arg_types.len()
             );
         }
@@ -678,9 +747,11 @@ impl AggregateUDFImpl for LevelHistogramsFunc {
     fn accumulator(&self, acc_args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
         let plan = plan_of(&acc_args)?;
         let nf = acc_args.exprs.len().saturating_sub(3);
-        if nf != plan.n_bins.len() {
+        let expected = if plan.resident { 0 } else { plan.n_bins.len() };
+        if nf != expected {
             return exec_err!(
-                "sluice_level_histograms: {nf} bin columns, the plan has {} features",
+                "sluice_level_histograms: {nf} bin columns, the {} plan has {} features",
+                if plan.resident { "resident" } else { "full" },
                 plan.n_bins.len()
             );
         }
@@ -709,8 +780,9 @@ impl LevelHistogramsAccumulator {
     }
 
     /// Adds rows given as slices (labels, row ids, one bin column per
-    /// feature): what `update_batch` does with Arrow arrays.
-    pub fn update_rows(&mut self, label: &[u8], row_id: &[i64], bins: &[&[u8]]) {
+    /// feature, or `None` in a resident pass): what `update_batch` does
+    /// with Arrow arrays.
+    pub fn update_rows(&mut self, label: &[u8], row_id: &[i64], bins: Option<&[&[u8]]>) {
         self.kernel
             .accumulate(&mut self.sums, label, row_id, None, bins);
     }
@@ -727,7 +799,11 @@ fn bin_values(a: &UInt8Array) -> std::borrow::Cow<'_, [u8]> {
 
 impl Accumulator for LevelHistogramsAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        let nf = self.kernel.plan.n_bins.len();
+        let nf = if self.kernel.plan.resident {
+            0
+        } else {
+            self.kernel.plan.n_bins.len()
+        };
         if values.len() != nf + 3 {
             return exec_err!(
                 "sluice_level_histograms: {} arguments, expected {}",
@@ -753,7 +829,7 @@ impl Accumulator for LevelHistogramsAccumulator {
             label.values(),
             row_id.values(),
             mask.as_deref(),
-            &bins,
+            (!self.kernel.plan.resident).then_some(bins.as_slice()),
         );
         Ok(())
     }
@@ -808,6 +884,7 @@ mod tests {
             slots: vec![vec![1], vec![0, 1]],
             eval: false,
             job: None,
+            resident: false,
         };
         let json = match plan.to_literal() {
             ScalarValue::Dictionary(_, v) => v.try_as_str().flatten().unwrap().to_string(),
@@ -881,6 +958,7 @@ mod tests {
             slots: vec![vec![0]],
             eval: true,
             job: None,
+            resident: false,
         };
         let batch = |ids: Vec<i64>, y: Vec<u8>, b: Vec<u8>| -> Vec<ArrayRef> {
             let n = ids.len();
@@ -948,10 +1026,11 @@ mod tests {
             slots: vec![vec![0, 1], vec![1], vec![0]],
             eval: true,
             job: None,
+            resident: false,
         };
         let run = |p: &LevelPlan| {
             let mut a = LevelHistogramsAccumulator::new(p.clone());
-            a.update_rows(&y, &ids, &cols);
+            a.update_rows(&y, &ids, Some(&cols));
             a.sums().to_vec()
         };
         let whole = run(&plan);
@@ -981,6 +1060,7 @@ mod tests {
             slots: vec![vec![1]],
             eval: false,
             job: None,
+            resident: false,
         };
         assert!(plan.check().is_err());
         plan.slots = vec![vec![0]];

@@ -1,16 +1,22 @@
-//! Executor-resident boosting state: the margins of a training job's rows,
-//! kept in the executor process between level passes.
+//! Executor-resident training data: the bin columns of a training job's
+//! batches and, for boosting, their margins, kept in the executor process
+//! between level passes, keyed by (job id, fingerprint of the batch's row
+//! ids: which rows, in which order).
 //!
-//! Without it every GBT pass routes each row through every finished tree to
-//! get its margin (round `k` of a boosting job costs `k` tree walks per row
-//! and pass). With it the first pass of a job computes the margins of each
-//! batch it scans and keeps them, keyed by (job id, fingerprint of the
-//! batch's row ids); later passes add only the trees finished since, in the
-//! same order, so the margins (and the model) are bit-identical to a
-//! recomputation. A batch whose entry is missing (a new or restarted
-//! executor, a task moved after an executor was lost, an evicted entry) is
-//! simply computed from scratch from the rows it scans: the cache never
-//! changes a result, it only saves work.
+//! * **Bins.** A pass that scans the bin columns (a *full* pass) keeps a
+//!   copy of each batch's columns. A *resident* pass scans only the labels
+//!   and row ids and takes the bins from here; a batch that is not here (a
+//!   new or restarted executor, a task placed on another executor than
+//!   before, an evicted entry) is counted as missed and the driver runs the
+//!   pass again as a full pass, which fills the cache where it runs.
+//! * **Margins.** Without them every GBT pass routes each row through every
+//!   finished tree (round `k` costs `k` tree walks per row and pass). The
+//!   first pass of a job computes the margins of each batch and keeps them;
+//!   later passes add only the trees finished since, in the same order, so
+//!   the margins (and the model) are bit-identical to a recomputation. A
+//!   batch without margins here computes them from scratch.
+//!
+//! So the cache never changes a result, it only saves work.
 //!
 //! The cache is process-global and bounded: entries idle longer than
 //! `SLUICE_TRAIN_CACHE_TTL_SECS` (default 900) are dropped, and the total
@@ -25,15 +31,32 @@ use std::time::{Duration, Instant};
 
 use xxhash_rust::xxh3::Xxh3;
 
-use super::level::CompactTree;
+use super::level::{CompactTree, LevelPlan};
 
-/// The margins of one batch after the first `trees` finished trees.
+/// A batch's margins after the first `trees` finished trees of `init`.
 #[derive(Debug)]
-struct Entry {
-    margins: Vec<f64>,
+struct Margins {
+    values: Vec<f64>,
     trees: usize,
     init_bits: u64,
+}
+
+/// What is kept of one batch.
+#[derive(Debug)]
+struct Entry {
+    rows: usize,
+    /// The bin columns, once a full pass has scanned the batch here.
+    bins: Option<Vec<Vec<u8>>>,
+    /// The boosting margins.
+    margins: Option<Margins>,
     used: Instant,
+}
+
+impl Entry {
+    fn bytes(&self) -> usize {
+        self.bins.as_ref().map_or(0, |b| b.len() * self.rows)
+            + self.margins.as_ref().map_or(0, |m| m.values.len() * 8)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -82,12 +105,12 @@ fn lock() -> std::sync::MutexGuard<'static, Cache> {
 fn take(key: (u64, u64)) -> Option<Entry> {
     let mut c = lock();
     let e = c.entries.remove(&key)?;
-    c.bytes -= e.margins.len() * 8;
+    c.bytes -= e.bytes();
     Some(e)
 }
 
 fn put(key: (u64, u64), e: Entry) {
-    let size = e.margins.len() * 8;
+    let size = e.bytes();
     let budget = budget_bytes();
     if size > budget {
         return;
@@ -103,7 +126,7 @@ fn put(key: (u64, u64), e: Entry) {
         .collect();
     for k in stale {
         if let Some(v) = c.entries.remove(&k) {
-            c.bytes -= v.margins.len() * 8;
+            c.bytes -= v.bytes();
         }
     }
     while c.bytes + size > budget {
@@ -116,57 +139,137 @@ fn put(key: (u64, u64), e: Entry) {
             break;
         };
         if let Some(v) = c.entries.remove(&oldest) {
-            c.bytes -= v.margins.len() * 8;
+            c.bytes -= v.bytes();
         }
     }
     c.bytes += size;
     c.entries.insert(key, e);
 }
 
-/// Runs `f` on the margins of a batch (rows `row_id`, bin columns `bins`):
-/// `init` plus the leaf values of `trees`, added tree by tree in order.
-/// With a `job` id the margins come from the executor's cache, advanced by
-/// the trees added since (or computed from scratch on a miss), and go back
-/// into it afterwards.
-pub(crate) fn with_margins<T>(
+/// Runs `f` on a batch of rows `row_id`: its bin columns and, with
+/// `boosting` = (`init`, finished trees), its margins (`init` plus the leaf
+/// values of the trees, added tree by tree in order).
+///
+/// The bins are `scanned` (a full pass) or, in a resident pass (`None`),
+/// this executor's copy; without one the batch is missed and `f` does not
+/// run (`None`). With a `job` id the batch's entry is used and updated: the
+/// margins advanced by the trees added since (or computed from scratch),
+/// the scanned bins copied in.
+pub(crate) fn with_batch<T>(
     job: Option<u64>,
     row_id: &[i64],
-    init: f64,
-    trees: &[CompactTree],
-    bins: &[&[u8]],
-    f: impl FnOnce(&[f64]) -> T,
-) -> T {
+    scanned: Option<&[&[u8]]>,
+    boosting: Option<(f64, &[CompactTree])>,
+    f: impl FnOnce(&[&[u8]], Option<&[f64]>) -> T,
+) -> Option<T> {
     let n = row_id.len();
     let key = job.map(|j| (j, fingerprint(row_id)));
-    let cached = key.and_then(take).filter(|e| {
-        e.margins.len() == n && e.init_bits == init.to_bits() && e.trees <= trees.len()
-    });
+    let found = key.and_then(take).filter(|e| e.rows == n);
     if key.is_some() {
-        let counter = if cached.is_some() { &HITS } else { &MISSES };
+        let counter = if found.is_some() { &HITS } else { &MISSES };
         counter.fetch_add(1, Ordering::Relaxed);
     }
-    let (mut margins, done) = match cached {
-        Some(e) => (e.margins, e.trees),
-        None => (vec![init; n], 0),
+    let mut entry = found.unwrap_or(Entry {
+        rows: n,
+        bins: None,
+        margins: None,
+        used: Instant::now(),
+    });
+    if entry.bins.is_none() && key.is_some() {
+        entry.bins = scanned.map(|cols| cols.iter().map(|c| c.to_vec()).collect());
+    }
+    let kept: Option<Vec<&[u8]>> = entry
+        .bins
+        .as_ref()
+        .map(|cols| cols.iter().map(Vec::as_slice).collect());
+    let bins = match scanned {
+        Some(b) => Some(b),
+        None => kept.as_deref(),
     };
-    for t in &trees[done..] {
-        for (i, m) in margins.iter_mut().enumerate() {
-            *m += t.value[t.leaf_of(bins, i)];
+    let out = bins.map(|bins| {
+        let margins = boosting.map(|(init, trees)| {
+            let mut m = entry
+                .margins
+                .take()
+                .filter(|m| m.init_bits == init.to_bits() && m.trees <= trees.len())
+                .unwrap_or(Margins {
+                    values: vec![init; n],
+                    trees: 0,
+                    init_bits: init.to_bits(),
+                });
+            for t in &trees[m.trees..] {
+                for (i, v) in m.values.iter_mut().enumerate() {
+                    *v += t.value[t.leaf_of(bins, i)];
+                }
+            }
+            m.trees = trees.len();
+            m
+        });
+        let out = f(bins, margins.as_ref().map(|m| m.values.as_slice()));
+        (out, margins)
+    });
+    drop(kept);
+    let out = out.map(|(out, margins)| {
+        if margins.is_some() {
+            entry.margins = margins;
+        }
+        out
+    });
+    if let Some(key) = key {
+        if entry.bins.is_some() || entry.margins.is_some() {
+            entry.used = Instant::now();
+            put(key, entry);
         }
     }
-    let out = f(&margins);
-    if let Some(key) = key {
-        put(
-            key,
-            Entry {
-                margins,
-                trees: trees.len(),
-                init_bits: init.to_bits(),
-                used: Instant::now(),
-            },
-        );
-    }
     out
+}
+
+/// Consecutive missed resident passes after which a job runs only full
+/// passes (the executors do not keep its batches: cache off or too small).
+const MAX_MISSED_IN_A_ROW: usize = 4;
+
+/// The driver's side of a job's passes: whether the next one can be
+/// resident, and whether a pass must run again as a full pass.
+#[derive(Debug, Clone)]
+pub struct PassMode {
+    job: bool,
+    full_passes: usize,
+    missed_in_a_row: usize,
+}
+
+impl PassMode {
+    /// The mode of a fit named `job` (none: every pass is full).
+    pub fn new(job: Option<u64>) -> Self {
+        Self {
+            job: job.is_some(),
+            full_passes: 0,
+            missed_in_a_row: 0,
+        }
+    }
+
+    /// `plan` as the next pass runs it: resident once a full pass has
+    /// filled the executors, unless passes keep missing.
+    pub fn plan(&self, plan: &LevelPlan) -> LevelPlan {
+        let mut p = plan.clone();
+        p.resident = self.job && self.full_passes > 0 && self.missed_in_a_row < MAX_MISSED_IN_A_ROW;
+        p
+    }
+
+    /// Records a pass run with `plan` that missed `missed` rows; `true`
+    /// when it must run again as a full pass ([`Self::plan`] then says so).
+    pub fn record(&mut self, plan: &LevelPlan, missed: f64) -> bool {
+        if !plan.resident {
+            self.full_passes += 1;
+            return false;
+        }
+        if missed > 0.0 {
+            self.missed_in_a_row += 1;
+            self.full_passes = 0;
+            return true;
+        }
+        self.missed_in_a_row = 0;
+        false
+    }
 }
 
 /// Drops every cached batch of `job`; returns how many there were.
@@ -175,7 +278,7 @@ pub fn release_job(job: u64) -> usize {
     let keys: Vec<(u64, u64)> = c.entries.keys().filter(|k| k.0 == job).copied().collect();
     for k in &keys {
         if let Some(v) = c.entries.remove(k) {
-            c.bytes -= v.margins.len() * 8;
+            c.bytes -= v.bytes();
         }
     }
     keys.len()
@@ -189,4 +292,102 @@ pub fn cached_batches(job: u64) -> usize {
 /// Lookups of this process so far: (hits, misses).
 pub fn lookups() -> (u64, u64) {
     (HITS.load(Ordering::Relaxed), MISSES.load(Ordering::Relaxed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::distributed::level::PlanTargets;
+
+    fn plan() -> LevelPlan {
+        LevelPlan {
+            n_bins: vec![4],
+            targets: PlanTargets::Forest {
+                seed: 1,
+                bootstrap: false,
+                subsampling_rate: 1.0,
+            },
+            trees: Vec::new(),
+            slots: Vec::new(),
+            eval: false,
+            job: Some(7),
+            resident: false,
+        }
+    }
+
+    #[test]
+    fn passes_turn_resident_after_a_full_one_and_back_on_misses() {
+        let mut mode = PassMode::new(Some(7));
+        let p = mode.plan(&plan());
+        assert!(!p.resident, "the first pass scans the bins");
+        assert!(!mode.record(&p, 0.0));
+        let p = mode.plan(&plan());
+        assert!(p.resident);
+        assert!(!mode.record(&p, 0.0));
+        // A miss: run again in full, then resident again.
+        let p = mode.plan(&plan());
+        assert!(mode.record(&p, 10.0));
+        let full = mode.plan(&plan());
+        assert!(!full.resident);
+        assert!(!mode.record(&full, 0.0));
+        let p = mode.plan(&plan());
+        assert!(p.resident);
+        assert!(!mode.record(&p, 0.0), "a hit ends the run of misses");
+        // Passes that keep missing: only full passes from then on.
+        for _ in 0..MAX_MISSED_IN_A_ROW {
+            let p = mode.plan(&plan());
+            assert!(p.resident);
+            assert!(mode.record(&p, 1.0));
+            let full = mode.plan(&plan());
+            assert!(!mode.record(&full, 0.0));
+        }
+        assert!(!mode.plan(&plan()).resident);
+        // Without a job nothing is resident.
+        let mut none = PassMode::new(None);
+        let p = none.plan(&plan());
+        assert!(!none.record(&p, 0.0));
+        assert!(!none.plan(&plan()).resident);
+    }
+
+    #[test]
+    fn a_batch_is_missed_until_a_full_pass_scans_it_here() {
+        let job = 0x5e5_1de7;
+        let ids: Vec<i64> = (100..110).collect();
+        let col: Vec<u8> = (0..10).map(|i| (i % 3) as u8).collect();
+        let sum =
+            |bins: &[&[u8]], _: Option<&[f64]>| bins[0].iter().map(|&b| b as u32).sum::<u32>();
+        assert_eq!(with_batch(Some(job), &ids, None, None, sum), None);
+        let full = with_batch(Some(job), &ids, Some(&[col.as_slice()]), None, sum);
+        assert_eq!(full, Some(9));
+        assert_eq!(with_batch(Some(job), &ids, None, None, sum), Some(9));
+        // Other rows (or their order) are another batch.
+        let other: Vec<i64> = ids.iter().rev().copied().collect();
+        assert_eq!(with_batch(Some(job), &other, None, None, sum), None);
+        // Margins advance from the kept ones: the same values as from scratch.
+        let tree = CompactTree {
+            feature: vec![0, 0, 0],
+            bin: vec![0, 0, 0],
+            missing_left: vec![true, false, false],
+            left: vec![1, 0, 0],
+            right: vec![2, 0, 0],
+            value: vec![0.0, -0.5, 0.25],
+        };
+        let trees = [tree.clone(), tree];
+        let margins = |bins: &[&[u8]], m: Option<&[f64]>| (bins.len(), m.unwrap().to_vec());
+        let one = with_batch(Some(job), &ids, None, Some((0.1, &trees[..1])), margins).unwrap();
+        let two = with_batch(Some(job), &ids, None, Some((0.1, &trees[..])), margins).unwrap();
+        let scratch = with_batch(
+            None,
+            &ids,
+            Some(&[col.as_slice()]),
+            Some((0.1, &trees[..])),
+            margins,
+        )
+        .unwrap();
+        assert_eq!(one.1[0], 0.1 - 0.5);
+        assert_eq!(two, scratch);
+        assert_eq!(release_job(job), 1);
+        assert_eq!(with_batch(Some(job), &ids, None, None, sum), None);
+        release_job(job);
+    }
 }

@@ -39,7 +39,7 @@
 //! while let Some(plan) = t.next_pass().unwrap() {
 //!     // What one executor partition computes (here: all rows in one partition).
 //!     let mut acc = LevelHistogramsAccumulator::new(plan);
-//!     acc.update_rows(&y, &(0..200).collect::<Vec<i64>>(), &[binned.column(0)]);
+//!     acc.update_rows(&y, &(0..200).collect::<Vec<i64>>(), Some(&[binned.column(0)]));
 //!     t.absorb(acc.sums()).unwrap();
 //! }
 //! let model = t.finish().unwrap();
@@ -61,6 +61,7 @@ use super::level::{
     CompactTree, GrowingTree, Holdout, LevelHistogramsAccumulator, LevelPlan, PlanTargets,
     HOLDOUT_STREAM,
 };
+use super::resident::PassMode;
 
 /// Row and positive-label counts of the training table (one aggregate).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -286,6 +287,7 @@ impl DistributedTrainer {
                     slots,
                     eval: false,
                     job: self.job,
+                    resident: false,
                 }
             }
             Run::Gbt(g) => {
@@ -306,6 +308,7 @@ impl DistributedTrainer {
                                 slots: Vec::new(),
                                 eval: true,
                                 job: self.job,
+                                resident: false,
                             };
                             self.last = Some(plan.clone());
                             return Ok(Some(plan));
@@ -332,6 +335,7 @@ impl DistributedTrainer {
                     slots,
                     eval,
                     job: self.job,
+                    resident: false,
                 }
             }
         };
@@ -436,7 +440,9 @@ impl DistributedTrainer {
 /// (row ids `0..n`) with every pass computed by `parts` contiguous row
 /// partitions in this process, merged by addition as the executors'
 /// partial states are. A reference for tests and examples; `job` names the
-/// fit for executor-resident margins ([`super::resident`]) and
+/// fit for executor-resident bins and margins ([`super::resident`]: after
+/// the first pass, passes are resident, and run again in full when they
+/// miss) and
 /// `before_pass(k)` runs before pass `k` (0-based).
 pub fn fit_partitioned(
     spec: &ModelSpec,
@@ -471,22 +477,31 @@ pub fn fit_partitioned(
         t.set_job(job);
     }
     let chunk = y.len().div_ceil(parts.max(1)).max(1);
+    let mut mode = PassMode::new(job);
     let mut pass = 0;
     while let Some(plan) = t.next_pass()? {
         before_pass(pass);
         pass += 1;
-        let mut total = vec![0.0; plan.result_len()];
-        for start in (0..y.len()).step_by(chunk) {
-            let end = (start + chunk).min(y.len());
-            let mut acc = LevelHistogramsAccumulator::new(plan.clone());
-            let cols: Vec<&[u8]> = (0..x.n_features())
-                .map(|j| &binned.column(j)[start..end])
-                .collect();
-            acc.update_rows(&y[start..end], &ids[start..end], &cols);
-            for (a, b) in total.iter_mut().zip(acc.sums()) {
-                *a += b;
+        let total = loop {
+            let p = mode.plan(&plan);
+            let mut total = vec![0.0; p.state_len()];
+            for start in (0..y.len()).step_by(chunk) {
+                let end = (start + chunk).min(y.len());
+                let mut acc = LevelHistogramsAccumulator::new(p.clone());
+                let cols: Vec<&[u8]> = (0..x.n_features())
+                    .map(|j| &binned.column(j)[start..end])
+                    .collect();
+                let scanned = (!p.resident).then_some(cols.as_slice());
+                acc.update_rows(&y[start..end], &ids[start..end], scanned);
+                for (a, b) in total.iter_mut().zip(acc.sums()) {
+                    *a += b;
+                }
             }
-        }
+            let (total, missed) = p.take_missed(total)?;
+            if !mode.record(&p, missed) {
+                break total;
+            }
+        };
         t.absorb(&total)?;
     }
     t.finish()
