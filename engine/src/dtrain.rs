@@ -382,18 +382,8 @@ pub async fn train_distributed(
     // id (released below in this process; executors drop them after a TTL).
     let job = uuid::Uuid::new_v4().as_u64_pair().0;
     trainer.set_job(job);
-    let mode = PassMode::new(Some(job));
     let binned = in_scan_batches(binned);
-    let fit = run_passes(
-        &binned,
-        &bin_cols,
-        trainer,
-        mode,
-        budget,
-        retry,
-        &mut retries,
-    )
-    .await;
+    let fit = run_passes(&binned, &bin_cols, trainer, budget, retry, &mut retries).await;
     release_job(job);
     let (model, passes) = fit?;
     Ok(DistributedFit {
@@ -430,19 +420,20 @@ fn in_scan_batches(df: DataFrame) -> DataFrame {
     DataFrame::new(state, plan)
 }
 
-/// Runs every pass of `trainer` over the binned table: resident scans when
-/// `mode` allows (a pass that misses batches runs again in full).
+/// Runs every pass of `trainer` over the binned table: resident scans once
+/// its job's executors hold the batches (a pass that misses batches runs
+/// again in full, [`PassMode`]).
 async fn run_passes(
     binned: &DataFrame,
     bin_cols: &[String],
     mut trainer: DistributedTrainer,
-    mut mode: PassMode,
     budget: usize,
     retry: &RetrySettings,
     retries: &mut Vec<Retry>,
 ) -> Result<(TrainedModel, Vec<PassTiming>)> {
     let level = udaf(LevelHistogramsFunc::new());
     let mut passes = Vec::new();
+    let mut mode = PassMode::default();
     while let Some(plan) = trainer.next_pass()? {
         let t = Instant::now();
         let (mut queries, mut plan_bytes, mut missed_rows) = (0, 0, 0u64);

@@ -175,46 +175,41 @@ pub(crate) fn with_batch<T>(
         margins: None,
         used: Instant::now(),
     });
-    if entry.bins.is_none() && key.is_some() {
+    // Copy the scanned bins only where a later pass can find them.
+    if entry.bins.is_none() && key.is_some() && budget_bytes() > 0 {
         entry.bins = scanned.map(|cols| cols.iter().map(|c| c.to_vec()).collect());
     }
-    let kept: Option<Vec<&[u8]>> = entry
-        .bins
-        .as_ref()
-        .map(|cols| cols.iter().map(Vec::as_slice).collect());
-    let bins = match scanned {
-        Some(b) => Some(b),
-        None => kept.as_deref(),
-    };
-    let out = bins.map(|bins| {
-        let margins = boosting.map(|(init, trees)| {
-            let mut m = entry
-                .margins
-                .take()
-                .filter(|m| m.init_bits == init.to_bits() && m.trees <= trees.len())
-                .unwrap_or(Margins {
-                    values: vec![init; n],
-                    trees: 0,
-                    init_bits: init.to_bits(),
-                });
-            for t in &trees[m.trees..] {
-                for (i, v) in m.values.iter_mut().enumerate() {
-                    *v += t.value[t.leaf_of(bins, i)];
+    let out = {
+        let kept: Option<Vec<&[u8]>> = match scanned {
+            Some(_) => None,
+            None => entry
+                .bins
+                .as_ref()
+                .map(|cols| cols.iter().map(Vec::as_slice).collect()),
+        };
+        scanned.or(kept.as_deref()).map(|bins| {
+            if let Some((init, trees)) = boosting {
+                let mut m = entry
+                    .margins
+                    .take()
+                    .filter(|m| m.init_bits == init.to_bits() && m.trees <= trees.len())
+                    .unwrap_or(Margins {
+                        values: vec![init; n],
+                        trees: 0,
+                        init_bits: init.to_bits(),
+                    });
+                for t in &trees[m.trees..] {
+                    for (i, v) in m.values.iter_mut().enumerate() {
+                        *v += t.value[t.leaf_of(bins, i)];
+                    }
                 }
+                m.trees = trees.len();
+                entry.margins = Some(m);
             }
-            m.trees = trees.len();
-            m
-        });
-        let out = f(bins, margins.as_ref().map(|m| m.values.as_slice()));
-        (out, margins)
-    });
-    drop(kept);
-    let out = out.map(|(out, margins)| {
-        if margins.is_some() {
-            entry.margins = margins;
-        }
-        out
-    });
+            let margins = boosting.and(entry.margins.as_ref());
+            f(bins, margins.map(|m| m.values.as_slice()))
+        })
+    };
     if let Some(key) = key {
         if entry.bins.is_some() || entry.margins.is_some() {
             entry.used = Instant::now();
@@ -228,30 +223,23 @@ pub(crate) fn with_batch<T>(
 /// passes (the executors do not keep its batches: cache off or too small).
 const MAX_MISSED_IN_A_ROW: usize = 4;
 
-/// The driver's side of a job's passes: whether the next one can be
-/// resident, and whether a pass must run again as a full pass.
-#[derive(Debug, Clone)]
+/// The driver's side of a fit's passes: whether the next one can be
+/// resident, and whether a pass must run again as a full pass. Only plans
+/// of a named job ([`LevelPlan::job`]) are ever resident.
+#[derive(Debug, Clone, Default)]
 pub struct PassMode {
-    job: bool,
-    full_passes: usize,
+    /// A full pass has run since the start or the last miss: the executors
+    /// hold what it scanned.
+    filled: bool,
     missed_in_a_row: usize,
 }
 
 impl PassMode {
-    /// The mode of a fit named `job` (none: every pass is full).
-    pub fn new(job: Option<u64>) -> Self {
-        Self {
-            job: job.is_some(),
-            full_passes: 0,
-            missed_in_a_row: 0,
-        }
-    }
-
     /// `plan` as the next pass runs it: resident once a full pass has
     /// filled the executors, unless passes keep missing.
     pub fn plan(&self, plan: &LevelPlan) -> LevelPlan {
         let mut p = plan.clone();
-        p.resident = self.job && self.full_passes > 0 && self.missed_in_a_row < MAX_MISSED_IN_A_ROW;
+        p.resident = p.job.is_some() && self.filled && self.missed_in_a_row < MAX_MISSED_IN_A_ROW;
         p
     }
 
@@ -259,12 +247,12 @@ impl PassMode {
     /// when it must run again as a full pass ([`Self::plan`] then says so).
     pub fn record(&mut self, plan: &LevelPlan, missed: f64) -> bool {
         if !plan.resident {
-            self.full_passes += 1;
+            self.filled = true;
             return false;
         }
         if missed > 0.0 {
             self.missed_in_a_row += 1;
-            self.full_passes = 0;
+            self.filled = false;
             return true;
         }
         self.missed_in_a_row = 0;
@@ -317,7 +305,7 @@ mod tests {
 
     #[test]
     fn passes_turn_resident_after_a_full_one_and_back_on_misses() {
-        let mut mode = PassMode::new(Some(7));
+        let mut mode = PassMode::default();
         let p = mode.plan(&plan());
         assert!(!p.resident, "the first pass scans the bins");
         assert!(!mode.record(&p, 0.0));
@@ -343,10 +331,14 @@ mod tests {
         }
         assert!(!mode.plan(&plan()).resident);
         // Without a job nothing is resident.
-        let mut none = PassMode::new(None);
-        let p = none.plan(&plan());
+        let unnamed = LevelPlan {
+            job: None,
+            ..plan()
+        };
+        let mut none = PassMode::default();
+        let p = none.plan(&unnamed);
         assert!(!none.record(&p, 0.0));
-        assert!(!none.plan(&plan()).resident);
+        assert!(!none.plan(&unnamed).resident);
     }
 
     #[test]

@@ -477,7 +477,7 @@ pub fn fit_partitioned(
         t.set_job(job);
     }
     let chunk = y.len().div_ceil(parts.max(1)).max(1);
-    let mut mode = PassMode::new(job);
+    let mut mode = PassMode::default();
     let mut pass = 0;
     while let Some(plan) = t.next_pass()? {
         before_pass(pass);
