@@ -11,6 +11,9 @@
 //! 3. **binned table**: `row_id`, `label` (`u8`) and `sluice_bin(f_j, ...)`
 //!    per feature, written once (Parquet at [`DistributedOptions::binned_url`]
 //!    for a cluster, cached in memory otherwise) and scanned by every pass;
+//!    or, with [`DistributedOptions::bin_in_pass`], not written at all: the
+//!    passes that scan bins compute them from the source as they read it
+//!    (the executors keep them, so later passes read only label and row id);
 //! 4. **holdout** (GBT with `validationFraction`): per class, the `n_out`-th
 //!    smallest `sluice_row_hash` (`ORDER BY ... LIMIT`);
 //! 5. **passes**: one `SELECT sluice_level_histograms(plan, label, row_id,
@@ -76,6 +79,17 @@ pub struct DistributedOptions {
     /// in the session's memory (embedded sessions only: a Ballista client
     /// would pull it to the driver).
     pub binned_url: Option<String>,
+    /// Write no binned table: a pass that needs bins computes them from
+    /// the source rows as it scans them (`binned_url` is then unused). The
+    /// executors keep the bins of the batches they scanned, so after the
+    /// first pass only label and row id are read; a pass that misses
+    /// batches (an executor lost or restarted, the cache evicted, tasks
+    /// placed elsewhere) reads and bins them from the source again. For a
+    /// source that is cheap to scan again and scans the same rows in the
+    /// same batches every time: a Parquet table, not a plan with a sort or
+    /// a window (whose output is one partition, so one executor would hold
+    /// every row).
+    pub bin_in_pass: bool,
     /// Largest state per query, in `f64` values (default and cap:
     /// [`MAX_STATE_VALUES`]); smaller values split levels into more scans.
     pub max_state_values: Option<usize>,
@@ -115,6 +129,19 @@ pub struct PassTiming {
     pub seconds: f64,
 }
 
+/// Where the prepare step of a distributed fit spent its time, seconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct PrepareTiming {
+    /// Row count, positives and the null checks (one scan of label and row id).
+    pub stats: f64,
+    /// The distributed bin sample and the bin edges.
+    pub bin_edges: f64,
+    /// Binning every row and writing (or caching) the binned table.
+    pub binned_table: f64,
+    /// The GBT holdout thresholds (0 without a holdout).
+    pub holdout: f64,
+}
+
 /// A distributed fit: the model and where the time went.
 #[derive(Debug, Clone)]
 pub struct DistributedFit {
@@ -124,6 +151,8 @@ pub struct DistributedFit {
     pub rows: u64,
     /// Seconds for stats, bin edges, the binned table and the holdout.
     pub prepare_seconds: f64,
+    /// The same, step by step.
+    pub prepare: PrepareTiming,
     /// One entry per pass.
     pub passes: Vec<PassTiming>,
     /// Queries run again after they were lost with a cluster process
@@ -138,6 +167,7 @@ impl DistributedFit {
         crate::outputs::DistributedSummary {
             rows: self.rows,
             prepare_seconds: self.prepare_seconds,
+            prepare: self.prepare,
             passes: self.passes.len(),
             pass_seconds_total: total,
             pass_seconds_mean: total / self.passes.len().max(1) as f64,
@@ -220,6 +250,13 @@ pub async fn train_distributed(
     }
 
     // 1. Stats.
+    let mut prepare = PrepareTiming::default();
+    let mut step = Instant::now();
+    let mut lap = || {
+        std::mem::replace(&mut step, Instant::now())
+            .elapsed()
+            .as_secs_f64()
+    };
     let retry = &opts.retry;
     let mut retries = Vec::new();
     let lbl = cast(ident(label), DataType::Int64);
@@ -259,6 +296,7 @@ pub async fn train_distributed(
         rows: n as u64,
         positives: pos as u64,
     };
+    prepare.stats = lap();
 
     // 2. Bin edges from the distributed sample (as many features per query
     // as fit in one message).
@@ -298,6 +336,7 @@ pub async fn train_distributed(
         }
     }
     let edges = BinEdges { features };
+    prepare.bin_edges = lap();
 
     // 3. The binned table, written once.
     let bin = ScalarUDF::new_from_impl(BinFunc::new());
@@ -316,10 +355,12 @@ pub async fn train_distributed(
         );
     }
     let partitions = ctx.state().config().target_partitions().max(1);
-    let binned_plan = df
-        .select(cols)?
+    let binned_rows = df.select(cols)?;
+    let binned_plan = binned_rows
+        .clone()
         .repartition(Partitioning::RoundRobinBatch(partitions))?;
     let binned = match &opts.binned_url {
+        _ if opts.bin_in_pass => binned_rows,
         Some(url) => {
             // A lost attempt may have left files: each attempt writes its
             // own directory, and only the one that finished is read.
@@ -337,6 +378,7 @@ pub async fn train_distributed(
         }
         None => binned_plan.cache().await?,
     };
+    prepare.binned_table = lap();
 
     // 4. The GBT holdout thresholds.
     let holdout = match DistributedTrainer::holdout_request(spec, data) {
@@ -368,6 +410,7 @@ pub async fn train_distributed(
         }
         None => None,
     };
+    prepare.holdout = lap();
     let prepare_seconds = t0.elapsed().as_secs_f64();
     info!(
         rows = n,
@@ -390,6 +433,7 @@ pub async fn train_distributed(
         model,
         rows: n as u64,
         prepare_seconds,
+        prepare,
         passes,
         retries: retries.iter().map(ToString::to_string).collect(),
     })

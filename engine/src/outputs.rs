@@ -172,6 +172,9 @@ pub struct DistributedSummary {
     pub rows: u64,
     /// Seconds for stats, bin edges, the binned table and the holdout.
     pub prepare_seconds: f64,
+    /// The same, step by step.
+    #[serde(default)]
+    pub prepare: crate::dtrain::PrepareTiming,
     /// Aggregate passes over the binned table.
     pub passes: usize,
     /// Seconds in all passes.

@@ -373,9 +373,15 @@ async fn cluster_distributed_training_equals_embedded() {
         // The forest also runs with a small state budget on the cluster:
         // its deeper levels are split into several scans and joined.
         let budget = (name == "rf").then_some(60_000);
+        // Both ways of binning run on both engines: the cluster bins in
+        // the passes (no binned table; the executors bin the Parquet rows
+        // they scan) for all but one spec, the embedded engine the other
+        // way round.
+        let in_pass_on_cluster = name != "gbt-subsample-early-stopping";
         let opts = |tag: &str| DistributedOptions {
             binned_url: Some(lake.table_url(&format!("binned/{name}/{tag}/"))),
             max_state_values: if tag == "cluster" { budget } else { None },
+            bin_in_pass: (tag == "cluster") == in_pass_on_cluster,
             ..DistributedOptions::default()
         };
         let embedded = train_distributed(
@@ -410,6 +416,19 @@ async fn cluster_distributed_training_equals_embedded() {
         }
         assert_same_model(&on_cluster.model, &embedded.model, &x, name);
         assert_resident(&embedded, 1.0, name);
+        // Binned in the passes, no binned table was written.
+        let (tag, fit) = if in_pass_on_cluster {
+            ("cluster", &on_cluster)
+        } else {
+            ("embedded", &embedded)
+        };
+        assert!(
+            !dir.path()
+                .join(format!("lake/binned/{name}/{tag}"))
+                .exists(),
+            "{name}: a binned table was written for a fit that bins in its passes"
+        );
+        assert!(fit.prepare.binned_table < fit.prepare_seconds);
         // On the cluster, Ballista places a stage's tasks on whichever
         // executor has a free slot: a task on an executor that never read
         // its partition misses and its pass runs in full, as often as the

@@ -13,7 +13,8 @@
 //! `SLUICE_BENCH_BASE_PORT` (22550), `SLUICE_BENCH_LOCAL` (1: also time the
 //! local trainer), `SLUICE_BENCH_EMBEDDED` (1: also time the embedded
 //! engine), `SLUICE_BENCH_TREES` (20: GBT rounds and forest trees, depth 5,
-//! the targets of issue 18). Prints a Markdown table: seconds to prepare
+//! the targets of issue 18), `SLUICE_BENCH_BINNING` (`pass`; `table,pass`
+//! measures both ways of binning, see `binnings`). Prints a Markdown table: seconds to prepare
 //! (stats, bin edges, binned table), passes, mean and median seconds per
 //! pass, total; then each setup's total against the local trainer and the
 //! 1 → 2 executor speedup of the level passes. The driver's peak RSS
@@ -82,6 +83,7 @@ async fn write_table(lake: &Lake, rows: usize, features: usize) {
 struct Row {
     setup: String,
     executors: Option<usize>,
+    bin_in_pass: bool,
     model: String,
     prepare: f64,
     passes: usize,
@@ -117,13 +119,18 @@ async fn measure(
 ) -> Vec<Row> {
     let names: Vec<String> = (0..features).map(|j| format!("f{j}")).collect();
     let mut out = Vec::new();
-    for (mname, spec) in models {
+    for (mname, spec, bin_in_pass) in models
+        .iter()
+        .flat_map(|(m, s)| binnings().into_iter().map(move |b| (m, s, b)))
+    {
+        let tag = &format!("{tag}, {}", binning_name(bin_in_pass));
         let df = ctx
             .read_parquet(lake.table_url("train/"), ParquetReadOptions::default())
             .await
             .unwrap();
         let opts = DistributedOptions {
             binned_url: Some(lake.table_url(&format!("binned/{tag}/{mname}/"))),
+            bin_in_pass,
             ..DistributedOptions::default()
         };
         let rss = reset_peak_rss();
@@ -140,6 +147,11 @@ async fn measure(
         let mut secs: Vec<f64> = fit.passes.iter().map(|p| p.seconds).collect();
         secs.sort_by(f64::total_cmp);
         eprintln!("{tag} {mname}: {total:.2} s");
+        let pt = fit.prepare;
+        eprintln!(
+            "  prepare {:.2} s: stats {:.2}, bin edges {:.2}, binned table {:.2}, holdout {:.2}",
+            fit.prepare_seconds, pt.stats, pt.bin_edges, pt.binned_table, pt.holdout
+        );
         for p in &fit.passes {
             eprintln!(
                 "  pass {:3} {:45} {:9} values {} queries {:7.3} s{}",
@@ -155,6 +167,7 @@ async fn measure(
         out.push(Row {
             setup: tag.to_string(),
             executors,
+            bin_in_pass,
             model: mname.clone(),
             prepare: fit.prepare_seconds,
             passes: secs.len(),
@@ -167,6 +180,29 @@ async fn measure(
         });
     }
     out
+}
+
+/// The ways of binning measured (`SLUICE_BENCH_BINNING`, comma-separated:
+/// `pass`, the default: bins computed in the passes that scan them, no
+/// binned table; `table`: a binned Parquet table written first).
+fn binnings() -> Vec<bool> {
+    std::env::var("SLUICE_BENCH_BINNING")
+        .unwrap_or_else(|_| "pass".into())
+        .split(',')
+        .filter_map(|s| match s.trim() {
+            "pass" => Some(true),
+            "table" => Some(false),
+            _ => None,
+        })
+        .collect()
+}
+
+fn binning_name(bin_in_pass: bool) -> &'static str {
+    if bin_in_pass {
+        "bins in pass"
+    } else {
+        "binned table"
+    }
 }
 
 fn main() {
@@ -308,16 +344,20 @@ fn main() {
                 );
             }
         }
-        for (m, _) in &models {
+        for (m, b) in models
+            .iter()
+            .flat_map(|(m, _)| binnings().into_iter().map(move |b| (m, b)))
+        {
             let passes = |n: usize| {
                 results
                     .iter()
-                    .find(|r| r.model == *m && r.executors == Some(n))
+                    .find(|r| r.model == *m && r.executors == Some(n) && r.bin_in_pass == b)
                     .map(|r| r.pass_total)
             };
             if let (Some(one), Some(two)) = (passes(1), passes(2)) {
                 println!(
-                    "{m}: level passes {one:.2} s on 1 executor, {two:.2} s on 2: {:.2}x",
+                    "{m} ({}): level passes {one:.2} s on 1 executor, {two:.2} s on 2: {:.2}x",
+                    binning_name(b),
                     one / two
                 );
             }

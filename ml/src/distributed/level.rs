@@ -37,7 +37,7 @@ use datafusion::physical_expr::expressions::Literal;
 use serde::{Deserialize, Serialize};
 
 use super::common::{dense_sums_state, f64_list_state, f64_list_type, function_struct};
-use super::resident::with_batch;
+use super::resident::{with_batch, Sampling};
 use crate::error::{MlError, Result as MlResult};
 use crate::gbt::{grad_hess, in_subsample, row_log_loss};
 use crate::histogram::{BinStats, Histogram};
@@ -530,21 +530,59 @@ impl LevelKernel {
             } => Some((*init_score, trees.as_slice())),
             PlanTargets::Forest { .. } => None,
         };
+        // A weighted forest draws each row's weight per tree once per
+        // batch (kept between passes), not once per pass.
+        let tree_ids: Vec<u64> = self.plan.trees.iter().map(|t| t.index).collect();
+        let draw = match &self.plan.targets {
+            PlanTargets::Forest {
+                seed,
+                bootstrap,
+                subsampling_rate,
+            } if *bootstrap || *subsampling_rate < 1.0 => {
+                let (seed, bootstrap, rate) = (*seed, *bootstrap, *subsampling_rate);
+                Some((
+                    hash2(seed, bootstrap as u64, rate.to_bits()),
+                    move |t: u64, r: u64| row_weight(seed, t, r, bootstrap, rate),
+                ))
+            }
+            _ => None,
+        };
+        let sampling = draw.as_ref().map(|(params, draw)| Sampling {
+            params: *params,
+            trees: &tree_ids,
+            draw,
+        });
         let (plan, cells, scratch, result_len) =
             (&self.plan, &self.cells, &mut self.scratch, self.result_len);
-        let done = with_batch(plan.job, row_id, bins, boosting, |bins, margins| {
-            let valid = |i: usize| use_row.is_none_or(|u| u[i]);
-            let (loss, held) = route(plan, scratch, label, row_id, &valid, bins, margins);
-            if plan.eval {
-                sums[result_len - 2] += loss;
-                sums[result_len - 1] += held;
-            }
-            fill(plan, cells, scratch, sums, bins);
-        });
+        let done = with_batch(
+            plan.job,
+            row_id,
+            bins,
+            boosting,
+            sampling,
+            |bins, margins, weights| {
+                let valid = |i: usize| use_row.is_none_or(|u| u[i]);
+                let kept = Kept { margins, weights };
+                let (loss, held) = route(plan, scratch, label, row_id, &valid, bins, kept);
+                if plan.eval {
+                    sums[result_len - 2] += loss;
+                    sums[result_len - 1] += held;
+                }
+                fill(plan, cells, scratch, sums, bins);
+            },
+        );
         if done.is_none() {
             sums[result_len] += label.len() as f64;
         }
     }
+}
+
+/// What a batch carries from the executor's copy besides its bins.
+struct Kept<'a> {
+    /// Boosting margins.
+    margins: Option<&'a [f64]>,
+    /// A weighted forest's row weights, per tree of the plan.
+    weights: Option<&'a [&'a [u8]]>,
 }
 
 /// Routes the rows of a batch to the slots of the nodes they sit in, with
@@ -556,7 +594,7 @@ fn route(
     row_id: &[i64],
     valid: &dyn Fn(usize) -> bool,
     bins: &[&[u8]],
-    margins: Option<&[f64]>,
+    Kept { margins, weights }: Kept,
 ) -> (f64, f64) {
     let Scratch { rows, grad, hess } = scratch;
     for v in rows.iter_mut() {
@@ -609,28 +647,19 @@ fn route(
                 }
             }
         }
-        PlanTargets::Forest {
-            seed,
-            bootstrap,
-            subsampling_rate,
-        } => {
-            let weighted = *bootstrap || *subsampling_rate < 1.0;
+        PlanTargets::Forest { .. } => {
             for i in 0..label.len() {
                 if !valid(i) {
                     continue;
                 }
                 let y = label[i].min(1) as f32;
-                let r = row_id[i] as u64;
-                for t in &plan.trees {
+                for (k, t) in plan.trees.iter().enumerate() {
                     let s = t.slot[t.shape.leaf_of(bins, i)];
                     if s < 0 {
                         continue;
                     }
-                    let w = if weighted {
-                        row_weight(*seed, t.index, r, *bootstrap, *subsampling_rate)
-                    } else {
-                        1
-                    };
+                    // `weights` is set for a weighted forest (in plan order).
+                    let w = weights.map_or(1, |w| w[k][i]);
                     if w == 0 {
                         continue;
                     }

@@ -41,6 +41,23 @@ struct Margins {
     init_bits: u64,
 }
 
+/// A forest's per-row sample weights of a batch, per tree, drawn under the
+/// sampling parameters fingerprinted by `params`.
+#[derive(Debug)]
+struct TreeWeights {
+    params: u64,
+    per_tree: HashMap<u64, Vec<u8>>,
+}
+
+/// How a forest weighs rows (bootstrap or subsampling): `params`
+/// fingerprints the sampling parameters, `draw(tree, row_id)` is a row's
+/// weight in a tree, `trees` the trees of the pass.
+pub(crate) struct Sampling<'a> {
+    pub params: u64,
+    pub trees: &'a [u64],
+    pub draw: &'a dyn Fn(u64, u64) -> u8,
+}
+
 /// What is kept of one batch.
 #[derive(Debug)]
 struct Entry {
@@ -49,6 +66,8 @@ struct Entry {
     bins: Option<Vec<Vec<u8>>>,
     /// The boosting margins.
     margins: Option<Margins>,
+    /// The forest's sample weights of the trees still growing.
+    weights: Option<TreeWeights>,
     used: Instant,
 }
 
@@ -56,6 +75,10 @@ impl Entry {
     fn bytes(&self) -> usize {
         self.bins.as_ref().map_or(0, |b| b.len() * self.rows)
             + self.margins.as_ref().map_or(0, |m| m.values.len() * 8)
+            + self
+                .weights
+                .as_ref()
+                .map_or(0, |w| w.per_tree.len() * self.rows)
     }
 }
 
@@ -148,7 +171,9 @@ fn put(key: (u64, u64), e: Entry) {
 
 /// Runs `f` on a batch of rows `row_id`: its bin columns and, with
 /// `boosting` = (`init`, finished trees), its margins (`init` plus the leaf
-/// values of the trees, added tree by tree in order).
+/// values of the trees, added tree by tree in order), or with `sampling`
+/// the rows' weights in each of its trees (drawn once per tree and batch,
+/// in the order of `sampling.trees`).
 ///
 /// The bins are `scanned` (a full pass) or, in a resident pass (`None`),
 /// this executor's copy; without one the batch is missed and `f` does not
@@ -160,7 +185,8 @@ pub(crate) fn with_batch<T>(
     row_id: &[i64],
     scanned: Option<&[&[u8]]>,
     boosting: Option<(f64, &[CompactTree])>,
-    f: impl FnOnce(&[&[u8]], Option<&[f64]>) -> T,
+    sampling: Option<Sampling>,
+    f: impl FnOnce(&[&[u8]], Option<&[f64]>, Option<&[&[u8]]>) -> T,
 ) -> Option<T> {
     let n = row_id.len();
     let key = job.map(|j| (j, fingerprint(row_id)));
@@ -173,6 +199,7 @@ pub(crate) fn with_batch<T>(
         rows: n,
         bins: None,
         margins: None,
+        weights: None,
         used: Instant::now(),
     });
     // Copy the scanned bins only where a later pass can find them.
@@ -207,11 +234,36 @@ pub(crate) fn with_batch<T>(
                 entry.margins = Some(m);
             }
             let margins = boosting.and(entry.margins.as_ref());
-            f(bins, margins.map(|m| m.values.as_slice()))
+            let weights = sampling.map(|s| {
+                let w = entry.weights.get_or_insert_with(|| TreeWeights {
+                    params: s.params,
+                    per_tree: HashMap::new(),
+                });
+                if w.params != s.params {
+                    w.params = s.params;
+                    w.per_tree.clear();
+                }
+                // Finished trees' weights are not needed again.
+                w.per_tree.retain(|t, _| s.trees.contains(t));
+                for &t in s.trees {
+                    w.per_tree
+                        .entry(t)
+                        .or_insert_with(|| row_id.iter().map(|&r| (s.draw)(t, r as u64)).collect());
+                }
+                s.trees
+                    .iter()
+                    .map(|t| w.per_tree[t].as_slice())
+                    .collect::<Vec<&[u8]>>()
+            });
+            f(
+                bins,
+                margins.map(|m| m.values.as_slice()),
+                weights.as_deref(),
+            )
         })
     };
     if let Some(key) = key {
-        if entry.bins.is_some() || entry.margins.is_some() {
+        if entry.bins.is_some() || entry.margins.is_some() || entry.weights.is_some() {
             entry.used = Instant::now();
             put(key, entry);
         }
@@ -346,15 +398,16 @@ mod tests {
         let job = 0x5e5_1de7;
         let ids: Vec<i64> = (100..110).collect();
         let col: Vec<u8> = (0..10).map(|i| (i % 3) as u8).collect();
-        let sum =
-            |bins: &[&[u8]], _: Option<&[f64]>| bins[0].iter().map(|&b| b as u32).sum::<u32>();
-        assert_eq!(with_batch(Some(job), &ids, None, None, sum), None);
-        let full = with_batch(Some(job), &ids, Some(&[col.as_slice()]), None, sum);
+        let sum = |bins: &[&[u8]], _: Option<&[f64]>, _: Option<&[&[u8]]>| {
+            bins[0].iter().map(|&b| b as u32).sum::<u32>()
+        };
+        assert_eq!(with_batch(Some(job), &ids, None, None, None, sum), None);
+        let full = with_batch(Some(job), &ids, Some(&[col.as_slice()]), None, None, sum);
         assert_eq!(full, Some(9));
-        assert_eq!(with_batch(Some(job), &ids, None, None, sum), Some(9));
+        assert_eq!(with_batch(Some(job), &ids, None, None, None, sum), Some(9));
         // Other rows (or their order) are another batch.
         let other: Vec<i64> = ids.iter().rev().copied().collect();
-        assert_eq!(with_batch(Some(job), &other, None, None, sum), None);
+        assert_eq!(with_batch(Some(job), &other, None, None, None, sum), None);
         // Margins advance from the kept ones: the same values as from scratch.
         let tree = CompactTree {
             feature: vec![0, 0, 0],
@@ -365,21 +418,95 @@ mod tests {
             value: vec![0.0, -0.5, 0.25],
         };
         let trees = [tree.clone(), tree];
-        let margins = |bins: &[&[u8]], m: Option<&[f64]>| (bins.len(), m.unwrap().to_vec());
-        let one = with_batch(Some(job), &ids, None, Some((0.1, &trees[..1])), margins).unwrap();
-        let two = with_batch(Some(job), &ids, None, Some((0.1, &trees[..])), margins).unwrap();
+        let margins = |bins: &[&[u8]], m: Option<&[f64]>, _: Option<&[&[u8]]>| {
+            (bins.len(), m.unwrap().to_vec())
+        };
+        let one = with_batch(
+            Some(job),
+            &ids,
+            None,
+            Some((0.1, &trees[..1])),
+            None,
+            margins,
+        )
+        .unwrap();
+        let two = with_batch(
+            Some(job),
+            &ids,
+            None,
+            Some((0.1, &trees[..])),
+            None,
+            margins,
+        )
+        .unwrap();
         let scratch = with_batch(
             None,
             &ids,
             Some(&[col.as_slice()]),
             Some((0.1, &trees[..])),
+            None,
             margins,
         )
         .unwrap();
         assert_eq!(one.1[0], 0.1 - 0.5);
         assert_eq!(two, scratch);
         assert_eq!(release_job(job), 1);
-        assert_eq!(with_batch(Some(job), &ids, None, None, sum), None);
+        assert_eq!(with_batch(Some(job), &ids, None, None, None, sum), None);
+        release_job(job);
+    }
+
+    #[test]
+    fn forest_weights_are_drawn_once_per_tree_and_batch() {
+        use std::sync::atomic::AtomicUsize;
+        let job = 0xf0_7e57;
+        let ids: Vec<i64> = (0..50).collect();
+        let col = vec![1u8; 50];
+        let draws = AtomicUsize::new(0);
+        let draw = |t: u64, r: u64| {
+            draws.fetch_add(1, Ordering::Relaxed);
+            crate::sampling::row_weight(3, t, r, true, 1.0)
+        };
+        let weights = |_: &[&[u8]], _: Option<&[f64]>, w: Option<&[&[u8]]>| {
+            w.unwrap().iter().map(|c| c.to_vec()).collect::<Vec<_>>()
+        };
+        let sampling = |trees| Sampling {
+            params: 9,
+            trees,
+            draw: &draw,
+        };
+        let full = with_batch(
+            Some(job),
+            &ids,
+            Some(&[col.as_slice()]),
+            None,
+            Some(sampling(&[0, 1, 2])),
+            weights,
+        )
+        .unwrap();
+        assert_eq!(draws.load(Ordering::Relaxed), 150);
+        // Tree 1 finished: the kept weights of trees 0 and 2, in plan order.
+        let later = with_batch(
+            Some(job),
+            &ids,
+            None,
+            None,
+            Some(sampling(&[2, 0])),
+            weights,
+        )
+        .unwrap();
+        assert_eq!(draws.load(Ordering::Relaxed), 150);
+        assert_eq!(later, vec![full[2].clone(), full[0].clone()]);
+        let expected: Vec<u8> = (0..50)
+            .map(|r| crate::sampling::row_weight(3, 2, r, true, 1.0))
+            .collect();
+        assert_eq!(later[0], expected);
+        // Other sampling parameters draw again.
+        let other = Sampling {
+            params: 10,
+            ..sampling(&[2])
+        };
+        with_batch(Some(job), &ids, None, None, Some(other), weights).unwrap();
+        assert_eq!(draws.load(Ordering::Relaxed), 200);
         release_job(job);
     }
 }
