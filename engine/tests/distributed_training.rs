@@ -429,17 +429,10 @@ async fn cluster_distributed_training_equals_embedded() {
             "{name}: a binned table was written for a fit that bins in its passes"
         );
         assert!(fit.prepare.binned_table < fit.prepare_seconds);
-        // On the cluster, Ballista places a stage's tasks on whichever
-        // executor has a free slot: a task on an executor that never read
-        // its partition misses and its pass runs in full, as often as the
-        // placement repeats (all 5 later passes of the forest in one run),
-        // so no share is asserted here; the model above is the same either
-        // way, and the bench prints the share at scale.
-        let resident = on_cluster.passes.iter().filter(|p| p.resident).count();
-        println!(
-            "cluster {name}: {resident} of {} passes resident",
-            on_cluster.passes.len()
-        );
+        // The scheduler sends each partition's pass to the executor that
+        // holds its batches (training affinity): every later pass is
+        // resident on the cluster too.
+        assert_resident(&on_cluster, 1.0, name);
         let local = sluice_ml::train(&spec, &x, &y).unwrap();
         assert_same_model(&on_cluster.model, &local, &x, name);
     }

@@ -13,6 +13,7 @@
 //! once `--min-ready-executors` executors are registered) on one port, and
 //! stops on SIGTERM or Ctrl-C.
 
+pub mod affinity;
 pub mod slots;
 
 use std::net::SocketAddr;
@@ -102,6 +103,17 @@ pub struct SchedulerArgs {
     /// Task distribution over executor slots.
     #[arg(long, env = "SLUICE_SCHEDULER_TASK_DISTRIBUTION", value_enum, default_value_t = Distribution::RoundRobin)]
     pub task_distribution: Distribution,
+    /// Send each distributed-training pass's scan task for a partition to
+    /// the same executor every pass (the one holding that partition's
+    /// binned rows); other tasks follow `--task-distribution`. Push-staged
+    /// scheduling only.
+    #[arg(
+        long,
+        env = "SLUICE_SCHEDULER_TRAINING_AFFINITY",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub training_affinity: bool,
     /// Seconds after a job finishes before its shuffle files are deleted (0: never).
     #[arg(
         long,
@@ -182,7 +194,10 @@ pub async fn run(args: SchedulerArgs) -> Result<(), BallistaError> {
     );
     let memory = BallistaCluster::new_from_config(&config).await?;
     let cluster = BallistaCluster::new(
-        Arc::new(slots::SlotLedger::new(memory.cluster_state())),
+        Arc::new(slots::SlotLedger::new(
+            memory.cluster_state(),
+            args.training_affinity,
+        )),
         memory.job_state(),
     );
     tokio::select! {

@@ -24,6 +24,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Instant;
 
 use ballista_core::error::Result;
 use ballista_core::serde::protobuf::ExecutorHeartbeat;
@@ -33,6 +34,8 @@ use ballista_scheduler::cluster::{BoundTask, ClusterState, ClusterStateEventStre
 use ballista_scheduler::config::TaskDistributionPolicy;
 use ballista_scheduler::state::task_manager::JobInfoCache;
 use tokio::sync::Mutex;
+
+use crate::affinity::{TrainingAffinity, PATIENCE};
 
 /// One executor's slots as the ledger sees them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,14 +49,21 @@ struct Slots {
 pub struct SlotLedger {
     inner: Arc<dyn ClusterState>,
     slots: Mutex<HashMap<String, Slots>>,
+    /// Bind the level passes' scan tasks by partition first
+    /// ([`crate::affinity`]).
+    training_affinity: bool,
+    /// When each job with a partition waiting for its executor began to wait.
+    waiting_since: std::sync::Mutex<HashMap<JobId, Instant>>,
 }
 
 impl SlotLedger {
     /// Wraps `inner` (Ballista's in-memory cluster state).
-    pub fn new(inner: Arc<dyn ClusterState>) -> Self {
+    pub fn new(inner: Arc<dyn ClusterState>, training_affinity: bool) -> Self {
         Self {
             inner,
             slots: Mutex::new(HashMap::new()),
+            training_affinity,
+            waiting_since: std::sync::Mutex::new(HashMap::new()),
         }
     }
 }
@@ -113,10 +123,44 @@ impl ClusterState for SlotLedger {
             }
             self.inner.unbind_tasks(lost).await?;
         }
-        let bound = self
-            .inner
-            .bind_schedulable_tasks(distribution, Arc::clone(&active_jobs), executors)
-            .await?;
+        let (mut bound, mut others) = (Vec::new(), Arc::clone(&active_jobs));
+        if self.training_affinity {
+            let mut members: Vec<String> = slots.keys().cloned().collect();
+            members.sort();
+            let affinity = Arc::new(TrainingAffinity::new(members, executors.clone()));
+            bound = self
+                .inner
+                .bind_schedulable_tasks(
+                    TaskDistributionPolicy::Custom(affinity.clone()),
+                    Arc::clone(&active_jobs),
+                    executors.clone(),
+                )
+                .await?;
+            let waiting = affinity.waiting();
+            let now = Instant::now();
+            let mut since = self.waiting_since.lock().unwrap_or_else(|e| e.into_inner());
+            since.retain(|job, _| waiting.contains(job));
+            let patient: HashSet<&JobId> = waiting
+                .iter()
+                .filter(|job| {
+                    now.duration_since(*since.entry((*job).clone()).or_insert(now)) < PATIENCE
+                })
+                .collect();
+            if !patient.is_empty() {
+                others = Arc::new(
+                    active_jobs
+                        .iter()
+                        .filter(|(id, _)| !patient.contains(id))
+                        .map(|(id, job)| (id.clone(), job.clone()))
+                        .collect(),
+                );
+            }
+        }
+        bound.extend(
+            self.inner
+                .bind_schedulable_tasks(distribution, others, executors)
+                .await?,
+        );
         if !bound.is_empty() {
             let after = held_slots(&active_jobs).await;
             for (id, s) in slots.iter_mut() {
