@@ -37,7 +37,7 @@ use datafusion::physical_expr::expressions::Literal;
 use serde::{Deserialize, Serialize};
 
 use super::common::{dense_sums_state, f64_list_state, f64_list_type, function_struct};
-use super::resident::{with_batch, Sampling};
+use super::resident::{with_batch, Kept, RoundTargets, Sampling};
 use crate::error::{MlError, Result as MlResult};
 use crate::gbt::{grad_hess, in_subsample, row_log_loss};
 use crate::histogram::{BinStats, Histogram};
@@ -524,10 +524,52 @@ impl LevelKernel {
         use_row: Option<&[bool]>,
         bins: Option<&[&[u8]]>,
     ) {
+        // A boosting round's gradients (and which rows it trains on) are
+        // the same at every level: drawn once per round and batch, except
+        // in a pass that also measures the holdout's loss.
+        let round_of = |i: usize, m: f64| match &self.plan.targets {
+            PlanTargets::Gbt {
+                seed,
+                round,
+                subsampling_rate,
+                holdout,
+                ..
+            } => {
+                let y = label[i].min(1);
+                let r = row_id[i] as u64;
+                if holdout.is_some_and(|h| h.holds_out(r, y))
+                    || !in_subsample(*seed, *round, *subsampling_rate, r)
+                {
+                    (f32::NAN, f32::NAN)
+                } else {
+                    grad_hess(m, y)
+                }
+            }
+            PlanTargets::Forest { .. } => (f32::NAN, f32::NAN),
+        };
         let boosting = match &self.plan.targets {
             PlanTargets::Gbt {
-                init_score, trees, ..
-            } => Some((*init_score, trees.as_slice())),
+                init_score,
+                trees,
+                seed,
+                round,
+                subsampling_rate,
+                holdout,
+            } => {
+                let h = holdout.as_ref();
+                let key = [
+                    trees.len() as u64,
+                    *round,
+                    subsampling_rate.to_bits(),
+                    h.map_or(0, |h| h.seed),
+                    h.and_then(|h| h.threshold[0]).unwrap_or(0),
+                    h.and_then(|h| h.threshold[1]).unwrap_or(0),
+                ]
+                .iter()
+                .fold(*seed, |k, &v| hash2(k, v, 0x6772_6164));
+                let targets = (!self.plan.eval).then_some(RoundTargets { key, of: &round_of });
+                Some((*init_score, trees.as_slice(), targets))
+            }
             PlanTargets::Forest { .. } => None,
         };
         // A weighted forest draws each row's weight per tree once per
@@ -554,35 +596,19 @@ impl LevelKernel {
         });
         let (plan, cells, scratch, result_len) =
             (&self.plan, &self.cells, &mut self.scratch, self.result_len);
-        let done = with_batch(
-            plan.job,
-            row_id,
-            bins,
-            boosting,
-            sampling,
-            |bins, margins, weights| {
-                let valid = |i: usize| use_row.is_none_or(|u| u[i]);
-                let kept = Kept { margins, weights };
-                let (loss, held) = route(plan, scratch, label, row_id, &valid, bins, kept);
-                if plan.eval {
-                    sums[result_len - 2] += loss;
-                    sums[result_len - 1] += held;
-                }
-                fill(plan, cells, scratch, sums, bins);
-            },
-        );
+        let done = with_batch(plan.job, row_id, bins, boosting, sampling, |bins, kept| {
+            let valid = |i: usize| use_row.is_none_or(|u| u[i]);
+            let (loss, held) = route(plan, scratch, label, row_id, &valid, bins, kept);
+            if plan.eval {
+                sums[result_len - 2] += loss;
+                sums[result_len - 1] += held;
+            }
+            fill(plan, cells, scratch, sums, bins);
+        });
         if done.is_none() {
             sums[result_len] += label.len() as f64;
         }
     }
-}
-
-/// What a batch carries from the executor's copy besides its bins.
-struct Kept<'a> {
-    /// Boosting margins.
-    margins: Option<&'a [f64]>,
-    /// A weighted forest's row weights, per tree of the plan.
-    weights: Option<&'a [&'a [u8]]>,
 }
 
 /// Routes the rows of a batch to the slots of the nodes they sit in, with
@@ -594,7 +620,11 @@ fn route(
     row_id: &[i64],
     valid: &dyn Fn(usize) -> bool,
     bins: &[&[u8]],
-    Kept { margins, weights }: Kept,
+    Kept {
+        margins,
+        weights,
+        grads,
+    }: Kept,
 ) -> (f64, f64) {
     let Scratch { rows, grad, hess } = scratch;
     for v in rows.iter_mut() {
@@ -616,6 +646,24 @@ fn route(
             holdout,
             ..
         } => {
+            // The round's gradients, drawn once per batch.
+            if let Some((g, h)) = grads {
+                for i in 0..g.len() {
+                    if !valid(i) || g[i].is_nan() {
+                        continue;
+                    }
+                    for t in &plan.trees {
+                        let s = t.slot[t.shape.leaf_of(bins, i)];
+                        if s >= 0 {
+                            let s = s as usize;
+                            rows[s].push(i as u32);
+                            grad[s].push(g[i]);
+                            hess[s].push(h[i]);
+                        }
+                    }
+                }
+                return (loss, held);
+            }
             // Margins in the local trainer's order: init, then tree by tree
             // (kept in the executor between passes of a job).
             let margin = margins.unwrap_or_default();

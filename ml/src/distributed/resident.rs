@@ -33,12 +33,42 @@ use xxhash_rust::xxh3::Xxh3;
 
 use super::level::{CompactTree, LevelPlan};
 
-/// A batch's margins after the first `trees` finished trees of `init`.
+/// A batch's margins after the first `trees` finished trees of `init`,
+/// and the gradients and hessians of a round drawn from them.
 #[derive(Debug)]
 struct Margins {
     values: Vec<f64>,
     trees: usize,
     init_bits: u64,
+    grads: Option<Gradients>,
+}
+
+/// A round's gradients and hessians of a batch's rows (`NaN` for a row the
+/// round does not train on), under the round's fingerprint `key`.
+#[derive(Debug)]
+struct Gradients {
+    key: u64,
+    g: Vec<f32>,
+    h: Vec<f32>,
+}
+
+/// How a boosting round weighs rows: `key` fingerprints the round (its
+/// trees, sampling and holdout), `of(i, margin)` is row `i`'s gradient and
+/// hessian, `NaN` when the round does not train on it.
+pub(crate) struct RoundTargets<'a> {
+    pub key: u64,
+    pub of: &'a dyn Fn(usize, f64) -> (f32, f32),
+}
+
+/// What `with_batch` hands its function besides the bins.
+#[derive(Default)]
+pub(crate) struct Kept<'a> {
+    /// Boosting margins.
+    pub margins: Option<&'a [f64]>,
+    /// A weighted forest's row weights, per tree of the plan.
+    pub weights: Option<&'a [&'a [u8]]>,
+    /// A boosting round's gradients and hessians.
+    pub grads: Option<(&'a [f32], &'a [f32])>,
 }
 
 /// A forest's per-row sample weights of a batch, per tree, drawn under the
@@ -74,7 +104,9 @@ struct Entry {
 impl Entry {
     fn bytes(&self) -> usize {
         self.bins.as_ref().map_or(0, |b| b.len() * self.rows)
-            + self.margins.as_ref().map_or(0, |m| m.values.len() * 8)
+            + self.margins.as_ref().map_or(0, |m| {
+                m.values.len() * 8 + m.grads.as_ref().map_or(0, |g| g.g.len() * 8)
+            })
             + self
                 .weights
                 .as_ref()
@@ -184,9 +216,9 @@ pub(crate) fn with_batch<T>(
     job: Option<u64>,
     row_id: &[i64],
     scanned: Option<&[&[u8]]>,
-    boosting: Option<(f64, &[CompactTree])>,
+    boosting: Option<(f64, &[CompactTree], Option<RoundTargets>)>,
     sampling: Option<Sampling>,
-    f: impl FnOnce(&[&[u8]], Option<&[f64]>, Option<&[&[u8]]>) -> T,
+    f: impl FnOnce(&[&[u8]], Kept) -> T,
 ) -> Option<T> {
     let n = row_id.len();
     let key = job.map(|j| (j, fingerprint(row_id)));
@@ -215,7 +247,8 @@ pub(crate) fn with_batch<T>(
                 .map(|cols| cols.iter().map(Vec::as_slice).collect()),
         };
         scanned.or(kept.as_deref()).map(|bins| {
-            if let Some((init, trees)) = boosting {
+            let (boosting_on, mut round) = (boosting.is_some(), false);
+            if let Some((init, trees, targets)) = boosting {
                 let mut m = entry
                     .margins
                     .take()
@@ -224,6 +257,7 @@ pub(crate) fn with_batch<T>(
                         values: vec![init; n],
                         trees: 0,
                         init_bits: init.to_bits(),
+                        grads: None,
                     });
                 for t in &trees[m.trees..] {
                     for (i, v) in m.values.iter_mut().enumerate() {
@@ -231,9 +265,25 @@ pub(crate) fn with_batch<T>(
                     }
                 }
                 m.trees = trees.len();
+                if let Some(t) = targets {
+                    if m.grads.as_ref().is_none_or(|g| g.key != t.key) {
+                        let (g, h) = m
+                            .values
+                            .iter()
+                            .enumerate()
+                            .map(|(i, &v)| (t.of)(i, v))
+                            .unzip();
+                        m.grads = Some(Gradients { key: t.key, g, h });
+                    }
+                    round = true;
+                }
                 entry.margins = Some(m);
             }
-            let margins = boosting.and(entry.margins.as_ref());
+            let margins = entry.margins.as_ref().filter(|_| boosting_on);
+            let grads = margins
+                .filter(|_| round)
+                .and_then(|m| m.grads.as_ref())
+                .map(|g| (g.g.as_slice(), g.h.as_slice()));
             let weights = sampling.map(|s| {
                 let w = entry.weights.get_or_insert_with(|| TreeWeights {
                     params: s.params,
@@ -255,11 +305,12 @@ pub(crate) fn with_batch<T>(
                     .map(|t| w.per_tree[t].as_slice())
                     .collect::<Vec<&[u8]>>()
             });
-            f(
-                bins,
-                margins.map(|m| m.values.as_slice()),
-                weights.as_deref(),
-            )
+            let kept = Kept {
+                margins: margins.map(|m| m.values.as_slice()),
+                weights: weights.as_deref(),
+                grads,
+            };
+            f(bins, kept)
         })
     };
     if let Some(key) = key {
@@ -398,9 +449,7 @@ mod tests {
         let job = 0x5e5_1de7;
         let ids: Vec<i64> = (100..110).collect();
         let col: Vec<u8> = (0..10).map(|i| (i % 3) as u8).collect();
-        let sum = |bins: &[&[u8]], _: Option<&[f64]>, _: Option<&[&[u8]]>| {
-            bins[0].iter().map(|&b| b as u32).sum::<u32>()
-        };
+        let sum = |bins: &[&[u8]], _: Kept| bins[0].iter().map(|&b| b as u32).sum::<u32>();
         assert_eq!(with_batch(Some(job), &ids, None, None, None, sum), None);
         let full = with_batch(Some(job), &ids, Some(&[col.as_slice()]), None, None, sum);
         assert_eq!(full, Some(9));
@@ -418,14 +467,12 @@ mod tests {
             value: vec![0.0, -0.5, 0.25],
         };
         let trees = [tree.clone(), tree];
-        let margins = |bins: &[&[u8]], m: Option<&[f64]>, _: Option<&[&[u8]]>| {
-            (bins.len(), m.unwrap().to_vec())
-        };
+        let margins = |bins: &[&[u8]], k: Kept| (bins.len(), k.margins.unwrap().to_vec());
         let one = with_batch(
             Some(job),
             &ids,
             None,
-            Some((0.1, &trees[..1])),
+            Some((0.1, &trees[..1], None)),
             None,
             margins,
         )
@@ -434,7 +481,7 @@ mod tests {
             Some(job),
             &ids,
             None,
-            Some((0.1, &trees[..])),
+            Some((0.1, &trees[..], None)),
             None,
             margins,
         )
@@ -443,7 +490,7 @@ mod tests {
             None,
             &ids,
             Some(&[col.as_slice()]),
-            Some((0.1, &trees[..])),
+            Some((0.1, &trees[..], None)),
             None,
             margins,
         )
@@ -466,8 +513,12 @@ mod tests {
             draws.fetch_add(1, Ordering::Relaxed);
             crate::sampling::row_weight(3, t, r, true, 1.0)
         };
-        let weights = |_: &[&[u8]], _: Option<&[f64]>, w: Option<&[&[u8]]>| {
-            w.unwrap().iter().map(|c| c.to_vec()).collect::<Vec<_>>()
+        let weights = |_: &[&[u8]], k: Kept| {
+            k.weights
+                .unwrap()
+                .iter()
+                .map(|c| c.to_vec())
+                .collect::<Vec<_>>()
         };
         let sampling = |trees| Sampling {
             params: 9,
@@ -507,6 +558,47 @@ mod tests {
         };
         with_batch(Some(job), &ids, None, None, Some(other), weights).unwrap();
         assert_eq!(draws.load(Ordering::Relaxed), 200);
+        release_job(job);
+    }
+
+    #[test]
+    fn a_rounds_gradients_are_drawn_once_per_batch() {
+        use std::sync::atomic::AtomicUsize;
+        let job = 0x9_7ad5;
+        let ids: Vec<i64> = (0..20).collect();
+        let col = vec![1u8; 20];
+        let calls = AtomicUsize::new(0);
+        let of = |i: usize, m: f64| {
+            calls.fetch_add(1, Ordering::Relaxed);
+            if i.is_multiple_of(4) {
+                (f32::NAN, f32::NAN)
+            } else {
+                crate::gbt::grad_hess(m, (i % 2) as u8)
+            }
+        };
+        let grads = |_: &[&[u8]], k: Kept| {
+            let (g, h) = k.grads.unwrap();
+            (g.to_vec(), h.to_vec())
+        };
+        let round = |key| Some((0.3, &[][..], Some(RoundTargets { key, of: &of })));
+        let first = with_batch(
+            Some(job),
+            &ids,
+            Some(&[col.as_slice()]),
+            round(1),
+            None,
+            grads,
+        );
+        let again = with_batch(Some(job), &ids, None, round(1), None, grads);
+        assert_eq!(calls.load(Ordering::Relaxed), 20);
+        let (g, h) = again.unwrap();
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&first.unwrap().1), bits(&h));
+        assert!(g[0].is_nan() && !g[1].is_nan());
+        assert_eq!((g[1], h[1]), crate::gbt::grad_hess(0.3, 1));
+        // Another round draws again.
+        with_batch(Some(job), &ids, None, round(2), None, grads).unwrap();
+        assert_eq!(calls.load(Ordering::Relaxed), 40);
         release_job(job);
     }
 }
