@@ -21,10 +21,15 @@ function_struct!(
 
 /// The kernel: bins of `values` under `bins` (null → 0).
 pub fn bin_array(values: &Float64Array, bins: &FeatureBins) -> UInt8Array {
-    values
-        .iter()
-        .map(|v| Some(v.map_or(0, |v| bins.bin(v))))
-        .collect()
+    // Over the raw values (a null slot holds some value), then nulls to 0:
+    // no per-value `Option` and no validity buffer to build.
+    let mut out: Vec<u8> = values.values().iter().map(|&v| bins.bin(v)).collect();
+    if let Some(nulls) = values.nulls() {
+        for i in (0..out.len()).filter(|&i| nulls.is_null(i)) {
+            out[i] = 0;
+        }
+    }
+    UInt8Array::from(out)
 }
 
 /// The literal list argument of `sluice_bin` for these edges.
