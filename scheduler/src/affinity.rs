@@ -29,7 +29,8 @@ use ballista_core::JobId;
 use ballista_scheduler::cluster::{BoundTask, DistributionPolicy};
 use ballista_scheduler::state::execution_graph::{create_task_info, TaskDescription};
 use ballista_scheduler::state::task_manager::JobInfoCache;
-use datafusion::physical_plan::{displayable, ExecutionPlan};
+use datafusion::physical_plan::aggregates::AggregateExec;
+use datafusion::physical_plan::ExecutionPlan;
 
 /// How long a job's pass waits for the executors holding its partitions
 /// before any free executor may take them (an owner busy with another
@@ -51,13 +52,13 @@ pub fn is_training_scan(plan: &Arc<dyn ExecutionPlan>) -> bool {
         node.properties().output_partitioning().partition_count() == 1
             || matches!(node.children().as_slice(), [child] if collapses(child))
     }
+    fn calls_level_pass(node: &Arc<dyn ExecutionPlan>) -> bool {
+        node.downcast_ref::<AggregateExec>()
+            .is_some_and(|a| a.aggr_expr().iter().any(|e| e.fun().name() == LEVEL_PASS))
+            || node.children().into_iter().any(calls_level_pass)
+    }
     let collapse = matches!(plan.children().as_slice(), [child] if collapses(child));
-    !collapse
-        && !reads_shuffle(plan)
-        && displayable(plan.as_ref())
-            .indent(false)
-            .to_string()
-            .contains(LEVEL_PASS)
+    !collapse && !reads_shuffle(plan) && calls_level_pass(plan)
 }
 
 /// The executor partition `p` belongs to: `p mod n` of the sorted ids.
@@ -70,8 +71,6 @@ pub fn owner(members: &[String], partition: usize) -> Option<&str> {
 pub struct TrainingAffinity {
     /// The registered executors, sorted (the ledger's).
     pub members: Vec<String>,
-    /// Executors this bind may use (Ballista's filter), `None`: all.
-    pub allowed: Option<HashSet<String>>,
     /// Jobs with a partition left waiting for its executor (out).
     pub waiting: Mutex<HashSet<JobId>>,
 }
@@ -101,26 +100,25 @@ impl DistributionPolicy for TrainingAffinity {
                 }
                 let mut wait = Vec::new();
                 for p in stage.pending.next_slice(usize::MAX) {
+                    // Ballista passes only the executors with free slots
+                    // that this bind may use.
                     let free = owner(&self.members, p).and_then(|e| {
-                        budgets.iter_mut().find(|b| {
-                            b.executor_id == e
-                                && b.vcores > 0
-                                && self.allowed.as_ref().is_none_or(|a| a.contains(e))
-                        })
+                        budgets
+                            .iter_mut()
+                            .find(|b| b.executor_id == e && b.vcores > 0)
                     });
                     let Some(budget) = free else {
                         wait.push(p);
                         continue;
                     };
                     budget.vcores -= 1;
-                    let (executor, vcores) = (budget.executor_id.as_str(), 1);
                     let task_id = stage.task_infos.len();
-                    let mut info = create_task_info(executor.to_string(), task_id);
+                    let mut info = create_task_info(budget.executor_id.clone(), task_id);
                     info.global_input_partition_ids = vec![p];
-                    info.vcores_consumed = vcores;
+                    info.vcores_consumed = 1;
                     stage.task_infos.push(info);
                     bound.push((
-                        executor.to_string(),
+                        budget.executor_id.clone(),
                         TaskDescription {
                             session_id: session_id.clone(),
                             key: TaskKey {
@@ -131,7 +129,7 @@ impl DistributionPolicy for TrainingAffinity {
                             stage_attempt_num: stage.stage_attempt_num,
                             task_attempt: stage.task_failure_numbers[p],
                             global_input_partition_ids: vec![p],
-                            vcores_consumed: vcores,
+                            vcores_consumed: 1,
                             plan: stage.plan.clone(),
                             session_config: stage.session_config.clone(),
                         },
@@ -155,11 +153,10 @@ impl DistributionPolicy for TrainingAffinity {
 }
 
 impl TrainingAffinity {
-    /// The policy for one bind over `members` (sorted), limited to `allowed`.
-    pub fn new(members: Vec<String>, allowed: Option<HashSet<String>>) -> Self {
+    /// The policy for one bind over `members` (sorted).
+    pub fn new(members: Vec<String>) -> Self {
         Self {
             members,
-            allowed,
             waiting: Mutex::new(HashSet::new()),
         }
     }

@@ -127,7 +127,7 @@ impl ClusterState for SlotLedger {
         if self.training_affinity {
             let mut members: Vec<String> = slots.keys().cloned().collect();
             members.sort();
-            let affinity = Arc::new(TrainingAffinity::new(members, executors.clone()));
+            let affinity = Arc::new(TrainingAffinity::new(members));
             bound = self
                 .inner
                 .bind_schedulable_tasks(

@@ -193,6 +193,43 @@ impl Holdout {
     }
 }
 
+/// What a boosting round does with a row.
+enum RoundRow {
+    /// Held out to measure the validation loss.
+    HeldOut,
+    /// Not in the round's subsample.
+    Skipped,
+    /// Trained on, with this gradient and hessian.
+    Train(f32, f32),
+}
+
+impl PlanTargets {
+    /// What a boosting round does with row `row_id` (label `label`, 0/1;
+    /// larger counts as 1) at margin `margin`; a forest trains on no row
+    /// this way.
+    fn round_row(&self, row_id: i64, label: u8, margin: f64) -> RoundRow {
+        let PlanTargets::Gbt {
+            seed,
+            round,
+            subsampling_rate,
+            holdout,
+            ..
+        } = self
+        else {
+            return RoundRow::Skipped;
+        };
+        let (r, y) = (row_id as u64, label.min(1));
+        if holdout.is_some_and(|h| h.holds_out(r, y)) {
+            RoundRow::HeldOut
+        } else if !in_subsample(*seed, *round, *subsampling_rate, r) {
+            RoundRow::Skipped
+        } else {
+            let (g, h) = grad_hess(margin, y);
+            RoundRow::Train(g, h)
+        }
+    }
+}
+
 /// A decoded pass result: one histogram per slot, and the validation
 /// (log-loss sum, rows) when the plan asked for it.
 pub type Decoded = (Vec<Histogram>, Option<(f64, f64)>);
@@ -527,25 +564,10 @@ impl LevelKernel {
         // A boosting round's gradients (and which rows it trains on) are
         // the same at every level: drawn once per round and batch, except
         // in a pass that also measures the holdout's loss.
-        let round_of = |i: usize, m: f64| match &self.plan.targets {
-            PlanTargets::Gbt {
-                seed,
-                round,
-                subsampling_rate,
-                holdout,
-                ..
-            } => {
-                let y = label[i].min(1);
-                let r = row_id[i] as u64;
-                if holdout.is_some_and(|h| h.holds_out(r, y))
-                    || !in_subsample(*seed, *round, *subsampling_rate, r)
-                {
-                    (f32::NAN, f32::NAN)
-                } else {
-                    grad_hess(m, y)
-                }
-            }
-            PlanTargets::Forest { .. } => (f32::NAN, f32::NAN),
+        let round_of = |i: usize, m: f64| match self.plan.targets.round_row(row_id[i], label[i], m)
+        {
+            RoundRow::Train(g, h) => (g, h),
+            RoundRow::HeldOut | RoundRow::Skipped => (f32::NAN, f32::NAN),
         };
         let boosting = match &self.plan.targets {
             PlanTargets::Gbt {
@@ -639,51 +661,31 @@ fn route(
     let mut loss = 0.0f64;
     let mut held = 0.0f64;
     match &plan.targets {
-        PlanTargets::Gbt {
-            seed,
-            round,
-            subsampling_rate,
-            holdout,
-            ..
-        } => {
-            // The round's gradients, drawn once per batch.
-            if let Some((g, h)) = grads {
-                for i in 0..g.len() {
-                    if !valid(i) || g[i].is_nan() {
-                        continue;
-                    }
-                    for t in &plan.trees {
-                        let s = t.slot[t.shape.leaf_of(bins, i)];
-                        if s >= 0 {
-                            let s = s as usize;
-                            rows[s].push(i as u32);
-                            grad[s].push(g[i]);
-                            hess[s].push(h[i]);
-                        }
-                    }
-                }
-                return (loss, held);
-            }
-            // Margins in the local trainer's order: init, then tree by tree
-            // (kept in the executor between passes of a job).
+        PlanTargets::Gbt { .. } => {
+            // The round's gradients are drawn once per batch (`grads`),
+            // except in a pass that also sums the holdout's loss; the
+            // margins are in the local trainer's order: init, then tree by
+            // tree (kept in the executor between passes of a job).
             let margin = margins.unwrap_or_default();
-            for (i, &m) in margin.iter().enumerate() {
+            for i in 0..margin.len() {
                 if !valid(i) {
                     continue;
                 }
-                let y = label[i].min(1);
-                let r = row_id[i] as u64;
-                if holdout.is_some_and(|h| h.holds_out(r, y)) {
-                    if plan.eval {
-                        loss += row_log_loss(m, y);
-                        held += 1.0;
-                    }
-                    continue;
-                }
-                if !in_subsample(*seed, *round, *subsampling_rate, r) {
-                    continue;
-                }
-                let (g, h) = grad_hess(m, y);
+                let (g, h) = match grads {
+                    Some((g, _)) if g[i].is_nan() => continue,
+                    Some((g, h)) => (g[i], h[i]),
+                    None => match plan.targets.round_row(row_id[i], label[i], margin[i]) {
+                        RoundRow::Train(g, h) => (g, h),
+                        RoundRow::Skipped => continue,
+                        RoundRow::HeldOut => {
+                            if plan.eval {
+                                loss += row_log_loss(margin[i], label[i].min(1));
+                                held += 1.0;
+                            }
+                            continue;
+                        }
+                    },
+                };
                 for t in &plan.trees {
                     let s = t.slot[t.shape.leaf_of(bins, i)];
                     if s >= 0 {

@@ -247,43 +247,44 @@ pub(crate) fn with_batch<T>(
                 .map(|cols| cols.iter().map(Vec::as_slice).collect()),
         };
         scanned.or(kept.as_deref()).map(|bins| {
-            let (boosting_on, mut round) = (boosting.is_some(), false);
-            if let Some((init, trees, targets)) = boosting {
-                let mut m = entry
-                    .margins
-                    .take()
-                    .filter(|m| m.init_bits == init.to_bits() && m.trees <= trees.len())
-                    .unwrap_or(Margins {
-                        values: vec![init; n],
-                        trees: 0,
-                        init_bits: init.to_bits(),
-                        grads: None,
-                    });
-                for t in &trees[m.trees..] {
-                    for (i, v) in m.values.iter_mut().enumerate() {
-                        *v += t.value[t.leaf_of(bins, i)];
+            let (margins, grads) = match boosting {
+                None => (None, None),
+                Some((init, trees, targets)) => {
+                    let kept = entry
+                        .margins
+                        .take()
+                        .filter(|m| m.init_bits == init.to_bits() && m.trees <= trees.len())
+                        .unwrap_or(Margins {
+                            values: vec![init; n],
+                            trees: 0,
+                            init_bits: init.to_bits(),
+                            grads: None,
+                        });
+                    let m = entry.margins.insert(kept);
+                    for t in &trees[m.trees..] {
+                        for (i, v) in m.values.iter_mut().enumerate() {
+                            *v += t.value[t.leaf_of(bins, i)];
+                        }
                     }
-                }
-                m.trees = trees.len();
-                if let Some(t) = targets {
-                    if m.grads.as_ref().is_none_or(|g| g.key != t.key) {
-                        let (g, h) = m
-                            .values
-                            .iter()
-                            .enumerate()
-                            .map(|(i, &v)| (t.of)(i, v))
-                            .unzip();
-                        m.grads = Some(Gradients { key: t.key, g, h });
+                    m.trees = trees.len();
+                    if let Some(t) = &targets {
+                        if m.grads.as_ref().is_none_or(|g| g.key != t.key) {
+                            let (g, h) = m
+                                .values
+                                .iter()
+                                .enumerate()
+                                .map(|(i, &v)| (t.of)(i, v))
+                                .unzip();
+                            m.grads = Some(Gradients { key: t.key, g, h });
+                        }
                     }
-                    round = true;
+                    let m = &*m;
+                    let grads = targets
+                        .and(m.grads.as_ref())
+                        .map(|g| (g.g.as_slice(), g.h.as_slice()));
+                    (Some(m.values.as_slice()), grads)
                 }
-                entry.margins = Some(m);
-            }
-            let margins = entry.margins.as_ref().filter(|_| boosting_on);
-            let grads = margins
-                .filter(|_| round)
-                .and_then(|m| m.grads.as_ref())
-                .map(|g| (g.g.as_slice(), g.h.as_slice()));
+            };
             let weights = sampling.map(|s| {
                 let w = entry.weights.get_or_insert_with(|| TreeWeights {
                     params: s.params,
@@ -306,7 +307,7 @@ pub(crate) fn with_batch<T>(
                     .collect::<Vec<&[u8]>>()
             });
             let kept = Kept {
-                margins: margins.map(|m| m.values.as_slice()),
+                margins,
                 weights: weights.as_deref(),
                 grads,
             };
