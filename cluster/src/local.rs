@@ -49,6 +49,9 @@ pub struct ClusterOptions {
     pub concurrent_tasks: usize,
     /// Memory limit of each executor (e.g. `2GiB`).
     pub memory_limit: Option<String>,
+    /// Training cache memory of each executor (`--train-cache`, e.g.
+    /// `32KiB`: smaller than a job's batches, they spill to the work dir).
+    pub train_cache: Option<String>,
     /// Executor heartbeat interval (short, so a killed executor is noticed fast).
     pub heartbeat_interval_seconds: u64,
     /// After this long without a heartbeat the scheduler declares an executor
@@ -68,6 +71,7 @@ impl Default for ClusterOptions {
             bin_dir: None,
             concurrent_tasks: 1,
             memory_limit: None,
+            train_cache: None,
             heartbeat_interval_seconds: 2,
             executor_timeout_seconds: 10,
             ready_timeout: Duration::from_secs(60),
@@ -281,6 +285,9 @@ impl LocalCluster {
                 .args(["--executor-id", &format!("executor-{i}")]);
             if let Some(m) = &opts.memory_limit {
                 cmd.args(["--memory-limit", m]);
+            }
+            if let Some(m) = &opts.train_cache {
+                cmd.args(["--train-cache", m]);
             }
             let child = spawn(cmd, &log, &rust_log, &format!("executor-{i}"))?;
             cluster.state.executors.push(ProcessEntry {

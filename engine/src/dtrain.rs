@@ -6,8 +6,9 @@
 //! the model:
 //!
 //! 1. **stats**: one aggregate → row count, positives, null labels;
-//! 2. **bin edges**: one aggregate, `sluice_bin_sample(f_j, row_id, rate)`
-//!    per feature → the local fit's sample, so the edges are identical;
+//! 2. **bin edges**: one aggregate, `sluice_bin_sample(f_j, row_id, 1)`
+//!    per feature over the rows `sluice_row_hash` puts in the local fit's
+//!    sample (`bin_sample::keep_bound`), so the edges are identical;
 //! 3. **binned table**: `row_id`, `label` (`u8`) and `sluice_bin(f_j, ...)`
 //!    per feature, written once (Parquet at [`DistributedOptions::binned_url`]
 //!    for a cluster, cached in memory otherwise) and scanned by every pass;
@@ -43,7 +44,9 @@ use datafusion::prelude::{DataFrame, Expr, ParquetReadOptions, SessionContext};
 use serde::Serialize;
 use sluice_ml::binning::DEFAULT_BIN_SAMPLE;
 use sluice_ml::distributed::bin::{bounds_literal, BinFunc};
-use sluice_ml::distributed::bin_sample::{feature_bins, sample_rate, BinSampleFunc};
+use sluice_ml::distributed::bin_sample::{
+    feature_bins, keep_bound, sample_rate, BinSampleFunc, BIN_SAMPLE_SEED,
+};
 use sluice_ml::distributed::level::{LevelHistogramsFunc, HOLDOUT_STREAM};
 use sluice_ml::distributed::resident::{release_job, PassMode};
 use sluice_ml::distributed::row_hash::RowHashFunc;
@@ -310,6 +313,19 @@ pub async fn train_distributed(
     let sample = udaf(BinSampleFunc::new());
     let max_bins = spec.max_bins();
     let mut features = Vec::with_capacity(feature_names.len());
+    // The sample's rows, chosen once per row (not once per row and feature).
+    let sampled = match keep_bound(rate) {
+        None => df.clone(),
+        Some(bound) => df.clone().filter(
+            ScalarUDF::new_from_impl(RowHashFunc::new())
+                .call(vec![
+                    lit(BIN_SAMPLE_SEED),
+                    lit(0u64),
+                    cast(ident(row_id), DataType::Int64),
+                ])
+                .lt(lit(bound)),
+        )?,
+    };
     for chunk in feature_names.chunks(per_query) {
         let aggs: Vec<Expr> = chunk
             .iter()
@@ -319,12 +335,12 @@ pub async fn train_distributed(
                     .call(vec![
                         cast(ident(f), DataType::Float64),
                         cast(ident(row_id), DataType::Int64),
-                        lit(rate),
+                        lit(1.0),
                     ])
                     .alias(format!("s{j}"))
             })
             .collect();
-        let plan = df.clone().aggregate(vec![], aggs)?;
+        let plan = sampled.clone().aggregate(vec![], aggs)?;
         let res = retry_lost(retry, "bin sample", &mut retries, |_| {
             let p = plan.clone();
             async move { Ok(p.collect().await?) }

@@ -350,9 +350,14 @@ async fn cluster_distributed_training_equals_embedded() {
         .await
         .unwrap();
 
-    let cluster = LocalCluster::start(2, cluster_opts(21550, dir.path()))
-        .await
-        .unwrap();
+    // Each executor keeps 32 KiB of training data in memory, less than
+    // its share of a job's batches (10,000 rows of bins and margins): the
+    // rest spills to its work dir and is read back by the next pass.
+    let opts = ClusterOptions {
+        train_cache: Some("32KiB".into()),
+        ..cluster_opts(21550, dir.path())
+    };
+    let cluster = LocalCluster::start(2, opts).await.unwrap();
     let dist = connect(&ballista(&cluster.scheduler_url()), Some(&lake))
         .await
         .unwrap();
@@ -435,6 +440,17 @@ async fn cluster_distributed_training_equals_embedded() {
         assert_resident(&on_cluster, 1.0, name);
         let local = sluice_ml::train(&spec, &x, &y).unwrap();
         assert_same_model(&on_cluster.model, &local, &x, name);
+    }
+    // The passes were resident because the executors read their spilled
+    // batches back (an executor without a spill dir would have missed them).
+    for p in &cluster.state().executors {
+        let log = std::fs::read_to_string(&p.log).unwrap();
+        assert!(
+            log.contains("training cache full: spilling batches to disk"),
+            "{}: no spill in {}",
+            p.name,
+            p.log.display()
+        );
     }
 }
 

@@ -22,7 +22,10 @@
 //! `VmHWM`) is the last column: on a cluster the driver holds the model
 //! and one level's histograms, not the rows. `SLUICE_TRAIN_CACHE_MB=0`
 //! (inherited by the executors) turns the executor-resident bins and
-//! margins off (every pass then scans the binned table).
+//! margins off (every pass then scans the binned table);
+//! `SLUICE_BENCH_TRAIN_CACHE` (e.g. `32MiB`) sets the executors'
+//! `--train-cache`: batches past it spill to their work dirs
+//! (`SLUICE_EXECUTOR_TRAIN_SPILL=0`, inherited, drops them instead).
 
 use std::time::Instant;
 
@@ -295,6 +298,7 @@ fn main() {
                 base_port: base + 100 * n as u16,
                 dir: dir.path().join(format!("cluster{n}")),
                 concurrent_tasks: 1,
+                train_cache: std::env::var("SLUICE_BENCH_TRAIN_CACHE").ok(),
                 ..ClusterOptions::default()
             };
             let cluster = LocalCluster::start(n, opts).await.unwrap();

@@ -23,6 +23,8 @@
 //! scheduler it is terminating, drains its running tasks and exits.
 
 use std::net::SocketAddr;
+
+use sluice_ml::distributed::resident::{self, CacheSettings};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -93,6 +95,17 @@ pub struct ExecutorArgs {
     /// `0` = unbounded; default: 70% of the host or cgroup memory.
     #[arg(long, env = "SLUICE_EXECUTOR_MEMORY_LIMIT")]
     pub memory_limit: Option<String>,
+    /// Memory for executor-resident training data (the binned batches and
+    /// margins distributed training keeps between passes), e.g. `2GiB`;
+    /// `0` turns the cache off. Default: `SLUICE_TRAIN_CACHE_MB` MiB, 1GiB.
+    #[arg(long, env = "SLUICE_EXECUTOR_TRAIN_CACHE")]
+    pub train_cache: Option<String>,
+    /// Disk in the work dir (`<work dir>/sluice-train-cache`) for training
+    /// batches past `--train-cache`, e.g. `16GiB`; `0` drops them instead
+    /// (the passes then read them from the source again). Default:
+    /// `SLUICE_TRAIN_SPILL_MB` MiB, 16GiB.
+    #[arg(long, env = "SLUICE_EXECUTOR_TRAIN_SPILL")]
+    pub train_spill: Option<String>,
     /// Seconds between heartbeats to the scheduler.
     #[arg(long, env = "SLUICE_EXECUTOR_HEARTBEAT_SECONDS", default_value_t = 60)]
     pub heartbeat_interval_seconds: u64,
@@ -156,6 +169,32 @@ impl ExecutorArgs {
             cfg.executor_id = id.clone();
         }
         Ok(cfg)
+    }
+
+    /// The training cache's settings: sizes from the flags (or the
+    /// `SLUICE_TRAIN_*` environment), spill files under the work dir (or,
+    /// without one, a per-process temp dir).
+    pub fn train_cache_settings(&self) -> Result<CacheSettings, BallistaError> {
+        let size = |flag: &str, v: &Option<String>, default: usize| match v {
+            None => Ok(default),
+            Some(s) => sluice_core::session::parse_bytes(s).map_err(|_| {
+                BallistaError::Configuration(format!(
+                    "--{flag}: `{s}` is not a size; expected e.g. `4GiB`, `512MiB` or `0`"
+                ))
+            }),
+        };
+        let env = CacheSettings::from_env();
+        let spill_bytes = size("train-spill", &self.train_spill, env.spill_bytes)?;
+        let spill_dir = match &self.work_dir {
+            Some(dir) => dir.join("sluice-train-cache"),
+            None => std::env::temp_dir().join(format!("sluice-train-cache-{}", std::process::id())),
+        };
+        Ok(CacheSettings {
+            memory_bytes: size("train-cache", &self.train_cache, env.memory_bytes)?,
+            spill_dir: (spill_bytes > 0).then_some(spill_dir),
+            spill_bytes,
+            ..env
+        })
     }
 
     /// The health server's socket address.
@@ -237,6 +276,17 @@ pub fn health_router(health: ExecutorHealth) -> Router {
 pub async fn run(args: ExecutorArgs) -> Result<(), BallistaError> {
     let health_addr = args.health_addr()?;
     let config = args.to_config()?;
+    let cache = args.train_cache_settings()?;
+    if let Some(dir) = &cache.spill_dir {
+        tracing::info!(dir = %dir.display(), memory_bytes = cache.memory_bytes, spill_bytes = cache.spill_bytes, "training cache");
+    }
+    let spill_dir = cache.spill_dir.clone();
+    resident::configure(cache).map_err(|e| {
+        BallistaError::Configuration(format!(
+            "cannot prepare the training spill dir {}: {e}",
+            spill_dir.unwrap_or_default().display()
+        ))
+    })?;
     let health = config.health.clone();
     let listener = tokio::net::TcpListener::bind(health_addr)
         .await
@@ -354,5 +404,30 @@ mod tests {
             Err(e) => e.to_string(),
         };
         assert!(e.contains("--memory-limit"), "{e}");
+    }
+
+    #[test]
+    fn train_cache_flags_set_memory_and_spill() {
+        let args = ExecutorArgs::parse_from([
+            "sluice-executor",
+            "--work-dir",
+            "/data/work",
+            "--train-cache",
+            "64MiB",
+            "--train-spill",
+            "2GiB",
+        ]);
+        let s = args.train_cache_settings().unwrap();
+        assert_eq!(s.memory_bytes, 64 << 20);
+        assert_eq!(s.spill_bytes, 2 << 30);
+        assert_eq!(
+            s.spill_dir.as_deref(),
+            Some(std::path::Path::new("/data/work/sluice-train-cache"))
+        );
+        let none = ExecutorArgs::parse_from(["sluice-executor", "--train-spill", "0"]);
+        assert_eq!(none.train_cache_settings().unwrap().spill_dir, None);
+        let bad = ExecutorArgs::parse_from(["sluice-executor", "--train-cache", "much"]);
+        let e = bad.train_cache_settings().unwrap_err().to_string();
+        assert!(e.contains("--train-cache"), "{e}");
     }
 }

@@ -10,6 +10,7 @@ async fn main() -> anyhow::Result<()> {
     // (tests/deploy checks the chart's rendered args with this).
     if std::env::var_os("SLUICE_CHECK_ARGS").is_some() {
         args.health_addr()?;
+        args.train_cache_settings()?;
         println!("{args:?}");
         return Ok(());
     }

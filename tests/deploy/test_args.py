@@ -42,6 +42,10 @@ def test_chart_args_parse_with_the_binaries(binaries, value_set):
                 assert f"grpc_port: {ports['grpc']}," in proc.stdout, proc.stdout
                 assert f"health_port: {ports['health']}," in proc.stdout, proc.stdout
                 assert 'external_host: Some("10.0.0.7")' in proc.stdout, proc.stdout
+                # The training cache sizes are set (and checked) from the values.
+                sizes = dict(a.split("=", 1) for a in c["args"] if a.startswith("--train-"))
+                assert f'train_cache: Some("{sizes["--train-cache"]}")' in proc.stdout, proc.stdout
+                assert f'train_spill: Some("{sizes["--train-spill"]}")' in proc.stdout, proc.stdout
             else:
                 assert f"port: {c['ports'][0]['containerPort']}," in proc.stdout, proc.stdout
     assert checked == {"sluice-scheduler", "sluice-executor"}
@@ -68,6 +72,19 @@ def test_extra_args_values_are_checked_too(binaries):
     exe = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-executor"))
     c = exe["spec"]["template"]["spec"]["containers"][0]
     assert check_args(binaries, c["command"], c["args"], container_env(c, "10.0.0.7")).returncode == 2
+
+
+def test_training_cache_sizes_are_checked(binaries):
+    """A size the executor cannot parse is refused by the chart's schema and
+    by the binary's check (naming the flag), not at the first training job."""
+    values = load_values("production")
+    values["executor"]["trainSpill"] = "lots"
+    with pytest.raises(Exception, match="trainSpill"):
+        render_chart(values)
+    proc = check_args(binaries, ["sluice-executor"], ["--train-spill=lots"], {})
+    assert proc.returncode != 0 and "--train-spill" in proc.stderr, proc
+    proc = check_args(binaries, ["sluice-executor"], ["--train-cache=512MiB", "--train-spill=0"], {})
+    assert proc.returncode == 0 and 'train_cache: Some("512MiB")' in proc.stdout, proc
 
 
 def test_dag_task_args_parse_with_the_cli(binaries, dagbag):

@@ -29,6 +29,17 @@ pub fn keep_row(row_id: u64, rate: f64) -> bool {
     rate >= 1.0 || unit(hash2(BIN_SAMPLE_SEED, 0, row_id)) < rate
 }
 
+/// The same test as a bound on `sluice_row_hash(BIN_SAMPLE_SEED, 0,
+/// row_id)`: row `r` is kept at `rate` exactly when its hash is below the
+/// bound (`None`: `rate >= 1` keeps every row). A query filters the sample
+/// rows with it once per row, so `sluice_bin_sample` (at rate 1) sees only
+/// them instead of hashing every row once per feature.
+pub fn keep_bound(rate: f64) -> Option<u64> {
+    // unit(h) < rate  <=>  (h >> 11) < rate * 2^53 (exact: h >> 11 < 2^53)
+    //                 <=>  (h >> 11) < ceil(rate * 2^53)  <=>  h < that << 11.
+    (rate < 1.0).then(|| ((rate.max(0.0) * (1u64 << 53) as f64).ceil() as u64) << 11)
+}
+
 /// The sampling rate [`crate::BinEdges::fit`] uses for `n_rows` rows and a
 /// sample of `sample_rows`.
 pub fn sample_rate(n_rows: usize, sample_rows: usize) -> f64 {
@@ -166,6 +177,31 @@ mod tests {
             .collect();
         assert_eq!(out, expected);
         assert!(out.len() > 200 && out.len() < 400, "{}", out.len());
+    }
+
+    #[test]
+    fn the_hash_bound_keeps_the_same_rows() {
+        for rate in [
+            0.0,
+            1e-9,
+            0.01,
+            0.037,
+            0.3,
+            0.5,
+            0.999_999,
+            1.0 - f64::EPSILON,
+        ] {
+            let bound = keep_bound(rate).unwrap();
+            for r in 0..20_000u64 {
+                let h = hash2(BIN_SAMPLE_SEED, 0, r);
+                assert_eq!(h < bound, keep_row(r, rate), "rate {rate} row {r}");
+            }
+        }
+        // Boundary hashes: the last kept and the first dropped.
+        let rate = 0.25;
+        let bound = keep_bound(rate).unwrap();
+        assert!(unit(bound - 1) < rate && unit(bound) >= rate);
+        assert_eq!(keep_bound(1.0), None);
     }
 
     #[test]

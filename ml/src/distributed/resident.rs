@@ -18,15 +18,24 @@
 //!
 //! So the cache never changes a result, it only saves work.
 //!
-//! The cache is process-global and bounded: entries idle longer than
+//! The cache is process-global and bounded ([`CacheSettings`]; the
+//! executor sets them from its flags with [`configure`], other processes
+//! read the environment): entries idle longer than
 //! `SLUICE_TRAIN_CACHE_TTL_SECS` (default 900) are dropped, and the total
-//! stays under `SLUICE_TRAIN_CACHE_MB` (default 1024; least recently used
-//! entries go first, `0` disables the cache). [`release_job`] drops a job's
-//! entries at once (the engine calls it when a fit ends).
+//! stays under `SLUICE_TRAIN_CACHE_MB` (default 1024; `0` disables the
+//! cache). Least recently used entries leave memory first: with a spill
+//! directory their bins and margins are written there (up to
+//! `SLUICE_TRAIN_SPILL_MB`, default 16384) and read back by the next pass
+//! that needs them, so data larger than the executors' memory still trains
+//! from resident passes; without one they are dropped and missed.
+//! [`release_job`] drops a job's entries at once (the engine calls it when
+//! a fit ends).
 
 use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{LazyLock, Mutex};
+use std::sync::{LazyLock, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use xxhash_rust::xxh3::Xxh3;
@@ -114,13 +123,75 @@ impl Entry {
     }
 }
 
-#[derive(Debug, Default)]
-struct Cache {
-    entries: HashMap<(u64, u64), Entry>,
-    bytes: usize,
+/// How much the cache keeps in memory, and where batches that do not fit go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheSettings {
+    /// Memory for cached batches, bytes; 0 disables the cache.
+    pub memory_bytes: usize,
+    /// Batches idle longer than this are dropped (from memory and disk).
+    pub ttl: Duration,
+    /// Directory the bins and margins of batches past `memory_bytes` are
+    /// written to and read back from; `None` drops them instead.
+    pub spill_dir: Option<PathBuf>,
+    /// Disk for spilled batches, bytes (least recently used go first).
+    pub spill_bytes: usize,
 }
 
-static CACHE: LazyLock<Mutex<Cache>> = LazyLock::new(|| Mutex::new(Cache::default()));
+impl CacheSettings {
+    /// From `SLUICE_TRAIN_CACHE_MB` (default 1024), `SLUICE_TRAIN_CACHE_TTL_SECS`
+    /// (900), `SLUICE_TRAIN_SPILL_DIR` (none) and `SLUICE_TRAIN_SPILL_MB` (16384).
+    pub fn from_env() -> Self {
+        Self {
+            memory_bytes: mib(env_or("SLUICE_TRAIN_CACHE_MB", 1024)),
+            ttl: Duration::from_secs(env_or("SLUICE_TRAIN_CACHE_TTL_SECS", 900)),
+            spill_dir: std::env::var_os("SLUICE_TRAIN_SPILL_DIR")
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from),
+            spill_bytes: mib(env_or("SLUICE_TRAIN_SPILL_MB", 16384)),
+        }
+    }
+}
+
+fn mib(n: u64) -> usize {
+    (n as usize).saturating_mul(1 << 20)
+}
+
+/// Cache key: (job id, fingerprint of the batch's row ids).
+type Key = (u64, u64);
+
+/// A batch whose bins (and margins after `margins` = (trees, init bits))
+/// are in the spill directory.
+#[derive(Debug)]
+struct OnDisk {
+    rows: usize,
+    cols: usize,
+    margins: Option<(usize, u64)>,
+    bytes: usize,
+    used: Instant,
+}
+
+#[derive(Debug, Default)]
+struct Cache {
+    entries: HashMap<Key, Entry>,
+    bytes: usize,
+    disk: HashMap<Key, OnDisk>,
+    disk_bytes: usize,
+    /// Batches written to and read back from the spill directory.
+    spilled: u64,
+    restored: u64,
+}
+
+/// A cache and its settings (`None`: the process's, see [`configure`]).
+struct Store {
+    cache: Mutex<Cache>,
+    settings: Option<CacheSettings>,
+}
+
+static STORE: LazyLock<Store> = LazyLock::new(|| Store {
+    cache: Mutex::new(Cache::default()),
+    settings: None,
+});
+static CONFIGURED: RwLock<Option<CacheSettings>> = RwLock::new(None);
 static HITS: AtomicU64 = AtomicU64::new(0);
 static MISSES: AtomicU64 = AtomicU64::new(0);
 
@@ -131,12 +202,19 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn budget_bytes() -> usize {
-    (env_or("SLUICE_TRAIN_CACHE_MB", 1024) as usize).saturating_mul(1 << 20)
-}
-
-fn ttl() -> Duration {
-    Duration::from_secs(env_or("SLUICE_TRAIN_CACHE_TTL_SECS", 900))
+/// Sets this process's cache settings (the executor does, from its flags),
+/// instead of the environment's. The spill directory is emptied: what a
+/// previous process left there belongs to no one.
+pub fn configure(settings: CacheSettings) -> std::io::Result<()> {
+    if let Some(dir) = &settings.spill_dir {
+        match std::fs::remove_dir_all(dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        std::fs::create_dir_all(dir)?;
+    }
+    *CONFIGURED.write().unwrap_or_else(|e| e.into_inner()) = Some(settings);
+    Ok(())
 }
 
 /// A fingerprint of a batch's row ids (which rows, in which order).
@@ -152,53 +230,227 @@ pub fn fingerprint(row_id: &[i64]) -> u64 {
     h.digest()
 }
 
-fn lock() -> std::sync::MutexGuard<'static, Cache> {
-    // A panic while holding the lock leaves a consistent map: keep using it.
-    CACHE.lock().unwrap_or_else(|e| e.into_inner())
+fn spill_path(dir: &Path, key: Key, what: &str) -> PathBuf {
+    dir.join(format!("{:016x}-{:016x}.{what}", key.0, key.1))
 }
 
-fn take(key: (u64, u64)) -> Option<Entry> {
-    let mut c = lock();
-    let e = c.entries.remove(&key)?;
-    c.bytes -= e.bytes();
-    Some(e)
-}
-
-fn put(key: (u64, u64), e: Entry) {
-    let size = e.bytes();
-    let budget = budget_bytes();
-    if size > budget {
-        return;
+fn write_file<'a>(path: &Path, parts: impl Iterator<Item = &'a [u8]>) -> std::io::Result<()> {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for p in parts {
+        f.write_all(p)?;
     }
-    let ttl = ttl();
-    let mut c = lock();
-    let now = Instant::now();
-    let stale: Vec<(u64, u64)> = c
-        .entries
-        .iter()
-        .filter(|(_, v)| now.duration_since(v.used) > ttl)
-        .map(|(k, _)| *k)
-        .collect();
-    for k in stale {
-        if let Some(v) = c.entries.remove(&k) {
-            c.bytes -= v.bytes();
+    f.into_inner().map_err(|e| e.into_error())?;
+    Ok(())
+}
+
+fn read_file(path: &Path, len: usize) -> std::io::Result<Vec<u8>> {
+    let v = std::fs::read(path)?;
+    if v.len() != len {
+        return Err(std::io::Error::other(format!(
+            "{} bytes, expected {len}",
+            v.len()
+        )));
+    }
+    Ok(v)
+}
+
+impl Store {
+    fn settings(&self) -> CacheSettings {
+        if let Some(s) = &self.settings {
+            return s.clone();
+        }
+        let configured = CONFIGURED.read().unwrap_or_else(|e| e.into_inner());
+        configured.clone().unwrap_or_else(CacheSettings::from_env)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Cache> {
+        // A panic while holding the lock leaves a consistent map: keep using it.
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The batch's entry, from memory or read back from the spill directory.
+    fn take(&self, key: Key, s: &CacheSettings) -> Option<Entry> {
+        let mut c = self.lock();
+        if let Some(e) = c.entries.remove(&key) {
+            c.bytes -= e.bytes();
+            return Some(e);
+        }
+        let dir = s.spill_dir.as_deref()?;
+        let d = c.disk.get_mut(&key)?;
+        d.used = Instant::now();
+        let (rows, cols, margins) = (d.rows, d.cols, d.margins);
+        let read = || -> std::io::Result<Entry> {
+            let bins = read_file(&spill_path(dir, key, "bins"), rows * cols)?;
+            let margins = match margins {
+                None => None,
+                Some((trees, init_bits)) => {
+                    let raw = read_file(&spill_path(dir, key, "margins"), rows * 8)?;
+                    let values = raw
+                        .chunks_exact(8)
+                        .map(|b| f64::from_le_bytes(b.try_into().unwrap_or_default()))
+                        .collect();
+                    Some(Margins {
+                        values,
+                        trees,
+                        init_bits,
+                        grads: None,
+                    })
+                }
+            };
+            Ok(Entry {
+                rows,
+                bins: Some(
+                    (0..cols)
+                        .map(|j| bins[j * rows..(j + 1) * rows].to_vec())
+                        .collect(),
+                ),
+                margins,
+                weights: None,
+                used: Instant::now(),
+            })
+        };
+        match read() {
+            Ok(e) => {
+                c.restored += 1;
+                Some(e)
+            }
+            Err(err) => {
+                tracing::warn!(dir = %dir.display(), error = %err, "cannot read a spilled training batch back; it is read from the source again");
+                forget(&mut c, dir, key);
+                None
+            }
         }
     }
-    while c.bytes + size > budget {
-        let Some(oldest) = c
+
+    fn put(&self, key: Key, e: Entry, s: &CacheSettings) {
+        let size = e.bytes();
+        let mut c = self.lock();
+        let now = Instant::now();
+        let stale: Vec<Key> = c
             .entries
             .iter()
+            .filter(|(_, v)| now.duration_since(v.used) > s.ttl)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in stale {
+            if let Some(v) = c.entries.remove(&k) {
+                c.bytes -= v.bytes();
+            }
+        }
+        if let Some(dir) = s.spill_dir.as_deref() {
+            let stale: Vec<Key> = c
+                .disk
+                .iter()
+                .filter(|(k, v)| *k != &key && now.duration_since(v.used) > s.ttl)
+                .map(|(k, _)| *k)
+                .collect();
+            for k in stale {
+                forget(&mut c, dir, k);
+            }
+        }
+        if size > s.memory_bytes {
+            spill(&mut c, s, key, &e);
+            return;
+        }
+        while c.bytes + size > s.memory_bytes {
+            let Some(oldest) = c
+                .entries
+                .iter()
+                .min_by_key(|(_, v)| v.used)
+                .map(|(k, _)| *k)
+            else {
+                break;
+            };
+            if let Some(v) = c.entries.remove(&oldest) {
+                c.bytes -= v.bytes();
+                spill(&mut c, s, oldest, &v);
+            }
+        }
+        c.bytes += size;
+        c.entries.insert(key, e);
+    }
+}
+
+/// Deletes a batch's spill files.
+fn forget(c: &mut Cache, dir: &Path, key: Key) {
+    if let Some(d) = c.disk.remove(&key) {
+        c.disk_bytes -= d.bytes;
+        for what in ["bins", "margins"] {
+            let _ = std::fs::remove_file(spill_path(dir, key, what));
+        }
+    }
+}
+
+/// Keeps an entry leaving memory in the spill directory: its bins (written
+/// once, they never change) and its margins (when they advanced since they
+/// were written). Without a directory, or room in it, the entry is dropped.
+fn spill(c: &mut Cache, s: &CacheSettings, key: Key, e: &Entry) {
+    let (Some(dir), Some(bins)) = (s.spill_dir.as_deref(), &e.bins) else {
+        return;
+    };
+    let margins = e.margins.as_ref().map(|m| (m.trees, m.init_bits));
+    let old = c.disk.get(&key);
+    let keep_margins = margins.is_none() || old.is_some_and(|d| d.margins == margins);
+    let write_margins = !keep_margins;
+    let margins = if keep_margins {
+        old.and_then(|d| d.margins)
+    } else {
+        margins
+    };
+    let bytes = bins.len() * e.rows + margins.map_or(0, |_| e.rows * 8);
+    let old_bytes = old.map_or(0, |d| d.bytes);
+    let had_bins = old.is_some();
+    // Room: least recently used spilled batches go first.
+    while c.disk_bytes - old_bytes + bytes > s.spill_bytes {
+        let Some(oldest) = c
+            .disk
+            .iter()
+            .filter(|(k, _)| **k != key)
             .min_by_key(|(_, v)| v.used)
             .map(|(k, _)| *k)
         else {
-            break;
+            forget(c, dir, key);
+            return;
         };
-        if let Some(v) = c.entries.remove(&oldest) {
-            c.bytes -= v.bytes();
-        }
+        forget(c, dir, oldest);
     }
-    c.bytes += size;
-    c.entries.insert(key, e);
+    let write = || -> std::io::Result<()> {
+        if !had_bins {
+            write_file(
+                &spill_path(dir, key, "bins"),
+                bins.iter().map(Vec::as_slice),
+            )?;
+        }
+        if let (true, Some(m)) = (write_margins, &e.margins) {
+            let raw: Vec<u8> = m.values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            write_file(&spill_path(dir, key, "margins"), std::iter::once(&raw[..]))?;
+        }
+        Ok(())
+    };
+    if let Err(err) = write() {
+        tracing::warn!(dir = %dir.display(), error = %err, "cannot spill a training batch; it is dropped and read from the source again");
+        forget(c, dir, key);
+        return;
+    }
+    if c.spilled == 0 {
+        tracing::info!(
+            dir = %dir.display(),
+            memory_mib = s.memory_bytes >> 20,
+            "training cache full: spilling batches to disk"
+        );
+    }
+    c.spilled += 1;
+    c.disk_bytes = c.disk_bytes - old_bytes + bytes;
+    c.disk.insert(
+        key,
+        OnDisk {
+            rows: e.rows,
+            cols: bins.len(),
+            margins,
+            bytes,
+            used: e.used,
+        },
+    );
 }
 
 /// Runs `f` on a batch of rows `row_id`: its bin columns and, with
@@ -220,9 +472,24 @@ pub(crate) fn with_batch<T>(
     sampling: Option<Sampling>,
     f: impl FnOnce(&[&[u8]], Kept) -> T,
 ) -> Option<T> {
+    with_batch_in(&STORE, job, row_id, scanned, boosting, sampling, f)
+}
+
+fn with_batch_in<T>(
+    store: &Store,
+    job: Option<u64>,
+    row_id: &[i64],
+    scanned: Option<&[&[u8]]>,
+    boosting: Option<(f64, &[CompactTree], Option<RoundTargets>)>,
+    sampling: Option<Sampling>,
+    f: impl FnOnce(&[&[u8]], Kept) -> T,
+) -> Option<T> {
     let n = row_id.len();
+    let settings = store.settings();
     let key = job.map(|j| (j, fingerprint(row_id)));
-    let found = key.and_then(take).filter(|e| e.rows == n);
+    let found = key
+        .and_then(|k| store.take(k, &settings))
+        .filter(|e| e.rows == n);
     if key.is_some() {
         let counter = if found.is_some() { &HITS } else { &MISSES };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -235,7 +502,7 @@ pub(crate) fn with_batch<T>(
         used: Instant::now(),
     });
     // Copy the scanned bins only where a later pass can find them.
-    if entry.bins.is_none() && key.is_some() && budget_bytes() > 0 {
+    if entry.bins.is_none() && key.is_some() && settings.memory_bytes > 0 {
         entry.bins = scanned.map(|cols| cols.iter().map(|c| c.to_vec()).collect());
     }
     let out = {
@@ -317,7 +584,7 @@ pub(crate) fn with_batch<T>(
     if let Some(key) = key {
         if entry.bins.is_some() || entry.margins.is_some() || entry.weights.is_some() {
             entry.used = Instant::now();
-            put(key, entry);
+            store.put(key, entry, &settings);
         }
     }
     out
@@ -364,26 +631,49 @@ impl PassMode {
     }
 }
 
-/// Drops every cached batch of `job`; returns how many there were.
+/// Drops every cached batch of `job`, in memory and spilled; returns how
+/// many there were.
 pub fn release_job(job: u64) -> usize {
-    let mut c = lock();
-    let keys: Vec<(u64, u64)> = c.entries.keys().filter(|k| k.0 == job).copied().collect();
-    for k in &keys {
-        if let Some(v) = c.entries.remove(k) {
-            c.bytes -= v.bytes();
-        }
-    }
-    keys.len()
+    STORE.release(job)
 }
 
-/// Cached batches of `job` in this process.
+/// Batches of `job` in this process's memory.
 pub fn cached_batches(job: u64) -> usize {
-    lock().entries.keys().filter(|k| k.0 == job).count()
+    STORE.lock().entries.keys().filter(|k| k.0 == job).count()
 }
 
 /// Lookups of this process so far: (hits, misses).
 pub fn lookups() -> (u64, u64) {
     (HITS.load(Ordering::Relaxed), MISSES.load(Ordering::Relaxed))
+}
+
+/// Batches this process wrote to its spill directory and read back.
+pub fn spill_counts() -> (u64, u64) {
+    let c = STORE.lock();
+    (c.spilled, c.restored)
+}
+
+impl Store {
+    fn release(&self, job: u64) -> usize {
+        let dir = self.settings().spill_dir;
+        let mut c = self.lock();
+        let mut keys: Vec<Key> = c.entries.keys().filter(|k| k.0 == job).copied().collect();
+        for k in &keys {
+            if let Some(v) = c.entries.remove(k) {
+                c.bytes -= v.bytes();
+            }
+        }
+        if let Some(dir) = dir {
+            let spilled: Vec<Key> = c.disk.keys().filter(|k| k.0 == job).copied().collect();
+            for k in spilled {
+                forget(&mut c, &dir, k);
+                keys.push(k);
+            }
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        keys.len()
+    }
 }
 
 #[cfg(test)]
@@ -445,6 +735,48 @@ mod tests {
         assert!(!none.plan(&unnamed).resident);
     }
 
+    /// A stump on feature 0: bin 0 left (-0.5), the rest right (0.25).
+    fn stump() -> CompactTree {
+        CompactTree {
+            feature: vec![0, 0, 0],
+            bin: vec![0, 0, 0],
+            missing_left: vec![true, false, false],
+            left: vec![1, 0, 0],
+            right: vec![2, 0, 0],
+            value: vec![0.0, -0.5, 0.25],
+        }
+    }
+
+    /// Margins of batch `ids` after one stump (a pass scanning `first`),
+    /// then two (a resident pass), and after two from scratch (no job).
+    fn stump_margins(
+        store: &Store,
+        job: u64,
+        ids: &[i64],
+        col: &[u8],
+        first: Option<&[u8]>,
+    ) -> [Vec<f64>; 3] {
+        let trees = [stump(), stump()];
+        let run = |job, scanned: Option<&[u8]>, n: usize| {
+            let scanned = scanned.map(|c| [c]);
+            with_batch_in(
+                store,
+                job,
+                ids,
+                scanned.as_ref().map(|c| &c[..]),
+                Some((0.1, &trees[..n], None)),
+                None,
+                |_, k| k.margins.unwrap().to_vec(),
+            )
+            .unwrap()
+        };
+        [
+            run(Some(job), first, 1),
+            run(Some(job), None, 2),
+            run(None, Some(col), 2),
+        ]
+    }
+
     #[test]
     fn a_batch_is_missed_until_a_full_pass_scans_it_here() {
         let job = 0x5e5_1de7;
@@ -459,44 +791,8 @@ mod tests {
         let other: Vec<i64> = ids.iter().rev().copied().collect();
         assert_eq!(with_batch(Some(job), &other, None, None, None, sum), None);
         // Margins advance from the kept ones: the same values as from scratch.
-        let tree = CompactTree {
-            feature: vec![0, 0, 0],
-            bin: vec![0, 0, 0],
-            missing_left: vec![true, false, false],
-            left: vec![1, 0, 0],
-            right: vec![2, 0, 0],
-            value: vec![0.0, -0.5, 0.25],
-        };
-        let trees = [tree.clone(), tree];
-        let margins = |bins: &[&[u8]], k: Kept| (bins.len(), k.margins.unwrap().to_vec());
-        let one = with_batch(
-            Some(job),
-            &ids,
-            None,
-            Some((0.1, &trees[..1], None)),
-            None,
-            margins,
-        )
-        .unwrap();
-        let two = with_batch(
-            Some(job),
-            &ids,
-            None,
-            Some((0.1, &trees[..], None)),
-            None,
-            margins,
-        )
-        .unwrap();
-        let scratch = with_batch(
-            None,
-            &ids,
-            Some(&[col.as_slice()]),
-            Some((0.1, &trees[..], None)),
-            None,
-            margins,
-        )
-        .unwrap();
-        assert_eq!(one.1[0], 0.1 - 0.5);
+        let [one, two, scratch] = stump_margins(&STORE, job, &ids, &col, None);
+        assert_eq!(one[0], 0.1 - 0.5);
         assert_eq!(two, scratch);
         assert_eq!(release_job(job), 1);
         assert_eq!(with_batch(Some(job), &ids, None, None, None, sum), None);
@@ -601,5 +897,124 @@ mod tests {
         with_batch(Some(job), &ids, None, round(2), None, grads).unwrap();
         assert_eq!(calls.load(Ordering::Relaxed), 40);
         release_job(job);
+    }
+
+    /// A store of its own (the process's is shared by parallel tests).
+    fn store(memory_bytes: usize, spill_bytes: usize, tag: &str) -> (Store, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("sluice-spill-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let settings = CacheSettings {
+            memory_bytes,
+            ttl: Duration::from_secs(900),
+            spill_dir: Some(dir.clone()),
+            spill_bytes,
+        };
+        let store = Store {
+            cache: Mutex::new(Cache::default()),
+            settings: Some(settings),
+        };
+        (store, dir)
+    }
+
+    fn files(dir: &Path) -> usize {
+        std::fs::read_dir(dir).unwrap().count()
+    }
+
+    #[test]
+    fn batches_past_the_memory_budget_are_spilled_and_read_back() {
+        let job = 0x5b111;
+        // Memory for one batch of 10 rows x 2 bin columns.
+        let (store, dir) = store(20, 1 << 20, "lru");
+        let ids = |b: i64| (b * 10..b * 10 + 10).collect::<Vec<i64>>();
+        let cols = |b: u8| [vec![b; 10], (0..10).collect::<Vec<u8>>()];
+        let copy = |bins: &[&[u8]], _: Kept| bins.iter().map(|c| c.to_vec()).collect::<Vec<_>>();
+        for b in 0..3u8 {
+            let c = cols(b);
+            let scanned = [c[0].as_slice(), c[1].as_slice()];
+            with_batch_in(
+                &store,
+                Some(job),
+                &ids(b as i64),
+                Some(&scanned),
+                None,
+                None,
+                copy,
+            )
+            .unwrap();
+        }
+        // Two batches left memory for the spill directory.
+        assert_eq!(store.lock().spilled, 2);
+        assert_eq!(files(&dir), 2);
+        // Every batch is found again, with its own bins, in any order.
+        for b in [0u8, 2, 1, 0] {
+            let got = with_batch_in(&store, Some(job), &ids(b as i64), None, None, None, copy);
+            assert_eq!(got, Some(cols(b).to_vec()), "batch {b}");
+        }
+        // Memory holds one batch, the one last used: each lookup reads back.
+        assert_eq!(store.lock().restored, 4);
+        // Each batch's bins are written once, however often it leaves memory.
+        assert_eq!(files(&dir), 3);
+        assert_eq!(store.release(job), 3);
+        assert_eq!(files(&dir), 0);
+        assert_eq!(
+            with_batch_in(&store, Some(job), &ids(0), None, None, None, copy),
+            None
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn spilled_margins_advance_like_kept_ones() {
+        let job = 0x5b112;
+        // No room in memory at all: every batch lives on disk.
+        let (store, dir) = store(1, 1 << 20, "margins");
+        let ids: Vec<i64> = (0..10).collect();
+        let col: Vec<u8> = (0..10).map(|i| (i % 3) as u8).collect();
+        let [first, second, scratch] = stump_margins(&store, job, &ids, &col, Some(&col));
+        assert_eq!(second, scratch);
+        assert_ne!(first, second);
+        let c = store.lock();
+        assert_eq!((c.spilled, c.restored), (2, 1));
+        assert_eq!(
+            c.disk[&(job, fingerprint(&ids))].margins.map(|m| m.0),
+            Some(2)
+        );
+        drop(c);
+        store.release(job);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_full_spill_directory_drops_the_least_recently_used_batch() {
+        let job = 0x5b113;
+        // Disk for one batch of 10 rows x 1 column.
+        let (store, dir) = store(1, 10, "full");
+        let col = vec![1u8; 10];
+        let sum = |bins: &[&[u8]], _: Kept| bins[0].len();
+        let ids = |b: i64| (b * 10..b * 10 + 10).collect::<Vec<i64>>();
+        for b in 0..2 {
+            with_batch_in(
+                &store,
+                Some(job),
+                &ids(b),
+                Some(&[col.as_slice()]),
+                None,
+                None,
+                sum,
+            )
+            .unwrap();
+        }
+        assert_eq!(files(&dir), 1);
+        assert_eq!(
+            with_batch_in(&store, Some(job), &ids(0), None, None, None, sum),
+            None
+        );
+        assert_eq!(
+            with_batch_in(&store, Some(job), &ids(1), None, None, None, sum),
+            Some(10)
+        );
+        store.release(job);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }
