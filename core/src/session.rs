@@ -230,6 +230,13 @@ pub fn parse_bytes(s: &str) -> Result<usize> {
     Ok((n * mult) as usize)
 }
 
+/// The executors' training cache (the binned batches and margins
+/// distributed training keeps between level passes, spilled to the work
+/// dir past its memory): its settings, and how a process sets them.
+pub mod training_cache {
+    pub use sluice_ml::distributed::resident::{configure, CacheSettings};
+}
+
 // ---------------------------------------------------------------------------
 // The one function list
 // ---------------------------------------------------------------------------

@@ -6,9 +6,10 @@
 //! the model:
 //!
 //! 1. **stats**: one aggregate → row count, positives, null labels;
-//! 2. **bin edges**: one aggregate, `sluice_bin_sample(f_j, row_id, 1)`
-//!    per feature over the rows `sluice_row_hash` puts in the local fit's
-//!    sample (`bin_sample::keep_bound`), so the edges are identical;
+//! 2. **bin edges**: one query returns the rows `sluice_row_hash` puts in
+//!    the local fit's sample (`bin_sample::keep_bound`: about
+//!    `DEFAULT_BIN_SAMPLE` rows, whatever the data size), so the edges are
+//!    identical;
 //! 3. **binned table**: `row_id`, `label` (`u8`) and `sluice_bin(f_j, ...)`
 //!    per feature, written once (Parquet at [`DistributedOptions::binned_url`]
 //!    for a cluster, cached in memory otherwise) and scanned by every pass;
@@ -24,9 +25,9 @@
 //!    the splits between passes.
 //!
 //! Each aggregate returns its state as one row, and Ballista moves rows in
-//! gRPC messages of at most 16 MiB: the bin-sample query takes as many
-//! features as fit in [`MAX_STATE_VALUES`], and a level whose histograms
-//! exceed it is scanned once per group of nodes (`LevelPlan::split`).
+//! gRPC messages of at most 16 MiB: a level whose histograms exceed
+//! [`MAX_STATE_VALUES`] is scanned once per group of nodes
+//! (`LevelPlan::split`).
 //!
 //! Every pass is timed ([`PassTiming`]) and logged at `info`.
 
@@ -44,9 +45,7 @@ use datafusion::prelude::{DataFrame, Expr, ParquetReadOptions, SessionContext};
 use serde::Serialize;
 use sluice_ml::binning::DEFAULT_BIN_SAMPLE;
 use sluice_ml::distributed::bin::{bounds_literal, BinFunc};
-use sluice_ml::distributed::bin_sample::{
-    feature_bins, keep_bound, sample_rate, BinSampleFunc, BIN_SAMPLE_SEED,
-};
+use sluice_ml::distributed::bin_sample::{feature_bins, keep_bound, sample_rate, BIN_SAMPLE_SEED};
 use sluice_ml::distributed::level::{LevelHistogramsFunc, HOLDOUT_STREAM};
 use sluice_ml::distributed::resident::{release_job, PassMode};
 use sluice_ml::distributed::row_hash::RowHashFunc;
@@ -65,8 +64,8 @@ use crate::watchdog::{retry_lost, Retry};
 /// Largest aggregate state (in `f64` values, 8 MiB) one query may carry.
 /// An aggregate without a group key returns its state as one row, and
 /// Ballista moves rows in gRPC messages of at most 16 MiB
-/// (`ballista.grpc_client_max_message_size`): the bin-sample query is split
-/// by features and a tree level by nodes to stay under it.
+/// (`ballista.grpc_client_max_message_size`): a tree level is split by
+/// nodes to stay under it.
 pub const MAX_STATE_VALUES: usize = 1 << 20;
 
 /// Row id column of the binned table.
@@ -301,19 +300,11 @@ pub async fn train_distributed(
     };
     prepare.stats = lap();
 
-    // 2. Bin edges from the distributed sample (as many features per query
-    // as fit in one message).
+    // 2. Bin edges from the distributed sample: one query returns the
+    // sample's rows (about DEFAULT_BIN_SAMPLE of them, whatever the data
+    // size), chosen once per row by the hash the local fit tests.
     let rate = sample_rate(n as usize, DEFAULT_BIN_SAMPLE);
-    let expected = (n as f64 * rate.min(1.0) * 1.05) as usize + 1_000;
-    let budget = opts
-        .max_state_values
-        .unwrap_or(MAX_STATE_VALUES)
-        .clamp(1, MAX_STATE_VALUES);
-    let per_query = (budget / expected).max(1);
-    let sample = udaf(BinSampleFunc::new());
     let max_bins = spec.max_bins();
-    let mut features = Vec::with_capacity(feature_names.len());
-    // The sample's rows, chosen once per row (not once per row and feature).
     let sampled = match keep_bound(rate) {
         None => df.clone(),
         Some(bound) => df.clone().filter(
@@ -326,31 +317,27 @@ pub async fn train_distributed(
                 .lt(lit(bound)),
         )?,
     };
-    for chunk in feature_names.chunks(per_query) {
-        let aggs: Vec<Expr> = chunk
+    let sample_plan = sampled.select(
+        feature_names
             .iter()
             .enumerate()
-            .map(|(j, f)| {
-                sample
-                    .call(vec![
-                        cast(ident(f), DataType::Float64),
-                        cast(ident(row_id), DataType::Int64),
-                        lit(1.0),
-                    ])
-                    .alias(format!("s{j}"))
-            })
-            .collect();
-        let plan = sampled.clone().aggregate(vec![], aggs)?;
-        let res = retry_lost(retry, "bin sample", &mut retries, |_| {
-            let p = plan.clone();
-            async move { Ok(p.collect().await?) }
+            .map(|(j, f)| cast(ident(f), DataType::Float64).alias(format!("s{j}")))
+            .collect::<Vec<_>>(),
+    )?;
+    let sample = retry_lost(retry, "bin sample", &mut retries, |_| {
+        let p = sample_plan.clone();
+        async move { Ok(p.collect().await?) }
+    })
+    .await?;
+    let features = (0..feature_names.len())
+        .map(|j| {
+            let values = sample
+                .iter()
+                .flat_map(|b| b.column(j).as_primitive::<Float64Type>().iter().flatten())
+                .collect();
+            feature_bins(values, max_bins)
         })
-        .await?;
-        let b = first_row(&res)?;
-        for j in 0..chunk.len() {
-            features.push(feature_bins(list_at(b, j)?, max_bins));
-        }
-    }
+        .collect();
     let edges = BinEdges { features };
     prepare.bin_edges = lap();
 
@@ -442,6 +429,10 @@ pub async fn train_distributed(
     let job = uuid::Uuid::new_v4().as_u64_pair().0;
     trainer.set_job(job);
     let binned = in_scan_batches(binned);
+    let budget = opts
+        .max_state_values
+        .unwrap_or(MAX_STATE_VALUES)
+        .clamp(1, MAX_STATE_VALUES);
     let fit = run_passes(&binned, &bin_cols, trainer, budget, retry, &mut retries).await;
     release_job(job);
     let (model, passes) = fit?;

@@ -24,7 +24,7 @@
 
 use std::net::SocketAddr;
 
-use sluice_ml::distributed::resident::{self, CacheSettings};
+use sluice_core::session::training_cache::{self, CacheSettings};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -281,7 +281,7 @@ pub async fn run(args: ExecutorArgs) -> Result<(), BallistaError> {
         tracing::info!(dir = %dir.display(), memory_bytes = cache.memory_bytes, spill_bytes = cache.spill_bytes, "training cache");
     }
     let spill_dir = cache.spill_dir.clone();
-    resident::configure(cache).map_err(|e| {
+    training_cache::configure(cache).map_err(|e| {
         BallistaError::Configuration(format!(
             "cannot prepare the training spill dir {}: {e}",
             spill_dir.unwrap_or_default().display()
