@@ -305,10 +305,11 @@ pub async fn train_distributed(
     // size), chosen once per row by the hash the local fit tests.
     let rate = sample_rate(n as usize, DEFAULT_BIN_SAMPLE);
     let max_bins = spec.max_bins();
+    let row_hash = ScalarUDF::new_from_impl(RowHashFunc::new());
     let sampled = match keep_bound(rate) {
         None => df.clone(),
         Some(bound) => df.clone().filter(
-            ScalarUDF::new_from_impl(RowHashFunc::new())
+            row_hash
                 .call(vec![
                     lit(BIN_SAMPLE_SEED),
                     lit(0u64),
@@ -386,7 +387,6 @@ pub async fn train_distributed(
     // 4. The GBT holdout thresholds.
     let holdout = match DistributedTrainer::holdout_request(spec, data) {
         Some(req) => {
-            let hash = ScalarUDF::new_from_impl(RowHashFunc::new());
             let mut th = [None, None];
             for c in 0..2u8 {
                 let k = req.n_out[c as usize];
@@ -396,7 +396,7 @@ pub async fn train_distributed(
                 let plan = binned
                     .clone()
                     .filter(col(LABEL).eq(lit(c)))?
-                    .select(vec![hash
+                    .select(vec![row_hash
                         .call(vec![lit(req.seed), lit(HOLDOUT_STREAM), col(ROW_ID)])
                         .alias("h")])?
                     .sort(vec![col("h").sort(true, false)])?

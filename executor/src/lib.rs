@@ -23,8 +23,6 @@
 //! scheduler it is terminating, drains its running tasks and exits.
 
 use std::net::SocketAddr;
-
-use sluice_core::session::training_cache::{self, CacheSettings};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -37,6 +35,7 @@ use ballista_core::error::BallistaError;
 use ballista_executor::executor_process::{start_executor_process, ExecutorProcessConfig};
 use ballista_executor::health::ExecutorHealth;
 use clap::{Parser, ValueEnum};
+use sluice_core::session::training_cache::{self, CacheSettings};
 
 /// How the executor receives tasks (must match the scheduler's policy).
 #[derive(Debug, Clone, Copy, ValueEnum, Default, PartialEq, Eq)]

@@ -388,15 +388,12 @@ fn spill(c: &mut Cache, s: &CacheSettings, key: Key, e: &Entry) {
     let (Some(dir), Some(bins)) = (s.spill_dir.as_deref(), &e.bins) else {
         return;
     };
-    let margins = e.margins.as_ref().map(|m| (m.trees, m.init_bits));
     let old = c.disk.get(&key);
-    let keep_margins = margins.is_none() || old.is_some_and(|d| d.margins == margins);
-    let write_margins = !keep_margins;
-    let margins = if keep_margins {
-        old.and_then(|d| d.margins)
-    } else {
-        margins
-    };
+    // Margins on disk stay valid (a prefix of the trees) until newer ones replace them.
+    let fresh = e.margins.as_ref().map(|m| (m.trees, m.init_bits));
+    let on_disk = old.and_then(|d| d.margins);
+    let write_margins = fresh.is_some() && fresh != on_disk;
+    let margins = if write_margins { fresh } else { on_disk };
     let bytes = bins.len() * e.rows + margins.map_or(0, |_| e.rows * 8);
     let old_bytes = old.map_or(0, |d| d.bytes);
     let had_bins = old.is_some();
