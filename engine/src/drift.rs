@@ -10,7 +10,8 @@ use bytes::Bytes;
 use datafusion::logical_expr::{col, lit, AggregateUDF};
 use datafusion::prelude::{DataFrame, Expr};
 use sluice_ml::drift::{
-    compare, profile_udaf, state_of_result, DriftReport, DriftThresholds, ProfileSpec,
+    compare, profile_udaf, state_of_result, DriftProfile, DriftReport, DriftThresholds,
+    ProfileSpec, ProfileTap,
 };
 use sluice_ml::ModelArtefact;
 use tracing::info;
@@ -37,15 +38,51 @@ pub async fn check(
         return Ok(None);
     };
     thresholds.validate()?;
-    let spec = reference.spec();
+    let state = profile_state(frames, &reference.spec(), profile_args(art, proba)).await?;
+    report(reference, &state, thresholds).map(Some)
+}
+
+/// The values a profile of `art`'s inputs counts: its features, then `proba`.
+pub fn profile_args(art: &ModelArtefact, proba: Expr) -> Vec<Expr> {
     let mut args: Vec<Expr> = art
         .feature_names
         .iter()
         .map(|n| col(format!("\"{n}\"")))
         .collect();
     args.push(proba);
-    let state = profile_state(frames, &spec, args).await?;
-    let current = reference.with_state(&state)?;
+    args
+}
+
+/// `proba` routed through a [`ProfileTap`] of `art`'s reference profile,
+/// for an in-process plan that profiles the rows it predicts
+/// ([`ProfileTap`]); `None` when the artefact has no reference profile.
+pub fn tapped(art: &ModelArtefact, proba: &Expr) -> Option<(Arc<ProfileTap>, Expr)> {
+    let reference = art.drift_reference.as_ref()?;
+    let tap = ProfileTap::new(reference.spec());
+    let expr = Arc::new(tap.udf()).call(profile_args(art, proba.clone()));
+    Some((tap, expr))
+}
+
+/// Compares the state of a [`ProfileTap`] that saw the run's rows with the
+/// artefact's reference (as [`check`] does with its own aggregate pass).
+pub fn check_state(
+    art: &ModelArtefact,
+    state: &[f64],
+    thresholds: &DriftThresholds,
+) -> Result<Option<DriftReport>> {
+    let Some(reference) = &art.drift_reference else {
+        return Ok(None);
+    };
+    thresholds.validate()?;
+    report(reference, state, thresholds).map(Some)
+}
+
+fn report(
+    reference: &DriftProfile,
+    state: &[f64],
+    thresholds: &DriftThresholds,
+) -> Result<DriftReport> {
+    let current = reference.with_state(state)?;
     let report = compare(reference, &current, thresholds)?;
     info!(
         drifted = report.drifted,
@@ -54,7 +91,7 @@ pub async fn check(
         prediction_psi = report.prediction.psi,
         "drift check"
     );
-    Ok(Some(report))
+    Ok(report)
 }
 
 /// The dense state of `spec` over `values` (one expression per column of
@@ -127,5 +164,61 @@ mod tests {
         let mut expected = spec.empty_state();
         spec.accumulate(&mut expected, &[&values]);
         assert_eq!(state, expected);
+    }
+
+    /// The tap in a plan that writes its rows (several partitions, nulls,
+    /// a projection that uses the tapped value twice) profiles exactly
+    /// what the aggregate pass does, and counts each row once.
+    #[tokio::test]
+    async fn the_tap_profiles_the_written_rows_like_the_aggregate() {
+        let spec = ProfileSpec {
+            columns: vec![vec![-1.0, 0.0, 2.5], vec![0.25, 0.5, 0.75]],
+        };
+        let ctx = SessionContext::new();
+        let mut batches = Vec::new();
+        for part in 0..3 {
+            let x: Float64Array = (0..1000)
+                .map(|i| (i % 7 != 0).then_some(((i * 13 + part * 5) % 50) as f64 / 10.0 - 1.5))
+                .collect();
+            let p: Float64Array = (0..1000)
+                .map(|i| Some(((i * 31 + part) % 100) as f64 / 100.0))
+                .collect();
+            let (x, p): (ArrayRef, ArrayRef) = (Arc::new(x), Arc::new(p));
+            batches.push(vec![
+                RecordBatch::try_from_iter([("x", x), ("p", p)]).unwrap()
+            ]);
+        }
+        let schema = batches[0][0].schema();
+        let table = Arc::new(datafusion::datasource::MemTable::try_new(schema, batches).unwrap());
+        let frame = || ctx.read_table(Arc::clone(&table) as _).unwrap();
+        let expected = profile_state(vec![frame()], &spec, vec![col("x"), col("p")])
+            .await
+            .unwrap();
+
+        let tap = ProfileTap::new(spec.clone());
+        let tapped = Arc::new(tap.udf()).call(vec![col("x"), col("p")]);
+        let out = frame()
+            .select(vec![col("x"), tapped.alias("q")])
+            .unwrap()
+            .select(vec![
+                col("q"),
+                datafusion::logical_expr::when(col("q").gt_eq(lit(0.5)), lit(1))
+                    .otherwise(lit(0))
+                    .unwrap()
+                    .alias("hit"),
+            ])
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let rows: usize = out.iter().map(|b| b.num_rows()).sum();
+        assert_eq!(rows, 3000);
+        assert_eq!(tap.rows(), 3000);
+        assert_eq!(
+            tap.state(2999),
+            None,
+            "a row count that differs gives no state"
+        );
+        assert_eq!(tap.state(3000).unwrap(), expected);
     }
 }

@@ -150,6 +150,18 @@ pub struct ProfileSpec {
     pub columns: Vec<Vec<f64>>,
 }
 
+/// How many of the sorted `edges` lie below `v`: a branch-free count over
+/// the few edges of a drift profile's coarse bins (a binary search's
+/// branches mispredict on every row), a binary search over a model's
+/// fine ones.
+fn edges_below(edges: &[f64], v: f64) -> usize {
+    if edges.len() <= 16 {
+        edges.iter().map(|&u| usize::from(u < v)).sum()
+    } else {
+        edges.partition_point(|&u| u < v)
+    }
+}
+
 impl ProfileSpec {
     /// Length of the dense state: per column, `n_value_bins + 1` counts, min and max.
     pub fn state_len(&self) -> usize {
@@ -202,7 +214,7 @@ impl ProfileSpec {
                 if v.is_nan() {
                     counts[0] += 1.0;
                 } else {
-                    counts[1 + ub.partition_point(|&u| u < v)] += 1.0;
+                    counts[1 + edges_below(ub, v)] += 1.0;
                     mn = mn.min(v);
                     mx = mx.max(v);
                 }
@@ -681,19 +693,7 @@ struct ProfileAccumulator {
 
 impl Accumulator for ProfileAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> DfResult<()> {
-        let owned: Vec<std::borrow::Cow<'_, [f64]>> = values[1..]
-            .iter()
-            .map(|a| {
-                let a = a.as_primitive::<Float64Type>();
-                if a.null_count() == 0 {
-                    std::borrow::Cow::Borrowed(&a.values()[..])
-                } else {
-                    std::borrow::Cow::Owned(a.iter().map(|v| v.unwrap_or(f64::NAN)).collect())
-                }
-            })
-            .collect();
-        let cols: Vec<&[f64]> = owned.iter().map(|c| c.as_ref()).collect();
-        self.spec.accumulate(&mut self.state, &cols);
+        accumulate_arrays(&self.spec, &mut self.state, &values[1..]);
         Ok(())
     }
 
@@ -728,6 +728,154 @@ impl Accumulator for ProfileAccumulator {
     }
 }
 
+/// [`ProfileSpec::accumulate`] over Float64 arrays (null = missing).
+fn accumulate_arrays(spec: &ProfileSpec, state: &mut [f64], values: &[ArrayRef]) {
+    let owned: Vec<std::borrow::Cow<'_, [f64]>> = values
+        .iter()
+        .map(|a| {
+            let a = a.as_primitive::<Float64Type>();
+            if a.null_count() == 0 {
+                std::borrow::Cow::Borrowed(&a.values()[..])
+            } else {
+                std::borrow::Cow::Owned(a.iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+            }
+        })
+        .collect();
+    let cols: Vec<&[f64]> = owned.iter().map(|c| c.as_ref()).collect();
+    spec.accumulate(state, &cols);
+}
+
+/// Name of the profile tap ([`ProfileTap`]).
+pub const PROFILE_TAP_UDF: &str = "sluice_drift_tap";
+
+/// A drift profile taken on the way: the scalar function
+/// `sluice_drift_tap(v_1, ..., v_n) -> v_n` returns its last argument
+/// unchanged (the predicted probability) and adds every row of its
+/// arguments to this tap's dense state, so the plan that writes the
+/// predictions also profiles them, instead of a second pass that computes
+/// the features and the predictions again only to aggregate them.
+///
+/// The state lives in this process: the function is for in-process plans
+/// only (it is not in the function list Ballista executors register), and
+/// [`ProfileTap::state`] gives the state only when the tap saw exactly the
+/// rows the caller wrote, so a plan that evaluated it more or less often
+/// than once per row is detected, never silently counted.
+#[derive(Debug)]
+pub struct ProfileTap {
+    spec: ProfileSpec,
+    state: std::sync::Mutex<Vec<f64>>,
+    rows: std::sync::atomic::AtomicU64,
+}
+
+impl ProfileTap {
+    /// An empty tap for `spec`.
+    pub fn new(spec: ProfileSpec) -> std::sync::Arc<Self> {
+        let state = std::sync::Mutex::new(spec.empty_state());
+        std::sync::Arc::new(Self {
+            spec,
+            state,
+            rows: Default::default(),
+        })
+    }
+
+    /// The function that feeds this tap.
+    pub fn udf(self: &std::sync::Arc<Self>) -> datafusion::logical_expr::ScalarUDF {
+        datafusion::logical_expr::ScalarUDF::new_from_impl(TapFunc {
+            signature: Signature::user_defined(datafusion::logical_expr::Volatility::Volatile),
+            tap: std::sync::Arc::clone(self),
+        })
+    }
+
+    /// Rows seen so far.
+    pub fn rows(&self) -> u64 {
+        self.rows.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The merged state, if the tap saw exactly `rows` rows.
+    pub fn state(&self, rows: u64) -> Option<Vec<f64>> {
+        if self.rows() != rows {
+            return None;
+        }
+        self.state.lock().ok().map(|s| s.clone())
+    }
+}
+
+/// The scalar function of a [`ProfileTap`] (equal only to itself).
+#[derive(Debug)]
+struct TapFunc {
+    signature: Signature,
+    tap: std::sync::Arc<ProfileTap>,
+}
+
+impl PartialEq for TapFunc {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.tap, &other.tap)
+    }
+}
+
+impl Eq for TapFunc {}
+
+impl std::hash::Hash for TapFunc {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        std::ptr::hash(std::sync::Arc::as_ptr(&self.tap), h)
+    }
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for TapFunc {
+    fn name(&self) -> &str {
+        PROFILE_TAP_UDF
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> DfResult<Vec<DataType>> {
+        if arg_types.len() != self.tap.spec.columns.len() {
+            return exec_err!(
+                "{PROFILE_TAP_UDF}: {} value columns, the spec has {}",
+                arg_types.len(),
+                self.tap.spec.columns.len()
+            );
+        }
+        Ok(vec![DataType::Float64; arg_types.len()])
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Float64)
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> DfResult<datafusion::logical_expr::ColumnarValue> {
+        let n = args.number_rows;
+        let arrays = args
+            .args
+            .into_iter()
+            .map(|a| a.into_array(n))
+            .collect::<DfResult<Vec<_>>>()?;
+        let spec = &self.tap.spec;
+        let mut part = spec.empty_state();
+        accumulate_arrays(spec, &mut part, &arrays);
+        {
+            let Ok(mut state) = self.tap.state.lock() else {
+                return exec_err!("{PROFILE_TAP_UDF}: state lock poisoned");
+            };
+            spec.merge(&mut state, &part);
+        }
+        self.tap
+            .rows
+            .fetch_add(n as u64, std::sync::atomic::Ordering::SeqCst);
+        match arrays.last() {
+            Some(last) => Ok(datafusion::logical_expr::ColumnarValue::Array(
+                std::sync::Arc::clone(last),
+            )),
+            None => exec_err!("{PROFILE_TAP_UDF}: no arguments"),
+        }
+    }
+}
+
 /// The values of a `sluice_drift_profile` result (a one-row `List(Float64)` column).
 pub fn state_of_result(col: &ArrayRef) -> Result<Vec<f64>> {
     let mut out = None;
@@ -742,6 +890,21 @@ pub fn state_of_result(col: &ArrayRef) -> Result<Vec<f64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn edges_below_counts_like_a_binary_search() {
+        for n in [0usize, 1, 5, 9, 16, 17, 255] {
+            let edges: Vec<f64> = (0..n).map(|i| (i / 2) as f64 * 0.5).collect();
+            for k in -4..(n as i32 + 4) {
+                let v = f64::from(k) * 0.25;
+                assert_eq!(
+                    edges_below(&edges, v),
+                    edges.partition_point(|&u| u < v),
+                    "{n} {v}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn coarsened_edges_split_mass_evenly() {

@@ -2,6 +2,7 @@
 //! committed to the lake, their distribution, drift and scoring.
 
 use super::*;
+use crate::session::EngineMode;
 
 /// Where this run's predictions go ([`RunContext::predictions_dir`]).
 pub(super) fn predictions_dir(rc: &RunContext) -> String {
@@ -54,6 +55,13 @@ pub(super) async fn predict(
         None => None,
     };
     let proba = udf.call(args);
+    // In process, the plan that writes the predictions also profiles them
+    // for the drift check (no second pass over the features).
+    let tap = match rc.cfg.config.engine.mode {
+        EngineMode::Embedded => crate::drift::tapped(&art, &proba),
+        EngineMode::Ballista => None,
+    };
+    let written = tap.as_ref().map_or(&proba, |(_, tapped)| tapped);
     let dir = predictions_dir(rc);
     let mut c = Commit::begin(&rc.lake, &dir).with_progress(progress::task(
         "predict",
@@ -66,7 +74,7 @@ pub(super) async fn predict(
             col("sample_id"),
             col("device_id"),
             col("ts"),
-            proba.clone().alias("indoor_probability"),
+            written.clone().alias("indoor_probability"),
         ];
         first.extend(explain.clone());
         let out = df.select(first)?;
@@ -91,8 +99,23 @@ pub(super) async fn predict(
     }
     let rows = c.write_parquet_parts(outs).await?;
     c.promote_files().await?;
-    let drift =
-        crate::drift::check(&art, feature_frames(rc, &feats).await?, proba, &s.drift).await?;
+    let tapped_state = tap.and_then(|(t, _)| {
+        let state = t.state(rows);
+        if state.is_none() {
+            tracing::warn!(
+                tapped = t.rows(),
+                written = rows,
+                "the drift tap did not see each written row once: profiling in a second pass"
+            );
+        }
+        state
+    });
+    let drift = match tapped_state {
+        Some(state) => crate::drift::check_state(&art, &state, &s.drift)?,
+        None => {
+            crate::drift::check(&art, feature_frames(rc, &feats).await?, proba, &s.drift).await?
+        }
+    };
     if let Some(d) = &drift {
         crate::drift::write(
             &rc.lake,
