@@ -129,28 +129,53 @@ fn div(a: f64, b: f64) -> f64 {
     }
 }
 
+/// `x`'s bits mapped so that their unsigned order is [`f64::total_cmp`]'s.
+fn total_order_key(x: f64) -> u64 {
+    let b = x.to_bits();
+    if b >> 63 == 1 {
+        !b
+    } else {
+        b | (1 << 63)
+    }
+}
+
 /// Exact ROC AUC, PR AUC and the full ROC curve (one point per distinct score).
+///
+/// The scores of each class are sorted on their own as plain integer keys
+/// ([`total_order_key`]) and walked together from the highest: the same
+/// groups of equal scores, in the same order, as one sort of all rows by
+/// score, without the cache misses of sorting row indices (38M rows:
+/// seconds saved).
 fn curves(y: &[u8], proba: &[f64]) -> (f64, f64, Vec<(f64, f64)>) {
-    let mut order: Vec<usize> = (0..y.len()).collect();
-    order.sort_unstable_by(|&a, &b| proba[b].total_cmp(&proba[a]));
-    let p = y.iter().filter(|&&v| v == 1).count() as f64;
-    let n = y.len() as f64 - p;
+    let (mut pos, mut neg): (Vec<u64>, Vec<u64>) = (Vec::new(), Vec::new());
+    for (&t, &s) in y.iter().zip(proba) {
+        if t == 1 { &mut pos } else { &mut neg }.push(total_order_key(s));
+    }
+    pos.sort_unstable();
+    neg.sort_unstable();
+    let (p, n) = (pos.len() as f64, neg.len() as f64);
     let (mut tp, mut fp) = (0.0f64, 0.0f64);
     let mut area = 0.0;
     let mut roc = vec![(0.0, 0.0)];
     let mut pr_area = 0.0;
     let mut last_pr: Option<(f64, f64)> = None;
-    let mut i = 0;
-    while i < order.len() {
-        let s = proba[order[i]];
+    let (mut i, mut j) = (pos.len(), neg.len());
+    while let Some(s) = [
+        i.checked_sub(1).map(|k| pos[k]),
+        j.checked_sub(1).map(|k| neg[k]),
+    ]
+    .into_iter()
+    .flatten()
+    .max()
+    {
         let (tp0, fp0) = (tp, fp);
-        while i < order.len() && proba[order[i]].total_cmp(&s).is_eq() {
-            if y[order[i]] == 1 {
-                tp += 1.0
-            } else {
-                fp += 1.0
-            }
-            i += 1;
+        while i > 0 && pos[i - 1] == s {
+            tp += 1.0;
+            i -= 1;
+        }
+        while j > 0 && neg[j - 1] == s {
+            fp += 1.0;
+            j -= 1;
         }
         area += (fp - fp0) * (tp + tp0) / 2.0;
         roc.push((div(fp, n), div(tp, p)));
@@ -228,6 +253,53 @@ pub fn evaluate(y: &[u8], proba: &[f64], threshold: f64) -> Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The two-class walk gives bit for bit what one sort of all rows by
+    /// score gives (ties across classes, ±0, negative scores).
+    #[test]
+    fn curves_equal_one_sort_of_all_rows() {
+        let y: Vec<u8> = (0..2000u32).map(|i| u8::from(i * 7 % 13 < 6)).collect();
+        let p: Vec<f64> = (0..2000u32)
+            .map(|i| match i % 17 {
+                0 => 0.0,
+                1 => -0.0,
+                2 => -0.25,
+                _ => f64::from(i * 31 % 97) / 97.0,
+            })
+            .collect();
+        let mut order: Vec<usize> = (0..y.len()).collect();
+        order.sort_unstable_by(|&a, &b| p[b].total_cmp(&p[a]));
+        let (pos, neg) = (
+            y.iter().filter(|&&t| t == 1).count() as f64,
+            y.iter().filter(|&&t| t == 0).count() as f64,
+        );
+        let (mut tp, mut fp, mut area, mut pr_area) = (0.0f64, 0.0f64, 0.0, 0.0);
+        let mut roc = vec![(0.0, 0.0)];
+        let mut last_pr: Option<(f64, f64)> = None;
+        let mut i = 0;
+        while i < order.len() {
+            let s = p[order[i]];
+            let (tp0, fp0) = (tp, fp);
+            while i < order.len() && p[order[i]].total_cmp(&s).is_eq() {
+                if y[order[i]] == 1 {
+                    tp += 1.0
+                } else {
+                    fp += 1.0
+                }
+                i += 1;
+            }
+            area += (fp - fp0) * (tp + tp0) / 2.0;
+            roc.push((div(fp, neg), div(tp, pos)));
+            let (rec, prec) = (div(tp, pos), div(tp, tp + fp));
+            let (r0, p0) = last_pr.unwrap_or((0.0, prec));
+            pr_area += (rec - r0) * (prec + p0) / 2.0;
+            last_pr = Some((rec, prec));
+        }
+        let (auc, pr_auc, got_roc) = curves(&y, &p);
+        assert_eq!(auc.to_bits(), (area / (pos * neg)).to_bits());
+        assert_eq!(pr_auc.to_bits(), pr_area.to_bits());
+        assert_eq!(got_roc, roc);
+    }
 
     #[test]
     fn hand_computed() {
