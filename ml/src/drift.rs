@@ -205,36 +205,22 @@ impl ProfileSpec {
 
     /// Adds rows (one slice per column, `NaN` = missing) to a dense state.
     pub fn accumulate(&self, state: &mut [f64], cols: &[&[f64]]) {
-        // Counts, minima and maxima in LANES interleaved lanes: consecutive
-        // rows that land in the same bin (a one-hot column's zeros) do not
-        // wait for each other's increment. Integer counts summed at the end
-        // and min/max over all lanes give exactly the row-by-row result.
-        const LANES: usize = 4;
-        let mut lanes: Vec<[u64; LANES]> = Vec::new();
         let mut at = 0;
         for (ub, col) in self.columns.iter().zip(cols) {
             let n = ub.len() + 2;
             let (counts, rest) = state[at..at + n + 2].split_at_mut(n);
-            lanes.clear();
-            lanes.resize(n, [0; LANES]);
-            let (mut mn, mut mx) = ([f64::INFINITY; LANES], [f64::NEG_INFINITY; LANES]);
-            for (i, &v) in col.iter().enumerate() {
-                let l = i % LANES;
-                let bin = if v.is_nan() {
-                    0
+            let (mut mn, mut mx) = (rest[0], rest[1]);
+            for &v in col.iter() {
+                if v.is_nan() {
+                    counts[0] += 1.0;
                 } else {
-                    1 + edges_below(ub, v)
-                };
-                lanes[bin][l] += 1;
-                // `f64::min`/`max` return the other operand for a NaN.
-                mn[l] = mn[l].min(v);
-                mx[l] = mx[l].max(v);
+                    counts[1 + edges_below(ub, v)] += 1.0;
+                    mn = mn.min(v);
+                    mx = mx.max(v);
+                }
             }
-            for (c, l) in counts.iter_mut().zip(&lanes) {
-                *c += l.iter().sum::<u64>() as f64;
-            }
-            rest[0] = mn.into_iter().fold(rest[0], f64::min);
-            rest[1] = mx.into_iter().fold(rest[1], f64::max);
+            rest[0] = mn;
+            rest[1] = mx;
             at += n + 2;
         }
     }
@@ -972,14 +958,18 @@ mod tests {
         assert_eq!(&whole[..6], &[1.0, 1.0, 2.0, 1.0, -1.0, 3.0]);
     }
 
-    /// The laned counts equal a row-by-row count (runs of one bin, NaNs,
+    /// The counts equal a row-by-row count (runs of one bin, NaNs,
     /// lengths that are not a multiple of the lanes).
     #[test]
     fn accumulate_counts_like_row_by_row() {
         let spec = ProfileSpec {
-            columns: vec![vec![0.5], vec![-2.0, 0.0, 1.0, 7.5]],
+            columns: vec![
+                vec![0.5],
+                vec![-2.0, 0.0, 1.0, 7.5],
+                (0..40).map(|k| f64::from(k) * 0.5 - 4.0).collect(),
+            ],
         };
-        for len in [0usize, 1, 3, 4, 5, 1001] {
+        for len in [0usize, 1, 3, 4, 5, 1001, 5000] {
             let a: Vec<f64> = (0..len)
                 .map(|i| if i % 50 < 40 { 0.0 } else { 1.0 })
                 .collect();
@@ -993,10 +983,10 @@ mod tests {
                 })
                 .collect();
             let mut got = spec.empty_state();
-            spec.accumulate(&mut got, &[&a, &b]);
+            spec.accumulate(&mut got, &[&a, &b, &b]);
             let mut want = spec.empty_state();
             let mut at = 0;
-            for (ub, col) in spec.columns.iter().zip([&a, &b]) {
+            for (ub, col) in spec.columns.iter().zip([&a, &b, &b]) {
                 let n = ub.len() + 2;
                 for &v in col.iter() {
                     if v.is_nan() {
