@@ -94,6 +94,19 @@ echo "cargo test summary: $passed passed, $failed failed, $ignored ignored"
 # Quality (not speed) against LightGBM and scikit-learn on the same features
 # and hyperparameters; installs both from PyPI into a cached virtualenv.
 run "ML quality vs LightGBM/scikit-learn" bash bench/ml/run.sh --rows 150000 --test-rows 50000 --threads 2
+# The 38M inference benchmark's script on a small lake (docs/PERFORMANCE.md):
+# datagen, the model it deploys, the baseline and the pipeline, with the
+# binary built above.
+inference_bench_small() {
+  local dir rc
+  dir=$(mktemp -d)
+  SLUICE_BIN="$CARGO_TARGET_DIR/release/sluice" SAMPLES=200000 BENCH_DIR="$dir" \
+    bash bench/inference/run.sh
+  rc=$?
+  rm -rf "$dir"
+  return "$rc"
+}
+run "inference benchmark script (200,000 samples)" inference_bench_small
 # Bad inputs and real writers (pyarrow, pandas, PySpark) through the sluice binary.
 run "bad-input catalogue" bash tests/catalogue/run.sh
 # Model export (LightGBM, onnxruntime), drift detection on shifted lakes and
