@@ -106,13 +106,19 @@ pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
 
+/// Exit status when the reader of stdout went away: a Unix tool killed by
+/// SIGPIPE (128 + 13).
+pub const BROKEN_PIPE_EXIT: i32 = 141;
+
 /// Writes a command's output; a reader that closes the pipe early
-/// (`sluice config docs | head`) is fine.
+/// (`sluice config docs | head`) ends the command quietly with
+/// [`BROKEN_PIPE_EXIT`], like `println!` output does (`main`'s hook).
 fn write_stdout(bytes: &[u8]) -> anyhow::Result<i32> {
     use std::io::Write as _;
     match std::io::stdout().write_all(bytes) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
-        _ => Ok(0),
+        Ok(()) => Ok(0),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(BROKEN_PIPE_EXIT),
+        Err(e) => Err(e.into()),
     }
 }
 

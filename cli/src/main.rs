@@ -36,7 +36,7 @@ fn exit_quietly_on_broken_pipe() {
             .or_else(|| payload.downcast_ref::<&str>().copied())
             .unwrap_or_default();
         if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
-            std::process::exit(141);
+            std::process::exit(sluice_cli::BROKEN_PIPE_EXIT);
         }
         default(info)
     }));
