@@ -150,18 +150,6 @@ pub struct ProfileSpec {
     pub columns: Vec<Vec<f64>>,
 }
 
-/// How many of the sorted `edges` lie below `v`: a branch-free count over
-/// the few edges of a drift profile's coarse bins (a binary search's
-/// branches mispredict on every row), a binary search over a model's
-/// fine ones.
-fn edges_below(edges: &[f64], v: f64) -> usize {
-    if edges.len() <= 16 {
-        edges.iter().map(|&u| usize::from(u < v)).sum()
-    } else {
-        edges.partition_point(|&u| u < v)
-    }
-}
-
 impl ProfileSpec {
     /// Length of the dense state: per column, `n_value_bins + 1` counts, min and max.
     pub fn state_len(&self) -> usize {
@@ -214,7 +202,7 @@ impl ProfileSpec {
                 if v.is_nan() {
                     counts[0] += 1.0;
                 } else {
-                    counts[1 + edges_below(ub, v)] += 1.0;
+                    counts[1 + ub.partition_point(|&u| u < v)] += 1.0;
                     mn = mn.min(v);
                     mx = mx.max(v);
                 }
@@ -892,21 +880,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn edges_below_counts_like_a_binary_search() {
-        for n in [0usize, 1, 5, 9, 16, 17, 255] {
-            let edges: Vec<f64> = (0..n).map(|i| (i / 2) as f64 * 0.5).collect();
-            for k in -4..(n as i32 + 4) {
-                let v = f64::from(k) * 0.25;
-                assert_eq!(
-                    edges_below(&edges, v),
-                    edges.partition_point(|&u| u < v),
-                    "{n} {v}"
-                );
-            }
-        }
-    }
-
-    #[test]
     fn coarsened_edges_split_mass_evenly() {
         let ub: Vec<f64> = (1..100).map(f64::from).collect();
         let mut counts = vec![5.0];
@@ -958,8 +931,8 @@ mod tests {
         assert_eq!(&whole[..6], &[1.0, 1.0, 2.0, 1.0, -1.0, 3.0]);
     }
 
-    /// The counts equal a row-by-row count (runs of one bin, NaNs,
-    /// lengths that are not a multiple of the lanes).
+    /// The counts, minima and maxima equal a row-by-row count (runs of one
+    /// bin, NaNs, several columns of few and many edges, batch lengths).
     #[test]
     fn accumulate_counts_like_row_by_row() {
         let spec = ProfileSpec {

@@ -139,6 +139,60 @@ fn total_order_key(x: f64) -> u64 {
     }
 }
 
+/// ROC AUC, PR AUC and the ROC curve accumulated one group of equal
+/// scores at a time, highest score first.
+struct CurveWalk {
+    p: f64,
+    n: f64,
+    tp: f64,
+    fp: f64,
+    area: f64,
+    pr_area: f64,
+    roc: Vec<(f64, f64)>,
+    last_pr: Option<(f64, f64)>,
+}
+
+impl CurveWalk {
+    /// A walk over `p` positives and `n` negatives.
+    fn new(p: f64, n: f64) -> Self {
+        Self {
+            p,
+            n,
+            tp: 0.0,
+            fp: 0.0,
+            area: 0.0,
+            pr_area: 0.0,
+            roc: vec![(0.0, 0.0)],
+            last_pr: None,
+        }
+    }
+
+    /// Adds the next group: `pos` positives and `neg` negatives of one score.
+    fn group(&mut self, pos: f64, neg: f64) {
+        let (tp0, fp0) = (self.tp, self.fp);
+        self.tp += pos;
+        self.fp += neg;
+        let (tp, fp, p) = (self.tp, self.fp, self.p);
+        self.area += (fp - fp0) * (tp + tp0) / 2.0;
+        self.roc.push((div(fp, self.n), div(tp, p)));
+        let (rec, prec) = (div(tp, p), div(tp, tp + fp));
+        let (r0, p0) = self.last_pr.unwrap_or((0.0, prec));
+        self.pr_area += (rec - r0) * (prec + p0) / 2.0;
+        self.last_pr = Some((rec, prec));
+    }
+
+    /// (AUC, PR AUC, ROC points).
+    fn finish(self) -> (f64, f64, Vec<(f64, f64)>) {
+        let auc = if self.p > 0.0 && self.n > 0.0 {
+            self.area / (self.p * self.n)
+        } else {
+            f64::NAN
+        };
+        let pr_auc = if self.p > 0.0 { self.pr_area } else { f64::NAN };
+        (auc, pr_auc, self.roc)
+    }
+}
+
 /// Exact ROC AUC, PR AUC and the full ROC curve (one point per distinct score).
 ///
 /// The scores of each class are sorted on their own as plain integer keys
@@ -153,12 +207,7 @@ fn curves(y: &[u8], proba: &[f64]) -> (f64, f64, Vec<(f64, f64)>) {
     }
     pos.sort_unstable();
     neg.sort_unstable();
-    let (p, n) = (pos.len() as f64, neg.len() as f64);
-    let (mut tp, mut fp) = (0.0f64, 0.0f64);
-    let mut area = 0.0;
-    let mut roc = vec![(0.0, 0.0)];
-    let mut pr_area = 0.0;
-    let mut last_pr: Option<(f64, f64)> = None;
+    let mut walk = CurveWalk::new(pos.len() as f64, neg.len() as f64);
     let (mut i, mut j) = (pos.len(), neg.len());
     while let Some(s) = [
         i.checked_sub(1).map(|k| pos[k]),
@@ -168,29 +217,16 @@ fn curves(y: &[u8], proba: &[f64]) -> (f64, f64, Vec<(f64, f64)>) {
     .flatten()
     .max()
     {
-        let (tp0, fp0) = (tp, fp);
+        let (i0, j0) = (i, j);
         while i > 0 && pos[i - 1] == s {
-            tp += 1.0;
             i -= 1;
         }
         while j > 0 && neg[j - 1] == s {
-            fp += 1.0;
             j -= 1;
         }
-        area += (fp - fp0) * (tp + tp0) / 2.0;
-        roc.push((div(fp, n), div(tp, p)));
-        let (rec, prec) = (div(tp, p), div(tp, tp + fp));
-        let (r0, p0) = last_pr.unwrap_or((0.0, prec));
-        pr_area += (rec - r0) * (prec + p0) / 2.0;
-        last_pr = Some((rec, prec));
+        walk.group((i0 - i) as f64, (j0 - j) as f64);
     }
-    let auc = if p > 0.0 && n > 0.0 {
-        area / (p * n)
-    } else {
-        f64::NAN
-    };
-    let pr_auc = if p > 0.0 { pr_area } else { f64::NAN };
-    (auc, pr_auc, roc)
+    walk.finish()
 }
 
 fn downsample(points: Vec<(f64, f64)>, max: usize) -> Vec<(f64, f64)> {
@@ -269,34 +305,25 @@ mod tests {
             .collect();
         let mut order: Vec<usize> = (0..y.len()).collect();
         order.sort_unstable_by(|&a, &b| p[b].total_cmp(&p[a]));
-        let (pos, neg) = (
-            y.iter().filter(|&&t| t == 1).count() as f64,
-            y.iter().filter(|&&t| t == 0).count() as f64,
-        );
-        let (mut tp, mut fp, mut area, mut pr_area) = (0.0f64, 0.0f64, 0.0, 0.0);
-        let mut roc = vec![(0.0, 0.0)];
-        let mut last_pr: Option<(f64, f64)> = None;
+        let positives = y.iter().filter(|&&t| t == 1).count() as f64;
+        let mut walk = CurveWalk::new(positives, y.len() as f64 - positives);
         let mut i = 0;
         while i < order.len() {
             let s = p[order[i]];
-            let (tp0, fp0) = (tp, fp);
+            let (mut pos, mut neg) = (0.0, 0.0);
             while i < order.len() && p[order[i]].total_cmp(&s).is_eq() {
                 if y[order[i]] == 1 {
-                    tp += 1.0
+                    pos += 1.0
                 } else {
-                    fp += 1.0
+                    neg += 1.0
                 }
                 i += 1;
             }
-            area += (fp - fp0) * (tp + tp0) / 2.0;
-            roc.push((div(fp, neg), div(tp, pos)));
-            let (rec, prec) = (div(tp, pos), div(tp, tp + fp));
-            let (r0, p0) = last_pr.unwrap_or((0.0, prec));
-            pr_area += (rec - r0) * (prec + p0) / 2.0;
-            last_pr = Some((rec, prec));
+            walk.group(pos, neg);
         }
+        let (area_auc, pr_area, roc) = walk.finish();
         let (auc, pr_auc, got_roc) = curves(&y, &p);
-        assert_eq!(auc.to_bits(), (area / (pos * neg)).to_bits());
+        assert_eq!(auc.to_bits(), area_auc.to_bits());
         assert_eq!(pr_auc.to_bits(), pr_area.to_bits());
         assert_eq!(got_roc, roc);
     }
