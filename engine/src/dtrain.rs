@@ -39,18 +39,19 @@ use datafusion::execution::SessionStateBuilder;
 use datafusion::functions_aggregate::expr_fn::{count, sum};
 use datafusion::functions_window::expr_fn::row_number;
 use datafusion::logical_expr::{
-    cast, col, ident, in_list, lit, when, AggregateUDF, ExprFunctionExt, Partitioning, ScalarUDF,
+    cast, col, ident, in_list, lit, not, when, AggregateUDF, ExprFunctionExt, Partitioning,
+    ScalarUDF,
 };
 use datafusion::prelude::{DataFrame, Expr, ParquetReadOptions, SessionContext};
 use serde::Serialize;
 use sluice_ml::binning::DEFAULT_BIN_SAMPLE;
 use sluice_ml::distributed::bin::{bounds_literal, BinFunc};
 use sluice_ml::distributed::bin_sample::{feature_bins, keep_bound, sample_rate, BIN_SAMPLE_SEED};
-use sluice_ml::distributed::level::{LevelHistogramsFunc, HOLDOUT_STREAM};
+use sluice_ml::distributed::level::{Excluded, FitScope, LevelHistogramsFunc, HOLDOUT_STREAM};
 use sluice_ml::distributed::resident::{release_job, PassMode};
 use sluice_ml::distributed::row_hash::RowHashFunc;
 use sluice_ml::distributed::trainer::{DataStats, DistributedTrainer};
-use sluice_ml::{BinEdges, ModelSpec, TrainedModel};
+use sluice_ml::{BinEdges, ModelSpec, TrainedModel, FOLD_STREAM};
 use tracing::{debug, info};
 
 use crate::commit::{self, Manifest};
@@ -160,6 +161,9 @@ pub struct DistributedFit {
     /// Queries run again after they were lost with a cluster process
     /// (`"<what>: <error>"`, in order).
     pub retries: Vec<String>,
+    /// The grid search with cross-validation that chose the model's
+    /// parameters on the executors (`crate::dsearch`), if any.
+    pub search: Option<crate::dsearch::SearchOutcome>,
 }
 
 impl DistributedFit {
@@ -175,6 +179,12 @@ impl DistributedFit {
             pass_seconds_mean: total / self.passes.len().max(1) as f64,
             per_pass: self.passes.clone(),
             retries: self.retries.clone(),
+            search: self.search.as_ref().map(|s| crate::outputs::SearchSummary {
+                fits: s.fits,
+                passes: s.passes,
+                pass_seconds: s.pass_seconds,
+                scoring_seconds: s.scoring_seconds,
+            }),
         }
     }
 }
@@ -234,6 +244,78 @@ pub async fn train_distributed(
     opts: &DistributedOptions,
 ) -> Result<DistributedFit> {
     spec.validate()?;
+    let mut p = prepare(ctx, df, feature_names, label, row_id, spec.max_bins(), opts).await?;
+    let step = Instant::now();
+    let holdout = p.holdout(spec, p.data, None, &opts.retry).await?;
+    p.prepare.holdout = step.elapsed().as_secs_f64();
+    let prepare_seconds = p.started.elapsed().as_secs_f64();
+    info!(
+        rows = p.data.rows,
+        features = feature_names.len(),
+        seconds = %crate::logfmt::secs(prepare_seconds),
+        "distributed training: bin edges and binned table ready"
+    );
+    // Executors keep the rows' boosting margins between passes under this
+    // id (released below in this process; executors drop them after a TTL).
+    let job = uuid::Uuid::new_v4().as_u64_pair().0;
+    let fit = p
+        .fit(
+            spec,
+            p.data,
+            holdout,
+            FitScope::default(),
+            job,
+            &mut PassMode::default(),
+            opts,
+        )
+        .await;
+    release_job(job);
+    let (model, passes) = fit?;
+    Ok(DistributedFit {
+        model,
+        rows: p.data.rows,
+        prepare_seconds,
+        prepare: p.prepare,
+        passes,
+        retries: p.retries.iter().map(ToString::to_string).collect(),
+        search: None,
+    })
+}
+
+/// A training table made ready on the executors: its stats, bin edges and
+/// binned table (steps 1-3), which every fit of a job then scans.
+pub(crate) struct Prepared {
+    /// The binned table (`row_id`, `label`, the bin columns), planned in
+    /// scan batches ([`in_scan_batches`]).
+    pub binned: DataFrame,
+    /// The bin columns' names, in feature order.
+    pub bin_cols: Vec<String>,
+    /// The features' names.
+    pub names: Vec<String>,
+    /// The bin edges.
+    pub edges: BinEdges,
+    /// Rows and positives of the whole table.
+    pub data: DataStats,
+    /// Where the time went so far.
+    pub prepare: PrepareTiming,
+    /// When preparing started.
+    pub started: Instant,
+    /// Queries run again after a lost cluster process.
+    pub retries: Vec<Retry>,
+    row_hash: ScalarUDF,
+}
+
+/// Steps 1-3 of a distributed fit: stats, bin edges (at most `max_bins`
+/// bins per feature) and the binned table.
+pub(crate) async fn prepare(
+    ctx: &SessionContext,
+    df: DataFrame,
+    feature_names: &[String],
+    label: &str,
+    row_id: &str,
+    max_bins: usize,
+    opts: &DistributedOptions,
+) -> Result<Prepared> {
     let t0 = Instant::now();
     if feature_names.is_empty() {
         return Err(EngineError::data("training data", "no feature columns"));
@@ -304,7 +386,6 @@ pub async fn train_distributed(
     // sample's rows (about DEFAULT_BIN_SAMPLE of them, whatever the data
     // size), chosen once per row by the hash the local fit tests.
     let rate = sample_rate(n as usize, DEFAULT_BIN_SAMPLE);
-    let max_bins = spec.max_bins();
     let row_hash = ScalarUDF::new_from_impl(RowHashFunc::new());
     let sampled = match keep_bound(rate) {
         None => df.clone(),
@@ -384,66 +465,119 @@ pub async fn train_distributed(
     };
     prepare.binned_table = lap();
 
-    // 4. The GBT holdout thresholds.
-    let holdout = match DistributedTrainer::holdout_request(spec, data) {
-        Some(req) => {
-            let mut th = [None, None];
-            for c in 0..2u8 {
-                let k = req.n_out[c as usize];
-                if k == 0 {
-                    continue;
-                }
-                let plan = binned
-                    .clone()
-                    .filter(col(LABEL).eq(lit(c)))?
-                    .select(vec![row_hash
-                        .call(vec![lit(req.seed), lit(HOLDOUT_STREAM), col(ROW_ID)])
-                        .alias("h")])?
-                    .sort(vec![col("h").sort(true, false)])?
-                    .limit((k - 1) as usize, Some(1))?;
-                let rows = retry_lost(retry, "holdout", &mut retries, |_| {
-                    let p = plan.clone();
-                    async move { Ok(p.collect().await?) }
-                })
-                .await?;
-                let b = first_row(&rows)?;
-                th[c as usize] = Some(b.column(0).as_primitive::<UInt64Type>().value(0));
-            }
-            Some(th)
-        }
-        None => None,
-    };
-    prepare.holdout = lap();
-    let prepare_seconds = t0.elapsed().as_secs_f64();
-    info!(
-        rows = n,
-        features = feature_names.len(),
-        seconds = %crate::logfmt::secs(prepare_seconds),
-        "distributed training: bin edges and binned table ready"
-    );
-
-    // 5. One pass per level.
-    let mut trainer = DistributedTrainer::new(spec, feature_names.to_vec(), edges, data, holdout)?;
-    // Executors keep the rows' boosting margins between passes under this
-    // id (released below in this process; executors drop them after a TTL).
-    let job = uuid::Uuid::new_v4().as_u64_pair().0;
-    trainer.set_job(job);
-    let binned = in_scan_batches(binned);
-    let budget = opts
-        .max_state_values
-        .unwrap_or(MAX_STATE_VALUES)
-        .clamp(1, MAX_STATE_VALUES);
-    let fit = run_passes(&binned, &bin_cols, trainer, budget, retry, &mut retries).await;
-    release_job(job);
-    let (model, passes) = fit?;
-    Ok(DistributedFit {
-        model,
-        rows: n as u64,
-        prepare_seconds,
+    Ok(Prepared {
+        binned: in_scan_batches(binned),
+        bin_cols,
+        names: feature_names.to_vec(),
+        edges,
+        data,
         prepare,
-        passes,
-        retries: retries.iter().map(ToString::to_string).collect(),
+        started: t0,
+        retries,
+        row_hash,
     })
+}
+
+impl Prepared {
+    /// Step 4: the GBT holdout thresholds of a fit on the rows `stats`
+    /// counts (all rows, or all but `exclude`), `None` without a holdout.
+    pub async fn holdout(
+        &mut self,
+        spec: &ModelSpec,
+        stats: DataStats,
+        exclude: Option<&Excluded>,
+        retry: &RetrySettings,
+    ) -> Result<Option<[Option<u64>; 2]>> {
+        let Some(req) = DistributedTrainer::holdout_request(spec, stats) else {
+            return Ok(None);
+        };
+        let mut th = [None, None];
+        for c in 0..2u8 {
+            let k = req.n_out[c as usize];
+            if k == 0 {
+                continue;
+            }
+            let mut rows = self.binned.clone().filter(col(LABEL).eq(lit(c)))?;
+            if let Some(e) = exclude {
+                rows = rows.filter(not(self.in_range(e)))?;
+            }
+            let plan = rows
+                .select(vec![self
+                    .row_hash
+                    .call(vec![lit(req.seed), lit(HOLDOUT_STREAM), col(ROW_ID)])
+                    .alias("h")])?
+                .sort(vec![col("h").sort(true, false)])?
+                .limit((k - 1) as usize, Some(1))?;
+            let rows = retry_lost(retry, "holdout", &mut self.retries, |_| {
+                let p = plan.clone();
+                async move { Ok(p.collect().await?) }
+            })
+            .await?;
+            let b = first_row(&rows)?;
+            th[c as usize] = Some(b.column(0).as_primitive::<UInt64Type>().value(0));
+        }
+        Ok(Some(th))
+    }
+
+    /// Whether a row of the binned table is in `e`'s ranges (the rows a
+    /// fit leaves out), as [`Excluded::excludes`] decides it.
+    pub fn in_range(&self, e: &Excluded) -> Expr {
+        let h = self
+            .row_hash
+            .call(vec![lit(e.seed), lit(FOLD_STREAM), col(ROW_ID)]);
+        let r = col(ROW_ID);
+        let at_least = |(lh, lr): (u64, i64)| {
+            h.clone()
+                .gt(lit(lh))
+                .or(h.clone().eq(lit(lh)).and(r.clone().gt_eq(lit(lr))))
+        };
+        let at_most = |(uh, ur): (u64, i64)| {
+            h.clone()
+                .lt(lit(uh))
+                .or(h.clone().eq(lit(uh)).and(r.clone().lt_eq(lit(ur))))
+        };
+        (0..2u8)
+            .filter_map(|c| {
+                e.range[c as usize]
+                    .map(|[lo, hi]| col(LABEL).eq(lit(c)).and(at_least(lo)).and(at_most(hi)))
+            })
+            .reduce(Expr::or)
+            .unwrap_or(lit(false))
+    }
+
+    /// Step 5: one pass per level of a fit of `spec` on the rows `stats`
+    /// counts, as fit `scope` of `job` (its resident batches; `mode` says
+    /// whether the executors already hold them).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn fit(
+        &mut self,
+        spec: &ModelSpec,
+        stats: DataStats,
+        holdout: Option<[Option<u64>; 2]>,
+        scope: FitScope,
+        job: u64,
+        mode: &mut PassMode,
+        opts: &DistributedOptions,
+    ) -> Result<(TrainedModel, Vec<PassTiming>)> {
+        let mut trainer =
+            DistributedTrainer::new(spec, self.names.clone(), self.edges.clone(), stats, holdout)?;
+        trainer.set_job(job);
+        trainer.set_scope(scope);
+        let budget = opts
+            .max_state_values
+            .unwrap_or(MAX_STATE_VALUES)
+            .clamp(1, MAX_STATE_VALUES);
+        run_passes(
+            &self.binned,
+            &self.bin_cols,
+            trainer,
+            budget,
+            mode,
+            &opts.retry,
+            &mut self.retries,
+        )
+        .await
+    }
 }
 
 /// `df` planned without round-robin repartitioning, so that the passes'
@@ -479,12 +613,12 @@ async fn run_passes(
     bin_cols: &[String],
     mut trainer: DistributedTrainer,
     budget: usize,
+    mode: &mut PassMode,
     retry: &RetrySettings,
     retries: &mut Vec<Retry>,
 ) -> Result<(TrainedModel, Vec<PassTiming>)> {
     let level = udaf(LevelHistogramsFunc::new());
     let mut passes = Vec::new();
-    let mut mode = PassMode::default();
     while let Some(plan) = trainer.next_pass()? {
         let t = Instant::now();
         let (mut queries, mut plan_bytes, mut missed_rows) = (0, 0, 0u64);
@@ -634,14 +768,10 @@ pub async fn pipeline_training_rows(
 }
 
 /// Whether a pipeline model trains on the executors: the engine is a
-/// Ballista cluster, `train.distributed` is on (the default) and the model
-/// has no grid search or cross-validation (those stay on the driver, see
-/// docs/DISTRIBUTED.md).
-pub fn trains_on_cluster(engine: &EngineSettings, step: &TrainStep, model: &ModelConfig) -> bool {
-    engine.mode == EngineMode::Ballista
-        && step.distributed
-        && model.grid.is_empty()
-        && model.cv.is_none()
+/// Ballista cluster and `train.distributed` is on (the default); a grid
+/// search with cross-validation runs there too ([`crate::dsearch`]).
+pub fn trains_on_cluster(engine: &EngineSettings, step: &TrainStep) -> bool {
+    engine.mode == EngineMode::Ballista && step.distributed
 }
 
 /// Label column of the features output.
@@ -671,16 +801,32 @@ pub(crate) async fn train_pipeline_model(
         ..DistributedOptions::default()
     };
     info!(model = %model.name, "training on the executors");
-    let fit = train_distributed(
-        &rc.ctx,
-        df,
-        &names,
-        PIPELINE_LABEL,
-        PIPELINE_ROW_ID,
-        &model.spec.to_spec(),
-        &opts,
-    )
-    .await;
+    let spec = model.spec.to_spec();
+    let fit = if model.grid.is_empty() && model.cv.is_none() {
+        train_distributed(
+            &rc.ctx,
+            df,
+            &names,
+            PIPELINE_LABEL,
+            PIPELINE_ROW_ID,
+            &spec,
+            &opts,
+        )
+        .await
+    } else {
+        crate::dsearch::grid_search_distributed(
+            &rc.ctx,
+            df,
+            &names,
+            PIPELINE_LABEL,
+            PIPELINE_ROW_ID,
+            &spec,
+            &model.search_config(step.seed),
+            &opts,
+            &model.name,
+        )
+        .await
+    };
     if let Err(e) = rc.lake.delete_prefix(&scratch).await {
         tracing::warn!(error = %e, dir = %scratch, "could not delete the binned scratch table");
     }

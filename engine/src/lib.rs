@@ -20,6 +20,7 @@
 pub mod config;
 pub mod context;
 pub mod drift;
+pub mod dsearch;
 pub mod dtrain;
 pub mod ingest;
 pub mod outputs;

@@ -159,6 +159,29 @@ pub struct CvOutput {
 }
 
 impl CvOutput {
+    /// The summary of a grid search's points.
+    pub fn of(
+        metric: Metric,
+        folds: usize,
+        points: &[sluice_ml::GridPoint],
+        best_index: usize,
+    ) -> Self {
+        CvOutput {
+            metric,
+            folds,
+            points: points
+                .iter()
+                .map(|p| CvPoint {
+                    params: p.params.clone(),
+                    mean: p.mean_score,
+                    std: p.std_score,
+                    fold_scores: p.fold_scores.clone(),
+                })
+                .collect(),
+            best_index,
+        }
+    }
+
     /// The best point.
     pub fn best(&self) -> Option<&CvPoint> {
         self.points.get(self.best_index)
@@ -187,6 +210,24 @@ pub struct DistributedSummary {
     /// (`"<what>: <error>"`, in order).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retries: Vec<String>,
+    /// The grid search on the executors that chose the parameters (`passes`
+    /// and `per_pass` are then the final refit's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search: Option<SearchSummary>,
+}
+
+/// What a grid search with cross-validation on the executors cost.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SearchSummary {
+    /// Distributed fits for the fold scores (grid points × folds, forests
+    /// sharing their largest fit).
+    pub fits: usize,
+    /// Level passes of those fits.
+    pub passes: usize,
+    /// Seconds in those passes.
+    pub pass_seconds: f64,
+    /// Seconds scoring the folds' rows on the executors.
+    pub scoring_seconds: f64,
 }
 
 /// `train/<model>`: one trained model.

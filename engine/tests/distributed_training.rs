@@ -271,6 +271,115 @@ async fn embedded_distributed_training_equals_local() {
     }
 }
 
+/// Fold scores of two searches of the same grid: equal up to the order of
+/// the histogram sums' additions.
+fn assert_same_search(a: &[sluice_ml::GridPoint], b: &[sluice_ml::GridPoint], what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: points");
+    for (i, (p, q)) in a.iter().zip(b).enumerate() {
+        assert_eq!(p.params, q.params, "{what}: point {i}");
+        assert_eq!(
+            p.fold_scores.len(),
+            q.fold_scores.len(),
+            "{what}: point {i}"
+        );
+        for (f, (s, t)) in p.fold_scores.iter().zip(&q.fold_scores).enumerate() {
+            assert!(
+                (s - t).abs() <= 1e-9,
+                "{what}: point {i} ({:?}) fold {f}: {s} vs {t}",
+                p.params
+            );
+        }
+    }
+}
+
+/// Small grids that exercise every kind of fit the search shares or not.
+fn grids() -> Vec<(&'static str, ModelSpec, sluice_ml::GridSearchConfig)> {
+    let cfg = |folds: usize, grid: serde_json::Value| sluice_ml::GridSearchConfig {
+        folds,
+        metric: sluice_ml::Metric::Auc,
+        seed: 5,
+        grid: serde_json::from_value(grid).unwrap(),
+        parallelism: None,
+    };
+    vec![
+        (
+            "gbt 3-fold",
+            ModelSpec::Gbt(GbtParams {
+                max_iter: 4,
+                subsampling_rate: 0.8,
+                ..Default::default()
+            }),
+            cfg(
+                3,
+                serde_json::json!({"maxDepth": [2, 3], "stepSize": [0.1, 0.3], "minInstancesPerNode": [1, 400]}),
+            ),
+        ),
+        (
+            "gbt early stopping, holdout",
+            ModelSpec::Gbt(GbtParams {
+                max_iter: 6,
+                max_depth: 3,
+                validation_fraction: Some(0.2),
+                ..Default::default()
+            }),
+            cfg(0, serde_json::json!({"stepSize": [0.2, 0.5]})),
+        ),
+        (
+            "forest 4-fold",
+            ModelSpec::RandomForest(RfParams {
+                num_trees: 3,
+                ..Default::default()
+            }),
+            cfg(
+                4,
+                serde_json::json!({"numTrees": [2, 5], "maxDepth": [2, 4], "bootstrap": [true, false]}),
+            ),
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_grid_search_equals_local() {
+    let batch = table();
+    let (x, y) = local_data(&batch);
+    let ctx = connect(
+        &EngineSettings {
+            target_partitions: Some(3),
+            ..EngineSettings::default()
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    ctx.register_batch("train", batch).unwrap();
+    for (name, spec, cfg) in grids() {
+        let local = sluice_ml::grid_search(&spec, &cfg, &x, &y).unwrap();
+        let df = ctx.table("train").await.unwrap();
+        let fit = sluice_engine::dsearch::grid_search_distributed(
+            &ctx,
+            df,
+            &names(),
+            "y",
+            "row_id",
+            &spec,
+            &cfg,
+            &DistributedOptions::default(),
+            name,
+        )
+        .await
+        .unwrap();
+        let search = fit.search.as_ref().unwrap();
+        println!(
+            "{name}: {} fits, {} passes, {:.3} s in passes, {:.3} s scoring",
+            search.fits, search.passes, search.pass_seconds, search.scoring_seconds
+        );
+        assert_same_search(&search.points, &local.points, name);
+        assert_eq!(search.best_index, local.best_index, "{name}: best point");
+        assert!(search.fits > 0 && search.passes >= search.fits, "{name}");
+        assert_same_model(&fit.model, &local.best_model, &x, name);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_training_data_is_a_clear_error() {
     let ctx = SessionContext::new();
@@ -477,6 +586,8 @@ steps:
       - name: gbt
         type: gbt
         params: {maxIter: 6, maxDepth: 4, stepSize: 0.2}
+        grid: {maxDepth: [2, 4]}
+        cv: {folds: 3, metric: auc}
       - name: rf
         type: random_forest
         params: {numTrees: 6, maxDepth: 6}
@@ -528,6 +639,22 @@ steps:
         );
         println!("pipeline {name}: {:?}", ob.distributed);
         assert_eq!(oa.train_rows, ob.train_rows, "{name}");
+        // The grid search ran on the executors and found the driver's fold scores.
+        assert_eq!(oa.cv.is_some(), name == "gbt", "{name}");
+        assert_eq!(ob.cv.is_some(), name == "gbt", "{name}");
+        if let (Some(ca), Some(cb)) = (&oa.cv, &ob.cv) {
+            let search = ob.distributed.as_ref().and_then(|d| d.search).unwrap();
+            assert_eq!(search.fits, 6, "{name}: 2 points × 3 folds");
+            assert_eq!((ca.folds, ca.best_index), (cb.folds, cb.best_index));
+            assert_eq!(ca.points.len(), cb.points.len());
+            for (pa, pb) in ca.points.iter().zip(&cb.points) {
+                assert_eq!(pa.params, pb.params);
+                for (s, t) in pa.fold_scores.iter().zip(&pb.fold_scores) {
+                    assert!((s - t).abs() <= 1e-9, "{name}: {:?}: {s} vs {t}", pa.params);
+                }
+            }
+            assert_eq!(oa.params, ob.params, "{name}: the chosen parameters");
+        }
         let load = |m: &sluice_engine::commit::Manifest| {
             let f = m
                 .files

@@ -64,7 +64,8 @@ pub use model::{train, train_with_progress, FeatureImportance, ModelKind, Traine
 pub use params::{FeatureSubsetStrategy, GbtParams, Impurity, ModelSpec, RfParams};
 pub use progress::{Progress, TrainEvent};
 pub use selection::{
-    expand_grid, grid_search, grid_search_with_progress, split_train_test, stratified_folds,
-    GridPoint, GridSearchConfig, GridSearchResult,
+    expand_grid, fold_blocks, grid_search, grid_search_with_progress, plan_fits, score_points,
+    split_train_test, stratified_folds, Fit, GridPoint, GridSearchConfig, GridSearchResult,
+    FOLD_STREAM, HOLDOUT_FRACTION,
 };
 pub use tree::{FlatTree, Node, RowBlock, RowLayout, Tree};

@@ -18,11 +18,18 @@ use crate::params::{FeatureSubsetStrategy, ModelSpec};
 use crate::progress::{emit, Progress, TrainEvent};
 use crate::sampling::hash2;
 
+/// Stream of the hash that orders each class's rows for every stratified
+/// split: rows of a class are ranked by `(hash2(seed, FOLD_STREAM, row), row)`.
+pub const FOLD_STREAM: u64 = 0x0059_7117;
+
+/// Share of the rows a grid search without CV (`folds` < 2) validates on.
+pub const HOLDOUT_FRACTION: f64 = 0.2;
+
 /// Rows of each class ordered by a seeded hash (the basis of every stratified split).
 fn shuffled_by_class(y: &[u8], seed: u64) -> [Vec<usize>; 2] {
     let mut out: [Vec<(u64, usize)>; 2] = [Vec::new(), Vec::new()];
     for (r, &c) in y.iter().enumerate() {
-        out[(c > 0) as usize].push((hash2(seed, 0x0059_7117, r as u64), r));
+        out[(c > 0) as usize].push((hash2(seed, FOLD_STREAM, r as u64), r));
     }
     out.map(|mut v| {
         v.sort_unstable();
@@ -30,27 +37,62 @@ fn shuffled_by_class(y: &[u8], seed: u64) -> [Vec<usize>; 2] {
     })
 }
 
+/// The validation blocks of a stratified split, per fold and class: ranges
+/// of ranks in the class's hash order ([`FOLD_STREAM`]). With `folds` >= 2,
+/// fold `f` of a class of `n` rows validates on ranks
+/// `ceil(f·n/k)..ceil((f+1)·n/k)` (contiguous blocks, so the distributed
+/// trainer finds a fold from two order statistics per class); otherwise
+/// one fold validates on the first `round(n × test_fraction)` ranks.
+pub fn fold_blocks(
+    class_rows: [usize; 2],
+    folds: usize,
+    test_fraction: f64,
+) -> Vec<[std::ops::Range<usize>; 2]> {
+    if folds < 2 {
+        return vec![class_rows
+            .map(|n| 0..((n as f64 * test_fraction.clamp(0.0, 1.0)).round() as usize).min(n))];
+    }
+    let start = |n: usize, f: usize| (f * n).div_ceil(folds);
+    (0..folds)
+        .map(|f| class_rows.map(|n| start(n, f)..start(n, f + 1)))
+        .collect()
+}
+
+/// Per class, how many of `y`'s labels are 0 and 1.
+fn class_rows(y: &[u8]) -> [usize; 2] {
+    let pos = y.iter().filter(|&&c| c > 0).count();
+    [y.len() - pos, pos]
+}
+
 /// Stratified, seeded train/test split: returns (train rows, test rows), ascending.
 pub fn split_train_test(y: &[u8], test_fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
     let mut train = Vec::new();
     let mut test = Vec::new();
-    for class in shuffled_by_class(y, seed) {
-        let n_test = (class.len() as f64 * test_fraction.clamp(0.0, 1.0)).round() as usize;
-        test.extend_from_slice(&class[..n_test]);
-        train.extend_from_slice(&class[n_test..]);
+    let block = fold_blocks(class_rows(y), 1, test_fraction).swap_remove(0);
+    for (class, out) in shuffled_by_class(y, seed).into_iter().zip(block) {
+        test.extend_from_slice(&class[out.clone()]);
+        train.extend_from_slice(&class[..out.start]);
+        train.extend_from_slice(&class[out.end..]);
     }
     train.sort_unstable();
     test.sort_unstable();
     (train, test)
 }
 
-/// Stratified, seeded fold id (`0..k`) of every row.
+/// Stratified, seeded fold id (`0..k`) of every row: the fold whose
+/// [`fold_blocks`] hold the row's rank in its class.
 pub fn stratified_folds(y: &[u8], k: usize, seed: u64) -> Vec<usize> {
     let mut fold = vec![0; y.len()];
-    for class in shuffled_by_class(y, seed) {
-        for (i, r) in class.into_iter().enumerate() {
-            fold[r] = i % k.max(1);
+    let blocks = fold_blocks(class_rows(y), k.max(2), 0.0);
+    for (c, class) in shuffled_by_class(y, seed).into_iter().enumerate() {
+        for (f, b) in blocks.iter().enumerate() {
+            for &r in &class[b[c].clone()] {
+                fold[r] = f;
+            }
         }
+    }
+    if k < 2 {
+        fold.fill(0);
     }
     fold
 }
@@ -169,12 +211,15 @@ pub fn expand_grid(
 /// value when it is checked to grow the same model, see [`AltMinInstances`]).
 /// A grid point served by a shared fit: (point index, (trees, depth) to keep
 /// or `None` for the whole model, the point's `minInstancesPerNode`).
-type Consumer = (usize, Option<(usize, usize)>, usize);
+pub type Consumer = (usize, Option<(usize, usize)>, usize);
 
-struct Fit {
-    spec: ModelSpec,
+/// One fit of a grid search and the grid points it scores.
+#[derive(Debug, Clone)]
+pub struct Fit {
+    /// What is fitted.
+    pub spec: ModelSpec,
     /// The grid points this fit scores.
-    consumers: Vec<Consumer>,
+    pub consumers: Vec<Consumer>,
 }
 
 fn min_instances(spec: &ModelSpec) -> usize {
@@ -193,12 +238,20 @@ fn with_min_instances(spec: &ModelSpec, m: usize) -> ModelSpec {
     s
 }
 
-fn plan_fits(points: &[(BTreeMap<String, Value>, ModelSpec)]) -> Vec<Fit> {
+/// The fits of a grid: forests that differ only in `numTrees`/`maxDepth`
+/// share the largest; with `share_min_instances`, points that differ only
+/// in `minInstancesPerNode` share the smallest (the local search checks and
+/// refits where it differs; [`fit_models`]), otherwise each value is a fit.
+pub fn plan_fits(
+    points: &[(BTreeMap<String, Value>, ModelSpec)],
+    share_min_instances: bool,
+) -> Vec<Fit> {
     let mut fits: Vec<Fit> = Vec::new();
     let mut groups: BTreeMap<String, usize> = BTreeMap::new();
     for (i, (_, spec)) in points.iter().enumerate() {
         let m = min_instances(spec);
-        let key_spec = match with_min_instances(spec, 0) {
+        let key_m = if share_min_instances { 0 } else { m };
+        let key_spec = match with_min_instances(spec, key_m) {
             // A forest of one tree draws every feature under `auto`
             // (Spark's rule), so it cannot be a prefix of a larger one.
             ModelSpec::RandomForest(p) => ModelSpec::RandomForest(crate::params::RfParams {
@@ -346,7 +399,7 @@ fn run_grid(
     let (folds, k): (Vec<usize>, usize) = if cfg.folds >= 2 {
         (stratified_folds(y, cfg.folds, cfg.seed), cfg.folds)
     } else {
-        let (_, test) = split_train_test(y, 0.2, cfg.seed);
+        let (_, test) = split_train_test(y, HOLDOUT_FRACTION, cfg.seed);
         let mut f = vec![1usize; y.len()];
         for r in test {
             f[r] = 0;
@@ -366,7 +419,7 @@ fn run_grid(
             (tr, va)
         })
         .collect();
-    let fits = plan_fits(&points);
+    let fits = plan_fits(&points, true);
     let jobs: Vec<(usize, usize)> = (0..fits.len())
         .flat_map(|fi| (0..k).map(move |f| (fi, f)))
         .collect();
@@ -424,6 +477,28 @@ fn run_grid(
     for (pi, f, s) in scores.into_iter().flatten() {
         per_point[pi][f] = s;
     }
+    let (results, best_index) = score_points(points, per_point, cfg.metric, progress);
+    let best_spec = results[best_index].spec.clone();
+    let all: Vec<u32> = (0..x.n_rows() as u32).collect();
+    let best_model = fit_binned(&best_spec, &edges, x.names(), &binned, y, &all, progress)?;
+    Ok(GridSearchResult {
+        metric: cfg.metric,
+        points: results,
+        best_index,
+        best_spec,
+        best_model,
+    })
+}
+
+/// The grid points with their fold scores (`per_point[i][fold]`), mean and
+/// standard deviation, and the index of the best point by `metric` (the
+/// first of equals; points without a finite mean never win over one).
+pub fn score_points(
+    points: Vec<(BTreeMap<String, Value>, ModelSpec)>,
+    per_point: Vec<Vec<f64>>,
+    metric: Metric,
+    progress: Progress<'_>,
+) -> (Vec<GridPoint>, usize) {
     let n_points = points.len();
     let results: Vec<GridPoint> = points
         .into_iter()
@@ -449,7 +524,7 @@ fn run_grid(
         })
         .collect();
     let better = |a: f64, b: f64| {
-        if cfg.metric.higher_is_better() {
+        if metric.higher_is_better() {
             a > b
         } else {
             a < b
@@ -462,16 +537,7 @@ fn run_grid(
             best_index = i;
         }
     }
-    let best_spec = results[best_index].spec.clone();
-    let all: Vec<u32> = (0..x.n_rows() as u32).collect();
-    let best_model = fit_binned(&best_spec, &edges, x.names(), &binned, y, &all, progress)?;
-    Ok(GridSearchResult {
-        metric: cfg.metric,
-        points: results,
-        best_index,
-        best_spec,
-        best_model,
-    })
+    (results, best_index)
 }
 
 #[cfg(test)]
@@ -682,7 +748,7 @@ mod tests {
         );
         let pts = expand_grid(&ModelSpec::Gbt(GbtParams::default()), &g).unwrap();
         assert_eq!(pts.len(), 27);
-        assert_eq!(plan_fits(&pts).len(), 9);
+        assert_eq!(plan_fits(&pts, true).len(), 9);
         let mut g = BTreeMap::new();
         g.insert("maxDepth".to_string(), vec![json!(1), json!(3), json!(5)]);
         g.insert(
@@ -701,7 +767,7 @@ mod tests {
         let pts = expand_grid(&ModelSpec::RandomForest(RfParams::default()), &g).unwrap();
         assert_eq!(pts.len(), 108);
         // bootstrap x impurity; numTrees, maxDepth and minInstancesPerNode share fits.
-        assert_eq!(plan_fits(&pts).len(), 4);
+        assert_eq!(plan_fits(&pts, true).len(), 4);
         let mut bad = BTreeMap::new();
         bad.insert("numTrees".to_string(), vec![json!(3)]);
         let err = expand_grid(&ModelSpec::Gbt(GbtParams::default()), &bad).unwrap_err();

@@ -296,6 +296,24 @@ pub struct ModelConfig {
     pub cv: Option<CvConfig>,
 }
 
+impl ModelConfig {
+    /// The grid search of this model's grid and cross-validation, folds
+    /// seeded by `seed` (the train step's).
+    pub fn search_config(&self, seed: u64) -> sluice_ml::GridSearchConfig {
+        sluice_ml::GridSearchConfig {
+            folds: self.cv.as_ref().map(|c| c.folds).unwrap_or(0),
+            metric: self
+                .cv
+                .as_ref()
+                .map(|c| c.metric)
+                .unwrap_or(sluice_ml::Metric::Auc),
+            seed,
+            grid: self.grid.clone(),
+            parallelism: self.cv.as_ref().and_then(|c| c.parallelism),
+        }
+    }
+}
+
 /// A model entry as written in YAML.
 #[derive(schemars::JsonSchema, Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

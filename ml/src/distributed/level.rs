@@ -193,6 +193,45 @@ impl Holdout {
     }
 }
 
+/// Rows a fit leaves out: per class, the rows whose
+/// `(hash2(seed, FOLD_STREAM, row), row)` lies in an inclusive range, i.e.
+/// one block of ranks of the class's hash order (a cross-validation fold
+/// of [`crate::selection::fold_blocks`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Excluded {
+    /// The split seed.
+    pub seed: u64,
+    /// Per class, the first and last `(hash, row)` left out (`None`: none).
+    pub range: [Option<[(u64, i64); 2]>; 2],
+}
+
+impl Excluded {
+    /// Whether row `row` with label `y` (0/1) is left out.
+    #[inline]
+    pub fn excludes(&self, row: i64, y: u8) -> bool {
+        self.range[y.min(1) as usize].is_some_and(|[lo, hi]| {
+            let k = (
+                hash2(self.seed, crate::selection::FOLD_STREAM, row as u64),
+                row,
+            );
+            lo <= k && k <= hi
+        })
+    }
+}
+
+/// Which fit of a job a plan belongs to, when several fits (the folds and
+/// grid points of a search) share one job's executor-resident bins.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FitScope {
+    /// The fit's id: executors keep its margins and sample weights apart
+    /// from the other fits of the job.
+    #[serde(default)]
+    pub fit: u64,
+    /// Rows this fit does not train on (its validation fold).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude: Option<Excluded>,
+}
+
 /// What a boosting round does with a row.
 enum RoundRow {
     /// Held out to measure the validation loss.
@@ -258,6 +297,9 @@ pub struct LevelPlan {
     /// in one more value after the result ([`Self::state_len`]).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub resident: bool,
+    /// The fit within the job, and the rows it leaves out.
+    #[serde(default)]
+    pub scope: FitScope,
 }
 
 impl LevelPlan {
@@ -412,6 +454,7 @@ impl LevelPlan {
                 eval: self.eval && gi == 0,
                 job: self.job,
                 resident: self.resident,
+                scope: self.scope,
             })
             .collect()
     }
@@ -618,15 +661,27 @@ impl LevelKernel {
         });
         let (plan, cells, scratch, result_len) =
             (&self.plan, &self.cells, &mut self.scratch, self.result_len);
-        let done = with_batch(plan.job, row_id, bins, boosting, sampling, |bins, kept| {
-            let valid = |i: usize| use_row.is_none_or(|u| u[i]);
-            let (loss, held) = route(plan, scratch, label, row_id, &valid, bins, kept);
-            if plan.eval {
-                sums[result_len - 2] += loss;
-                sums[result_len - 1] += held;
-            }
-            fill(plan, cells, scratch, sums, bins);
-        });
+        let exclude = plan.scope.exclude;
+        let done = with_batch(
+            plan.job,
+            plan.scope.fit,
+            row_id,
+            bins,
+            boosting,
+            sampling,
+            |bins, kept| {
+                let valid = |i: usize| {
+                    use_row.is_none_or(|u| u[i])
+                        && !exclude.is_some_and(|e| e.excludes(row_id[i], label[i]))
+                };
+                let (loss, held) = route(plan, scratch, label, row_id, &valid, bins, kept);
+                if plan.eval {
+                    sums[result_len - 2] += loss;
+                    sums[result_len - 1] += held;
+                }
+                fill(plan, cells, scratch, sums, bins);
+            },
+        );
         if done.is_none() {
             sums[result_len] += label.len() as f64;
         }
@@ -964,6 +1019,7 @@ mod tests {
             eval: false,
             job: None,
             resident: false,
+            scope: Default::default(),
         };
         let json = match plan.to_literal() {
             ScalarValue::Dictionary(_, v) => v.try_as_str().flatten().unwrap().to_string(),
@@ -1038,6 +1094,7 @@ mod tests {
             eval: true,
             job: None,
             resident: false,
+            scope: Default::default(),
         };
         let batch = |ids: Vec<i64>, y: Vec<u8>, b: Vec<u8>| -> Vec<ArrayRef> {
             let n = ids.len();
@@ -1106,6 +1163,7 @@ mod tests {
             eval: true,
             job: None,
             resident: false,
+            scope: Default::default(),
         };
         let run = |p: &LevelPlan| {
             let mut a = LevelHistogramsAccumulator::new(p.clone());
@@ -1140,6 +1198,7 @@ mod tests {
             eval: false,
             job: None,
             resident: false,
+            scope: Default::default(),
         };
         assert!(plan.check().is_err());
         plan.slots = vec![vec![0]];

@@ -10,7 +10,8 @@
 //! | `sluice_bin(value, upper_bounds)` | UDF | a raw value's bin (`u8`, 0 = missing), to write the binned table once |
 //! | `sluice_histogram(grad, hess, bin_0, ..., bin_{F-1})` | UDAF | per-group (e.g. `GROUP BY node`) gradient/hessian/count sums per (feature, bin) → [`histogram::to_histogram`] |
 //! | `sluice_level_histograms(plan, label, row_id, bin_0, ...)` | UDAF | every histogram of one tree level: rows routed through the trees being grown, targets computed from the plan ([`level::LevelPlan`], a literal) → [`trainer::DistributedTrainer::absorb`] |
-//! | `sluice_row_hash(seed, stream, row_id)` | UDF | the trainer's per-row hash (holdout thresholds) |
+//! | `sluice_row_hash(seed, stream, row_id)` | UDF | the trainer's per-row hash (holdout thresholds, fold bounds) |
+//! | `sluice_score_binned(model, bin_0, ...)` | UDF | P(class 1) of binned rows under a model ([`score::ScoredModel`], a literal): the cross-validation scores of a fold |
 //!
 //! The trainer itself runs [`trainer::DistributedTrainer`]: one
 //! `sluice_level_histograms` pass per tree level (all trees of a forest
@@ -34,6 +35,7 @@ pub mod histogram;
 pub mod level;
 pub mod resident;
 pub mod row_hash;
+pub mod score;
 pub mod trainer;
 
 use std::sync::Arc;
@@ -54,6 +56,7 @@ pub fn scalar_udfs() -> Vec<Arc<ScalarUDF>> {
     vec![
         Arc::new(ScalarUDF::from(bin::BinFunc::new())),
         Arc::new(ScalarUDF::from(row_hash::RowHashFunc::new())),
+        Arc::new(ScalarUDF::from(score::ScoreBinnedFunc::new())),
     ]
 }
 

@@ -40,6 +40,8 @@ use std::time::{Duration, Instant};
 
 use xxhash_rust::xxh3::Xxh3;
 
+use crate::sampling::hash2;
+
 use super::level::{CompactTree, LevelPlan};
 
 /// A batch's margins after the first `trees` finished trees of `init`,
@@ -156,8 +158,13 @@ fn mib(n: u64) -> usize {
     (n as usize).saturating_mul(1 << 20)
 }
 
-/// Cache key: (job id, fingerprint of the batch's row ids).
+/// Cache key: (job id, fingerprint of the batch's row ids; for the
+/// margins and weights of one of several fits of the job, that fingerprint
+/// hashed with the fit id).
 type Key = (u64, u64);
+
+/// Hash stream of a fit's entry key.
+const FIT_STREAM: u64 = 0x0f17;
 
 /// A batch whose bins (and margins after `margins` = (trees, init bits))
 /// are in the spill directory.
@@ -463,18 +470,21 @@ fn spill(c: &mut Cache, s: &CacheSettings, key: Key, e: &Entry) {
 /// the scanned bins copied in.
 pub(crate) fn with_batch<T>(
     job: Option<u64>,
+    fit: u64,
     row_id: &[i64],
     scanned: Option<&[&[u8]]>,
     boosting: Option<(f64, &[CompactTree], Option<RoundTargets>)>,
     sampling: Option<Sampling>,
     f: impl FnOnce(&[&[u8]], Kept) -> T,
 ) -> Option<T> {
-    with_batch_in(&STORE, job, row_id, scanned, boosting, sampling, f)
+    with_batch_in(&STORE, job, fit, row_id, scanned, boosting, sampling, f)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn with_batch_in<T>(
     store: &Store,
     job: Option<u64>,
+    fit: u64,
     row_id: &[i64],
     scanned: Option<&[&[u8]]>,
     boosting: Option<(f64, &[CompactTree], Option<RoundTargets>)>,
@@ -483,7 +493,13 @@ fn with_batch_in<T>(
 ) -> Option<T> {
     let n = row_id.len();
     let settings = store.settings();
-    let key = job.map(|j| (j, fingerprint(row_id)));
+    let fp = fingerprint(row_id);
+    let key = job.map(|j| (j, fp));
+    // Several fits of one job share its bins; each keeps its margins and
+    // weights in an entry of its own.
+    let fit_key = job
+        .filter(|_| fit != 0)
+        .map(|j| (j, hash2(fp, fit, FIT_STREAM)));
     let found = key
         .and_then(|k| store.take(k, &settings))
         .filter(|e| e.rows == n);
@@ -491,13 +507,22 @@ fn with_batch_in<T>(
         let counter = if found.is_some() { &HITS } else { &MISSES };
         counter.fetch_add(1, Ordering::Relaxed);
     }
-    let mut entry = found.unwrap_or(Entry {
+    let empty = || Entry {
         rows: n,
         bins: None,
         margins: None,
         weights: None,
         used: Instant::now(),
+    };
+    let mut entry = found.unwrap_or_else(empty);
+    let mut fit_entry = fit_key.map(|k| {
+        store
+            .take(k, &settings)
+            .filter(|e| e.rows == n)
+            .unwrap_or_else(empty)
     });
+    let state = fit_entry.as_mut().unwrap_or(&mut entry);
+    let (mut margins_kept, mut weights_kept) = (state.margins.take(), state.weights.take());
     // Copy the scanned bins only where a later pass can find them.
     if entry.bins.is_none() && key.is_some() && settings.memory_bytes > 0 {
         entry.bins = scanned.map(|cols| cols.iter().map(|c| c.to_vec()).collect());
@@ -514,8 +539,7 @@ fn with_batch_in<T>(
             let (margins, grads) = match boosting {
                 None => (None, None),
                 Some((init, trees, targets)) => {
-                    let kept = entry
-                        .margins
+                    let kept = margins_kept
                         .take()
                         .filter(|m| m.init_bits == init.to_bits() && m.trees <= trees.len())
                         .unwrap_or(Margins {
@@ -524,7 +548,7 @@ fn with_batch_in<T>(
                             init_bits: init.to_bits(),
                             grads: None,
                         });
-                    let m = entry.margins.insert(kept);
+                    let m = margins_kept.insert(kept);
                     for t in &trees[m.trees..] {
                         for (i, v) in m.values.iter_mut().enumerate() {
                             *v += t.value[t.leaf_of(bins, i)];
@@ -550,7 +574,7 @@ fn with_batch_in<T>(
                 }
             };
             let weights = sampling.map(|s| {
-                let w = entry.weights.get_or_insert_with(|| TreeWeights {
+                let w = weights_kept.get_or_insert_with(|| TreeWeights {
                     params: s.params,
                     per_tree: HashMap::new(),
                 });
@@ -578,10 +602,14 @@ fn with_batch_in<T>(
             f(bins, kept)
         })
     };
-    if let Some(key) = key {
-        if entry.bins.is_some() || entry.margins.is_some() || entry.weights.is_some() {
-            entry.used = Instant::now();
-            store.put(key, entry, &settings);
+    let state = fit_entry.as_mut().unwrap_or(&mut entry);
+    (state.margins, state.weights) = (margins_kept, weights_kept);
+    for (key, entry) in [(key, Some(entry)), (fit_key, fit_entry)] {
+        if let (Some(key), Some(mut entry)) = (key, entry) {
+            if entry.bins.is_some() || entry.margins.is_some() || entry.weights.is_some() {
+                entry.used = Instant::now();
+                store.put(key, entry, &settings);
+            }
         }
     }
     out
@@ -691,6 +719,7 @@ mod tests {
             eval: false,
             job: Some(7),
             resident: false,
+            scope: Default::default(),
         }
     }
 
@@ -759,6 +788,7 @@ mod tests {
             with_batch_in(
                 store,
                 job,
+                0,
                 ids,
                 scanned.as_ref().map(|c| &c[..]),
                 Some((0.1, &trees[..n], None)),
@@ -780,19 +810,25 @@ mod tests {
         let ids: Vec<i64> = (100..110).collect();
         let col: Vec<u8> = (0..10).map(|i| (i % 3) as u8).collect();
         let sum = |bins: &[&[u8]], _: Kept| bins[0].iter().map(|&b| b as u32).sum::<u32>();
-        assert_eq!(with_batch(Some(job), &ids, None, None, None, sum), None);
-        let full = with_batch(Some(job), &ids, Some(&[col.as_slice()]), None, None, sum);
+        assert_eq!(with_batch(Some(job), 0, &ids, None, None, None, sum), None);
+        let full = with_batch(Some(job), 0, &ids, Some(&[col.as_slice()]), None, None, sum);
         assert_eq!(full, Some(9));
-        assert_eq!(with_batch(Some(job), &ids, None, None, None, sum), Some(9));
+        assert_eq!(
+            with_batch(Some(job), 0, &ids, None, None, None, sum),
+            Some(9)
+        );
         // Other rows (or their order) are another batch.
         let other: Vec<i64> = ids.iter().rev().copied().collect();
-        assert_eq!(with_batch(Some(job), &other, None, None, None, sum), None);
+        assert_eq!(
+            with_batch(Some(job), 0, &other, None, None, None, sum),
+            None
+        );
         // Margins advance from the kept ones: the same values as from scratch.
         let [one, two, scratch] = stump_margins(&STORE, job, &ids, &col, None);
         assert_eq!(one[0], 0.1 - 0.5);
         assert_eq!(two, scratch);
         assert_eq!(release_job(job), 1);
-        assert_eq!(with_batch(Some(job), &ids, None, None, None, sum), None);
+        assert_eq!(with_batch(Some(job), 0, &ids, None, None, None, sum), None);
         release_job(job);
     }
 
@@ -821,6 +857,7 @@ mod tests {
         };
         let full = with_batch(
             Some(job),
+            0,
             &ids,
             Some(&[col.as_slice()]),
             None,
@@ -832,6 +869,7 @@ mod tests {
         // Tree 1 finished: the kept weights of trees 0 and 2, in plan order.
         let later = with_batch(
             Some(job),
+            0,
             &ids,
             None,
             None,
@@ -850,7 +888,7 @@ mod tests {
             params: 10,
             ..sampling(&[2])
         };
-        with_batch(Some(job), &ids, None, None, Some(other), weights).unwrap();
+        with_batch(Some(job), 0, &ids, None, None, Some(other), weights).unwrap();
         assert_eq!(draws.load(Ordering::Relaxed), 200);
         release_job(job);
     }
@@ -877,13 +915,14 @@ mod tests {
         let round = |key| Some((0.3, &[][..], Some(RoundTargets { key, of: &of })));
         let first = with_batch(
             Some(job),
+            0,
             &ids,
             Some(&[col.as_slice()]),
             round(1),
             None,
             grads,
         );
-        let again = with_batch(Some(job), &ids, None, round(1), None, grads);
+        let again = with_batch(Some(job), 0, &ids, None, round(1), None, grads);
         assert_eq!(calls.load(Ordering::Relaxed), 20);
         let (g, h) = again.unwrap();
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
@@ -891,7 +930,7 @@ mod tests {
         assert!(g[0].is_nan() && !g[1].is_nan());
         assert_eq!((g[1], h[1]), crate::gbt::grad_hess(0.3, 1));
         // Another round draws again.
-        with_batch(Some(job), &ids, None, round(2), None, grads).unwrap();
+        with_batch(Some(job), 0, &ids, None, round(2), None, grads).unwrap();
         assert_eq!(calls.load(Ordering::Relaxed), 40);
         release_job(job);
     }
@@ -932,6 +971,7 @@ mod tests {
             with_batch_in(
                 &store,
                 Some(job),
+                0,
                 &ids(b as i64),
                 Some(&scanned),
                 None,
@@ -945,7 +985,7 @@ mod tests {
         assert_eq!(files(&dir), 2);
         // Every batch is found again, with its own bins, in any order.
         for b in [0u8, 2, 1, 0] {
-            let got = with_batch_in(&store, Some(job), &ids(b as i64), None, None, None, copy);
+            let got = with_batch_in(&store, Some(job), 0, &ids(b as i64), None, None, None, copy);
             assert_eq!(got, Some(cols(b).to_vec()), "batch {b}");
         }
         // Memory holds one batch, the one last used: each lookup reads back.
@@ -955,7 +995,7 @@ mod tests {
         assert_eq!(store.release(job), 3);
         assert_eq!(files(&dir), 0);
         assert_eq!(
-            with_batch_in(&store, Some(job), &ids(0), None, None, None, copy),
+            with_batch_in(&store, Some(job), 0, &ids(0), None, None, None, copy),
             None
         );
         std::fs::remove_dir_all(dir).unwrap();
@@ -994,6 +1034,7 @@ mod tests {
             with_batch_in(
                 &store,
                 Some(job),
+                0,
                 &ids(b),
                 Some(&[col.as_slice()]),
                 None,
@@ -1004,11 +1045,11 @@ mod tests {
         }
         assert_eq!(files(&dir), 1);
         assert_eq!(
-            with_batch_in(&store, Some(job), &ids(0), None, None, None, sum),
+            with_batch_in(&store, Some(job), 0, &ids(0), None, None, None, sum),
             None
         );
         assert_eq!(
-            with_batch_in(&store, Some(job), &ids(1), None, None, None, sum),
+            with_batch_in(&store, Some(job), 0, &ids(1), None, None, None, sum),
             Some(10)
         );
         store.release(job);

@@ -58,8 +58,8 @@ use crate::params::{GbtParams, ModelSpec, RfParams};
 use crate::sampling::hash2;
 
 use super::level::{
-    CompactTree, GrowingTree, Holdout, LevelHistogramsAccumulator, LevelPlan, PlanTargets,
-    HOLDOUT_STREAM,
+    CompactTree, FitScope, GrowingTree, Holdout, LevelHistogramsAccumulator, LevelPlan,
+    PlanTargets, HOLDOUT_STREAM,
 };
 use super::resident::PassMode;
 
@@ -152,6 +152,7 @@ pub struct DistributedTrainer {
     last: Option<LevelPlan>,
     label: String,
     job: Option<u64>,
+    scope: FitScope,
 }
 
 impl DistributedTrainer {
@@ -253,6 +254,7 @@ impl DistributedTrainer {
             last: None,
             label: String::new(),
             job: None,
+            scope: FitScope::default(),
         })
     }
 
@@ -288,6 +290,7 @@ impl DistributedTrainer {
                     eval: false,
                     job: self.job,
                     resident: false,
+                    scope: self.scope,
                 }
             }
             Run::Gbt(g) => {
@@ -309,6 +312,7 @@ impl DistributedTrainer {
                                 eval: true,
                                 job: self.job,
                                 resident: false,
+                                scope: self.scope,
                             };
                             self.last = Some(plan.clone());
                             return Ok(Some(plan));
@@ -336,6 +340,7 @@ impl DistributedTrainer {
                     eval,
                     job: self.job,
                     resident: false,
+                    scope: self.scope,
                 }
             }
         };
@@ -348,6 +353,14 @@ impl DistributedTrainer {
     /// with [`super::resident::release_job`]). The model does not change.
     pub fn set_job(&mut self, job: u64) {
         self.job = Some(job);
+    }
+
+    /// Makes this fit one of several sharing a job's resident bins (`fit`
+    /// keeps its margins and weights apart) and leaves out the rows of
+    /// `exclude` (its validation fold): the model is the local trainer's on
+    /// the remaining rows, with their row ids. `stats` must count those rows.
+    pub fn set_scope(&mut self, scope: FitScope) {
+        self.scope = scope;
     }
 
     /// A short description of the last plan (for logs and timings).

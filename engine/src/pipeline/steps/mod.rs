@@ -24,7 +24,7 @@ use crate::config::{
 };
 use crate::error::{EngineError, Result};
 use crate::outputs::{
-    self, ClassCounts, CvOutput, CvPoint, DeployOutput, EvalCurves, EvaluateOutput, FeaturesOutput,
+    self, ClassCounts, CvOutput, DeployOutput, EvalCurves, EvaluateOutput, FeaturesOutput,
     IngestOutput, ManifestOutput, ModelEvaluation, ModelProvenance, ModelRef, PredictOutput,
     RunSummary, Scoring, StepOutput, StepStatus, TrainOutput,
 };

@@ -146,7 +146,7 @@ pub(super) async fn train(
     let mut on_cluster = Vec::with_capacity(todo.len());
     for (m, _, dir) in &todo {
         on_cluster.push(
-            if crate::dtrain::trains_on_cluster(&rc.cfg.config.engine, s, m) {
+            if crate::dtrain::trains_on_cluster(&rc.cfg.config.engine, s) {
                 let t = std::time::Instant::now();
                 let fit = crate::dtrain::train_pipeline_model(rc, &feats, s, m, dir).await?;
                 Some((fit, t.elapsed().as_secs_f64()))
@@ -184,29 +184,9 @@ pub(super) async fn train(
             task.finish();
             (model, None, spec)
         } else {
-            let cfg = sluice_ml::GridSearchConfig {
-                folds: m.cv.as_ref().map(|c| c.folds).unwrap_or(0),
-                metric: m.cv.as_ref().map(|c| c.metric).unwrap_or(Metric::Auc),
-                seed: s.seed,
-                grid: m.grid.clone(),
-                parallelism: m.cv.as_ref().and_then(|c| c.parallelism),
-            };
+            let cfg = m.search_config(s.seed);
             let r = grid_search_reported(&m.name, &spec, &cfg, &x, &y)?;
-            let cv = CvOutput {
-                metric: cfg.metric,
-                folds: cfg.folds,
-                points: r
-                    .points
-                    .iter()
-                    .map(|p| CvPoint {
-                        params: p.params.clone(),
-                        mean: p.mean_score,
-                        std: p.std_score,
-                        fold_scores: p.fold_scores.clone(),
-                    })
-                    .collect(),
-                best_index: r.best_index,
-            };
+            let cv = CvOutput::of(cfg.metric, cfg.folds, &r.points, r.best_index);
             (r.best_model, Some(cv), r.best_spec)
         };
         Ok(LocalFit {
@@ -236,8 +216,14 @@ pub(super) async fn train(
             Some((fit, secs)) => (
                 Ok(LocalFit {
                     model: fit.model.clone(),
-                    cv: None,
-                    params: m.spec.to_spec(),
+                    cv: fit
+                        .search
+                        .as_ref()
+                        .map(|r| CvOutput::of(r.metric, r.folds, &r.points, r.best_index)),
+                    params: fit
+                        .search
+                        .as_ref()
+                        .map_or_else(|| m.spec.to_spec(), |r| r.points[r.best_index].spec.clone()),
                     seconds: secs,
                 }),
                 fit.rows,
