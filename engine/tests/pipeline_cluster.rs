@@ -106,15 +106,26 @@ async fn training_and_inference_on_a_cluster_match_embedded() {
 
 /// The training pipeline of the chaos suite: [`common::TRAINING`] with
 /// small models, so a trial takes seconds; the GBT still runs ≈ 20 passes
-/// and the forest 6 on the cluster.
+/// and the forest 6 on the cluster, and a small grid search with 2-fold
+/// cross-validation (2 points: 4 fits and the refit, ≈ 60 passes).
 fn chaos_training() -> String {
     let small = common::TRAINING
         .replace(
             "{maxIter: 20, maxDepth: 5, stepSize: 0.2}",
             "{maxIter: 6, maxDepth: 4, stepSize: 0.3}",
         )
-        .replace("{numTrees: 10, maxDepth: 8}", "{numTrees: 6, maxDepth: 6}");
+        .replace("{numTrees: 10, maxDepth: 8}", "{numTrees: 6, maxDepth: 6}")
+        .replace(
+            "  - step: evaluate",
+            "      - name: gbt_cv
+        type: gbt
+        params: {maxIter: 4, maxDepth: 3}
+        grid: {stepSize: [0.2, 0.4]}
+        cv: {folds: 2, metric: auc}
+  - step: evaluate",
+        );
     assert!(small.contains("maxIter: 6") && small.contains("numTrees: 6"));
+    assert!(small.contains("name: gbt_cv"));
     small
 }
 
@@ -203,6 +214,7 @@ enum Stage {
     FeaturesPredict,
     Gbt,
     Forest,
+    GridSearch,
 }
 
 /// Runs `stage` on a fresh 2-executor cluster and SIGKILLs one executor
@@ -237,6 +249,11 @@ async fn kill_one_executor_during(
             chaos_training(),
             vec![StepName::Train, StepName::Evaluate],
             Some(vec!["rf".to_string()]),
+        ),
+        Stage::GridSearch => (
+            chaos_training(),
+            vec![StepName::Train, StepName::Evaluate],
+            Some(vec!["gbt_cv".to_string()]),
         ),
     };
     let cfg = common::cfg(&text, lake_url);
@@ -276,7 +293,8 @@ async fn kill_one_executor_during(
 
 /// SIGKILL of one of two executors while tasks run, for ingest (the
 /// seven-table join), features + predict, distributed GBT and distributed
-/// forest training, two seeds each (the kill lands at a different moment):
+/// forest training, a grid search with cross-validation on the cluster, two
+/// seeds each (the kill lands at a different moment):
 /// every run completes, and its output equals the undisturbed run's: the
 /// ingest output row for row (no row missing or twice), the predictions
 /// (sample ids and probabilities) bit for bit, the models' evaluation
@@ -319,6 +337,7 @@ async fn chaos_suite_runs_complete_identically() {
         Stage::FeaturesPredict,
         Stage::Gbt,
         Stage::Forest,
+        Stage::GridSearch,
     ] {
         for seed in [1u64, 2] {
             let (run_id, _) = kill_one_executor_during(
@@ -346,11 +365,11 @@ async fn chaos_suite_runs_complete_identically() {
                         "predict seed {seed}: predictions differ"
                     );
                 }
-                Stage::Gbt | Stage::Forest => {
-                    let name = if matches!(stage, Stage::Gbt) {
-                        "gbt"
-                    } else {
-                        "rf"
+                Stage::Gbt | Stage::Forest | Stage::GridSearch => {
+                    let name = match stage {
+                        Stage::Gbt => "gbt",
+                        Stage::Forest => "rf",
+                        _ => "gbt_cv",
                     };
                     let got = metrics(&lake, &run_id).await;
                     assert_eq!(

@@ -26,6 +26,13 @@
 //! `SLUICE_BENCH_TRAIN_CACHE` (e.g. `32MiB`) sets the executors'
 //! `--train-cache`: batches past it spill to their work dirs
 //! (`SLUICE_EXECUTOR_TRAIN_SPILL=0`, inherited, drops them instead).
+//!
+//! `SLUICE_BENCH_GRID_FOLDS=k` (k ≥ 2) times a grid search with k-fold
+//! cross-validation instead: the driver's `sluice_ml::grid_search` against
+//! `sluice_engine::dsearch::grid_search_distributed` on the same setups,
+//! over the GBT (`SLUICE_BENCH_TREES` rounds) and the grid
+//! `SLUICE_BENCH_GRID` (JSON, default `{"maxDepth":[3,5],"stepSize":[0.1,0.2]}`);
+//! prints each total against the driver's, and checks both chose the same point.
 
 use std::time::Instant;
 
@@ -208,6 +215,112 @@ fn binning_name(bin_in_pass: bool) -> &'static str {
     }
 }
 
+/// The training table as the local trainer's matrix, in row-id order.
+async fn local_matrix(lake: &Lake, features: usize) -> (sluice_ml::FeatureMatrix, Vec<u8>) {
+    let ctx = connect(&EngineSettings::default(), Some(lake))
+        .await
+        .unwrap();
+    let batches = ctx
+        .read_parquet(lake.table_url("train/"), ParquetReadOptions::default())
+        .await
+        .unwrap()
+        .sort(vec![datafusion::prelude::col("row_id").sort(true, false)])
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let names: Vec<String> = (0..features).map(|j| format!("f{j}")).collect();
+    let x = sluice_ml::FeatureMatrix::from_batches(&batches, &names).unwrap();
+    let y: Vec<u8> = batches
+        .iter()
+        .flat_map(|b| {
+            b.column_by_name("y")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::Int64Array>()
+                .unwrap()
+                .values()
+                .iter()
+                .map(|&v| v as u8)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    (x, y)
+}
+
+/// A local cluster of `n` executors, one task slot each.
+fn cluster_options(base: u16, n: usize, dir: &std::path::Path) -> ClusterOptions {
+    ClusterOptions {
+        base_port: base + 100 * n as u16,
+        dir: dir.join(format!("cluster{n}")),
+        concurrent_tasks: 1,
+        train_cache: std::env::var("SLUICE_BENCH_TRAIN_CACHE").ok(),
+        ..ClusterOptions::default()
+    }
+}
+
+/// The grid search benchmark (`SLUICE_BENCH_GRID_FOLDS`): the driver's
+/// search on `x`/`y` against the distributed search on each setup.
+async fn bench_grid(
+    lake: &Lake,
+    (x, y): (&sluice_ml::FeatureMatrix, &[u8]),
+    setups: &[(String, EngineSettings)],
+    folds: usize,
+) {
+    let trees = env_usize("SLUICE_BENCH_TREES", 20);
+    let grid = std::env::var("SLUICE_BENCH_GRID")
+        .unwrap_or_else(|_| r#"{"maxDepth":[3,5],"stepSize":[0.1,0.2]}"#.into());
+    let cfg = sluice_ml::GridSearchConfig {
+        folds,
+        metric: sluice_ml::Metric::Auc,
+        seed: 42,
+        grid: serde_json::from_str(&grid).expect("SLUICE_BENCH_GRID: a JSON object of lists"),
+        parallelism: None,
+    };
+    let base = ModelSpec::Gbt(GbtParams {
+        max_iter: trees,
+        max_depth: 5,
+        ..Default::default()
+    });
+    let t = Instant::now();
+    let local = sluice_ml::grid_search(&base, &cfg, x, y).unwrap();
+    let local_secs = t.elapsed().as_secs_f64();
+    let points = local.points.len();
+    println!("\n| grid search ({points} points × {folds} folds, gbt{trees}, {} rows) | total (s) | vs driver | fits | passes | scoring (s) |", y.len());
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| driver (`sluice_ml::grid_search`, all cores) | {local_secs:.2} | 1.00× | – | – | – |"
+    );
+    let names: Vec<String> = (0..x.names().len()).map(|j| format!("f{j}")).collect();
+    for (tag, s) in setups {
+        let ctx = connect(s, Some(lake)).await.unwrap();
+        let df = ctx
+            .read_parquet(lake.table_url("train/"), ParquetReadOptions::default())
+            .await
+            .unwrap();
+        let opts = DistributedOptions {
+            bin_in_pass: true,
+            ..DistributedOptions::default()
+        };
+        let t = Instant::now();
+        let fit = sluice_engine::dsearch::grid_search_distributed(
+            &ctx, df, &names, "y", "row_id", &base, &cfg, &opts, "bench",
+        )
+        .await
+        .unwrap();
+        let secs = t.elapsed().as_secs_f64();
+        let r = fit.search.unwrap();
+        assert_eq!(r.best_index, local.best_index, "{tag}: another best point");
+        println!(
+            "| {tag} | {secs:.2} | {:.2}× | {} | {} | {:.2} |",
+            secs / local_secs,
+            r.fits,
+            r.passes,
+            r.scoring_seconds
+        );
+    }
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -246,37 +359,39 @@ fn main() {
         eprintln!("writing {rows} rows x {features} features ...");
         write_table(&lake, rows, features).await;
 
+        let folds = env_usize("SLUICE_BENCH_GRID_FOLDS", 0);
+        if folds >= 2 {
+            let (x, y) = local_matrix(&lake, features).await;
+            let mut setups = vec![(
+                "embedded, 2 partitions".to_string(),
+                EngineSettings {
+                    target_partitions: Some(2),
+                    ..EngineSettings::default()
+                },
+            )];
+            let mut clusters = Vec::new();
+            for n in &executors {
+                let cluster = LocalCluster::start(*n, cluster_options(base, *n, dir.path()))
+                    .await
+                    .unwrap();
+                setups.push((
+                    format!("ballista, {n} executor(s) x 1 slot"),
+                    EngineSettings {
+                        mode: EngineMode::Ballista,
+                        scheduler: Some(cluster.scheduler_url()),
+                        target_partitions: Some(2 * n),
+                        ..EngineSettings::default()
+                    },
+                ));
+                clusters.push(cluster);
+            }
+            bench_grid(&lake, (&x, &y), &setups, folds).await;
+            return;
+        }
         let mut results = Vec::new();
         let mut local = Vec::new();
         if env_usize("SLUICE_BENCH_LOCAL", 1) == 1 {
-            let ctx = connect(&EngineSettings::default(), Some(&lake))
-                .await
-                .unwrap();
-            let batches = ctx
-                .read_parquet(lake.table_url("train/"), ParquetReadOptions::default())
-                .await
-                .unwrap()
-                .sort(vec![datafusion::prelude::col("row_id").sort(true, false)])
-                .unwrap()
-                .collect()
-                .await
-                .unwrap();
-            let names: Vec<String> = (0..features).map(|j| format!("f{j}")).collect();
-            let x = sluice_ml::FeatureMatrix::from_batches(&batches, &names).unwrap();
-            let y: Vec<u8> = batches
-                .iter()
-                .flat_map(|b| {
-                    b.column_by_name("y")
-                        .unwrap()
-                        .as_any()
-                        .downcast_ref::<datafusion::arrow::array::Int64Array>()
-                        .unwrap()
-                        .values()
-                        .iter()
-                        .map(|&v| v as u8)
-                        .collect::<Vec<_>>()
-                })
-                .collect();
+            let (x, y) = local_matrix(&lake, features).await;
             for (mname, spec) in &models {
                 let t = Instant::now();
                 sluice_ml::train(spec, &x, &y).unwrap();
@@ -294,14 +409,9 @@ fn main() {
             results.extend(measure(&ctx, &lake, tag, None, features, &models).await);
         }
         for n in executors {
-            let opts = ClusterOptions {
-                base_port: base + 100 * n as u16,
-                dir: dir.path().join(format!("cluster{n}")),
-                concurrent_tasks: 1,
-                train_cache: std::env::var("SLUICE_BENCH_TRAIN_CACHE").ok(),
-                ..ClusterOptions::default()
-            };
-            let cluster = LocalCluster::start(n, opts).await.unwrap();
+            let cluster = LocalCluster::start(n, cluster_options(base, n, dir.path()))
+                .await
+                .unwrap();
             let s = EngineSettings {
                 mode: EngineMode::Ballista,
                 scheduler: Some(cluster.scheduler_url()),

@@ -426,10 +426,11 @@ pub struct TrainStep {
     /// Train the models in parallel (default true).
     #[serde(default = "default_true")]
     pub parallel: bool,
-    /// With `engine.mode: ballista`, train models without `grid`/`cv` on the
-    /// executors (histograms as aggregates where the data lives; the driver
-    /// only picks splits). Default true; `false` trains every model on the
-    /// driver. Embedded engines always train on the driver.
+    /// With `engine.mode: ballista`, train the models on the executors
+    /// (histograms as aggregates where the data lives; the driver only picks
+    /// splits), grid search and cross-validation included. Default true;
+    /// `false` trains every model on the driver. Embedded engines always
+    /// train on the driver.
     #[serde(default = "default_true")]
     pub distributed: bool,
     /// The competing models.
