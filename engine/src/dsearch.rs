@@ -63,9 +63,13 @@ pub struct SearchOutcome {
     pub best_index: usize,
     /// Distributed fits run for the fold scores (the final refit not counted).
     pub fits: usize,
-    /// Level passes of those fits.
+    /// Rounds of level passes those fits took: each round scans the binned
+    /// table for the next level of every fit still growing.
     pub passes: usize,
-    /// Seconds in those passes.
+    /// Queries of those rounds (a round whose fits' states exceed one
+    /// query's budget scans in several).
+    pub queries: usize,
+    /// Seconds in those rounds.
     pub pass_seconds: f64,
     /// Seconds scoring the folds' rows.
     pub scoring_seconds: f64,
@@ -149,6 +153,13 @@ async fn fold_ranges(
         }
     }
     Ok(out)
+}
+
+/// Fits trained in the same rounds: each keeps its margins (8 bytes per
+/// row) and a round's gradients (8 more) on the executors, so at most
+/// 256 MiB of them per job, between 1 and 64 fits.
+fn concurrent_fits(rows: u64) -> usize {
+    ((256u64 << 20) / (rows.max(1) * 16)).clamp(1, 64) as usize
 }
 
 /// Scores the rows `e` leaves out under each (model, cut): per model, the
@@ -243,41 +254,68 @@ pub async fn grid_search_distributed(
     let job = uuid::Uuid::new_v4().as_u64_pair().0;
     let mut mode = PassMode::default();
     let mut per_point = vec![vec![f64::NAN; k]; points.len()];
-    let (mut fit_id, mut passes, mut pass_seconds, mut scoring_seconds) = (0u64, 0, 0.0, 0.0);
+    // Every (fold, fit), with its fit id (1, 2, ...; the refit is the next).
+    let jobs: Vec<(usize, usize)> = (0..k)
+        .flat_map(|f| (0..fits.len()).map(move |fi| (f, fi)))
+        .collect();
+    let at_once = concurrent_fits(data.rows);
+    let (mut rounds, mut queries, mut pass_seconds, mut scoring_seconds) = (0, 0, 0.0, 0.0);
     let searched: Result<()> = async {
-        for (f, (b, e)) in blocks.iter().zip(&ranges).enumerate() {
-            let stats = DataStats {
-                rows: data.rows - (b[0].len() + b[1].len()) as u64,
-                positives: data.positives - b[1].len() as u64,
-            };
-            for fit in &fits {
-                fit_id += 1;
-                let holdout = p.holdout(&fit.spec, stats, Some(e), &opts.retry).await?;
-                let scope = FitScope {
-                    fit: fit_id,
-                    exclude: Some(*e),
+        for (batch_no, batch) in jobs.chunks(at_once).enumerate() {
+            let mut specs = Vec::with_capacity(batch.len());
+            for (i, &(f, fi)) in batch.iter().enumerate() {
+                let b = &blocks[f];
+                let stats = DataStats {
+                    rows: data.rows - (b[0].len() + b[1].len()) as u64,
+                    positives: data.positives - b[1].len() as u64,
                 };
-                let (model, timings) = p
-                    .fit(&fit.spec, stats, holdout, scope, job, &mut mode, opts)
+                let spec = &fits[fi].spec;
+                let holdout = p
+                    .holdout(spec, stats, Some(&ranges[f]), &opts.retry)
                     .await?;
-                passes += timings.len();
-                pass_seconds += timings.iter().map(|t| t.seconds).sum::<f64>();
-                let t = Instant::now();
-                let scored: Vec<ScoredModel> = fit
-                    .consumers
+                let scope = FitScope {
+                    fit: (batch_no * at_once + i + 1) as u64,
+                    exclude: Some(ranges[f]),
+                };
+                specs.push((spec.clone(), stats, holdout, scope));
+            }
+            let models = p.fit_many(specs, job, &mut mode, opts).await?;
+            // The longest fit took part in every round of the batch.
+            if let Some(longest) = models.iter().map(|(_, t)| t).max_by_key(|t| t.len()) {
+                rounds += longest.len();
+                queries += longest.iter().map(|t| t.queries).sum::<usize>();
+                pass_seconds += longest.iter().map(|t| t.seconds).sum::<f64>();
+            }
+            // One scoring query per fold of the batch, every point of its fits.
+            let t = Instant::now();
+            for f in 0..k {
+                let mine: Vec<(usize, &sluice_ml::TrainedModel)> = batch
                     .iter()
-                    .map(|&(_, cut, _)| ScoredModel {
-                        model: model.clone(),
-                        cut,
-                    })
+                    .zip(&models)
+                    .filter(|((jf, _), _)| *jf == f)
+                    .map(|(&(_, fi), (m, _))| (fi, m))
                     .collect();
-                let scores = score_fold(&mut p, e, &scored, cfg.metric, opts).await?;
-                scoring_seconds += t.elapsed().as_secs_f64();
-                for (&(pi, _, _), s) in fit.consumers.iter().zip(scores) {
+                if mine.is_empty() {
+                    continue;
+                }
+                let mut scored = Vec::new();
+                let mut dest = Vec::new();
+                for (fi, model) in mine {
+                    for &(pi, cut, _) in &fits[fi].consumers {
+                        scored.push(ScoredModel {
+                            model: model.clone(),
+                            cut,
+                        });
+                        dest.push(pi);
+                    }
+                }
+                let scores = score_fold(&mut p, &ranges[f], &scored, cfg.metric, opts).await?;
+                for (pi, s) in dest.into_iter().zip(scores) {
                     per_point[pi][f] = s;
                 }
-                task.inc(1);
             }
+            scoring_seconds += t.elapsed().as_secs_f64();
+            task.inc(batch.len() as u64);
         }
         Ok(())
     }
@@ -286,14 +324,15 @@ pub async fn grid_search_distributed(
         release_job(job);
         return Err(e);
     }
-    let searched_fits = fit_id as usize;
+    let searched_fits = jobs.len();
     let (results, best_index) = score_points(points, per_point, cfg.metric, None);
     let best = &results[best_index];
     info!(
         best = best_index,
         mean = %crate::logfmt::num(best.mean_score),
         fits = searched_fits,
-        passes,
+        rounds,
+        queries,
         "distributed grid search: refitting the best point on all rows"
     );
     let best_spec = best.spec.clone();
@@ -301,7 +340,7 @@ pub async fn grid_search_distributed(
     let refit = match holdout {
         Ok(holdout) => {
             let scope = FitScope {
-                fit: fit_id + 1,
+                fit: searched_fits as u64 + 1,
                 exclude: None,
             };
             p.fit(&best_spec, data, holdout, scope, job, &mut mode, opts)
@@ -326,7 +365,8 @@ pub async fn grid_search_distributed(
             points: results,
             best_index,
             fits: searched_fits,
-            passes,
+            passes: rounds,
+            queries,
             pass_seconds,
             scoring_seconds,
         }),

@@ -47,7 +47,9 @@ use serde::Serialize;
 use sluice_ml::binning::DEFAULT_BIN_SAMPLE;
 use sluice_ml::distributed::bin::{bounds_literal, BinFunc};
 use sluice_ml::distributed::bin_sample::{feature_bins, keep_bound, sample_rate, BIN_SAMPLE_SEED};
-use sluice_ml::distributed::level::{Excluded, FitScope, LevelHistogramsFunc, HOLDOUT_STREAM};
+use sluice_ml::distributed::level::{
+    Excluded, FitScope, LevelHistogramsFunc, LevelPlan, HOLDOUT_STREAM,
+};
 use sluice_ml::distributed::resident::{release_job, PassMode};
 use sluice_ml::distributed::row_hash::RowHashFunc;
 use sluice_ml::distributed::trainer::{DataStats, DistributedTrainer};
@@ -182,6 +184,7 @@ impl DistributedFit {
             search: self.search.as_ref().map(|s| crate::outputs::SearchSummary {
                 fits: s.fits,
                 passes: s.passes,
+                queries: s.queries,
                 pass_seconds: s.pass_seconds,
                 scoring_seconds: s.scoring_seconds,
             }),
@@ -281,6 +284,10 @@ pub async fn train_distributed(
         search: None,
     })
 }
+
+/// One fit of [`Prepared::fit_many`]: what to fit, the rows it trains on
+/// (their count and positives), its GBT holdout thresholds and its scope.
+pub(crate) type FitRequest = (ModelSpec, DataStats, Option<[Option<u64>; 2]>, FitScope);
 
 /// A training table made ready on the executors: its stats, bin edges and
 /// binned table (steps 1-3), which every fit of a job then scans.
@@ -545,9 +552,47 @@ impl Prepared {
             .unwrap_or(lit(false))
     }
 
-    /// Step 5: one pass per level of a fit of `spec` on the rows `stats`
-    /// counts, as fit `scope` of `job` (its resident batches; `mode` says
-    /// whether the executors already hold them).
+    /// Step 5: the level passes of fits of `job`, each a `spec`, the rows
+    /// its `stats` count and holdout, and its `scope`, in lockstep
+    /// ([`run_passes`]; `mode` says whether the executors already hold the
+    /// job's batches).
+    pub async fn fit_many(
+        &mut self,
+        fits: Vec<FitRequest>,
+        job: u64,
+        mode: &mut PassMode,
+        opts: &DistributedOptions,
+    ) -> Result<Vec<(TrainedModel, Vec<PassTiming>)>> {
+        let mut trainers = Vec::with_capacity(fits.len());
+        for (spec, stats, holdout, scope) in fits {
+            let mut trainer = DistributedTrainer::new(
+                &spec,
+                self.names.clone(),
+                self.edges.clone(),
+                stats,
+                holdout,
+            )?;
+            trainer.set_job(job);
+            trainer.set_scope(scope);
+            trainers.push(trainer);
+        }
+        let budget = opts
+            .max_state_values
+            .unwrap_or(MAX_STATE_VALUES)
+            .clamp(1, MAX_STATE_VALUES);
+        run_passes(
+            &self.binned,
+            &self.bin_cols,
+            trainers,
+            budget,
+            mode,
+            &opts.retry,
+            &mut self.retries,
+        )
+        .await
+    }
+
+    /// One fit ([`Self::fit_many`] of one).
     #[allow(clippy::too_many_arguments)]
     pub async fn fit(
         &mut self,
@@ -559,24 +604,10 @@ impl Prepared {
         mode: &mut PassMode,
         opts: &DistributedOptions,
     ) -> Result<(TrainedModel, Vec<PassTiming>)> {
-        let mut trainer =
-            DistributedTrainer::new(spec, self.names.clone(), self.edges.clone(), stats, holdout)?;
-        trainer.set_job(job);
-        trainer.set_scope(scope);
-        let budget = opts
-            .max_state_values
-            .unwrap_or(MAX_STATE_VALUES)
-            .clamp(1, MAX_STATE_VALUES);
-        run_passes(
-            &self.binned,
-            &self.bin_cols,
-            trainer,
-            budget,
-            mode,
-            &opts.retry,
-            &mut self.retries,
-        )
-        .await
+        self.fit_many(vec![(spec.clone(), stats, holdout, scope)], job, mode, opts)
+            .await?
+            .pop()
+            .ok_or_else(|| EngineError::Internal("a fit returned no model".into()))
     }
 }
 
@@ -605,87 +636,176 @@ fn in_scan_batches(df: DataFrame) -> DataFrame {
     DataFrame::new(state, plan)
 }
 
-/// Runs every pass of `trainer` over the binned table: resident scans once
-/// its job's executors hold the batches (a pass that misses batches runs
-/// again in full, [`PassMode`]).
+/// Runs every pass of `trainers` (fits of one job over the same binned
+/// table) in lockstep: each round takes the next plan of every fit not
+/// finished and scans them together, as few queries as the state budget
+/// allows (each query's plans back to back, whole nodes per part when a
+/// plan alone exceeds it). Resident scans once the job's executors hold
+/// the batches (a round that misses batches runs again in full,
+/// [`PassMode`]). Per fit: the model and its passes' timings (a round's
+/// time and queries are shared by the fits in it).
 async fn run_passes(
     binned: &DataFrame,
     bin_cols: &[String],
-    mut trainer: DistributedTrainer,
+    mut trainers: Vec<DistributedTrainer>,
     budget: usize,
     mode: &mut PassMode,
     retry: &RetrySettings,
     retries: &mut Vec<Retry>,
-) -> Result<(TrainedModel, Vec<PassTiming>)> {
+) -> Result<Vec<(TrainedModel, Vec<PassTiming>)>> {
     let level = udaf(LevelHistogramsFunc::new());
-    let mut passes = Vec::new();
-    while let Some(plan) = trainer.next_pass()? {
+    let mut passes: Vec<Vec<PassTiming>> = vec![Vec::new(); trainers.len()];
+    let mut plans: Vec<Option<LevelPlan>> = Vec::with_capacity(trainers.len());
+    for t in &mut trainers {
+        plans.push(t.next_pass()?);
+    }
+    let mut round = 0usize;
+    let single = trainers.len() == 1;
+    while plans.iter().any(Option::is_some) {
         let t = Instant::now();
         let (mut queries, mut plan_bytes, mut missed_rows) = (0, 0, 0u64);
         let (sums, resident) = loop {
-            let run = mode.plan(&plan);
-            // Normally one query; a level whose state exceeds one message
-            // is scanned once per part (whole nodes per part).
-            let parts = run.split(budget);
-            let mut results = Vec::with_capacity(parts.len());
+            // Every active fit's plan, split to fit the budget, packed into
+            // queries in order.
+            let mut parts: Vec<(usize, LevelPlan)> = Vec::new();
+            let mut runs: Vec<Option<LevelPlan>> = vec![None; plans.len()];
+            for (i, plan) in plans.iter().enumerate() {
+                if let Some(plan) = plan {
+                    let run = mode.plan(plan);
+                    parts.extend(run.split(budget).into_iter().map(|p| (i, p)));
+                    runs[i] = Some(run);
+                }
+            }
+            let mut groups: Vec<Vec<usize>> = Vec::new();
+            let mut size = 0;
+            for (k, (_, p)) in parts.iter().enumerate() {
+                let len = p.state_len();
+                match groups.last_mut() {
+                    Some(g) if size + len <= budget => g.push(k),
+                    _ => {
+                        groups.push(vec![k]);
+                        size = 0;
+                    }
+                }
+                size += len;
+            }
+            let resident = runs.iter().flatten().any(|r| r.resident);
+            let mut results: Vec<Vec<f64>> = vec![Vec::new(); parts.len()];
             let mut missed = 0.0;
-            for part in &parts {
-                let literal = part.to_literal();
+            for g in &groups {
+                let group: Vec<LevelPlan> = g.iter().map(|&k| parts[k].1.clone()).collect();
+                let literal = if group.len() == 1 {
+                    group[0].to_literal()
+                } else {
+                    LevelPlan::many_to_literal(&group)
+                };
                 plan_bytes += literal.try_as_str().flatten().map_or(0, str::len);
                 let mut args = vec![lit(literal), col(LABEL), col(ROW_ID)];
-                if !part.resident {
+                if !resident {
                     args.extend(bin_cols.iter().map(|c| col(c.as_str())));
                 }
                 let query = binned
                     .clone()
                     .aggregate(vec![], vec![level.call(args).alias("h")])?;
-                // The pass is a pure function of the binned table and the
-                // plan: a lost pass runs again from the same model (the last
-                // completed level), not from scratch.
-                let what = format!("pass {} ({})", passes.len(), trainer.pass_label());
+                // A round is a pure function of the binned table and the
+                // plans: a lost query runs again from the same models (the
+                // last completed level), not from scratch.
+                let what = match trainers.len() {
+                    1 => format!("pass {round} ({})", trainers[0].pass_label()),
+                    n => format!("pass {round} of {n} fits"),
+                };
                 let res = retry_lost(retry, &what, retries, |_| {
                     let q = query.clone();
                     async move { Ok(q.collect().await?) }
                 })
                 .await?;
-                let (values, m) = part.take_missed(list_at(first_row(&res)?, 0)?)?;
-                missed += m;
-                results.push(values);
+                let mut value = list_at(first_row(&res)?, 0)?;
+                // The query's plans' states, back to back.
+                for &k in g.iter().rev() {
+                    let at = value
+                        .len()
+                        .checked_sub(parts[k].1.state_len())
+                        .ok_or_else(|| {
+                            EngineError::Internal("a level pass returned too few values".into())
+                        })?;
+                    let (values, m) = parts[k].1.take_missed(value.split_off(at))?;
+                    missed += m;
+                    results[k] = values;
+                }
             }
-            queries += parts.len();
+            queries += groups.len();
             missed_rows += missed as u64;
-            if !mode.record(&run, missed) {
-                break (run.join(&parts, &results)?, run.resident);
+            let record = runs.iter().flatten().next().map(|r| mode.record(r, missed));
+            if record != Some(true) {
+                let mut sums: Vec<Option<Vec<f64>>> = vec![None; plans.len()];
+                for (i, run) in runs.iter().enumerate() {
+                    if let Some(run) = run {
+                        let mine: Vec<usize> =
+                            (0..parts.len()).filter(|&k| parts[k].0 == i).collect();
+                        let ps: Vec<LevelPlan> = mine.iter().map(|&k| parts[k].1.clone()).collect();
+                        let rs: Vec<Vec<f64>> = mine
+                            .iter()
+                            .map(|&k| std::mem::take(&mut results[k]))
+                            .collect();
+                        sums[i] = Some(run.join(&ps, &rs)?);
+                    }
+                }
+                break (sums, resident);
             }
             debug!(
-                pass = passes.len(),
+                pass = round,
                 missed_rows = missed as u64,
                 "resident pass missed batches: running it in full"
             );
         };
-        trainer.absorb(&sums)?;
-        let timing = PassTiming {
-            pass: passes.len(),
-            label: trainer.pass_label().to_string(),
-            nodes: plan.slots.len(),
-            queries,
-            state_values: plan.result_len(),
-            plan_bytes,
-            resident,
-            missed_rows,
-            seconds: t.elapsed().as_secs_f64(),
-        };
-        info!(
-            pass = timing.pass,
-            what = %timing.label,
-            seconds = %crate::logfmt::secs(timing.seconds),
-            state_values = timing.state_values,
-            resident = timing.resident,
-            "distributed training pass"
-        );
-        passes.push(timing);
+        let seconds = t.elapsed().as_secs_f64();
+        for (i, sum) in sums.into_iter().enumerate() {
+            let (Some(sum), Some(plan)) = (sum, plans[i].take()) else {
+                continue;
+            };
+            let trainer = &mut trainers[i];
+            trainer.absorb(&sum)?;
+            let timing = PassTiming {
+                pass: passes[i].len(),
+                label: trainer.pass_label().to_string(),
+                nodes: plan.slots.len(),
+                queries,
+                state_values: plan.result_len(),
+                plan_bytes,
+                resident,
+                missed_rows,
+                seconds,
+            };
+            if single {
+                info!(
+                    pass = timing.pass,
+                    what = %timing.label,
+                    seconds = %crate::logfmt::secs(timing.seconds),
+                    state_values = timing.state_values,
+                    resident = timing.resident,
+                    "distributed training pass"
+                );
+            }
+            passes[i].push(timing);
+            plans[i] = trainer.next_pass()?;
+        }
+        if !single {
+            info!(
+                pass = round,
+                fits = plans.iter().flatten().count(),
+                queries,
+                seconds = %crate::logfmt::secs(seconds),
+                resident,
+                "distributed training pass of several fits"
+            );
+        }
+        round += 1;
     }
-    Ok((trainer.finish()?, passes))
+    trainers
+        .into_iter()
+        .zip(passes)
+        .map(|(t, p)| Ok((t.finish()?, p)))
+        .collect()
 }
 
 /// Whether `device` is held out for evaluation (the pipeline's split by

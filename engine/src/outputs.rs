@@ -222,9 +222,13 @@ pub struct SearchSummary {
     /// Distributed fits for the fold scores (grid points × folds, forests
     /// sharing their largest fit).
     pub fits: usize,
-    /// Level passes of those fits.
+    /// Rounds of level passes of those fits (each round scans the next
+    /// level of every fit still growing).
     pub passes: usize,
-    /// Seconds in those passes.
+    /// Queries of those rounds.
+    #[serde(default)]
+    pub queries: usize,
+    /// Seconds in those rounds.
     pub pass_seconds: f64,
     /// Seconds scoring the folds' rows on the executors.
     pub scoring_seconds: f64,

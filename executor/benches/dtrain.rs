@@ -312,10 +312,11 @@ async fn bench_grid(
         let r = fit.search.unwrap();
         assert_eq!(r.best_index, local.best_index, "{tag}: another best point");
         println!(
-            "| {tag} | {secs:.2} | {:.2}× | {} | {} | {:.2} |",
+            "| {tag} | {secs:.2} | {:.2}× | {} | {} ({}) | {:.2} |",
             secs / local_secs,
             r.fits,
             r.passes,
+            r.queries,
             r.scoring_seconds
         );
     }

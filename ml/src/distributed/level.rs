@@ -320,6 +320,38 @@ impl LevelPlan {
         Ok(p)
     }
 
+    /// Several fits' plans as the one literal of a query that scans them
+    /// together (a JSON array; [`Self::parse_many`]).
+    pub fn many_to_literal(plans: &[LevelPlan]) -> ScalarValue {
+        let json = serde_json::to_string(plans).unwrap_or_default();
+        ScalarValue::Dictionary(
+            Box::new(DataType::Int32),
+            Box::new(ScalarValue::Utf8(Some(json))),
+        )
+    }
+
+    /// Parses one plan or an array of plans; the plans of one query must
+    /// agree on the features and on whether the pass is resident.
+    pub fn parse_many(json: &str) -> MlResult<Vec<Self>> {
+        if !json.trim_start().starts_with('[') {
+            return Ok(vec![Self::parse(json)?]);
+        }
+        let plans: Vec<LevelPlan> = serde_json::from_str(json)
+            .map_err(|e| MlError::Internal(format!("level plans do not parse: {e}")))?;
+        let Some(first) = plans.first() else {
+            return Err(MlError::Internal("level plans: none".into()));
+        };
+        for p in &plans {
+            p.check()?;
+            if p.n_bins != first.n_bins || p.resident != first.resident {
+                return Err(MlError::Internal(
+                    "level plans of one query differ in features or residency".into(),
+                ));
+            }
+        }
+        Ok(plans)
+    }
+
     fn check(&self) -> MlResult<()> {
         let nf = self.n_bins.len();
         for s in &self.slots {
@@ -820,8 +852,10 @@ function_struct!(
     LevelHistogramsFunc
 );
 
-/// The plan from the first argument's literal.
-fn plan_of(args: &AccumulatorArgs) -> Result<LevelPlan> {
+/// The plans from the first argument's literal: one plan (a JSON object)
+/// or the plans of several fits scanned in one query (a JSON array,
+/// [`LevelPlan::many_to_literal`]).
+fn plans_of(args: &AccumulatorArgs) -> Result<Vec<LevelPlan>> {
     let Some(lit) = args.exprs.first().and_then(|e| e.downcast_ref::<Literal>()) else {
         return exec_err!("sluice_level_histograms: the plan (argument 1) must be a literal");
     };
@@ -830,7 +864,8 @@ fn plan_of(args: &AccumulatorArgs) -> Result<LevelPlan> {
             "sluice_level_histograms: the plan (argument 1) must be a non-null string"
         );
     };
-    LevelPlan::parse(json).map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
+    LevelPlan::parse_many(json)
+        .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
 }
 
 impl AggregateUDFImpl for LevelHistogramsFunc {
@@ -879,33 +914,75 @@ impl AggregateUDFImpl for LevelHistogramsFunc {
     }
 
     fn accumulator(&self, acc_args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        let plan = plan_of(&acc_args)?;
+        let plans = plans_of(&acc_args)?;
         let nf = acc_args.exprs.len().saturating_sub(3);
-        let expected = if plan.resident { 0 } else { plan.n_bins.len() };
+        let expected = if plans[0].resident {
+            0
+        } else {
+            plans[0].n_bins.len()
+        };
         if nf != expected {
             return exec_err!(
                 "sluice_level_histograms: {nf} bin columns, the {} plan has {} features",
-                if plan.resident { "resident" } else { "full" },
-                plan.n_bins.len()
+                if plans[0].resident {
+                    "resident"
+                } else {
+                    "full"
+                },
+                plans[0].n_bins.len()
             );
         }
-        Ok(Box::new(LevelHistogramsAccumulator::new(plan)))
+        Ok(Box::new(LevelHistogramsAccumulator::new_many(plans)))
     }
 }
 
-/// Accumulates one pass: the kernel and the dense sums.
+/// Accumulates one pass: the kernels of its plans (one per fit) and their
+/// dense sums, back to back.
 #[derive(Debug)]
 pub struct LevelHistogramsAccumulator {
-    kernel: LevelKernel,
+    kernels: Vec<LevelKernel>,
+    /// Whether the query passes no bin columns (the plans agree).
+    resident: bool,
+    n_features: usize,
     sums: Vec<f64>,
 }
 
 impl LevelHistogramsAccumulator {
     /// An all-zero accumulator for `plan`.
     pub fn new(plan: LevelPlan) -> Self {
-        let kernel = LevelKernel::new(plan);
-        let sums = vec![0.0; kernel.len()];
-        Self { kernel, sums }
+        Self::new_many(vec![plan])
+    }
+
+    /// An all-zero accumulator for several fits' plans over the same binned
+    /// table, all full or all resident ([`LevelPlan::parse_many`] checks).
+    pub fn new_many(plans: Vec<LevelPlan>) -> Self {
+        let (resident, n_features) = plans
+            .first()
+            .map_or((false, 0), |p| (p.resident, p.n_bins.len()));
+        let kernels: Vec<LevelKernel> = plans.into_iter().map(LevelKernel::new).collect();
+        let sums = vec![0.0; kernels.iter().map(LevelKernel::len).sum()];
+        Self {
+            kernels,
+            resident,
+            n_features,
+            sums,
+        }
+    }
+
+    /// Runs every kernel on its part of the sums.
+    fn accumulate(
+        &mut self,
+        label: &[u8],
+        row_id: &[i64],
+        use_row: Option<&[bool]>,
+        bins: Option<&[&[u8]]>,
+    ) {
+        let mut rest = &mut self.sums[..];
+        for k in &mut self.kernels {
+            let (mine, after) = rest.split_at_mut(k.len());
+            k.accumulate(mine, label, row_id, use_row, bins);
+            rest = after;
+        }
     }
 
     /// The dense sums.
@@ -917,8 +994,7 @@ impl LevelHistogramsAccumulator {
     /// feature, or `None` in a resident pass): what `update_batch` does
     /// with Arrow arrays.
     pub fn update_rows(&mut self, label: &[u8], row_id: &[i64], bins: Option<&[&[u8]]>) {
-        self.kernel
-            .accumulate(&mut self.sums, label, row_id, None, bins);
+        self.accumulate(label, row_id, None, bins);
     }
 }
 
@@ -933,11 +1009,7 @@ fn bin_values(a: &UInt8Array) -> std::borrow::Cow<'_, [u8]> {
 
 impl Accumulator for LevelHistogramsAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        let nf = if self.kernel.plan.resident {
-            0
-        } else {
-            self.kernel.plan.n_bins.len()
-        };
+        let nf = if self.resident { 0 } else { self.n_features };
         if values.len() != nf + 3 {
             return exec_err!(
                 "sluice_level_histograms: {} arguments, expected {}",
@@ -958,12 +1030,12 @@ impl Accumulator for LevelHistogramsAccumulator {
             .map(|a| bin_values(a.as_primitive::<UInt8Type>()))
             .collect();
         let bins: Vec<&[u8]> = cols.iter().map(|c| c.as_ref()).collect();
-        self.kernel.accumulate(
-            &mut self.sums,
+        let resident = self.resident;
+        self.accumulate(
             label.values(),
             row_id.values(),
             mask.as_deref(),
-            (!self.kernel.plan.resident).then_some(bins.as_slice()),
+            (!resident).then_some(bins.as_slice()),
         );
         Ok(())
     }
