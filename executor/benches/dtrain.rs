@@ -286,7 +286,7 @@ async fn bench_grid(
     let local = sluice_ml::grid_search(&base, &cfg, x, y).unwrap();
     let local_secs = t.elapsed().as_secs_f64();
     let points = local.points.len();
-    println!("\n| grid search ({points} points × {folds} folds, gbt{trees}, {} rows) | total (s) | vs driver | fits | passes | scoring (s) |", y.len());
+    println!("\n| grid search ({points} points × {folds} folds, gbt{trees}, {} rows) | total (s) | vs driver | fits | rounds (queries) | scoring (s) |", y.len());
     println!("|---|---|---|---|---|---|");
     println!(
         "| driver (`sluice_ml::grid_search`, all cores) | {local_secs:.2} | 1.00× | – | – | – |"
