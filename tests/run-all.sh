@@ -107,6 +107,12 @@ inference_bench_small() {
   return "$rc"
 }
 run "inference benchmark script (200,000 samples)" inference_bench_small
+# The distributed grid search benchmark of docs/PERFORMANCE.md on a small
+# table: the driver's search, the embedded and a 2-executor cluster search
+# (it fails if a distributed search picks another grid point).
+run "grid search benchmark (20,000 rows, 2 executors)" env SLUICE_BENCH_ROWS=20000 \
+  SLUICE_BENCH_TREES=3 SLUICE_BENCH_GRID_FOLDS=2 SLUICE_BENCH_EXECUTORS=2 \
+  cargo bench --workspace --bench dtrain
 # Bad inputs and real writers (pyarrow, pandas, PySpark) through the sluice binary.
 run "bad-input catalogue" bash tests/catalogue/run.sh
 # Model export (LightGBM, onnxruntime), drift detection on shifted lakes and
