@@ -888,10 +888,19 @@ pub async fn pipeline_training_rows(
 }
 
 /// Whether a pipeline model trains on the executors: the engine is a
-/// Ballista cluster and `train.distributed` is on (the default); a grid
-/// search with cross-validation runs there too ([`crate::dsearch`]).
-pub fn trains_on_cluster(engine: &EngineSettings, step: &TrainStep) -> bool {
-    engine.mode == EngineMode::Ballista && step.distributed
+/// Ballista cluster and `train.distributed` is on (the default); a model
+/// with a grid search or cross-validation ([`crate::dsearch`]) only once
+/// the features table has `train.search_min_rows` rows (`rows`).
+pub fn trains_on_cluster(
+    engine: &EngineSettings,
+    step: &TrainStep,
+    model: &ModelConfig,
+    rows: Option<u64>,
+) -> bool {
+    engine.mode == EngineMode::Ballista
+        && step.distributed
+        && (model.grid.is_empty() && model.cv.is_none()
+            || rows.unwrap_or(u64::MAX) >= step.search_min_rows)
 }
 
 /// Label column of the features output.
@@ -956,6 +965,38 @@ pub(crate) async fn train_pipeline_model(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grid_searches_go_to_the_cluster_from_search_min_rows() {
+        let step: TrainStep = serde_yaml::from_str(
+            "models:\n  - {name: plain, type: gbt}\n  - {name: grid, type: gbt, grid: {maxDepth: [2, 3]}}\n  - {name: cv, type: gbt, cv: {folds: 3}}\n",
+        )
+        .unwrap();
+        assert_eq!(step.search_min_rows, 5_000_000);
+        let cluster = EngineSettings {
+            mode: EngineMode::Ballista,
+            ..EngineSettings::default()
+        };
+        let on = |step: &TrainStep, engine: &EngineSettings, rows: u64| -> Vec<bool> {
+            step.models
+                .iter()
+                .map(|m| trains_on_cluster(engine, step, m, Some(rows)))
+                .collect()
+        };
+        assert_eq!(on(&step, &cluster, 1_000), [true, false, false]);
+        assert_eq!(on(&step, &cluster, 5_000_000), [true, true, true]);
+        assert_eq!(on(&step, &EngineSettings::default(), 5_000_000), [false; 3]);
+        let always = TrainStep {
+            search_min_rows: 0,
+            ..step.clone()
+        };
+        assert_eq!(on(&always, &cluster, 1_000), [true, true, true]);
+        let off = TrainStep {
+            distributed: false,
+            ..step
+        };
+        assert_eq!(on(&off, &cluster, 5_000_000), [false; 3]);
+    }
 
     #[test]
     fn device_split_is_a_fraction() {

@@ -590,6 +590,7 @@ steps:
     test_fraction: 0.25
     seed: 7
     parallel: false
+    search_min_rows: 0
     models:
       - name: gbt
         type: gbt

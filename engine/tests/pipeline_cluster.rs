@@ -115,6 +115,7 @@ fn chaos_training() -> String {
             "{maxIter: 6, maxDepth: 4, stepSize: 0.3}",
         )
         .replace("{numTrees: 10, maxDepth: 8}", "{numTrees: 6, maxDepth: 6}")
+        .replace("    seed: 7\n", "    seed: 7\n    search_min_rows: 0\n")
         .replace(
             "  - step: evaluate",
             "      - name: gbt_cv
@@ -125,7 +126,7 @@ fn chaos_training() -> String {
   - step: evaluate",
         );
     assert!(small.contains("maxIter: 6") && small.contains("numTrees: 6"));
-    assert!(small.contains("name: gbt_cv"));
+    assert!(small.contains("name: gbt_cv") && small.contains("search_min_rows: 0"));
     small
 }
 

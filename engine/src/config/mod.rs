@@ -428,17 +428,28 @@ pub struct TrainStep {
     pub parallel: bool,
     /// With `engine.mode: ballista`, train the models on the executors
     /// (histograms as aggregates where the data lives; the driver only picks
-    /// splits), grid search and cross-validation included. Default true;
-    /// `false` trains every model on the driver. Embedded engines always
-    /// train on the driver.
+    /// splits); models with `grid`/`cv` too once the features table has
+    /// `search_min_rows` rows. Default true; `false` trains every model on
+    /// the driver. Embedded engines always train on the driver.
     #[serde(default = "default_true")]
     pub distributed: bool,
+    /// With `distributed`, the features table's row count from which a
+    /// model with `grid`/`cv` searches on the executors (default
+    /// 5,000,000: about 1.6 GB of features at 40 columns, where the driver's
+    /// matrix starts to weigh); below it the driver's search, which shares
+    /// more work across folds and grid points, is faster. `0`: always on
+    /// the executors.
+    #[serde(default = "default_search_min_rows")]
+    pub search_min_rows: u64,
     /// The competing models.
     pub models: Vec<ModelConfig>,
 }
 
 fn default_true() -> bool {
     true
+}
+fn default_search_min_rows() -> u64 {
+    5_000_000
 }
 fn default_threshold() -> f64 {
     0.5

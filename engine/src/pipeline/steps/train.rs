@@ -141,12 +141,14 @@ pub(super) async fn train(
         return Ok((StepStatus::Skipped, done));
     }
     let state = fitted_state(rc, &feats).await?;
-    // With `engine.mode: ballista`, models without a grid train on the
-    // executors (`crate::dtrain`, docs/DISTRIBUTED.md); the rest on the driver.
+    // With `engine.mode: ballista`, models train on the executors
+    // (`crate::dtrain`, docs/DISTRIBUTED.md), those with a grid search once
+    // the table has `search_min_rows` rows (`crate::dsearch`); the rest on
+    // the driver.
     let mut on_cluster = Vec::with_capacity(todo.len());
     for (m, _, dir) in &todo {
         on_cluster.push(
-            if crate::dtrain::trains_on_cluster(&rc.cfg.config.engine, s) {
+            if crate::dtrain::trains_on_cluster(&rc.cfg.config.engine, s, m, feats.rows) {
                 let t = std::time::Instant::now();
                 let fit = crate::dtrain::train_pipeline_model(rc, &feats, s, m, dir).await?;
                 Some((fit, t.elapsed().as_secs_f64()))
