@@ -611,7 +611,15 @@ impl Prepared {
     }
 }
 
-/// `df` planned without round-robin repartitioning, so that the passes'
+/// Rows per batch of the passes' scans (DataFusion's default is 8,192).
+/// The executors' kernels pay per batch and slot for their histogram
+/// accumulators (zeroed, then added into the state: about as much work as
+/// the rows of a deep level's slots in an 8,192-row batch) and per batch
+/// for the resident lookup; larger batches amortize both.
+const PASS_BATCH_ROWS: usize = 65_536;
+
+/// `df` planned without round-robin repartitioning, in batches of
+/// [`PASS_BATCH_ROWS`], so that the passes'
 /// aggregates see each scanned file's batches as the reader yields them:
 /// DataFusion's `RepartitionExec` coalesces the batches of all its inputs
 /// in whatever order they arrive, so the same table would reach the
@@ -625,7 +633,8 @@ fn in_scan_batches(df: DataFrame) -> DataFrame {
     let mut config = state
         .config()
         .clone()
-        .with_create_default_catalog_and_schema(false);
+        .with_create_default_catalog_and_schema(false)
+        .with_batch_size(state.config().batch_size().max(PASS_BATCH_ROWS));
     config
         .options_mut()
         .optimizer

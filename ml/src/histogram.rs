@@ -144,8 +144,49 @@ impl Histogram {
     ) {
         let mut slices = self.features_mut();
         for &j in features {
-            fill_feature(&mut *slices[j], binned.column(j), rows, grad, hess);
+            fill_feature(&mut slices[j], binned.column(j), rows, grad, hess);
         }
+    }
+}
+
+/// Where the fill kernels add a feature's sums: a histogram's bins, or the
+/// flat `[grad, hess, count]`-per-bin state of a distributed level pass
+/// ([`FlatBins`]).
+pub(crate) trait BinSums {
+    /// Bins of the feature.
+    fn n_bins(&self) -> usize;
+    /// Adds `(grad, hess, count)` to bin `b`, in that order.
+    fn add(&mut self, b: usize, s: &[f64; 3]);
+}
+
+impl BinSums for &mut [BinStats] {
+    #[inline]
+    fn n_bins(&self) -> usize {
+        self.len()
+    }
+    #[inline]
+    fn add(&mut self, b: usize, s: &[f64; 3]) {
+        let o = &mut self[b];
+        o.grad += s[0];
+        o.hess += s[1];
+        o.count += s[2];
+    }
+}
+
+/// One feature's bins in a flat `f64` state: `grad, hess, count` per bin.
+pub(crate) struct FlatBins<'a>(pub &'a mut [f64]);
+
+impl BinSums for FlatBins<'_> {
+    #[inline]
+    fn n_bins(&self) -> usize {
+        self.0.len() / 3
+    }
+    #[inline]
+    fn add(&mut self, b: usize, s: &[f64; 3]) {
+        let o = &mut self.0[b * 3..b * 3 + 3];
+        o[0] += s[0];
+        o[1] += s[1];
+        o[2] += s[2];
     }
 }
 
@@ -157,8 +198,8 @@ impl Histogram {
 /// previous one to the same slot; such features alternate rows between four
 /// copies of the accumulator, summed at the end.
 #[inline]
-fn fill_feature(out: &mut [BinStats], col: &[u8], rows: &[u32], grad: &[f32], hess: &[f32]) {
-    if out.len() <= FEW_BINS && rows.len() >= 4 * 256 {
+fn fill_feature<O: BinSums>(out: &mut O, col: &[u8], rows: &[u32], grad: &[f32], hess: &[f32]) {
+    if out.n_bins() <= FEW_BINS && rows.len() >= 4 * 256 {
         fill_feature_split(out, col, rows, grad, hess);
         return;
     }
@@ -169,23 +210,73 @@ fn fill_feature(out: &mut [BinStats], col: &[u8], rows: &[u32], grad: &[f32], he
         s[1] += h as f64;
         s[2] += 1.0;
     }
-    for (o, a) in out.iter_mut().zip(acc.iter()) {
-        o.grad += a[0];
-        o.hess += a[1];
-        o.count += a[2];
+    for (b, a) in acc.iter().enumerate().take(out.n_bins()) {
+        out.add(b, a);
     }
 }
 
-/// One or two features' histograms filled by one task.
-enum FillTask<'a> {
-    One((usize, &'a mut [BinStats])),
-    Two((usize, &'a mut [BinStats]), (usize, &'a mut [BinStats])),
-    Four([(usize, &'a mut [BinStats]); 4]),
+/// One, two or four features' histograms (`(bin column, output)` each)
+/// filled by one task.
+enum FillTask<'a, O> {
+    One((&'a [u8], O)),
+    Two((&'a [u8], O), (&'a [u8], O)),
+    Four([(&'a [u8], O); 4]),
+}
+
+impl<O: BinSums> FillTask<'_, O> {
+    fn run(self, rows: &[u32], grad: &[f32], hess: &[f32]) {
+        match self {
+            FillTask::One((col, mut out)) => fill_feature(&mut out, col, rows, grad, hess),
+            FillTask::Two((ca, a), (cb, b)) => fill_group([a, b], [ca, cb], rows, grad, hess),
+            FillTask::Four(four) => {
+                let cols = [four[0].0, four[1].0, four[2].0, four[3].0];
+                fill_group(four.map(|(_, o)| o), cols, rows, grad, hess)
+            }
+        }
+    }
+}
+
+/// The fill tasks of one node's features: few-bin features alone (four
+/// accumulators), the others by four, then in pairs, sharing each row's
+/// index and target loads. Every feature's sums are added in row order,
+/// whatever its task.
+fn fill_tasks<'a, O: BinSums>(cells: Vec<(&'a [u8], O)>) -> Vec<FillTask<'a, O>> {
+    let (few, mut many): (Vec<_>, Vec<_>) = cells
+        .into_iter()
+        .partition(|(_, out)| out.n_bins() <= FEW_BINS);
+    let mut tasks: Vec<FillTask<'_, O>> = few.into_iter().map(FillTask::One).collect();
+    while many.len() >= 4 {
+        let g: Vec<_> = many.drain(many.len() - 4..).collect();
+        if let Ok(g) = <[_; 4]>::try_from(g) {
+            tasks.push(FillTask::Four(g));
+        }
+    }
+    while let Some(a) = many.pop() {
+        tasks.push(match many.pop() {
+            Some(b) => FillTask::Two(a, b),
+            None => FillTask::One(a),
+        });
+    }
+    tasks
+}
+
+/// Fills one node's features (`(bin column, output)` each) in this thread
+/// with the local learner's kernels: the distributed level pass, already
+/// one task per partition.
+pub(crate) fn fill_node<O: BinSums>(
+    cells: Vec<(&[u8], O)>,
+    rows: &[u32],
+    grad: &[f32],
+    hess: &[f32],
+) {
+    for t in fill_tasks(cells) {
+        t.run(rows, grad, hess);
+    }
 }
 
 /// [`fill_feature`] of `N` features in one pass over the rows.
-fn fill_group<const N: usize>(
-    out: [&mut [BinStats]; N],
+fn fill_group<O: BinSums, const N: usize>(
+    mut out: [O; N],
     cols: [&[u8]; N],
     rows: &[u32],
     grad: &[f32],
@@ -201,11 +292,9 @@ fn fill_group<const N: usize>(
             s[2] += 1.0;
         }
     }
-    for (o, a) in out.into_iter().zip(&acc) {
-        for (o, a) in o.iter_mut().zip(a.iter()) {
-            o.grad += a[0];
-            o.hess += a[1];
-            o.count += a[2];
+    for (o, a) in out.iter_mut().zip(&acc) {
+        for (b, a) in a.iter().enumerate().take(o.n_bins()) {
+            o.add(b, a);
         }
     }
 }
@@ -213,7 +302,13 @@ fn fill_group<const N: usize>(
 /// Features with at most this many bins (missing bin included) use four accumulators.
 const FEW_BINS: usize = 32;
 
-fn fill_feature_split(out: &mut [BinStats], col: &[u8], rows: &[u32], grad: &[f32], hess: &[f32]) {
+fn fill_feature_split<O: BinSums>(
+    out: &mut O,
+    col: &[u8],
+    rows: &[u32],
+    grad: &[f32],
+    hess: &[f32],
+) {
     let mut acc = [[[0f64; 3]; 256]; 4];
     let n4 = rows.len() / 4 * 4;
     for ((r4, g4), h4) in rows[..n4]
@@ -234,11 +329,9 @@ fn fill_feature_split(out: &mut [BinStats], col: &[u8], rows: &[u32], grad: &[f3
         s[1] += h as f64;
         s[2] += 1.0;
     }
-    for (b, o) in out.iter_mut().enumerate() {
+    for b in 0..out.n_bins().min(256) {
         for a in &acc {
-            o.grad += a[b][0];
-            o.hess += a[b][1];
-            o.count += a[b][2];
+            out.add(b, &a[b]);
         }
     }
 }
@@ -347,46 +440,17 @@ impl<'a> LocalHistogramSource<'a> {
         for &j in req.features {
             wanted[j] = true;
         }
-        // Few-bin features alone (four accumulators); the others in pairs
-        // that share each row's index and target loads.
-        let (few, mut many): (Vec<_>, Vec<_>) = hist
+        let cells: Vec<_> = hist
             .features_mut()
             .into_iter()
             .enumerate()
             .filter(|(j, _)| wanted[*j])
-            .partition(|(_, out)| out.len() <= FEW_BINS);
-        let mut tasks: Vec<FillTask<'_>> = few.into_iter().map(FillTask::One).collect();
-        while many.len() >= 4 {
-            let g: Vec<_> = many.drain(many.len() - 4..).collect();
-            if let Ok(g) = <[_; 4]>::try_from(g) {
-                tasks.push(FillTask::Four(g));
-            }
-        }
-        while let Some(a) = many.pop() {
-            tasks.push(match many.pop() {
-                Some(b) => FillTask::Two(a, b),
-                None => FillTask::One(a),
-            });
-        }
-        let col = |j: usize| self.binned.column(j);
-        tasks
+            .map(|(j, out)| (self.binned.column(j), out))
+            .collect();
+        fill_tasks(cells)
             .into_par_iter()
             .with_min_len(if req.rows.len() < 4096 { 64 } else { 1 })
-            .for_each(|t| match t {
-                FillTask::One((j, out)) => fill_feature(out, col(j), req.rows, &g, &h),
-                FillTask::Two((ja, a), (jb, b)) => {
-                    fill_group([a, b], [col(ja), col(jb)], req.rows, &g, &h)
-                }
-                FillTask::Four(four) => {
-                    let cols = [
-                        col(four[0].0),
-                        col(four[1].0),
-                        col(four[2].0),
-                        col(four[3].0),
-                    ];
-                    fill_group(four.map(|(_, o)| o), cols, req.rows, &g, &h)
-                }
-            });
+            .for_each(|t| t.run(req.rows, &g, &h));
         hist
     }
 }

@@ -11,14 +11,17 @@
 //! 1. routes the row through every tree being grown (splits on bins, as the
 //!    local learner partitions row ids) to the node it sits in; a row in a
 //!    node whose histogram is not requested (a finished leaf, the larger
-//!    sibling obtained by subtraction) is skipped for that tree;
+//!    sibling obtained by subtraction) is skipped for that tree. In a job,
+//!    the executor keeps each row's node per tree from the last pass
+//!    ([`super::resident`]) and moves it down only the levels added since;
 //! 2. computes the row's target from the plan: for boosting, the margin of
 //!    the finished trees plus the base score → logistic gradient/hessian
 //!    (rows of the validation holdout and rows outside the round's
 //!    subsample are skipped); for a forest, the Poisson bootstrap weight of
 //!    (row, tree);
 //! 3. adds gradient, hessian and count to the node's histogram slot, only
-//!    for the node's sampled features.
+//!    for the node's sampled features, with the local learner's fill
+//!    kernels.
 //!
 //! The state is one dense `Float64` list: the slots back to back (each the
 //! node's features × their bins × 3), plus the validation log-loss sum and
@@ -40,6 +43,7 @@ use super::common::{dense_sums_state, f64_list_state, f64_list_type, function_st
 use super::resident::{with_batch, Kept, RoundTargets, Sampling};
 use crate::error::{MlError, Result as MlResult};
 use crate::gbt::{grad_hess, in_subsample, row_log_loss};
+use crate::histogram::{fill_node, FlatBins};
 use crate::histogram::{BinStats, Histogram};
 use crate::sampling::{hash2, row_weight};
 use crate::tree::Tree;
@@ -86,7 +90,13 @@ impl CompactTree {
     /// The node row `i` of the bin columns ends in (0 for an empty tree).
     #[inline]
     pub fn leaf_of(&self, bins: &[&[u8]], i: usize) -> usize {
-        let mut n = 0usize;
+        self.leaf_from(bins, i, 0)
+    }
+
+    /// The node row `i` ends in, starting at node `n` (an ancestor of that
+    /// leaf, or the leaf itself).
+    #[inline]
+    pub fn leaf_from(&self, bins: &[&[u8]], i: usize, mut n: usize) -> usize {
         while n < self.left.len() && self.left[n] != 0 {
             let b = bins[self.feature[n] as usize][i];
             let go_left = if b == 0 {
@@ -97,6 +107,22 @@ impl CompactTree {
             n = if go_left { self.left[n] } else { self.right[n] } as usize;
         }
         n
+    }
+
+    /// Whether this tree grew from `old` by splitting some of its leaves:
+    /// every node `old` had split is split the same way here, so a row's
+    /// leaf in `old` is an ancestor of (or is) its leaf here.
+    pub fn grown_from(&self, old: &CompactTree) -> bool {
+        self.left.len() >= old.left.len()
+            && (0..old.left.len()).all(|i| {
+                old.left[i] == 0
+                    || (i < self.left.len()
+                        && self.left[i] == old.left[i]
+                        && self.right[i] == old.right[i]
+                        && self.feature[i] == old.feature[i]
+                        && self.bin[i] == old.bin[i]
+                        && self.missing_left[i] == old.missing_left[i])
+            })
     }
 
     fn check(&self, n_features: usize) -> MlResult<()> {
@@ -706,7 +732,7 @@ impl LevelKernel {
                     use_row.is_none_or(|u| u[i])
                         && !exclude.is_some_and(|e| e.excludes(row_id[i], label[i]))
                 };
-                let (loss, held) = route(plan, scratch, label, row_id, &valid, bins, kept);
+                let (loss, held) = route(plan, scratch, label, row_id, valid, bins, kept);
                 if plan.eval {
                     sums[result_len - 2] += loss;
                     sums[result_len - 1] += held;
@@ -727,15 +753,24 @@ fn route(
     scratch: &mut Scratch,
     label: &[u8],
     row_id: &[i64],
-    valid: &dyn Fn(usize) -> bool,
+    valid: impl Fn(usize) -> bool,
     bins: &[&[u8]],
     Kept {
         margins,
         weights,
         grads,
+        nodes,
     }: Kept,
 ) -> (f64, f64) {
     let Scratch { rows, grad, hess } = scratch;
+    // Each row's node per tree: kept from the last pass of a job's batch
+    // (advanced by the levels added since), else routed from the root.
+    let shapes: Vec<(u64, &CompactTree)> = plan.trees.iter().map(|t| (t.index, &t.shape)).collect();
+    let cached = nodes.and_then(|c| c.leaves(&shapes, bins, label.len()));
+    let leaf = |k: usize, t: &GrowingTree, i: usize| match &cached {
+        Some(c) => c[k][i] as usize,
+        None => t.shape.leaf_of(bins, i),
+    };
     for v in rows.iter_mut() {
         v.clear();
     }
@@ -773,8 +808,8 @@ fn route(
                         }
                     },
                 };
-                for t in &plan.trees {
-                    let s = t.slot[t.shape.leaf_of(bins, i)];
+                for (k, t) in plan.trees.iter().enumerate() {
+                    let s = t.slot[leaf(k, t, i)];
                     if s >= 0 {
                         let s = s as usize;
                         rows[s].push(i as u32);
@@ -791,7 +826,7 @@ fn route(
                 }
                 let y = label[i].min(1) as f32;
                 for (k, t) in plan.trees.iter().enumerate() {
-                    let s = t.slot[t.shape.leaf_of(bins, i)];
+                    let s = t.slot[leaf(k, t, i)];
                     if s < 0 {
                         continue;
                     }
@@ -811,8 +846,10 @@ fn route(
     (loss, held)
 }
 
-/// Adds the routed rows to their slots' histograms, column-wise as the
-/// local learner's `fill_feature`.
+/// Adds the routed rows to their slots' histograms with the local
+/// learner's fill kernels ([`crate::histogram::fill_node`]: features by
+/// four sharing each row's loads, few-bin features with four accumulators),
+/// straight into the slots' cells of the state.
 fn fill(
     plan: &LevelPlan,
     cells: &[Vec<(usize, usize)>],
@@ -825,24 +862,18 @@ fn fill(
         if rows.is_empty() {
             continue;
         }
-        let (g, h) = (&scratch.grad[s], &scratch.hess[s]);
+        // The slot's cells are back to back at ascending offsets.
+        let mut outs = Vec::with_capacity(cells.len());
+        let mut rest: &mut [f64] = &mut *sums;
+        let mut base = 0;
         for &(j, at) in cells {
-            let col = bins[j];
-            let mut acc = [[0f64; 3]; 256];
-            for ((&r, &gv), &hv) in rows.iter().zip(g).zip(h) {
-                let a = &mut acc[col[r as usize] as usize];
-                a[0] += gv as f64;
-                a[1] += hv as f64;
-                a[2] += 1.0;
-            }
-            let nb = plan.n_bins[j] as usize;
-            for (b, a) in acc.iter().enumerate().take(nb) {
-                let k = at + b * 3;
-                sums[k] += a[0];
-                sums[k + 1] += a[1];
-                sums[k + 2] += a[2];
-            }
+            let len = plan.n_bins[j] as usize * 3;
+            let (cell, tail) = std::mem::take(&mut rest)[at - base..].split_at_mut(len);
+            outs.push((bins[j], FlatBins(cell)));
+            rest = tail;
+            base = at + len;
         }
+        fill_node(outs, rows, &scratch.grad[s], &scratch.hess[s]);
     }
 }
 

@@ -80,6 +80,67 @@ pub(crate) struct Kept<'a> {
     pub weights: Option<&'a [&'a [u8]]>,
     /// A boosting round's gradients and hessians.
     pub grads: Option<(&'a [f32], &'a [f32])>,
+    /// Each row's node in the trees being grown (a job's batch only).
+    pub nodes: Option<&'a mut NodeCache>,
+}
+
+/// Each row of a batch's node in the trees being grown, as of the shape
+/// each tree had at the last pass: the next pass advances a row from its
+/// node by the levels added since instead of from the root.
+#[derive(Debug, Default)]
+pub(crate) struct NodeCache {
+    per_tree: HashMap<u64, TreeNodes>,
+}
+
+#[derive(Debug)]
+struct TreeNodes {
+    shape: CompactTree,
+    of: Vec<u16>,
+}
+
+impl NodeCache {
+    fn bytes(&self) -> usize {
+        self.per_tree.values().map(|t| t.of.len() * 2).sum()
+    }
+
+    /// Each row's current node (a leaf of the shape) in every tree of
+    /// `trees` (`(index, shape)`, in plan order), for the `n` rows of
+    /// `bins`. A tree that only grew since the last pass (every node split
+    /// then is split the same way now) advances each row from its node; any
+    /// other tree starts at the root. `None` when a tree has more nodes than
+    /// a `u16` numbers.
+    pub(crate) fn leaves(
+        &mut self,
+        trees: &[(u64, &CompactTree)],
+        bins: &[&[u8]],
+        n: usize,
+    ) -> Option<Vec<&[u16]>> {
+        if trees.iter().any(|(_, s)| s.left.len() > u16::MAX as usize) {
+            return None;
+        }
+        self.per_tree
+            .retain(|t, _| trees.iter().any(|(g, _)| g == t));
+        for &(t, shape) in trees {
+            let e = self.per_tree.entry(t).or_insert_with(|| TreeNodes {
+                shape: CompactTree::default(),
+                of: vec![0; n],
+            });
+            if e.of.len() != n || !shape.grown_from(&e.shape) {
+                e.of.clear();
+                e.of.resize(n, 0);
+            }
+            for (i, v) in e.of.iter_mut().enumerate() {
+                *v = shape.leaf_from(bins, i, *v as usize) as u16;
+            }
+            e.shape = shape.clone();
+        }
+        Some(
+            trees
+                .iter()
+                .map(|(t, _)| self.per_tree[t].of.as_slice())
+                .collect(),
+        )
+    }
 }
 
 /// A forest's per-row sample weights of a batch, per tree, drawn under the
@@ -109,6 +170,8 @@ struct Entry {
     margins: Option<Margins>,
     /// The forest's sample weights of the trees still growing.
     weights: Option<TreeWeights>,
+    /// Each row's node in the trees being grown.
+    nodes: Option<NodeCache>,
     used: Instant,
 }
 
@@ -122,6 +185,7 @@ impl Entry {
                 .weights
                 .as_ref()
                 .map_or(0, |w| w.per_tree.len() * self.rows)
+            + self.nodes.as_ref().map_or(0, NodeCache::bytes)
     }
 }
 
@@ -313,6 +377,7 @@ impl Store {
                 ),
                 margins,
                 weights: None,
+                nodes: None,
                 used: Instant::now(),
             })
         };
@@ -512,6 +577,7 @@ fn with_batch_in<T>(
         bins: None,
         margins: None,
         weights: None,
+        nodes: None,
         used: Instant::now(),
     };
     let mut entry = found.unwrap_or_else(empty);
@@ -522,7 +588,11 @@ fn with_batch_in<T>(
             .unwrap_or_else(empty)
     });
     let state = fit_entry.as_mut().unwrap_or(&mut entry);
-    let (mut margins_kept, mut weights_kept) = (state.margins.take(), state.weights.take());
+    let (mut margins_kept, mut weights_kept, mut nodes_kept) = (
+        state.margins.take(),
+        state.weights.take(),
+        state.nodes.take(),
+    );
     // Copy the scanned bins only where a later pass can find them.
     if entry.bins.is_none() && key.is_some() && settings.memory_bytes > 0 {
         entry.bins = scanned.map(|cols| cols.iter().map(|c| c.to_vec()).collect());
@@ -598,15 +668,20 @@ fn with_batch_in<T>(
                 margins,
                 weights: weights.as_deref(),
                 grads,
+                nodes: key.map(|_| nodes_kept.get_or_insert_with(NodeCache::default)),
             };
             f(bins, kept)
         })
     };
     let state = fit_entry.as_mut().unwrap_or(&mut entry);
-    (state.margins, state.weights) = (margins_kept, weights_kept);
+    (state.margins, state.weights, state.nodes) = (margins_kept, weights_kept, nodes_kept);
     for (key, entry) in [(key, Some(entry)), (fit_key, fit_entry)] {
         if let (Some(key), Some(mut entry)) = (key, entry) {
-            if entry.bins.is_some() || entry.margins.is_some() || entry.weights.is_some() {
+            if entry.bins.is_some()
+                || entry.margins.is_some()
+                || entry.weights.is_some()
+                || entry.nodes.is_some()
+            {
                 entry.used = Instant::now();
                 store.put(key, entry, &settings);
             }
@@ -705,6 +780,53 @@ impl Store {
 mod tests {
     use super::*;
     use crate::distributed::level::PlanTargets;
+
+    fn tree(feature: &[u32], bin: &[u8], left: &[u32], right: &[u32]) -> CompactTree {
+        CompactTree {
+            feature: feature.to_vec(),
+            bin: bin.to_vec(),
+            missing_left: (0..feature.len()).map(|i| i % 2 == 0).collect(),
+            left: left.to_vec(),
+            right: right.to_vec(),
+            value: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn kept_nodes_advance_like_routing_from_the_root() {
+        let n = 1000;
+        let f0: Vec<u8> = (0..n).map(|i| (i * 7 % 11) as u8).collect();
+        let f1: Vec<u8> = (0..n).map(|i| (i * 13 % 5) as u8).collect();
+        let bins = [f0.as_slice(), f1.as_slice()];
+        let root = tree(&[0], &[0], &[0], &[0]);
+        let depth1 = tree(&[0, 0, 0], &[5, 0, 0], &[1, 0, 0], &[2, 0, 0]);
+        let depth2 = tree(&[0, 1, 0, 0, 0], &[5, 2, 0, 0, 0], &[1, 3, 0, 0, 0], &[2, 4, 0, 0, 0]);
+        // Nodes 2 and 3 split, and 3's left child too: two levels at once.
+        let depth3 = tree(
+            &[0, 1, 1, 0, 0, 0, 0, 1, 0, 0, 0],
+            &[5, 2, 1, 8, 0, 0, 0, 3, 0, 0, 0],
+            &[1, 3, 5, 7, 0, 0, 0, 9, 0, 0, 0],
+            &[2, 4, 6, 8, 0, 0, 0, 10, 0, 0, 0],
+        );
+        // Not grown from depth2: the root splits at another bin.
+        let other = tree(&[0, 0, 0], &[3, 0, 0], &[1, 0, 0], &[2, 0, 0]);
+        assert!(depth2.grown_from(&depth1) && depth1.grown_from(&root));
+        assert!(!other.grown_from(&depth2) && !root.grown_from(&depth1));
+        let routed = |t: &CompactTree| -> Vec<u16> {
+            (0..n).map(|i| t.leaf_of(&bins, i) as u16).collect()
+        };
+        let mut c = NodeCache::default();
+        for t in [&root, &depth1, &depth2, &depth3, &other, &depth1] {
+            let got = c.leaves(&[(7, t)], &bins, n).unwrap()[0].to_vec();
+            assert_eq!(got, routed(t));
+        }
+        // Trees of a pass are kept apart; a tree no longer in the pass goes.
+        let got = c.leaves(&[(1, &depth2), (2, &other)], &bins, n).unwrap();
+        assert_eq!(got[0], routed(&depth2).as_slice());
+        assert_eq!(got[1], routed(&other).as_slice());
+        assert_eq!(c.per_tree.len(), 2);
+        assert_eq!(c.bytes(), 2 * n * 2);
+    }
 
     fn plan() -> LevelPlan {
         LevelPlan {
