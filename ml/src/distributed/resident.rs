@@ -800,7 +800,12 @@ mod tests {
         let bins = [f0.as_slice(), f1.as_slice()];
         let root = tree(&[0], &[0], &[0], &[0]);
         let depth1 = tree(&[0, 0, 0], &[5, 0, 0], &[1, 0, 0], &[2, 0, 0]);
-        let depth2 = tree(&[0, 1, 0, 0, 0], &[5, 2, 0, 0, 0], &[1, 3, 0, 0, 0], &[2, 4, 0, 0, 0]);
+        let depth2 = tree(
+            &[0, 1, 0, 0, 0],
+            &[5, 2, 0, 0, 0],
+            &[1, 3, 0, 0, 0],
+            &[2, 4, 0, 0, 0],
+        );
         // Nodes 2 and 3 split, and 3's left child too: two levels at once.
         let depth3 = tree(
             &[0, 1, 1, 0, 0, 0, 0, 1, 0, 0, 0],
@@ -812,9 +817,8 @@ mod tests {
         let other = tree(&[0, 0, 0], &[3, 0, 0], &[1, 0, 0], &[2, 0, 0]);
         assert!(depth2.grown_from(&depth1) && depth1.grown_from(&root));
         assert!(!other.grown_from(&depth2) && !root.grown_from(&depth1));
-        let routed = |t: &CompactTree| -> Vec<u16> {
-            (0..n).map(|i| t.leaf_of(&bins, i) as u16).collect()
-        };
+        let routed =
+            |t: &CompactTree| -> Vec<u16> { (0..n).map(|i| t.leaf_of(&bins, i) as u16).collect() };
         let mut c = NodeCache::default();
         for t in [&root, &depth1, &depth2, &depth3, &other, &depth1] {
             let got = c.leaves(&[(7, t)], &bins, n).unwrap()[0].to_vec();
