@@ -176,6 +176,9 @@ pub struct LocalCluster {
     detached: bool,
     /// How the scheduler was started, to start it again ([`LocalCluster::restart_scheduler`]).
     scheduler_cmd: (PathBuf, Vec<String>, String),
+    /// Each executor's arguments, to start it again when its port was
+    /// taken at start-up.
+    executor_args: Vec<Vec<String>>,
 }
 
 impl LocalCluster {
@@ -259,36 +262,46 @@ impl LocalCluster {
             executors: Vec::new(),
             detached: false,
             scheduler_cmd: (sched_bin, sched_args, rust_log.clone()),
+            executor_args: Vec::new(),
         };
         for i in 0..n_executors {
             let port = sched_port + 1 + 3 * i as u16;
             let (grpc, health) = (port + 1, port + 2);
             let log = opts.dir.join(format!("executor-{i}.log"));
             let work = opts.dir.join(format!("executor-{i}"));
-            let mut cmd = Command::new(bin_dir.join("sluice-executor"));
-            cmd.args(["--bind-host", "127.0.0.1", "--external-host", "127.0.0.1"])
-                .args(["--port", &port.to_string()])
-                .args(["--grpc-port", &grpc.to_string()])
-                .args(["--health-port", &health.to_string()])
-                .args(["--scheduler-host", "127.0.0.1"])
-                .args(["--scheduler-port", &sched_port.to_string()])
-                .args([
-                    "--concurrent-tasks",
-                    &opts.concurrent_tasks.max(1).to_string(),
-                ])
-                .args([
-                    "--heartbeat-interval-seconds",
-                    &opts.heartbeat_interval_seconds.to_string(),
-                ])
-                .arg("--work-dir")
-                .arg(&work)
-                .args(["--executor-id", &format!("executor-{i}")]);
+            let mut args: Vec<String> = vec![
+                "--bind-host".into(),
+                "127.0.0.1".into(),
+                "--external-host".into(),
+                "127.0.0.1".into(),
+                "--port".into(),
+                port.to_string(),
+                "--grpc-port".into(),
+                grpc.to_string(),
+                "--health-port".into(),
+                health.to_string(),
+                "--scheduler-host".into(),
+                "127.0.0.1".into(),
+                "--scheduler-port".into(),
+                sched_port.to_string(),
+                "--concurrent-tasks".into(),
+                opts.concurrent_tasks.max(1).to_string(),
+                "--heartbeat-interval-seconds".into(),
+                opts.heartbeat_interval_seconds.to_string(),
+                "--work-dir".into(),
+                work.display().to_string(),
+                "--executor-id".into(),
+                format!("executor-{i}"),
+            ];
             if let Some(m) = &opts.memory_limit {
-                cmd.args(["--memory-limit", m]);
+                args.extend(["--memory-limit".into(), m.clone()]);
             }
             if let Some(m) = &opts.train_cache {
-                cmd.args(["--train-cache", m]);
+                args.extend(["--train-cache".into(), m.clone()]);
             }
+            let mut cmd = Command::new(bin_dir.join("sluice-executor"));
+            cmd.args(&args);
+            cluster.executor_args.push(args);
             let child = spawn(cmd, &log, &rust_log, &format!("executor-{i}"))?;
             cluster.state.executors.push(ProcessEntry {
                 name: format!("executor-{i}"),
@@ -309,7 +322,19 @@ impl LocalCluster {
         let deadline = Instant::now() + timeout;
         let mut pending: Vec<ProcessEntry> = self.state.executors.clone();
         pending.push(self.state.scheduler.clone());
+        let mut port_retries = START_PORT_RETRIES;
         loop {
+            // An executor whose port was taken between the check and its
+            // bind (an outgoing connection's ephemeral port) starts again.
+            if port_retries > 0 {
+                if let Some(i) = self.executor_lost_its_port() {
+                    port_retries -= 1;
+                    self.respawn_executor(i)?;
+                    pending = self.state.executors.clone();
+                    pending.push(self.state.scheduler.clone());
+                    continue;
+                }
+            }
             // A process that died will never be ready: fail with its log.
             if let Some(msg) = self.first_exited() {
                 return Err(msg);
@@ -337,6 +362,33 @@ impl LocalCluster {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// An executor that exited during start-up because its address was in
+    /// use.
+    fn executor_lost_its_port(&mut self) -> Option<usize> {
+        (0..self.executors.len()).find(|&i| {
+            let exited = self.executors[i]
+                .as_mut()
+                .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+            exited
+                && std::fs::read_to_string(&self.state.executors[i].log)
+                    .is_ok_and(|t| t.contains(ADDRESS_IN_USE))
+        })
+    }
+
+    /// Starts executor `i` again with its arguments (its log goes on).
+    fn respawn_executor(&mut self, i: usize) -> Result<()> {
+        let entry = self.state.executors[i].clone();
+        tracing::warn!(executor = %entry.name, port = entry.port, "an executor's port was in use at start-up: starting it again");
+        std::thread::sleep(Duration::from_millis(500));
+        let bin = self.scheduler_cmd.0.with_file_name("sluice-executor");
+        let mut cmd = Command::new(bin);
+        cmd.args(&self.executor_args[i]);
+        let child = spawn_appending(cmd, &entry.log, &self.scheduler_cmd.2, &entry.name)?;
+        self.state.executors[i].pid = child.id();
+        self.executors[i] = Some(child);
+        self.state.write(&self.dir)
     }
 
     fn first_exited(&mut self) -> Option<EngineError> {
@@ -609,8 +661,20 @@ pub fn http_status(port: u16, path: &str) -> Option<u16> {
     head.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// Start-up attempts more for executors whose port was taken.
+const START_PORT_RETRIES: usize = 3;
+
+/// How the OS error of a bind to a taken port reads in a log.
+const ADDRESS_IN_USE: &str = "Address already in use";
+
+/// The last `n` lines of a log, without a trailing stack backtrace (an
+/// `anyhow` error printed with `RUST_BACKTRACE` set), so the error itself
+/// is shown.
 fn tail(path: &Path, n: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
+    let text = text
+        .find("\nStack backtrace:")
+        .map_or(text.as_str(), |at| &text[..at]);
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
@@ -618,6 +682,25 @@ fn tail(path: &Path, n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_log_tail_shows_the_error_not_its_backtrace() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("executor-0.log");
+        let mut text = String::from(
+            "INFO starting\nError: Address already in use (os error 98)\n\nStack backtrace:\n",
+        );
+        for i in 0..40 {
+            text.push_str(&format!("  {i}: frame\n"));
+        }
+        std::fs::write(&log, text).unwrap();
+        assert_eq!(
+            tail(&log, 15),
+            "INFO starting\nError: Address already in use (os error 98)"
+        );
+        std::fs::write(&log, "a\nb\nc\n").unwrap();
+        assert_eq!(tail(&log, 2), "b\nc");
+    }
 
     #[test]
     fn state_file_roundtrips() {

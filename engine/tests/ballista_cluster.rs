@@ -852,3 +852,50 @@ async fn distributed_histograms_match_local() {
         }
     }
 }
+
+/// Between `LocalCluster::start`'s port check and an executor's bind,
+/// another socket can take the executor's port (an outgoing connection's
+/// ephemeral port can: Linux hands out 32768-60999). The executor then
+/// exits with "Address already in use"; the cluster starts it again instead
+/// of failing. Here a listener takes executor 0's Flight port as soon as
+/// the scheduler is spawned and holds it for a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_executor_whose_port_is_taken_at_start_up_starts_again() {
+    for attempt in 0..3u16 {
+        let dir = tempfile::tempdir().unwrap();
+        let base = 21950 + 10 * attempt;
+        let o = opts(base, dir.path());
+        let (sched_log, exec_log) = (o.dir.join("scheduler.log"), o.dir.join("executor-0.log"));
+        let taker = std::thread::spawn(move || {
+            let t0 = std::time::Instant::now();
+            while !sched_log.exists() {
+                if t0.elapsed() > Duration::from_secs(30) {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let Ok(held) = std::net::TcpListener::bind(("127.0.0.1", base + 1)) else {
+                return false;
+            };
+            std::thread::sleep(Duration::from_secs(1));
+            drop(held);
+            true
+        });
+        let started = LocalCluster::start(1, o).await;
+        let took = taker.join().unwrap();
+        let log = std::fs::read_to_string(&exec_log).unwrap_or_default();
+        if !took || !log.contains("Address already in use") {
+            // The executor bound its port first: nothing was taken.
+            assert!(started.is_ok(), "{:?}", started.err());
+            continue;
+        }
+        let cluster = started.expect("the executor whose port was taken was not started again");
+        let e = &cluster.state().executors[0];
+        assert_eq!(
+            sluice_cluster::local::http_status(e.health_port, "/readyz"),
+            Some(200)
+        );
+        return;
+    }
+    panic!("in 3 attempts the listener never took the executor's port before it bound it");
+}

@@ -10,7 +10,8 @@
 //!
 //! Env: `SLUICE_BENCH_ROWS` (544,500: the training set of the thesis),
 //! `SLUICE_BENCH_FEATURES` (40), `SLUICE_BENCH_EXECUTORS` (`1,2`),
-//! `SLUICE_BENCH_BASE_PORT` (22550), `SLUICE_BENCH_LOCAL` (1: also time the
+//! `SLUICE_BENCH_BASE_PORT` (22550), `SLUICE_BENCH_PARTITIONS` (2: the
+//! query partitions per executor on a cluster), `SLUICE_BENCH_LOCAL` (1: also time the
 //! local trainer), `SLUICE_BENCH_EMBEDDED` (1: also time the embedded
 //! engine), `SLUICE_BENCH_TREES` (20: GBT rounds and forest trees, depth 5,
 //! the targets of issue 18), `SLUICE_BENCH_BINNING` (`pass`; `table,pass`
@@ -337,6 +338,7 @@ fn main() {
             .filter_map(|s| s.trim().parse().ok())
             .collect();
         let trees = env_usize("SLUICE_BENCH_TREES", 20);
+        let per_executor = env_usize("SLUICE_BENCH_PARTITIONS", 2).max(1);
         let models = vec![
             (
                 format!("dtrain-{rows}-{features}f-gbt{trees}x5"),
@@ -380,7 +382,7 @@ fn main() {
                     EngineSettings {
                         mode: EngineMode::Ballista,
                         scheduler: Some(cluster.scheduler_url()),
-                        target_partitions: Some(2 * n),
+                        target_partitions: Some(per_executor * n),
                         ..EngineSettings::default()
                     },
                 ));
@@ -416,7 +418,7 @@ fn main() {
             let s = EngineSettings {
                 mode: EngineMode::Ballista,
                 scheduler: Some(cluster.scheduler_url()),
-                target_partitions: Some(2 * n),
+                target_partitions: Some(per_executor * n),
                 ..EngineSettings::default()
             };
             let ctx = connect(&s, Some(&lake)).await.unwrap();
