@@ -244,6 +244,14 @@ impl LocalCluster {
         let mut cmd = Command::new(&sched_bin);
         cmd.args(&sched_args);
         let scheduler = spawn(cmd, &sched_log, &rust_log, "scheduler")?;
+        let scheduler = scheduler_answering(
+            scheduler,
+            (&sched_bin, &sched_args),
+            &sched_log,
+            &rust_log,
+            sched_port,
+            opts.ready_timeout,
+        )?;
         let mut cluster = LocalCluster {
             state: ClusterState {
                 scheduler_url: format!("df://127.0.0.1:{sched_port}"),
@@ -661,8 +669,46 @@ pub fn http_status(port: u16, path: &str) -> Option<u16> {
     head.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Start-up attempts more for executors whose port was taken.
+/// Start-up attempts more for a process whose port was taken.
 const START_PORT_RETRIES: usize = 3;
+
+/// Waits until the scheduler answers HTTP on its port, before the
+/// executors start. A scheduler that exited because its port was taken
+/// after the port check starts again (up to [`START_PORT_RETRIES`] times);
+/// any other exit, or no answer in `timeout`, is left to `wait_ready`,
+/// which reports it with the log.
+fn scheduler_answering(
+    mut child: Child,
+    (bin, args): (&Path, &[String]),
+    log: &Path,
+    rust_log: &str,
+    port: u16,
+    timeout: Duration,
+) -> Result<Child> {
+    let deadline = Instant::now() + timeout;
+    let mut retries = START_PORT_RETRIES;
+    while Instant::now() < deadline && http_status(port, "/readyz").is_none() {
+        match child.try_wait() {
+            Ok(Some(_))
+                if retries > 0
+                    && std::fs::read_to_string(log).is_ok_and(|t| t.contains(ADDRESS_IN_USE)) =>
+            {
+                retries -= 1;
+                tracing::warn!(
+                    port,
+                    "the scheduler's port was in use at start-up: starting it again"
+                );
+                std::thread::sleep(Duration::from_millis(500));
+                let mut cmd = Command::new(bin);
+                cmd.args(args);
+                child = spawn_appending(cmd, log, rust_log, "scheduler")?;
+            }
+            Ok(Some(_)) => break,
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    Ok(child)
+}
 
 /// How the OS error of a bind to a taken port reads in a log.
 const ADDRESS_IN_USE: &str = "Address already in use";

@@ -861,11 +861,26 @@ async fn distributed_histograms_match_local() {
 /// the scheduler is spawned and holds it for a second.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_executor_whose_port_is_taken_at_start_up_starts_again() {
+    taken_port_at_start_up(21950, 1, "executor-0.log").await;
+}
+
+/// The same for the scheduler's port (`sluice cluster up`'s 50050 is in the
+/// ephemeral range too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduler_whose_port_is_taken_at_start_up_starts_again() {
+    taken_port_at_start_up(21850, 0, "scheduler.log").await;
+}
+
+/// Starts a 1-executor cluster at `first_base` (then +10, +20) while a
+/// listener takes port `base + offset` as soon as the scheduler is spawned
+/// and holds it for a second; the process whose log is `log_name` must
+/// have failed on it and been started again.
+async fn taken_port_at_start_up(first_base: u16, offset: u16, log_name: &str) {
     for attempt in 0..3u16 {
         let dir = tempfile::tempdir().unwrap();
-        let base = 21950 + 10 * attempt;
+        let base = first_base + 10 * attempt;
         let o = opts(base, dir.path());
-        let (sched_log, exec_log) = (o.dir.join("scheduler.log"), o.dir.join("executor-0.log"));
+        let (sched_log, exec_log) = (o.dir.join("scheduler.log"), o.dir.join(log_name));
         let taker = std::thread::spawn(move || {
             let t0 = std::time::Instant::now();
             while !sched_log.exists() {
@@ -874,7 +889,7 @@ async fn an_executor_whose_port_is_taken_at_start_up_starts_again() {
                 }
                 std::thread::sleep(Duration::from_millis(1));
             }
-            let Ok(held) = std::net::TcpListener::bind(("127.0.0.1", base + 1)) else {
+            let Ok(held) = std::net::TcpListener::bind(("127.0.0.1", base + offset)) else {
                 return false;
             };
             std::thread::sleep(Duration::from_secs(1));
@@ -885,11 +900,11 @@ async fn an_executor_whose_port_is_taken_at_start_up_starts_again() {
         let took = taker.join().unwrap();
         let log = std::fs::read_to_string(&exec_log).unwrap_or_default();
         if !took || !log.contains("Address already in use") {
-            // The executor bound its port first: nothing was taken.
+            // The process bound its port first: nothing was taken.
             assert!(started.is_ok(), "{:?}", started.err());
             continue;
         }
-        let cluster = started.expect("the executor whose port was taken was not started again");
+        let cluster = started.expect("the process whose port was taken was not started again");
         let e = &cluster.state().executors[0];
         assert_eq!(
             sluice_cluster::local::http_status(e.health_port, "/readyz"),
@@ -897,5 +912,5 @@ async fn an_executor_whose_port_is_taken_at_start_up_starts_again() {
         );
         return;
     }
-    panic!("in 3 attempts the listener never took the executor's port before it bound it");
+    panic!("in 3 attempts the listener never took the port before its process bound it");
 }
