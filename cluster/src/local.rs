@@ -376,24 +376,23 @@ impl LocalCluster {
     /// use.
     fn executor_lost_its_port(&mut self) -> Option<usize> {
         (0..self.executors.len()).find(|&i| {
-            let exited = self.executors[i]
+            self.executors[i]
                 .as_mut()
-                .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
-            exited
-                && std::fs::read_to_string(&self.state.executors[i].log)
-                    .is_ok_and(|t| t.contains(ADDRESS_IN_USE))
+                .is_some_and(|c| lost_its_port(c, &self.state.executors[i].log))
         })
     }
 
     /// Starts executor `i` again with its arguments (its log goes on).
     fn respawn_executor(&mut self, i: usize) -> Result<()> {
         let entry = self.state.executors[i].clone();
-        tracing::warn!(executor = %entry.name, port = entry.port, "an executor's port was in use at start-up: starting it again");
-        std::thread::sleep(Duration::from_millis(500));
         let bin = self.scheduler_cmd.0.with_file_name("sluice-executor");
-        let mut cmd = Command::new(bin);
-        cmd.args(&self.executor_args[i]);
-        let child = spawn_appending(cmd, &entry.log, &self.scheduler_cmd.2, &entry.name)?;
+        let child = start_again(
+            (&bin, &self.executor_args[i]),
+            &entry.log,
+            &self.scheduler_cmd.2,
+            &entry.name,
+            entry.port,
+        )?;
         self.state.executors[i].pid = child.id();
         self.executors[i] = Some(child);
         self.state.write(&self.dir)
@@ -688,26 +687,42 @@ fn scheduler_answering(
     let deadline = Instant::now() + timeout;
     let mut retries = START_PORT_RETRIES;
     while Instant::now() < deadline && http_status(port, "/readyz").is_none() {
-        match child.try_wait() {
-            Ok(Some(_))
-                if retries > 0
-                    && std::fs::read_to_string(log).is_ok_and(|t| t.contains(ADDRESS_IN_USE)) =>
-            {
-                retries -= 1;
-                tracing::warn!(
-                    port,
-                    "the scheduler's port was in use at start-up: starting it again"
-                );
-                std::thread::sleep(Duration::from_millis(500));
-                let mut cmd = Command::new(bin);
-                cmd.args(args);
-                child = spawn_appending(cmd, log, rust_log, "scheduler")?;
-            }
-            Ok(Some(_)) => break,
-            _ => std::thread::sleep(Duration::from_millis(20)),
+        if retries > 0 && lost_its_port(&mut child, log) {
+            retries -= 1;
+            child = start_again((bin, args), log, rust_log, "scheduler", port)?;
+        } else if matches!(child.try_wait(), Ok(Some(_))) {
+            break;
+        } else {
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
     Ok(child)
+}
+
+/// Whether a process exited because the address it binds was in use.
+fn lost_its_port(child: &mut Child, log: &Path) -> bool {
+    matches!(child.try_wait(), Ok(Some(_)))
+        && std::fs::read_to_string(log).is_ok_and(|t| t.contains(ADDRESS_IN_USE))
+}
+
+/// Starts a process that lost its port again, half a second later, with
+/// the same arguments (its log goes on).
+fn start_again(
+    (bin, args): (&Path, &[String]),
+    log: &Path,
+    rust_log: &str,
+    name: &str,
+    port: u16,
+) -> Result<Child> {
+    tracing::warn!(
+        process = name,
+        port,
+        "its port was in use at start-up: starting it again"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let mut cmd = Command::new(bin);
+    cmd.args(args);
+    spawn_appending(cmd, log, rust_log, name)
 }
 
 /// How the OS error of a bind to a taken port reads in a log.
