@@ -53,7 +53,7 @@ read -r tb mb < "$WORK/baseline.time"
 # Each run commits a unified table and predictions (2.4 GB at 38M): keep
 # only the newest earlier run (to compare predictions with), not all of them.
 for d in "$LAKE/runs/indoor-outdoor-inference" "$LAKE/predictions"; do
-  [ -d "$d" ] && ls -1d "$d"/*/ 2>/dev/null | sort | head -n -1 | xargs -r rm -rf
+  [ -d "$d" ] && { ls -1d "$d"/*/ 2>/dev/null || true; } | sort | head -n -1 | xargs -r rm -rf
 done
 measure pipeline "$SLUICE" --log-format json run config/inference.yaml --lake "$LAKE"
 read -r tp mp < "$WORK/pipeline.time"

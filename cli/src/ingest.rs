@@ -107,6 +107,7 @@ pub async fn run(args: IngestArgs, lake: Option<String>) -> anyhow::Result<i32> 
                     .iter()
                     .map(|p| PartitionFilter::parse(p))
                     .collect::<Result<Vec<_>, _>>()?,
+                deferred: false,
             };
             checked = Some(opts.clone());
             inference_input_with(&ctx, &lake, &opts).await?

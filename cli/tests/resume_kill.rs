@@ -40,6 +40,9 @@ struct TestLake {
     lake: Lake,
     training: PathBuf,
     inference: PathBuf,
+    /// The inference config with the join written by the ingest step
+    /// (`materialize: true`; by default the join is left to predict's plan).
+    inference_written: PathBuf,
 }
 
 async fn test_lake() -> TestLake {
@@ -50,12 +53,22 @@ async fn test_lake() -> TestLake {
     common::generate(&lake, SAMPLES).await;
     let training = common::write_config(tmp.path(), "training.yaml", common::TRAINING, &url);
     let inference = common::write_config(tmp.path(), "inference.yaml", common::INFERENCE, &url);
+    let inference_written = common::write_config(
+        tmp.path(),
+        "inference-written.yaml",
+        &common::INFERENCE.replace(
+            "  - step: ingest\n",
+            "  - step: ingest\n    materialize: true\n",
+        ),
+        &url,
+    );
     TestLake {
         _tmp: tmp,
         root,
         lake,
         training,
         inference,
+        inference_written,
     }
 }
 
@@ -381,11 +394,13 @@ async fn inference_killed_at_each_point_resumes_to_identical_predictions() {
     };
 
     // 1. During the ingest write: a written file in an attempt, no manifest
-    //    (with nothing visible yet there is no run to resume).
+    //    (with nothing visible yet there is no run to resume). The join is
+    //    written here; the other points run with the default, where ingest
+    //    commits only the checked slices and predict runs the join.
     let st = step.clone();
     let (run, got) = kill_and_resume(
         &t,
-        &t.inference,
+        &t.inference_written,
         "during-ingest",
         infer_dirs,
         &move |r: &str| has_attempt_file(&st(r, "ingest")) && !committed(&st(r, "ingest")),

@@ -118,6 +118,8 @@ pub struct RunContext {
     pub run_id: String,
     /// `--model` filter.
     pub models: Option<Vec<String>>,
+    /// The steps this invocation runs (`--steps`, `--from`).
+    pub selected: Vec<crate::config::StepName>,
 }
 
 impl RunContext {

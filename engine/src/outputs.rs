@@ -75,6 +75,11 @@ pub struct IngestOutput {
     /// Number of join slices the inference join ran as (when more than one).
     #[serde(default)]
     pub join_slices: Option<usize>,
+    /// Inference, `materialize` not `true`: the join was checked but not
+    /// written; the next steps run it inside their own plans, in these
+    /// `device_id` slices. `rows` is then the row count of `samples`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deferred: Option<crate::ingest::DeferredJoin>,
 }
 
 impl StepOutput for IngestOutput {

@@ -122,31 +122,63 @@ async fn training_then_inference_end_to_end() {
     }
     assert_eq!(ids.len(), raw, "one prediction per raw sample");
 
-    // Features computed inside predict's plan (not materialized) in three
-    // device_id slices, after a join in four sample_id slices: the same
-    // predictions, and no feature table in the lake.
-    let fused_cfg = INFERENCE
+    // The default run did not write the join (the generated samples' ids
+    // are grouped by device): its ingest output is a manifest with the
+    // device_id slices, and predict ran join, features and model in one
+    // plan per slice.
+    let ingest_dir = root.join(format!("runs/lt-infer/{}/ingest", infer.run_id));
+    assert_eq!(
+        parquet_files(&ingest_dir),
+        0,
+        "a deferred join wrote Parquet"
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(ingest_dir.join("_manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["rows"], raw as u64, "{manifest}");
+    let slices = manifest["extra"]["deferred"]["slices"].as_array().unwrap();
+    assert_eq!(slices.len(), 1, "{manifest}");
+
+    // The same predictions, bit for bit, from (a) the join written in four
+    // sample_id slices and the features computed inside predict's plan in
+    // three device_id slices, and (b) the join deferred in three slices
+    // with the feature table written.
+    let written_cfg = INFERENCE
         .replace(
             "  - step: ingest\n",
-            "  - step: ingest\n    join_slices: 4\n",
+            "  - step: ingest\n    materialize: true\n    join_slices: 4\n",
         )
         .replace(
             "  - step: features\n",
             "  - step: features\n    materialize: false\n    slices: 3\n",
         );
-    let fused = pipeline::run(&cfg(&fused_cfg, tmp.path()), &RunOptions::default())
-        .await
-        .unwrap();
-    assert_eq!(
-        common::predictions(&lake, &fused.run_id).await,
-        common::predictions(&lake, &infer.run_id).await
+    let deferred_cfg = INFERENCE.replace(
+        "  - step: features\n",
+        "  - step: features\n    materialize: true\n    slices: 3\n",
     );
-    let feats_dir = root.join(format!("runs/lt-infer/{}/features", fused.run_id));
-    let parquet = walk(&feats_dir)
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
-        .count();
-    assert_eq!(parquet, 0, "a non-materialized features step wrote Parquet");
+    for (text, ingest_parquet, features_parquet) in
+        [(&written_cfg, true, false), (&deferred_cfg, false, true)]
+    {
+        let other = pipeline::run(&cfg(text, tmp.path()), &RunOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            common::predictions(&lake, &other.run_id).await,
+            common::predictions(&lake, &infer.run_id).await,
+            "{text}"
+        );
+        let dir = root.join(format!("runs/lt-infer/{}", other.run_id));
+        assert_eq!(
+            parquet_files(&dir.join("ingest")) > 0,
+            ingest_parquet,
+            "{text}"
+        );
+        assert_eq!(
+            parquet_files(&dir.join("features")) > 0,
+            features_parquet,
+            "{text}"
+        );
+    }
 
     // Partial rerun from train reuses ingest/features of the earlier run.
     let opts = RunOptions {
@@ -184,6 +216,66 @@ async fn training_then_inference_end_to_end() {
         "{:?}",
         resumed.steps
     );
+
+    // Samples whose ids are not grouped by device: four device_id slices
+    // would each read most of the per-sample tables, so the ingest step
+    // writes the join unless told not to; both give the same predictions.
+    scatter_devices(root).await;
+    let four = INFERENCE.replace(
+        "  - step: features\n",
+        "  - step: features\n    slices: 4\n",
+    );
+    let forced = four.replace(
+        "  - step: ingest\n",
+        "  - step: ingest\n    materialize: false\n",
+    );
+    let auto = pipeline::run(&cfg(&four, tmp.path()), &RunOptions::default())
+        .await
+        .unwrap();
+    let deferred = pipeline::run(&cfg(&forced, tmp.path()), &RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        common::predictions(&lake, &auto.run_id).await,
+        common::predictions(&lake, &deferred.run_id).await
+    );
+    for (run, written) in [(&auto, true), (&deferred, false)] {
+        let dir = root.join(format!("runs/lt-infer/{}/ingest", run.run_id));
+        assert_eq!(parquet_files(&dir) > 0, written, "{}", run.run_id);
+    }
+}
+
+/// Rewrites `raw/samples` with each sample's device drawn across all
+/// devices by its id (`sample_id * 7919 mod devices`), so a device's
+/// samples are spread over the whole id range.
+async fn scatter_devices(lake: &Path) {
+    let ctx = datafusion::prelude::SessionContext::new();
+    let dir = lake.join("raw/samples");
+    let samples = ctx
+        .read_parquet(dir.to_str().unwrap(), Default::default())
+        .await
+        .unwrap();
+    ctx.register_table("s", samples.into_view()).unwrap();
+    let batches = ctx
+        .sql(
+            "SELECT sample_id, \
+               (SELECT min(device_id) FROM s) + (sample_id * 7919) % \
+                 ((SELECT max(device_id) FROM s) - (SELECT min(device_id) FROM s) + 1) AS device_id, \
+               ts, cell_key, network_type FROM s ORDER BY sample_id",
+        )
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = std::fs::File::create(dir.join("part-00000.parquet")).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, batches[0].schema(), None).unwrap();
+    for b in &batches {
+        w.write(b).unwrap();
+    }
+    w.close().unwrap();
 }
 
 #[test]
@@ -251,6 +343,13 @@ fn example_configs_validate() {
 }
 
 /// Every file under `dir`, recursively.
+fn parquet_files(dir: &Path) -> usize {
+    walk(dir)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .count()
+}
+
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap().flatten() {

@@ -552,6 +552,11 @@ pub async fn write_parquet_once(
             let df = DataFrame::new(state, copy);
             let task_ctx = Arc::new(df.task_ctx());
             let physical = df.create_physical_plan().await?;
+            tracing::trace!(
+                url,
+                plan = %datafusion::physical_plan::displayable(physical.as_ref()).indent(true),
+                "writing"
+            );
             sluice_common::progress::collect_tracked(physical, task_ctx, task, base).await?
         }
     };

@@ -46,11 +46,16 @@ def replace_at(t, name, row, value, type=None):
 
 
 def ingest_fails(lake, *words, extra=()):
-    r = run("run", lake.infer_cfg, "--steps", "ingest", *extra)
-    assert r.code == EXIT_ERROR, r
-    for w in words:
-        assert w in r.err, f"missing {w!r} in:\n{r.err}"
-    assert lake.manifests("cat-infer", "ingest") == [], "the failed ingest committed"
+    # `--steps ingest` writes the joined table; the whole pipeline leaves
+    # the join to predict's plan (docs/DATA.md, "The join, written or
+    # not"). Both must stop at the ingest step with the same words.
+    for steps in (["--steps", "ingest"], []):
+        r = run("run", lake.infer_cfg, *steps, *extra)
+        assert r.code == EXIT_ERROR, (steps, r)
+        for w in words:
+            assert w in r.err, f"{steps}: missing {w!r} in:\n{r.err}"
+        assert lake.manifests("cat-infer", "ingest") == [], f"{steps}: the failed ingest committed"
+        assert not os.path.isdir(lake.path("predictions")) or os.listdir(lake.path("predictions")) == [], steps
     return r
 
 
@@ -362,6 +367,33 @@ def test_value_checks_off_accepts_outliers(lake):
     ingest_ok(lake)
 
 
+def test_whole_run_leaves_the_join_to_predict(lake):
+    # The generated samples' ids are grouped by device: the ingest step
+    # checks the tables and commits a manifest with the device_id slices,
+    # no unified table; predict writes one prediction per sample.
+    r = run("run", lake.infer_cfg)
+    assert r.code == 0, r
+    import json
+    [m] = lake.manifests("cat-infer", "ingest")
+    manifest = json.load(open(m))
+    assert manifest["rows"] == 3000, manifest
+    assert manifest["extra"]["deferred"]["slices"], manifest["extra"]
+    assert [f for f in manifest["files"] if f["path"].endswith(".parquet")] == [], manifest["files"]
+    [preds] = os.listdir(lake.path("predictions"))
+    t = pq.read_table(lake.path("predictions", preds))
+    assert t.num_rows == 3000
+    assert sorted(t.column("sample_id").to_pylist()) == sorted(pq.read_table(lake.path("raw", "samples")).column("sample_id").to_pylist())
+
+
+def test_materialize_false_with_reject_is_refused(lake):
+    with_value_checks(lake, "reject")
+    with open(lake.infer_cfg) as f:
+        text = f.read().replace("    value_checks: reject\n", "    value_checks: reject\n    materialize: false\n")
+    with open(lake.infer_cfg, "w") as f:
+        f.write(text)
+    validate_fails(lake.infer_cfg, "steps[0].materialize", "value_checks: reject")
+
+
 # --- partitions ---------------------------------------------------------------
 
 def partition_samples(lake):
@@ -531,6 +563,11 @@ def test_zero_trees_names_the_key_path(tmp_path):
 def test_test_fraction_out_of_range(tmp_path):
     text = TRAIN_STEPS.format(trees=5).replace("  - step: train\n", "  - step: train\n    test_fraction: 1.5\n")
     validate_fails(config(tmp_path, text), "steps[2].test_fraction", "1.5")
+
+
+def test_training_ingest_must_write_its_table(tmp_path):
+    text = TRAIN_STEPS.format(trees=5).replace("  - step: ingest\n", "  - step: ingest\n    materialize: false\n")
+    validate_fails(config(tmp_path, text), "steps[0].materialize", "inference pipelines only")
 
 
 def test_unknown_step(tmp_path):

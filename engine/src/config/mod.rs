@@ -192,6 +192,17 @@ pub struct IngestStep {
     /// projection on each raw table's scan inside the join's own pass.
     #[serde(default, skip_serializing_if = "is_default_checks")]
     pub value_checks: crate::ingest::ValueChecks,
+    /// Inference input: write the unified table to the lake (`true`), or
+    /// check the raw tables and leave the join to the next steps' plans
+    /// (`false`): `features` and `predict` then run the join, the feature
+    /// chain and the model as one plan per `device_id` slice, and no
+    /// unified table is written and read back. Default: `false` when the
+    /// run also runs the features step, the samples' ids are grouped by
+    /// device (each slice then reads only its own key range of the
+    /// per-sample tables) and `value_checks` is not `reject`; `true`
+    /// otherwise. Training always writes its table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub materialize: Option<bool>,
 }
 
 fn is_default_checks(v: &crate::ingest::ValueChecks) -> bool {

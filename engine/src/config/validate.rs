@@ -133,6 +133,23 @@ pub fn validate(cfg: &PipelineConfig, origin: &str) -> Result<()> {
                     ));
                 }
             }
+            StepConfig::Ingest(s)
+                if s.materialize == Some(false) && cfg.kind == PipelineKind::Training =>
+            {
+                return Err(err(
+                    &format!("steps[{i}].materialize"),
+                    "`false` is for inference pipelines only: the features step fits its chain on the written training table".into(),
+                ));
+            }
+            StepConfig::Ingest(s)
+                if s.materialize == Some(false)
+                    && s.value_checks == crate::ingest::ValueChecks::Reject =>
+            {
+                return Err(err(
+                    &format!("steps[{i}].materialize"),
+                    "`false` cannot be combined with `value_checks: reject` (the rejected samples are left out of a written table); use `fail` or `off`, or leave `materialize` unset".into(),
+                ));
+            }
             StepConfig::Features(f) if !f.materialize && cfg.kind == PipelineKind::Training => {
                 return Err(err(
                     &format!("steps[{i}].materialize"),

@@ -1,5 +1,6 @@
 //! Inference input: the seven raw tables joined as one DataFusion plan.
 
+use arrow::array::Array;
 use arrow::datatypes::DataType;
 use datafusion::common::Column;
 use datafusion::functions_aggregate::expr_fn::count;
@@ -15,6 +16,7 @@ use super::{IngestDiagnostics, IngestOutput};
 use crate::error::{EngineError, Result};
 use crate::lake::Lake;
 use crate::schema::{raw_table, raw_tables, unified_schema, validate_schema, JoinKind, RawTable};
+use serde::{Deserialize, Serialize};
 
 /// Keys reported per table when duplicates are found.
 const DUPLICATES_SHOWN: usize = 5;
@@ -86,6 +88,11 @@ pub struct InferenceOptions {
     /// The run's start, the reference of the "not in the future" checks
     /// (default: now). Pass the same value to [`check_joined_rows`].
     pub now: Option<chrono::DateTime<chrono::Utc>>,
+    /// The caller does not write the join ([`DeferredJoin`]): the value
+    /// checks of `fail` run in the key check's pass instead of the join's,
+    /// and every sample's device is checked, so the errors a written join
+    /// would give come from here.
+    pub deferred: bool,
 }
 
 impl InferenceOptions {
@@ -172,9 +179,26 @@ pub async fn inference_input_with(
 
     // One pass per table proves its key unique and, for `reject`, counts
     // the rows outside the contract's bounds.
-    let checks_now = (opts.value_checks == ValueChecks::Reject).then_some(now);
+    let values_in_key_pass = opts.value_checks == ValueChecks::Reject
+        || (opts.deferred && opts.value_checks == ValueChecks::Fail);
+    let checks_now = values_in_key_pass.then_some(now);
     let violations: u64 = check_unique_keys(&frames, checks_now).await?.iter().sum();
-    if opts.value_checks == ValueChecks::Fail {
+    if opts.deferred {
+        if opts.value_checks == ValueChecks::Fail && violations > 0 {
+            return Err(
+                first_violation(ctx, lake, raw_tables(), &opts.partitions, now)
+                    .await?
+                    .unwrap_or_else(|| {
+                        EngineError::Internal(format!(
+                            "{violations} raw row(s) break the value bounds, but none was found again"
+                        ))
+                    }),
+            );
+        }
+        if let Some(e) = orphans(ctx, lake, &opts.partitions).await? {
+            return Err(e);
+        }
+    } else if opts.value_checks == ValueChecks::Fail {
         // Checked inside the join's own pass; see `name_bounds_error`.
         for (table, df) in frames.iter_mut() {
             *df = bounds_projection(table, df.clone(), now)?;
@@ -205,11 +229,11 @@ pub async fn inference_input_with(
         Some(n) => n.max(1),
         None => auto_slices(ctx, &frames, base_key).await?,
     };
-    let df = join_frames(frames.clone(), None)?;
+    let df = join_frames(frames.clone(), &[])?;
     let mut slices = Vec::new();
     if n_slices > 1 {
         for range in crate::slices::key_ranges(base, base_key, n_slices).await? {
-            slices.push(join_frames(frames.clone(), Some((base_key, range)))?);
+            slices.push(join_frames(frames.clone(), &[(base_key, range)])?);
         }
         tracing::info!(
             slices = slices.len(),
@@ -222,6 +246,169 @@ pub async fn inference_input_with(
         rejected,
         diagnostics,
     })
+}
+
+/// One slice of a deferred inference join ([`DeferredJoin`]): the samples
+/// of a `device_id` range, and the span of their `sample_id`s.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceSlice {
+    /// `[first, end)` of `device_id` (`i64::MIN` / `i64::MAX`: open ends).
+    pub devices: (i64, i64),
+    /// Smallest and largest `sample_id` of the slice's samples: the
+    /// per-sample tables are read in this range only (a superset of the
+    /// rows the slice joins, so the filter never changes the result).
+    pub sample_ids: (i64, i64),
+}
+
+/// The seven-table join left as a plan for the next step instead of being
+/// written: what is needed to build it again, in `device_id` slices
+/// ([`deferred_join_parts`]). The ingest step has already checked every
+/// table (files, schema, unique keys, value bounds, every sample's device:
+/// [`InferenceOptions::deferred`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeferredJoin {
+    /// The Hive partition filters of the ingest step.
+    pub partitions: Vec<PartitionFilter>,
+    /// The slices, in `device_id` order; together they hold every sample.
+    pub slices: Vec<DeviceSlice>,
+}
+
+impl DeferredJoin {
+    /// The options that read the same raw tables as the ingest step.
+    pub fn options(&self) -> InferenceOptions {
+        InferenceOptions {
+            partitions: self.partitions.clone(),
+            deferred: true,
+            ..Default::default()
+        }
+    }
+
+    /// How many times the slices read the per-sample tables, in total: the
+    /// sum of the slices' `sample_id` spans over the span of all samples.
+    /// 1.0 when the sample ids are grouped by device (each slice reads its
+    /// own key range, pruned by Parquet statistics); up to the number of
+    /// slices when they are not.
+    pub fn reads(&self) -> f64 {
+        let (Some(lo), Some(hi)) = (
+            self.slices.iter().map(|s| s.sample_ids.0).min(),
+            self.slices.iter().map(|s| s.sample_ids.1).max(),
+        ) else {
+            return 0.0;
+        };
+        let span = |(a, b): (i64, i64)| (b as f64 - a as f64 + 1.0).max(1.0);
+        self.slices.iter().map(|s| span(s.sample_ids)).sum::<f64>() / span((lo, hi))
+    }
+}
+
+/// `device_id` slices of the samples of `opts`, as many as
+/// `slices_for_rows` gives for their row count (equal-width device ranges;
+/// empty ones left out), with the `sample_id` span of each, from
+/// one aggregate over the two key columns of `samples`.
+pub async fn device_slices(
+    ctx: &SessionContext,
+    lake: &Lake,
+    opts: &InferenceOptions,
+    slices_for_rows: impl FnOnce(u64) -> usize,
+) -> Result<Vec<DeviceSlice>> {
+    const DEVICE: &str = "device_id";
+    lake.register(ctx);
+    let base = raw_tables()
+        .iter()
+        .find(|t| t.join == JoinKind::Base)
+        .ok_or_else(|| EngineError::Internal("the schema file has no base table".into()))?;
+    let samples = read_raw_table(ctx, lake, base, &opts.partitions).await?.df;
+    let n = slices_for_rows(samples.clone().count().await? as u64);
+    let ranges = crate::slices::key_ranges(&samples, DEVICE, n).await?;
+    // The slice's index: how many slice starts the device id has passed.
+    let index = ranges
+        .iter()
+        .skip(1)
+        .map(|(start, _)| cast(qcol_bare(DEVICE).gt_eq(lit(*start)), DataType::Int64))
+        .reduce(|a, b| a + b)
+        .unwrap_or_else(|| lit(0i64));
+    let key = qcol_bare(&base.key);
+    let batches = samples
+        .aggregate(
+            vec![index.alias("slice")],
+            vec![
+                datafusion::functions_aggregate::expr_fn::min(key.clone()).alias("lo"),
+                datafusion::functions_aggregate::expr_fn::max(key).alias("hi"),
+            ],
+        )?
+        .collect()
+        .await?;
+    let mut spans = vec![None; ranges.len()];
+    for b in &batches {
+        let col64 = |i: usize| -> Result<arrow::array::ArrayRef> {
+            Ok(arrow::compute::cast(b.column(i), &DataType::Int64)?)
+        };
+        let (slice, lo, hi) = (col64(0)?, col64(1)?, col64(2)?);
+        let as_i64 = |a: &arrow::array::ArrayRef| {
+            a.as_any()
+                .downcast_ref::<arrow::array::Int64Array>()
+                .cloned()
+                .ok_or_else(|| EngineError::Internal("slice bounds are not integers".into()))
+        };
+        let (slice, lo, hi) = (as_i64(&slice)?, as_i64(&lo)?, as_i64(&hi)?);
+        for r in 0..b.num_rows() {
+            if slice.is_valid(r) && lo.is_valid(r) && hi.is_valid(r) {
+                spans[slice.value(r) as usize] = Some((lo.value(r), hi.value(r)));
+            }
+        }
+    }
+    Ok(ranges
+        .into_iter()
+        .zip(spans)
+        .filter_map(|(devices, span)| {
+            span.map(|sample_ids| DeviceSlice {
+                devices,
+                sample_ids,
+            })
+        })
+        .collect())
+}
+
+/// The join of a [`DeferredJoin`], one plan per slice, in the unified
+/// column order: `samples` and `devices` restricted to the slice's devices,
+/// the per-sample tables to its `sample_id` span. The slices together are
+/// exactly the unified table. The tables are scanned as the ingest step
+/// did, without its checks (it ran them).
+pub async fn deferred_join_parts(
+    ctx: &SessionContext,
+    lake: &Lake,
+    d: &DeferredJoin,
+) -> Result<Vec<DataFrame>> {
+    lake.register(ctx);
+    let mut frames = Vec::new();
+    for table in raw_tables() {
+        let df = read_raw_table(ctx, lake, table, &d.partitions).await?.df;
+        // Strings as the contract's `Utf8` before the joins: a hash join
+        // that builds on the output of another keeps every data buffer of
+        // a string view column it takes from, so a chain of left joins
+        // would multiply them at each level.
+        let exact_types = table
+            .schema
+            .fields()
+            .iter()
+            .map(|f| exact(qcol_bare(f.name()), f.data_type(), f.name()))
+            .collect::<Vec<_>>();
+        frames.push((table, df.select(exact_types)?));
+    }
+    let base_key = frames
+        .first()
+        .map(|(t, _)| t.key.clone())
+        .ok_or_else(|| EngineError::Internal("the schema file lists no tables".into()))?;
+    d.slices
+        .iter()
+        .map(|s| {
+            let (lo, hi) = s.sample_ids;
+            let ids = (lo, hi.saturating_add(1));
+            join_frames(
+                frames.clone(),
+                &[("device_id", s.devices), (base_key.as_str(), ids)],
+            )
+        })
+        .collect()
 }
 
 /// An error of writing the unified table, with a value outside the
@@ -333,6 +520,23 @@ pub async fn check_joined_rows(
     if rows == expected {
         return Ok(());
     }
+    Err(orphans(ctx, lake, &opts.partitions)
+        .await?
+        .unwrap_or_else(|| {
+            EngineError::Internal(format!(
+                "the joined table has {rows} rows where raw/samples has {expected}, and no orphan key explains it"
+            ))
+        }))
+}
+
+/// The error naming the samples whose `device_id` is not in `devices`
+/// (the inner join would drop them), with a few of the ids; `None` when
+/// every sample has its device.
+async fn orphans(
+    ctx: &SessionContext,
+    lake: &Lake,
+    partitions: &[PartitionFilter],
+) -> Result<Option<EngineError>> {
     let tables = raw_tables();
     let (Some(base), Some(inner)) = (
         tables.iter().find(|t| t.join == JoinKind::Base),
@@ -343,8 +547,9 @@ pub async fn check_joined_rows(
         ));
     };
     let key = inner.key.as_str();
-    let samples = read_raw_table(ctx, lake, base, &opts.partitions).await?.df;
-    let dims = read_raw_table(ctx, lake, inner, &opts.partitions)
+    let samples = read_raw_table(ctx, lake, base, partitions).await?.df;
+    let expected = samples.clone().count().await? as u64;
+    let dims = read_raw_table(ctx, lake, inner, partitions)
         .await?
         .df
         .select(vec![qcol_bare(key).alias("dim_key")])?;
@@ -359,16 +564,10 @@ pub async fn check_joined_rows(
             vec![count(lit(1)).alias("n")],
         )?
         .sort(vec![col("key").sort(true, true)])?
-        .limit(0, Some(DUPLICATES_SHOWN))?
         .collect()
         .await?;
-    if orphans.iter().all(|b| b.num_rows() == 0) {
-        return Err(EngineError::Internal(format!(
-            "the joined table has {rows} rows where raw/{} has {expected}, and no orphan key explains it",
-            base.name
-        )));
-    }
     let mut shown = Vec::new();
+    let mut dropped = 0u64;
     for b in &orphans {
         let k = arrow::compute::cast(b.column(0), &DataType::Utf8)?;
         let n = arrow::compute::cast(b.column(1), &DataType::Int64)?;
@@ -376,19 +575,24 @@ pub async fn check_joined_rows(
         let n = n.as_any().downcast_ref::<arrow::array::Int64Array>();
         if let (Some(k), Some(n)) = (k, n) {
             for r in 0..b.num_rows() {
-                shown.push(format!("{} ({} samples)", k.value(r), n.value(r)));
+                dropped += n.value(r) as u64;
+                if shown.len() < DUPLICATES_SHOWN {
+                    shown.push(format!("{} ({} samples)", k.value(r), n.value(r)));
+                }
             }
         }
     }
-    Err(EngineError::data(
+    if dropped == 0 {
+        return Ok(None);
+    }
+    Ok(Some(EngineError::data(
         format!("raw/{}", base.name),
         format!(
-            "{} of {expected} samples have a `{key}` that is not in raw/{}: {}; every sample must have its device (add the devices or remove the samples)",
-            expected.saturating_sub(rows),
+            "{dropped} of {expected} samples have a `{key}` that is not in raw/{}: {}; every sample must have its device (add the devices or remove the samples)",
             inner.name,
-            if shown.is_empty() { "(ids not found)".to_string() } else { shown.join(", ") }
+            shown.join(", ")
         ),
-    ))
+    )))
 }
 
 fn qcol_bare(name: &str) -> Expr {
@@ -419,15 +623,16 @@ async fn auto_slices(
 /// unified column order and validated.
 fn join_frames(
     frames: Vec<(&RawTable, DataFrame)>,
-    slice: Option<(&str, (i64, i64))>,
+    slice: &[(&str, (i64, i64))],
 ) -> Result<DataFrame> {
-    let restrict = |table: &RawTable, df: DataFrame| -> Result<DataFrame> {
-        match slice {
-            Some((key, range)) if table.key == key => {
-                Ok(df.filter(crate::slices::range_filter(key, range))?)
+    // Each range filters every table that has its column.
+    let restrict = |table: &RawTable, mut df: DataFrame| -> Result<DataFrame> {
+        for (column, range) in slice {
+            if table.schema.field_with_name(column).is_ok() {
+                df = df.filter(crate::slices::range_filter(column, *range))?;
             }
-            _ => Ok(df),
         }
+        Ok(df)
     };
     let mut frames = frames.into_iter();
     let (base_table, base) = frames

@@ -22,8 +22,9 @@ mod training;
 
 pub use checks::ValueChecks;
 pub use inference::{
-    check_joined_rows, inference_input, inference_input_sliced, inference_input_with,
-    name_bounds_error, raw_table_input, InferenceOptions,
+    check_joined_rows, deferred_join_parts, device_slices, inference_input, inference_input_sliced,
+    inference_input_with, name_bounds_error, raw_table_input, DeferredJoin, DeviceSlice,
+    InferenceOptions,
 };
 pub use partition::PartitionFilter;
 pub use sluice_core::ordered::{

@@ -129,14 +129,22 @@ pub async fn run(cfg: &LoadedConfig, opts: &RunOptions) -> Result<RunOutcome> {
     let mut effective = cfg.clone();
     // Steps see the engine this run uses (`--scheduler` overrides the file).
     effective.config.engine = engine.clone();
+    let sel = selected(cfg, opts)?;
     let rc = RunContext {
         lake,
         ctx,
         cfg: effective,
         run_id,
         models: opts.models.clone(),
+        selected: cfg
+            .config
+            .steps
+            .iter()
+            .zip(&sel)
+            .filter(|(_, run_it)| **run_it)
+            .map(|(s, _)| s.name())
+            .collect(),
     };
-    let sel = selected(cfg, opts)?;
     let mut outcomes = Vec::new();
     for (step, run_it) in cfg.config.steps.iter().zip(sel) {
         let name = step.name();

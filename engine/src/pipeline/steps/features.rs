@@ -31,9 +31,15 @@ pub(super) async fn features<'a>(
     ingest: Manifest,
     model: Option<registry::ModelVersion>,
 ) -> Result<(Commit<'a>, FeaturesOutput)> {
-    let df = commit::read_parquet(&rc.ctx, &rc.lake, &ingest).await?;
+    let ingest_out: IngestOutput = ingest.output()?;
+    let input = ingest_input(rc, &ingest).await?;
     let (fitted, model_ref): (FittedPipeline, Option<ModelRef>) = match model {
         None => {
+            let IngestInput::Table(df) = &input else {
+                return Err(EngineError::Internal(
+                    "the training table was not written by the ingest step".into(),
+                ));
+            };
             let pipeline = match &s.transforms {
                 TransformsConfig::Named(n) if n == "default" => FeaturePipeline::default_contract(),
                 TransformsConfig::Named(other) => {
@@ -79,10 +85,12 @@ pub(super) async fn features<'a>(
         .map_err(|e| EngineError::Internal(format!("fitted state serialization: {e}")))?;
     c.put("transform_state.json", Bytes::from(state_bytes))
         .await?;
-    let parts = feature_parts(rc, &fitted, df, ingest.rows.unwrap_or(0), s.slices).await?;
+    let parts = feature_parts(rc, &fitted, input, ingest.rows.unwrap_or(0), s.slices).await?;
     let n_parts = parts.len();
     let rows = if s.materialize {
-        c.write_parquet_parts(parts).await?
+        let rows = c.write_parquet_parts(parts).await?;
+        check_deferred_rows(rc, &ingest_out, rows).await?;
+        rows
     } else {
         // The chain maps rows one to one; the plan was built (and every
         // column checked) above, the predict step runs it.
@@ -101,6 +109,52 @@ pub(super) async fn features<'a>(
     ))
 }
 
+/// The ingest output as plans: the written table, or the deferred join's
+/// `device_id` slices.
+pub(super) enum IngestInput {
+    Table(DataFrame),
+    Slices(Vec<DataFrame>),
+}
+
+pub(super) async fn ingest_input(rc: &RunContext, ingest: &Manifest) -> Result<IngestInput> {
+    let out: IngestOutput = ingest.output()?;
+    Ok(match &out.deferred {
+        Some(d) => {
+            IngestInput::Slices(crate::ingest::deferred_join_parts(&rc.ctx, &rc.lake, d).await?)
+        }
+        None => IngestInput::Table(commit::read_parquet(&rc.ctx, &rc.lake, ingest).await?),
+    })
+}
+
+/// After a plan over a deferred join wrote `rows`: as many as `samples`
+/// has, or the error naming the samples the inner join with `devices`
+/// dropped ([`crate::ingest::check_joined_rows`]).
+pub(super) async fn check_deferred_rows(
+    rc: &RunContext,
+    ingest: &IngestOutput,
+    rows: u64,
+) -> Result<()> {
+    match &ingest.deferred {
+        Some(d) => {
+            crate::ingest::check_joined_rows(&rc.ctx, &rc.lake, &d.options(), ingest.rows, rows)
+                .await
+        }
+        None => Ok(()),
+    }
+}
+
+/// Slices of the feature chain over `rows` rows of `schema`: enough for
+/// the memory limit ([`crate::slices::slices_for`]) and at most
+/// [`FEATURE_SLICE_ROWS`] rows each.
+pub(super) fn feature_slice_count(
+    rc: &RunContext,
+    schema: &arrow::datatypes::Schema,
+    rows: u64,
+) -> usize {
+    let row = crate::slices::row_bytes(schema) as u64;
+    crate::slices::slices_for(&rc.ctx, rows * row).max(rows.div_ceil(FEATURE_SLICE_ROWS) as usize)
+}
+
 /// Most rows per feature slice: the lag/lead window operator buffers each
 /// of its input partitions whole, so a slice bounds its memory even without
 /// a memory limit. 2M rows (4M before): at 38M samples the peak RSS went
@@ -116,20 +170,33 @@ pub(super) const FEATURE_SLICE_ROWS: u64 = 2_000_000;
 pub(super) async fn feature_parts(
     rc: &RunContext,
     fitted: &FittedPipeline,
-    df: DataFrame,
+    input: IngestInput,
     rows: u64,
     slices: Option<usize>,
 ) -> Result<Vec<DataFrame>> {
     const KEY: &str = "device_id";
+    let df = match input {
+        IngestInput::Table(df) => df,
+        IngestInput::Slices(parts) if fitted.sliceable_by(KEY) => {
+            return parts
+                .into_iter()
+                .map(|p| Ok(fitted.transform(p)?))
+                .collect()
+        }
+        // A chain that needs the whole table gets the slices' union.
+        IngestInput::Slices(parts) => {
+            let mut parts = parts.into_iter();
+            let first = parts
+                .next()
+                .ok_or_else(|| EngineError::Internal("a deferred join without slices".into()))?;
+            parts.try_fold(first, |acc, p| acc.union(p))?
+        }
+    };
     let sliceable = fitted.sliceable_by(KEY) && df.schema().has_column_with_unqualified_name(KEY);
     let n = match slices {
         _ if !sliceable => 1,
         Some(n) => n,
-        None => {
-            let row = crate::slices::row_bytes(df.schema().as_arrow()) as u64;
-            crate::slices::slices_for(&rc.ctx, rows * row)
-                .max(rows.div_ceil(FEATURE_SLICE_ROWS) as usize)
-        }
+        None => feature_slice_count(rc, df.schema().as_arrow(), rows),
     };
     if n <= 1 {
         return Ok(vec![fitted.transform(df)?]);
@@ -160,8 +227,8 @@ pub(super) async fn feature_frames(rc: &RunContext, feats: &Manifest) -> Result<
         EngineError::Internal(format!("features output: fitted state unreadable: {e}"))
     })?;
     let slices = Some(out.slices);
-    let df = commit::read_parquet(&rc.ctx, &rc.lake, &ingest).await?;
-    feature_parts(rc, &fitted, df, ingest.rows.unwrap_or(0), slices).await
+    let input = ingest_input(rc, &ingest).await?;
+    feature_parts(rc, &fitted, input, ingest.rows.unwrap_or(0), slices).await
 }
 
 /// The fitted state stored in a features output.

@@ -18,7 +18,29 @@ pub(super) async fn ingest<'a>(
             crate::ingest::training_input(&rc.ctx, &rc.lake, &opts).await?
         }
         PipelineKind::Inference => {
-            crate::ingest::inference_input_with(&rc.ctx, &rc.lake, &checks).await?
+            let deferred = deferred_join(rc, s, &checks).await?;
+            let checks = crate::ingest::InferenceOptions {
+                deferred: deferred.is_some(),
+                ..checks.clone()
+            };
+            let out = crate::ingest::inference_input_with(&rc.ctx, &rc.lake, &checks).await?;
+            let rows = out.diagnostics.expected_rows.unwrap_or(0);
+            if let Some(d) = deferred {
+                info!(
+                    rows,
+                    slices = d.slices.len(),
+                    "raw tables checked; the join is not written: features and predict run it in their plans, one device_id slice at a time"
+                );
+                let output = IngestOutput {
+                    rows,
+                    deferred: Some(d),
+                    ..Default::default()
+                };
+                let mut c = Commit::begin(&rc.lake, &dir);
+                c.set_rows(rows, Some(&crate::schema::unified_schema()));
+                return Ok((c, output));
+            }
+            out
         }
     };
     let expected_rows = out.diagnostics.expected_rows;
@@ -64,11 +86,60 @@ pub(super) async fn ingest<'a>(
     Ok((c, output))
 }
 
+/// Most times the slices of a deferred join may read the per-sample tables
+/// ([`DeferredJoin::reads`]) for `materialize` unset to defer it: above,
+/// writing the join once and slicing the written table costs less.
+const DEFERRED_READS_MAX: f64 = 2.0;
+
+/// The join left to the next steps' plans, unless `materialize: true`,
+/// `value_checks: reject` (the rejected samples are left out of a written
+/// table), or, with `materialize` unset, this run does not run the
+/// features step (`--steps ingest`: the table is the result) or the
+/// samples' ids are not grouped by device, so each slice would read most
+/// of every per-sample table. The slices are the features step's: its
+/// `slices` when set, otherwise as many as [`feature_slice_count`] gives
+/// for the unified table's rows.
+async fn deferred_join(
+    rc: &RunContext,
+    s: &IngestStep,
+    checks: &crate::ingest::InferenceOptions,
+) -> Result<Option<DeferredJoin>> {
+    if s.materialize == Some(true) || checks.value_checks == crate::ingest::ValueChecks::Reject {
+        return Ok(None);
+    }
+    if s.materialize.is_none() && !rc.selected.contains(&StepName::Features) {
+        // `--steps ingest` alone: the table is what the user asked for.
+        return Ok(None);
+    }
+    let configured = rc.cfg.config.steps.iter().find_map(|step| match step {
+        StepConfig::Features(f) => f.slices,
+        _ => None,
+    });
+    let n = |rows| {
+        configured
+            .unwrap_or_else(|| feature_slice_count(rc, &crate::schema::unified_schema(), rows))
+    };
+    let d = DeferredJoin {
+        partitions: checks.partitions.clone(),
+        slices: crate::ingest::device_slices(&rc.ctx, &rc.lake, checks, n).await?,
+    };
+    let reads = d.reads();
+    if s.materialize.is_none() && reads > DEFERRED_READS_MAX {
+        info!(
+            reads = %crate::logfmt::num(reads),
+            "the samples' ids are not grouped by device (device_id slices would read the per-sample tables this many times): the join is written"
+        );
+        return Ok(None);
+    }
+    Ok(Some(d))
+}
+
 pub(super) fn inference_options(s: &IngestStep) -> crate::ingest::InferenceOptions {
     crate::ingest::InferenceOptions {
         join_slices: s.join_slices,
         partitions: s.partitions.clone(),
         value_checks: s.value_checks,
         now: Some(chrono::Utc::now()),
+        deferred: false,
     }
 }

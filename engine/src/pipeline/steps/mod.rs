@@ -23,6 +23,7 @@ use crate::config::{
     StepName, TrainStep, TransformsConfig,
 };
 use crate::error::{EngineError, Result};
+use crate::ingest::DeferredJoin;
 use crate::outputs::{
     self, ClassCounts, CvOutput, DeployOutput, EvalCurves, EvaluateOutput, FeaturesOutput,
     IngestOutput, ManifestOutput, ModelEvaluation, ModelProvenance, ModelRef, PredictOutput,

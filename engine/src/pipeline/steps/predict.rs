@@ -97,7 +97,10 @@ pub(super) async fn predict(
         let out = out.select(cols)?;
         outs.push(out);
     }
+    let (_, ingest) = rc.upstream(StepName::Ingest, None).await?;
+    let ingest: IngestOutput = ingest.output()?;
     let rows = c.write_parquet_parts(outs).await?;
+    check_deferred_rows(rc, &ingest, rows).await?;
     c.promote_files().await?;
     let tapped_state = tap.and_then(|(t, _)| {
         let state = t.state(rows);
