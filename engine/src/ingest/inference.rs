@@ -182,7 +182,9 @@ pub async fn inference_input_with(
     let values_in_key_pass = opts.value_checks == ValueChecks::Reject
         || (opts.deferred && opts.value_checks == ValueChecks::Fail);
     let checks_now = values_in_key_pass.then_some(now);
-    let violations: u64 = check_unique_keys(&frames, checks_now).await?.iter().sum();
+    let (violations, unordered) = check_unique_keys(&frames, checks_now).await?;
+    let violations: u64 = violations.iter().sum();
+    diagnostics.unordered_tables = unordered;
     if opts.deferred {
         if opts.value_checks == ValueChecks::Fail && violations > 0 {
             return Err(
@@ -722,13 +724,15 @@ pub async fn raw_table_input(
 /// path of DataFusion's hash aggregate) reporting `(table, key, rows)` for
 /// keys seen more than once. With `checks_now`, the same streaming pass
 /// counts the rows breaking the table's value checks (relative to that
-/// time). A clean lake returns the violation count per table.
+/// time). A clean lake returns the violation count per table and the
+/// tables not stored in key order.
 async fn check_unique_keys(
     frames: &[(&RawTable, DataFrame)],
     checks_now: Option<chrono::DateTime<chrono::Utc>>,
-) -> Result<Vec<u64>> {
+) -> Result<(Vec<u64>, Vec<String>)> {
     let mut found: Vec<(String, Vec<String>)> = Vec::new();
     let mut violations = Vec::new();
+    let mut unordered = Vec::new();
     for (table, df) in frames {
         let t0 = std::time::Instant::now();
         let bad = checks_now.and_then(|now| any_violation(table, now));
@@ -739,6 +743,7 @@ async fn check_unique_keys(
             continue;
         }
         tracing::debug!(table = %table.name, seconds = %crate::logfmt::secs(t0.elapsed().as_secs_f64()), "keys not proven unique by order: GROUP BY check");
+        unordered.push(table.name.clone());
         let dups = df
             .clone()
             .aggregate(
@@ -771,7 +776,7 @@ async fn check_unique_keys(
         }
     }
     let Some((table, keys)) = found.first() else {
-        return Ok(violations);
+        return Ok((violations, unordered));
     };
     let key_name = frames
         .iter()

@@ -84,6 +84,10 @@ pub struct IngestDiagnostics {
     /// Inference: rows of `samples` (from the footers); the joined table
     /// must have exactly as many.
     pub expected_rows: Option<u64>,
+    /// Inference: the raw tables whose keys are not stored in key order
+    /// (their duplicates were looked for by a `GROUP BY`); key-range
+    /// filters on them cannot skip row groups.
+    pub unordered_tables: Vec<String>,
 }
 
 /// The result of ingestion: the validated unified (or training) table as a
