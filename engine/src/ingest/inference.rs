@@ -383,18 +383,10 @@ pub async fn deferred_join_parts(
     lake.register(ctx);
     let mut frames = Vec::new();
     for table in raw_tables() {
-        let df = read_raw_table(ctx, lake, table, &d.partitions).await?.df;
-        // Strings as the contract's `Utf8` before the joins: a hash join
-        // that builds on the output of another keeps every data buffer of
-        // a string view column it takes from, so a chain of left joins
-        // would multiply them at each level.
-        let exact_types = table
-            .schema
-            .fields()
-            .iter()
-            .map(|f| exact(qcol_bare(f.name()), f.data_type(), f.name()))
-            .collect::<Vec<_>>();
-        frames.push((table, df.select(exact_types)?));
+        frames.push((
+            table,
+            read_raw_table(ctx, lake, table, &d.partitions).await?.df,
+        ));
     }
     let base_key = frames
         .first()
@@ -627,14 +619,24 @@ fn join_frames(
     frames: Vec<(&RawTable, DataFrame)>,
     slice: &[(&str, (i64, i64))],
 ) -> Result<DataFrame> {
-    // Each range filters every table that has its column.
+    // Each range filters every table that has its column. Strings become
+    // the contract's `Utf8` before the joins: a hash join that builds on
+    // the output of another keeps every data buffer of a string view
+    // column it takes from, so a chain of left joins would multiply them
+    // at each level (docs/PERFORMANCE.md, the 38M section, item 9).
     let restrict = |table: &RawTable, mut df: DataFrame| -> Result<DataFrame> {
         for (column, range) in slice {
             if table.schema.field_with_name(column).is_ok() {
                 df = df.filter(crate::slices::range_filter(column, *range))?;
             }
         }
-        Ok(df)
+        let exact_types = table
+            .schema
+            .fields()
+            .iter()
+            .map(|f| exact(qcol_bare(f.name()), f.data_type(), f.name()))
+            .collect::<Vec<_>>();
+        Ok(df.select(exact_types)?)
     };
     let mut frames = frames.into_iter();
     let (base_table, base) = frames
@@ -646,7 +648,7 @@ fn join_frames(
         .schema
         .fields()
         .iter()
-        .map(|f| exact(qcol(base_name, f.name()), f.data_type(), f.name()))
+        .map(|f| qcol(base_name, f.name()))
         .collect();
     for (table, frame) in frames {
         let join = match table.join {
@@ -667,7 +669,7 @@ fn join_frames(
                 .fields()
                 .iter()
                 .filter(|f| f.name() != &table.key)
-                .map(|f| exact(qcol(&table.name, f.name()), f.data_type(), f.name())),
+                .map(|f| qcol(&table.name, f.name())),
         );
     }
     let df = df.select(select)?;
